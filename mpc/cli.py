@@ -1,0 +1,249 @@
+"""The `mpc` command line. Errors go to stderr with a non-zero exit and no traceback unless --debug.
+
+Higher layers (programs, demos, benchmarks) are imported inside the commands that need them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from mpc.config import ConfigError, Topology, load_topology
+
+EXIT_CONFIG = 2
+
+
+class CliError(click.ClickException):
+    """An expected failure: message to stderr, exit 1."""
+
+
+def _load(config: str) -> Topology:
+    try:
+        return load_topology(config)
+    except ConfigError as exc:
+        click.echo(f"error: invalid topology {exc.source}", err=True)
+        for problem in exc.problems:
+            click.echo(f"  {exc.source}: {problem}", err=True)
+        sys.exit(EXIT_CONFIG)
+
+
+def _parse_params(params: tuple[str, ...]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in params:
+        key, sep, value = item.partition("=")
+        if not sep or not key.isidentifier():
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--param")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def _network_options(f: Any) -> Any:
+    f = click.option("--bandwidth-mbps", type=click.FloatRange(min=0, min_open=True), default=None,
+                     help="Override the emulated bandwidth of every link (Mbit/s).")(f)
+    f = click.option("--latency-ms", type=click.FloatRange(min=0), default=None,
+                     help="Override the emulated one-way latency of every link (ms).")(f)
+    return f
+
+
+def _program_options(f: Any) -> Any:
+    f = click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE",
+                     help="A parameter of the program (repeatable), e.g. -p steps=20.")(f)
+    f = click.option("--program", default="mesh", show_default=True,
+                     help="Built-in program to run (see `mpc programs`).")(f)
+    f = click.option("--timeout-s", type=click.FloatRange(min=0, min_open=True), default=None,
+                     help="Override the topology's timeout for every wait on a peer.")(f)
+    return f
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
+@click.version_option(package_name="mpc")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Secure multi-party computation: parties, helper, and the programs they run together."""
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+
+
+@cli.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the validated topology as JSON.")
+def check(config: str, as_json: bool) -> None:
+    """Validate a topology file: print a summary, or every problem with its field (exit 2)."""
+    topo = _load(config)
+    if as_json:
+        click.echo(json.dumps(topo.model_dump(mode="json"), indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{config}: topology '{topo.name}' is valid")
+    for col in ("party", "role", "endpoint", "key"):
+        table.add_column(col)
+    for p in topo.parties:
+        table.add_row(p.name, p.role, f"{p.host}:{p.port}", "CURVE" if p.public_key else "-")
+    console = Console()
+    console.print(table)
+    net = topo.network
+    bw = f"{net.bandwidth_mbps:g} Mbit/s" if net.bandwidth_mbps else "unlimited"
+    console.print(f"network: {net.latency_ms:g} ms one-way, {bw}; {len(net.links)} per-link override(s)")
+    console.print(f"frac_bits={topo.frac_bits} timeout_s={topo.timeout_s:g} truncation={topo.truncation} "
+                  f"comparison={topo.comparison}")
+
+
+@cli.command()
+def programs() -> None:
+    """List the built-in programs."""
+    from parties.programs import PROGRAMS
+
+    for name, entry in sorted(PROGRAMS.items()):
+        click.echo(f"{name:<12} {entry.description}")
+
+
+@cli.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option("--party", "party_name", required=True, help="Which party of the topology this process is.")
+@_program_options
+@_network_options
+@click.option("--json", "as_json", is_flag=True, help="Print this party's result and counters as JSON.")
+@click.pass_context
+def run(ctx: click.Context, config: str, party_name: str, program: str, params: tuple[str, ...],
+        timeout_s: float | None, latency_ms: float | None, bandwidth_mbps: float | None, as_json: bool) -> None:
+    """Run one party (one per host in a deployment over several machines)."""
+    topo = _load(config).with_network(latency_ms, bandwidth_mbps)
+    if party_name not in topo.names:
+        raise CliError(f"{config}: no party named {party_name!r} (parties: {', '.join(topo.names)})")
+    from threadpoolctl import threadpool_limits
+
+    from mpc.runtime import run_party
+    from parties.programs import get_program
+
+    try:
+        prog = get_program(program, _parse_params(params))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--program") from None
+    _setup_logging(ctx.obj["debug"], prefix="" if as_json else f"{party_name}: ")
+
+    async def main() -> Any:
+        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        assert task is not None
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, task.cancel)
+        return await run_party(topo, party_name, prog, timeout_s=timeout_s)
+
+    with threadpool_limits(1):
+        try:
+            outcome = asyncio.run(main())
+        except asyncio.CancelledError:
+            raise CliError(f"{party_name}: interrupted") from None
+    summary = {"role": topo.party(party_name).role, **outcome.summary(), "result": outcome.value}
+    if as_json:
+        click.echo(json.dumps(summary, default=_jsonable))
+    else:
+        click.echo(json.dumps(summary, indent=2, default=_jsonable))
+
+
+@cli.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@_program_options
+@_network_options
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object with every party's counters.")
+@click.pass_context
+def launch(ctx: click.Context, config: str, program: str, params: tuple[str, ...], timeout_s: float | None,
+           latency_ms: float | None, bandwidth_mbps: float | None, as_json: bool) -> None:
+    """Run every party of CONFIG as its own process on this host; fail if any party fails."""
+    topo = _load(config)
+    from mpc.launcher import launch as launch_all
+    from parties.programs import PROGRAMS
+
+    if program not in PROGRAMS:
+        raise click.BadParameter(f"unknown program {program!r}; known: {', '.join(sorted(PROGRAMS))}",
+                                 param_hint="--program")
+    args = ["--program", program]
+    for p in params:
+        args += ["--param", p]
+    for flag, value in (("--timeout-s", timeout_s), ("--latency-ms", latency_ms),
+                        ("--bandwidth-mbps", bandwidth_mbps)):
+        if value is not None:
+            args += [flag, str(value)]
+    global_args = ["--debug"] if ctx.obj["debug"] else []
+    results = launch_all(str(Path(config)), topo.names, args, global_args=global_args)
+    failed = [r for r in results if r.returncode != 0 or r.output is None]
+    parties = [{"name": r.name, "exit_code": r.returncode, **(r.output or {})} for r in results]
+    report = {
+        "ok": not failed,
+        "config": config,
+        "program": program,
+        "rounds": max((int(p.get("rounds", 0)) for p in parties), default=0),
+        "parties": parties,
+    }
+    if as_json:
+        click.echo(json.dumps(report, default=_jsonable))
+    else:
+        _print_launch_table(report)
+    if failed:
+        names = ", ".join(f"{r.name} (exit {r.returncode})" for r in failed)
+        raise CliError(f"launch failed: {names}")
+
+
+def _print_launch_table(report: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{report['program']} on {report['config']}")
+    for col in ("party", "role", "rounds", "messages", "bytes sent", "bytes recv", "wall s"):
+        table.add_column(col, justify="left" if col in ("party", "role") else "right")
+    for p in report["parties"]:
+        table.add_row(p["name"], str(p.get("role", "?")), str(p.get("rounds", "-")), str(p.get("messages", "-")),
+                      str(p.get("bytes_sent", "-")), str(p.get("bytes_received", "-")),
+                      f"{p['wall_s']:.4f}" if "wall_s" in p else "-")
+    console = Console()
+    console.print(table)
+    for p in report["parties"]:
+        console.print(f"{p['name']}: {json.dumps(p.get('result'), default=_jsonable)}", markup=False)
+
+
+def _setup_logging(debug: bool, prefix: str) -> None:
+    level = logging.DEBUG if debug else logging.INFO
+    logging.basicConfig(stream=sys.stderr, level=level, format=f"{prefix}%(levelname)s %(message)s")
+
+
+def _jsonable(value: Any) -> Any:
+    import numpy as np
+
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def main() -> None:
+    """Entry point: run the CLI, turning unexpected errors into one line unless --debug."""
+    debug = "--debug" in sys.argv[1:]
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except Exception as exc:
+        if debug:
+            raise
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)

@@ -1,0 +1,278 @@
+"""Topology: who the parties are, where they listen, and how the links between them behave.
+
+A topology is a YAML file validated with pydantic. Every problem is reported with the file and the
+field it concerns, all at once, so a user fixes a config in one pass instead of one error per run.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+Role = Literal["compute", "helper"]
+NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_\-]{0,31}$"
+
+
+class ConfigError(Exception):
+    """A topology that cannot be used; `problems` lists every issue as 'file: field: message'."""
+
+    def __init__(self, source: str, problems: list[str]):
+        self.source = source
+        self.problems = problems
+        super().__init__("\n".join(f"{source}: {p}" for p in problems))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PartySpec(_Strict):
+    """One party: a compute party holds shares; the helper holds no input and deals randomness."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    role: Role
+    host: str = "127.0.0.1"
+    port: int = Field(ge=1, le=65535)
+    public_key: str | None = None
+    secret_key: str | None = None
+
+    @field_validator("host")
+    @classmethod
+    def _host_nonempty(cls, v: str) -> str:
+        if not v.strip() or any(c.isspace() for c in v):
+            raise ValueError("host must be a hostname or IP address without spaces")
+        return v
+
+
+class LinkSpec(_Strict):
+    """Per-link override of the emulated network between two parties (both directions)."""
+
+    between: tuple[str, str]
+    latency_ms: float | None = Field(default=None, ge=0, le=60_000)
+    bandwidth_mbps: float | None = Field(default=None, gt=0, le=1_000_000)
+
+
+class NetworkSpec(_Strict):
+    """Emulated one-way latency and bandwidth for every link; 0 / null mean none."""
+
+    latency_ms: float = Field(default=0.0, ge=0, le=60_000)
+    bandwidth_mbps: float | None = Field(default=None, gt=0, le=1_000_000)
+    links: tuple[LinkSpec, ...] = ()
+
+
+class Topology(_Strict):
+    """The whole run: parties, numbers, timeouts and the network between the parties."""
+
+    name: str = "topology"
+    parties: tuple[PartySpec, ...]
+    frac_bits: int = Field(default=16, ge=0, le=40)
+    timeout_s: float = Field(default=30.0, gt=0, le=3600)
+    max_message_mb: float = Field(default=1024.0, gt=0, le=16_384)
+    truncation: Literal["dealer", "local"] = "dealer"
+    comparison: Literal["auto", "dcf", "bits"] = "auto"
+    insecure: bool = False
+    network: NetworkSpec = NetworkSpec()
+
+    # -- lookups -------------------------------------------------------------------------------
+    @property
+    def names(self) -> list[str]:
+        return [p.name for p in self.parties]
+
+    @property
+    def compute_parties(self) -> list[PartySpec]:
+        return [p for p in self.parties if p.role == "compute"]
+
+    @property
+    def helper(self) -> PartySpec | None:
+        return next((p for p in self.parties if p.role == "helper"), None)
+
+    def party(self, name: str) -> PartySpec:
+        for p in self.parties:
+            if p.name == name:
+                return p
+        raise KeyError(f"no party named {name!r} in topology {self.name!r} (parties: {', '.join(self.names)})")
+
+    def index(self, name: str) -> int:
+        return self.names.index(self.party(name).name)
+
+    def link(self, a: str, b: str) -> LinkParams:
+        """The emulated network between two parties: the per-link override, else the default."""
+        latency, bandwidth = self.network.latency_ms, self.network.bandwidth_mbps
+        for link in self.network.links:
+            if set(link.between) == {a, b}:
+                latency = link.latency_ms if link.latency_ms is not None else latency
+                bandwidth = link.bandwidth_mbps if link.bandwidth_mbps is not None else bandwidth
+        return LinkParams(latency_ms=latency, bandwidth_mbps=bandwidth)
+
+    # -- derived topologies --------------------------------------------------------------------
+    def with_network(self, latency_ms: float | None = None, bandwidth_mbps: float | None = None) -> Topology:
+        """Override the emulated network on every link (the CLI's --latency-ms / --bandwidth-mbps)."""
+        if latency_ms is None and bandwidth_mbps is None:
+            return self
+        net = self.network
+        links = tuple(
+            link.model_copy(
+                update={
+                    "latency_ms": None if latency_ms is not None else link.latency_ms,
+                    "bandwidth_mbps": None if bandwidth_mbps is not None else link.bandwidth_mbps,
+                }
+            )
+            for link in net.links
+        )
+        new_net = NetworkSpec(
+            latency_ms=net.latency_ms if latency_ms is None else latency_ms,
+            bandwidth_mbps=net.bandwidth_mbps if bandwidth_mbps is None else bandwidth_mbps,
+            links=links,
+        )
+        return self.model_copy(update={"network": new_net})
+
+    def with_ports(self, ports: Iterable[int]) -> Topology:
+        """Same topology on other ports (tests and the demo pick free ones)."""
+        parties = tuple(p.model_copy(update={"port": port}) for p, port in zip(self.parties, ports, strict=True))
+        return self.model_copy(update={"parties": parties})
+
+
+@dataclass(frozen=True)
+class LinkParams:
+    latency_ms: float
+    bandwidth_mbps: float | None
+
+
+def _field(loc: Iterable[object], data: object) -> str:
+    """Turn a pydantic location such as ('parties', 1, 'port') into 'parties[1] (bank_b).port'."""
+    out = ""
+    node = data
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+            if isinstance(node, list) and 0 <= part < len(node):
+                node = node[part]
+                if isinstance(node, dict) and isinstance(node.get("name"), str):
+                    out += f" ({node['name']})"
+            else:
+                node = None
+        else:
+            out += f".{part}" if out else str(part)
+            node = node.get(part) if isinstance(node, dict) else None
+    return out or "(top level)"
+
+
+def _cross_checks(topo: Topology) -> list[str]:
+    """Problems that involve several fields: names, ports, roles and links."""
+    problems: list[str] = []
+    seen: dict[str, int] = {}
+    endpoints: dict[tuple[str, int], str] = {}
+    for i, p in enumerate(topo.parties):
+        if p.name in seen:
+            problems.append(f"parties[{i}].name: duplicate party name {p.name!r} (also parties[{seen[p.name]}])")
+        seen.setdefault(p.name, i)
+        key = (_canonical_host(p.host), p.port)
+        if key in endpoints:
+            problems.append(
+                f"parties[{i}] ({p.name}).port: {p.host}:{p.port} is already used by party {endpoints[key]!r}"
+            )
+        endpoints.setdefault(key, p.name)
+        if (p.public_key is None) != (p.secret_key is None) and p.public_key is None:
+            problems.append(f"parties[{i}] ({p.name}).public_key: a secret_key is given without its public_key")
+    n_compute = len(topo.compute_parties)
+    if n_compute == 0:
+        problems.append("parties: no party has role 'compute'; at least one is needed (two for any secrecy)")
+    helpers = [p.name for p in topo.parties if p.role == "helper"]
+    if len(helpers) > 1:
+        problems.append(f"parties: at most one helper is allowed, found {len(helpers)}: {', '.join(helpers)}")
+    for i, link in enumerate(topo.network.links):
+        for end in link.between:
+            if end not in seen:
+                problems.append(f"network.links[{i}].between: unknown party {end!r} (parties: {', '.join(seen)})")
+        if link.between[0] == link.between[1]:
+            problems.append(f"network.links[{i}].between: a link needs two different parties")
+    if topo.comparison == "dcf" and n_compute > 2:
+        problems.append("comparison: 'dcf' works with exactly two compute parties; use 'bits' or 'auto'")
+    if topo.truncation == "local" and n_compute > 2:
+        problems.append("truncation: 'local' share truncation is only sound for two compute parties; use 'dealer'")
+    return problems
+
+
+def _canonical_host(host: str) -> str:
+    if host == "localhost":
+        return "127.0.0.1"
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return host.lower()
+
+
+def parse_topology(data: object, source: str = "<topology>") -> Topology:
+    """Validate already-parsed YAML data; raise ConfigError listing every problem."""
+    if not isinstance(data, dict):
+        raise ConfigError(source, [f"(top level): expected a mapping of fields, got {type(data).__name__}"])
+    try:
+        topo = Topology.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            msg = err["msg"]
+            if err["type"] == "extra_forbidden":
+                msg = "unknown field"
+            problems.append(f"{_field(err['loc'], data)}: {msg}")
+        raise ConfigError(source, problems) from None
+    problems = _cross_checks(topo)
+    if problems:
+        raise ConfigError(source, problems)
+    return topo
+
+
+def load_topology(path: str | Path) -> Topology:
+    """Read and validate a topology file; raise ConfigError naming the file and each bad field."""
+    path = Path(path)
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(source, [f"cannot read file: {exc.strerror or exc}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
+        raise ConfigError(source, [f"YAML syntax error at {where}: {exc.problem}"]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(source, [f"YAML error: {exc}"]) from None
+    topo = parse_topology(data, source)
+    return _resolve_key_paths(topo, path.parent)
+
+
+def _resolve_key_paths(topo: Topology, base: Path) -> Topology:
+    """Key file paths in a topology are relative to the topology file."""
+    parties = []
+    for p in topo.parties:
+        update = {}
+        for field in ("public_key", "secret_key"):
+            value = getattr(p, field)
+            if value is not None and not Path(value).is_absolute():
+                update[field] = str(base / value)
+        parties.append(p.model_copy(update=update) if update else p)
+    return topo.model_copy(update={"parties": tuple(parties)})
+
+
+def localhost_topology(
+    n_compute: int = 2,
+    helper: bool = True,
+    ports: Iterable[int] | None = None,
+    **fields: object,
+) -> Topology:
+    """A topology of `n_compute` banks (bank_a, bank_b, ...) and optionally the helper, all on 127.0.0.1."""
+    names = [f"bank_{chr(ord('a') + i)}" for i in range(n_compute)]
+    specs: list[dict[str, object]] = [{"name": n, "role": "compute"} for n in names]
+    if helper:
+        specs.append({"name": "helper", "role": "helper"})
+    port_list = list(ports) if ports is not None else [6100 + i for i in range(len(specs))]
+    for spec, port in zip(specs, port_list, strict=True):
+        spec.update(host="127.0.0.1", port=port)
+    return parse_topology({"name": f"local-{n_compute}-parties", "parties": specs, **fields}, "<built-in>")

@@ -1,0 +1,188 @@
+"""Runtime: a party's identity, its session, deterministic op ids, and running a program on every party.
+
+A program is an async function `program(party)` that every party runs (SPMD). Messages are keyed by op
+ids taken from a deterministic counter at call time, before any `await` (MPyC's rule), so all parties
+agree on every key however the event loop interleaves tasks. Sub-steps fork child ids from their parent
+instead of touching the counter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import numpy as np
+
+from mpc.config import Topology
+from mpc.stats import Stats
+from mpc.transport import Message, PeerAborted, PeerError, PeerGone, ZmqTransport
+
+log = logging.getLogger("mpc.runtime")
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Op:
+    """A message key family: `id` goes on the wire, `label` names the operation in stats and errors."""
+
+    id: int
+    label: str
+
+    def child(self, index: int, label: str | None = None) -> Op:
+        """A deterministic sub-id: same parent and index give the same id on every party."""
+        h = hashlib.blake2b(self.id.to_bytes(8, "little") + index.to_bytes(8, "little"), digest_size=8)
+        return Op(int.from_bytes(h.digest(), "little"), label or self.label)
+
+
+class Party:
+    """One party's context in a run: who it is, who the others are, and how to talk to them."""
+
+    def __init__(self, topology: Topology, name: str, transport: ZmqTransport, stats: Stats):
+        spec = topology.party(name)
+        self.topology = topology
+        self.name = name
+        self.index = topology.index(name)
+        self.role = spec.role
+        self.stats = stats
+        self.session_id = transport.session.hex()
+        self.compute_parties: list[str] = [p.name for p in topology.compute_parties]
+        helper = topology.helper
+        self.helper: str | None = helper.name if helper else None
+        self.peers: list[str] = [n for n in topology.names if n != name]
+        self._transport = transport
+        self._next_op = 1
+
+    @property
+    def is_helper(self) -> bool:
+        return self.role == "helper"
+
+    @property
+    def frac_bits(self) -> int:
+        return self.topology.frac_bits
+
+    def new_op(self, label: str) -> Op:
+        """Take the next op id from the program counter. Call before any await (see module doc)."""
+        op = Op(self._next_op, label)
+        self._next_op += 1
+        return op
+
+    def _phase(self, peer: str) -> str:
+        """Traffic to or from the helper is dealer (offline) traffic; all else is online."""
+        return "offline" if self.helper in (peer, self.name) else "online"
+
+    def send(self, dst: str, op: Op, array: np.ndarray, *, step: int = 0, depth: int = 0) -> None:
+        """Queue `array` for `dst`; `depth` is the round at which the sender had it."""
+        self._transport.send(dst, op.id, step, array, depth=depth, tag=op.label, phase=self._phase(dst))
+
+    async def recv(
+        self,
+        src: str,
+        op: Op,
+        *,
+        step: int = 0,
+        dtype: np.dtype | type | None = None,
+        shape: Sequence[int] | None = None,
+    ) -> Message:
+        """Await what `src` sent under (op, step); the message's depth is the sender's + 1."""
+        return await self._transport.recv(
+            src, op.id, step, tag=op.label, phase=self._phase(src), dtype=dtype, shape=shape,
+            what=f"{op.label} step {step}",
+        )
+
+
+Program = Callable[[Party], Awaitable[T]]
+
+
+@dataclass
+class PartyOutcome:
+    """What one party's run produced, with its counters and the program's wall time."""
+
+    name: str
+    value: Any
+    stats: Stats
+    wall_s: float
+    session_id: str
+
+    def summary(self) -> dict[str, object]:
+        return {"name": self.name, **self.stats.to_dict(), "wall_s": round(self.wall_s, 6),
+                "session_id": self.session_id}
+
+
+class PartyFailed(RuntimeError):
+    """A local run failed; `party` is the party whose own error started it."""
+
+    def __init__(self, party: str, error: BaseException):
+        self.party = party
+        self.error = error
+        super().__init__(f"party {party} failed: {type(error).__name__}: {error}")
+
+
+async def run_party(
+    topology: Topology, name: str, program: Program[T], *, timeout_s: float | None = None
+) -> PartyOutcome:
+    """Run `program` as party `name`: connect, agree a session, run, say goodbye, close.
+
+    If the program raises, every peer is told (abort) so it stops at once with the reason.
+    """
+    stats = Stats()
+    transport = ZmqTransport(topology, name, stats, timeout_s=timeout_s)
+    try:
+        await transport.start()
+        party = Party(topology, name, transport, stats)
+        log.info("%s: session %s started with %s", name, party.session_id[:12], ", ".join(party.peers) or "-")
+        t0 = time.perf_counter()
+        value = await program(party)
+        wall = time.perf_counter() - t0
+    except BaseException as exc:
+        await transport.abort(_reason(name, exc))
+        raise
+    await transport.close()
+    return PartyOutcome(name, value, stats, wall, party.session_id)
+
+
+def _reason(name: str, exc: BaseException) -> str:
+    if isinstance(exc, PeerError):
+        return f"{name} stopped because {exc}"
+    if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):
+        return f"{name} was interrupted"
+    return f"{name} failed: {type(exc).__name__}: {exc}"
+
+
+async def run_local_async(
+    topology: Topology, program: Program[T], *, timeout_s: float | None = None
+) -> dict[str, PartyOutcome]:
+    """Run every party of `topology` in this process and event loop, over real ZeroMQ sockets."""
+    tasks = {
+        name: asyncio.create_task(run_party(topology, name, program, timeout_s=timeout_s), name=name)
+        for name in topology.names
+    }
+    await asyncio.wait(tasks.values())
+    errors = {name: t.exception() for name, t in tasks.items() if t.exception() is not None}
+    if errors:
+        culprit = _root_cause(errors)
+        raise PartyFailed(culprit, errors[culprit]) from errors[culprit]
+    return {name: t.result() for name, t in tasks.items()}
+
+
+def _root_cause(errors: Mapping[str, BaseException]) -> str:
+    """The party whose own error started the failure, not one that stopped because of it."""
+    for name, err in errors.items():
+        if not isinstance(err, PeerError):
+            return name
+    for name, err in errors.items():
+        if not isinstance(err, PeerAborted | PeerGone):
+            return name
+    return next(iter(errors))
+
+
+def run_local(
+    topology: Topology, program: Program[T], *, timeout_s: float | None = None
+) -> dict[str, PartyOutcome]:
+    """Synchronous `run_local_async`: returns each party's outcome, raises PartyFailed naming the party."""
+    return asyncio.run(run_local_async(topology, program, timeout_s=timeout_s))

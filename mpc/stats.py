@@ -1,0 +1,99 @@
+"""Communication counters, always on: messages, bytes and rounds, per phase and per operation.
+
+Counted by the transport as messages are sent and consumed, never declared by a protocol. A round is
+measured as message depth (a Lamport-style clock, DESIGN section 5): a message carries its sender's
+depth and its receiver's value has depth max(own, sent + 1); a party's `rounds` is the deepest value it
+produced.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+Phase = Literal["online", "offline"]
+
+
+@dataclass
+class Counter:
+    messages_sent: int = 0
+    bytes_sent: int = 0
+    messages_received: int = 0
+    bytes_received: int = 0
+
+    def add(self, other: Counter) -> None:
+        self.messages_sent += other.messages_sent
+        self.bytes_sent += other.bytes_sent
+        self.messages_received += other.messages_received
+        self.bytes_received += other.bytes_received
+
+    def minus(self, other: Counter) -> Counter:
+        return Counter(
+            self.messages_sent - other.messages_sent,
+            self.bytes_sent - other.bytes_sent,
+            self.messages_received - other.messages_received,
+            self.bytes_received - other.bytes_received,
+        )
+
+
+@dataclass
+class Stats:
+    """Per-party counters keyed by (phase, op tag), plus the deepest round seen."""
+
+    by_op: dict[tuple[str, str], Counter] = field(default_factory=dict)
+    rounds: int = 0
+    transport_sends: int = 0
+
+    def _counter(self, phase: str, tag: str) -> Counter:
+        key = (phase, tag)
+        c = self.by_op.get(key)
+        if c is None:
+            c = self.by_op[key] = Counter()
+        return c
+
+    def record_send(self, phase: str, tag: str, nbytes: int, depth: int) -> None:
+        c = self._counter(phase, tag)
+        c.messages_sent += 1
+        c.bytes_sent += nbytes
+        self.rounds = max(self.rounds, depth)
+
+    def record_recv(self, phase: str, tag: str, nbytes: int, depth: int) -> None:
+        c = self._counter(phase, tag)
+        c.messages_received += 1
+        c.bytes_received += nbytes
+        self.rounds = max(self.rounds, depth)
+
+    def total(self, phase: str | None = None, tag: str | None = None) -> Counter:
+        out = Counter()
+        for (ph, tg), c in self.by_op.items():
+            if (phase is None or ph == phase) and (tag is None or tg == tag):
+                out.add(c)
+        return out
+
+    def copy(self) -> Stats:
+        return Stats(
+            {k: Counter(**asdict(v)) for k, v in self.by_op.items()}, self.rounds, self.transport_sends
+        )
+
+    def since(self, earlier: Stats) -> Stats:
+        """The traffic between an earlier snapshot and now (rounds are not subtracted: see Party.depth)."""
+        out = Stats(rounds=self.rounds, transport_sends=self.transport_sends - earlier.transport_sends)
+        for key, c in self.by_op.items():
+            diff = c.minus(earlier.by_op.get(key, Counter()))
+            if diff != Counter():
+                out.by_op[key] = diff
+        return out
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready summary: totals, per phase, and per phase/op."""
+        total = self.total()
+        return {
+            "rounds": self.rounds,
+            "messages": total.messages_sent,
+            "bytes_sent": total.bytes_sent,
+            "messages_received": total.messages_received,
+            "bytes_received": total.bytes_received,
+            "transport_sends": self.transport_sends,
+            "phases": {ph: asdict(self.total(phase=ph)) for ph in sorted({k[0] for k in self.by_op})},
+            "ops": {f"{ph}:{tg}": asdict(c) for (ph, tg), c in sorted(self.by_op.items())},
+        }

@@ -1,0 +1,130 @@
+"""Wire format: a fixed-size `struct` header followed by the raw array buffer. Nothing is ever unpickled.
+
+One ZeroMQ message carries one or more (header, payload) frame pairs: the messages a party queues for a
+peer within one event-loop turn go out as one multipart send (one round, one syscall).
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+
+MAGIC = b"MP"
+VERSION = 1
+MAX_NDIM = 8
+SESSION_BYTES = 16
+
+
+class Kind(enum.IntEnum):
+    DATA = 1
+    HELLO = 2
+    BYE = 3
+    ABORT = 4
+
+
+# Wire dtype codes: only plain fixed-size numeric types travel; the code, not a string, is on the wire.
+DTYPES: dict[int, np.dtype] = {
+    1: np.dtype("<u8"),
+    2: np.dtype("<i8"),
+    3: np.dtype("<f8"),
+    4: np.dtype("u1"),
+    5: np.dtype("<u4"),
+    6: np.dtype("<i4"),
+    7: np.dtype("?"),
+}
+DTYPE_CODES: dict[np.dtype, int] = {dt: code for code, dt in DTYPES.items()}
+
+# magic, version, kind, session, op, step, sender, dtype, ndim, depth, seq, shape[8]
+_HEADER = struct.Struct(f"<2sBB{SESSION_BYTES}sQIHBBIQ{MAX_NDIM}Q")
+HEADER_SIZE = _HEADER.size
+
+
+class FrameError(ValueError):
+    """A frame that does not parse or does not match what its header claims."""
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    kind: Kind
+    session: bytes
+    op: int
+    step: int
+    sender: int
+    dtype: np.dtype
+    shape: tuple[int, ...]
+    depth: int
+    seq: int
+
+    @property
+    def payload_size(self) -> int:
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n * self.dtype.itemsize
+
+
+def dtype_code(dtype: np.dtype) -> int:
+    code = DTYPE_CODES.get(np.dtype(dtype).newbyteorder("<"))
+    if code is None:
+        raise FrameError(f"dtype {dtype} cannot be sent (allowed: {', '.join(str(d) for d in DTYPES.values())})")
+    return code
+
+
+def encode_header(h: Header) -> bytes:
+    if len(h.shape) > MAX_NDIM:
+        raise FrameError(f"arrays of more than {MAX_NDIM} dimensions cannot be sent (got {len(h.shape)})")
+    if len(h.session) != SESSION_BYTES:
+        raise FrameError(f"session id must be {SESSION_BYTES} bytes")
+    shape = tuple(h.shape) + (0,) * (MAX_NDIM - len(h.shape))
+    return _HEADER.pack(
+        MAGIC, VERSION, int(h.kind), h.session, h.op, h.step, h.sender,
+        dtype_code(h.dtype), len(h.shape), h.depth, h.seq, *shape,
+    )
+
+
+def decode_header(buf: bytes | memoryview, max_payload: int) -> Header:
+    """Parse and validate a header; raise FrameError on anything malformed or oversized."""
+    if len(buf) != HEADER_SIZE:
+        raise FrameError(f"header has {len(buf)} bytes, expected {HEADER_SIZE}")
+    magic, version, kind, session, op, step, sender, code, ndim, depth, seq, *shape = _HEADER.unpack(buf)
+    if magic != MAGIC:
+        raise FrameError("bad magic (not an mpc frame)")
+    if version != VERSION:
+        raise FrameError(f"unsupported wire version {version} (this party speaks {VERSION})")
+    try:
+        kind = Kind(kind)
+    except ValueError:
+        raise FrameError(f"unknown frame kind {kind}") from None
+    if code not in DTYPES:
+        raise FrameError(f"unknown dtype code {code}")
+    if ndim > MAX_NDIM:
+        raise FrameError(f"ndim {ndim} exceeds {MAX_NDIM}")
+    if any(shape[ndim:]):
+        raise FrameError("non-zero unused shape slots")
+    dims = tuple(shape[:ndim])
+    header = Header(kind, bytes(session), op, step, sender, DTYPES[code], dims, depth, seq)
+    # Bound the claimed size before any arithmetic on it can overflow or allocate.
+    size = DTYPES[code].itemsize
+    for d in dims:
+        size *= d
+        if size > max_payload:
+            raise FrameError(f"claimed payload exceeds the {max_payload}-byte bound")
+    return header
+
+
+def payload_view(array: np.ndarray) -> memoryview:
+    """A zero-copy byte view of a C-contiguous little-endian array (copies only if it must)."""
+    arr = np.ascontiguousarray(array)
+    if arr.dtype.byteorder == ">":
+        arr = arr.astype(arr.dtype.newbyteorder("<"))
+    return memoryview(arr).cast("B") if arr.size else memoryview(b"")
+
+
+def decode_payload(header: Header, buf: memoryview | bytes) -> np.ndarray:
+    """A read-only array over the received buffer (no copy); raise FrameError if sizes disagree."""
+    if len(buf) != header.payload_size:
+        raise FrameError(f"payload has {len(buf)} bytes, header claims {header.payload_size}")
+    return np.frombuffer(buf, dtype=header.dtype).reshape(header.shape)

@@ -1,0 +1,440 @@
+"""An N-party full mesh over ZeroMQ (zmq.asyncio, TCP). Moves arrays; knows nothing of shares.
+
+Socket pattern (ZEROMQ-NOTES.md): each party binds one ROUTER that only receives and connects one DEALER
+per peer that only sends, with routing id = its own name. A DEALER blocks rather than drops when a peer
+is slow, and the ROUTER tells who sent each message.
+
+Guarantees:
+- Messages are matched by key (sender, op, step), never by arrival order; early arrivals wait in a dict
+  of futures until awaited.
+- Every link is FIFO with per-link sequence numbers (exactly previous + 1) and a session id agreed at
+  start, so a lost, replayed or stale message is detected, never silently used.
+- Every wait has a timeout whose error names the peer; a peer's abort or goodbye fails waits on it at once.
+- Emulated one-way latency and bandwidth per link, applied at the sender in one FIFO queue per link.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import ipaddress
+import logging
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import zmq
+import zmq.asyncio
+
+from mpc.config import LinkParams, Topology
+from mpc.stats import Stats
+from mpc.transport.errors import PeerAborted, PeerError, PeerGone, PeerTimeout, ProtocolViolation
+from mpc.transport.frames import (
+    HEADER_SIZE,
+    SESSION_BYTES,
+    FrameError,
+    Header,
+    Kind,
+    decode_header,
+    decode_payload,
+    encode_header,
+    payload_view,
+)
+
+log = logging.getLogger("mpc.transport")
+
+_EMPTY = np.zeros(0, dtype=np.uint8)
+_NO_SESSION = bytes(SESSION_BYTES)
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A received array and the logical depth (round) at which it is available to the receiver."""
+
+    array: np.ndarray
+    depth: int
+
+
+class _Link:
+    """One outgoing link: a FIFO queue drained by one task, with emulated latency and bandwidth."""
+
+    def __init__(self, peer: str, sock: zmq.asyncio.Socket, params: LinkParams):
+        self.peer = peer
+        self.sock = sock
+        self.latency_s = params.latency_ms / 1000.0
+        self.bytes_per_s = params.bandwidth_mbps * 1e6 / 8 if params.bandwidth_mbps else None
+        self.queue: asyncio.Queue[tuple[float, list[object]]] = asyncio.Queue()
+        self.busy_until = 0.0
+        self.task: asyncio.Task[None] | None = None
+
+    def enqueue(self, frames: list[object], nbytes: int, now: float) -> None:
+        start = max(now, self.busy_until)
+        self.busy_until = start + (nbytes / self.bytes_per_s if self.bytes_per_s else 0.0)
+        self.queue.put_nowait((self.busy_until + self.latency_s, frames))
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            deliver_at, frames = await self.queue.get()
+            try:
+                delay = deliver_at - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                await self.sock.send_multipart(frames, copy=False)
+            finally:
+                self.queue.task_done()
+
+
+class ZmqTransport:
+    """The mesh seen from one party. Create inside the running event loop; `start()`, use, `close()`."""
+
+    def __init__(self, topology: Topology, me: str, stats: Stats, *, timeout_s: float | None = None):
+        self.topology = topology
+        self.me = me
+        self.my_index = topology.index(me)
+        self.peers = [n for n in topology.names if n != me]
+        self.stats = stats
+        self.timeout_s = timeout_s if timeout_s is not None else topology.timeout_s
+        self.max_payload = int(topology.max_message_mb * 1024 * 1024)
+        self.session = _NO_SESSION
+        self._ctx: zmq.asyncio.Context | None = None
+        self._router: zmq.asyncio.Socket | None = None
+        self._links: dict[str, _Link] = {}
+        self._pending_out: dict[str, list[object]] = {}
+        self._pending_bytes: dict[str, int] = {}
+        self._flush_scheduled = False
+        self._inbox: dict[tuple[int, int, int], asyncio.Future[Message]] = {}
+        self._next_seq_out: dict[str, int] = {p: 0 for p in self.peers}
+        self._next_seq_in: dict[str, int] = {p: 0 for p in self.peers}
+        self._hello: dict[str, bytes] = {}
+        self._hello_done: asyncio.Future[None] | None = None
+        self._early: list[tuple[str, Header, memoryview]] = []
+        self._bye: set[str] = set()
+        self._bye_done: asyncio.Future[None] | None = None
+        self._failure: PeerError | None = None
+        self._reader: asyncio.Task[None] | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    async def start(self) -> bytes:
+        """Bind, connect, and agree a fresh session id with every peer (waits for late peers)."""
+        loop = asyncio.get_running_loop()
+        self._hello_done = loop.create_future()
+        self._bye_done = loop.create_future()
+        self._ctx = zmq.asyncio.Context()
+        me = self.topology.party(self.me)
+        router = self._ctx.socket(zmq.ROUTER)
+        router.setsockopt(zmq.LINGER, 0)
+        router.setsockopt(zmq.MAXMSGSIZE, self.max_payload + 64 * HEADER_SIZE)
+        router.setsockopt(zmq.RCVHWM, 0)
+        try:
+            router.bind(f"tcp://{_bind_host(me.host)}:{me.port}")
+        except zmq.ZMQError as exc:
+            router.close(0)
+            raise OSError(f"{self.me}: cannot listen on {me.host}:{me.port}: {exc}") from None
+        self._router = router
+        for peer in self.peers:
+            spec = self.topology.party(peer)
+            sock = self._ctx.socket(zmq.DEALER)
+            sock.setsockopt(zmq.ROUTING_ID, self.me.encode())
+            sock.setsockopt(zmq.SNDHWM, 0)
+            sock.setsockopt(zmq.LINGER, int(min(self.timeout_s, 5.0) * 1000))
+            sock.connect(f"tcp://{spec.host}:{spec.port}")
+            link = _Link(peer, sock, self.topology.link(self.me, peer))
+            link.task = loop.create_task(link.run(), name=f"{self.me}->{peer}")
+            self._links[peer] = link
+        self._reader = loop.create_task(self._read_loop(), name=f"{self.me}-reader")
+
+        nonce = secrets.token_bytes(SESSION_BYTES)
+        self._hello[self.me] = nonce
+        for peer in self.peers:
+            self._send_control(peer, Kind.HELLO, _EMPTY, session=nonce)
+        if not self.peers:
+            self._hello_done.set_result(None)
+        try:
+            await asyncio.wait_for(asyncio.shield(self._hello_done), self.timeout_s)
+        except TimeoutError:
+            missing = [p for p in self.peers if p not in self._hello]
+            raise PeerTimeout(
+                missing[0],
+                f"{self.me}: timed out after {self.timeout_s:g} s waiting for "
+                + ", ".join(f"{p} ({self._addr(p)})" for p in missing)
+                + " to start; is it running and reachable?",
+            ) from None
+        digest = hashlib.blake2b(digest_size=SESSION_BYTES)
+        for name in self.topology.names:
+            digest.update(self._hello[name])
+        self.session = digest.digest()
+        early, self._early = self._early, []
+        for peer, header, payload in early:
+            self._accept_data(peer, header, payload)
+        return self.session
+
+    async def close(self) -> None:
+        """Goodbye barrier, then close: every peer has received all we sent before we tear down."""
+        if self._ctx is None:
+            return
+        if self._failure is None and self.session != _NO_SESSION:
+            for peer in self.peers:
+                self._send_control(peer, Kind.BYE, _EMPTY)
+            self._flush()
+            if self.peers:
+                assert self._bye_done is not None
+                try:
+                    await asyncio.wait_for(asyncio.shield(self._bye_done), self.timeout_s)
+                except (TimeoutError, PeerError):
+                    missing = [p for p in self.peers if p not in self._bye]
+                    log.warning("%s: no goodbye from %s; closing anyway", self.me, ", ".join(missing) or "-")
+        await self._drain_links(timeout=min(self.timeout_s, 5.0))
+        await self._shutdown()
+
+    async def abort(self, reason: str) -> None:
+        """Tell every peer this party is stopping with `reason`, then close."""
+        if self._ctx is None:
+            return
+        text = reason.encode("utf-8", "replace")[:4000]
+        for peer in self.peers:
+            if peer not in self._bye:
+                self._send_control(peer, Kind.ABORT, np.frombuffer(text, dtype=np.uint8))
+        self._flush()
+        await self._drain_links(timeout=min(self.timeout_s, 2.0))
+        await self._shutdown()
+
+    async def _drain_links(self, timeout: float) -> None:
+        waits = [link.queue.join() for link in self._links.values() if link.task and not link.task.done()]
+        if waits:
+            try:
+                await asyncio.wait_for(asyncio.gather(*waits), timeout)
+            except TimeoutError:
+                log.warning("%s: some messages were still queued at close", self.me)
+
+    async def _shutdown(self) -> None:
+        tasks = [t for t in [self._reader, *(lk.task for lk in self._links.values())] if t is not None]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for link in self._links.values():
+            link.sock.close()
+        if self._router is not None:
+            self._router.close(0)
+        ctx, self._ctx = self._ctx, None
+        if ctx is not None:
+            # Dealers linger (bounded) to hand the last frames to the kernel; term() waits for that.
+            await asyncio.to_thread(ctx.term)
+        err = self._failure or PeerGone(self.me, f"{self.me}: transport closed")
+        for fut in self._inbox.values():
+            if not fut.done():
+                fut.set_exception(err)
+                fut.add_done_callback(_consume_exception)
+
+    # -- sending --------------------------------------------------------------------------------
+    def send(
+        self, peer: str, op: int, step: int, array: np.ndarray, *, depth: int, tag: str, phase: str = "online"
+    ) -> None:
+        """Queue `array` for `peer` under key (op, step). Non-blocking; never modify `array` afterwards."""
+        if self._failure is not None:
+            raise self._failure
+        if peer not in self._links:
+            raise ValueError(f"{self.me}: no peer named {peer!r}")
+        view = payload_view(array)
+        if len(view) > self.max_payload:
+            raise ValueError(f"{self.me}: message of {len(view)} bytes exceeds max_message_mb")
+        header = Header(Kind.DATA, self.session, op, step, self.my_index, np.dtype(array.dtype),
+                        tuple(array.shape), depth, self._take_seq(peer))
+        self._queue_frames(peer, encode_header(header), view)
+        self.stats.record_send(phase, tag, HEADER_SIZE + len(view), depth)
+
+    def _send_control(self, peer: str, kind: Kind, payload: np.ndarray, session: bytes | None = None) -> None:
+        header = Header(kind, session or self.session, 0, 0, self.my_index, np.dtype(payload.dtype),
+                        tuple(payload.shape), 0, self._take_seq(peer))
+        self._queue_frames(peer, encode_header(header), payload_view(payload))
+
+    def _take_seq(self, peer: str) -> int:
+        seq = self._next_seq_out[peer]
+        self._next_seq_out[peer] = seq + 1
+        return seq
+
+    def _queue_frames(self, peer: str, header: bytes, payload: memoryview) -> None:
+        """Coalesce everything queued for a peer in this event-loop turn into one multipart send."""
+        self._pending_out.setdefault(peer, []).extend((header, payload))
+        self._pending_bytes[peer] = self._pending_bytes.get(peer, 0) + HEADER_SIZE + len(payload)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if not self._pending_out:
+            return
+        now = asyncio.get_running_loop().time()
+        pending, self._pending_out = self._pending_out, {}
+        sizes, self._pending_bytes = self._pending_bytes, {}
+        for peer, frames in pending.items():
+            self._links[peer].enqueue(frames, sizes[peer], now)
+            self.stats.transport_sends += 1
+
+    # -- receiving ------------------------------------------------------------------------------
+    async def recv(
+        self,
+        peer: str,
+        op: int,
+        step: int,
+        *,
+        tag: str,
+        phase: str = "online",
+        dtype: np.dtype | type | None = None,
+        shape: Sequence[int] | None = None,
+        timeout: float | None = None,
+        what: str = "",
+    ) -> Message:
+        """Await the message `peer` sent under key (op, step); check its dtype and shape if given."""
+        if self._failure is not None:
+            raise self._failure
+        if peer not in self._links:
+            raise ValueError(f"{self.me}: no peer named {peer!r}")
+        key = (self.topology.index(peer), op, step)
+        fut = self._inbox.get(key)
+        if fut is None:
+            if peer in self._bye:
+                raise self._gone(peer, what or tag)
+            fut = self._inbox[key] = asyncio.get_running_loop().create_future()
+        limit = self.timeout_s if timeout is None else timeout
+        try:
+            msg = await asyncio.wait_for(asyncio.shield(fut), limit)
+        except TimeoutError:
+            raise PeerTimeout(
+                peer,
+                f"{self.me}: timed out after {limit:g} s waiting for {peer} ({what or tag}, op {op:#x} step {step}); "
+                f"is {peer} alive and running the same program?",
+            ) from None
+        finally:
+            if fut.done():
+                self._inbox.pop(key, None)
+        if dtype is not None and msg.array.dtype != np.dtype(dtype):
+            raise self._fail(ProtocolViolation(peer, f"{self.me}: {peer} sent dtype {msg.array.dtype} for "
+                                                     f"{what or tag}, expected {np.dtype(dtype)}"))
+        if shape is not None and tuple(msg.array.shape) != tuple(shape):
+            raise self._fail(ProtocolViolation(peer, f"{self.me}: {peer} sent shape {msg.array.shape} for "
+                                                     f"{what or tag}, expected {tuple(shape)}"))
+        self.stats.record_recv(phase, tag, HEADER_SIZE + msg.array.nbytes, msg.depth)
+        return msg
+
+    async def _read_loop(self) -> None:
+        assert self._router is not None
+        names = {n.encode(): n for n in self.peers}
+        while True:
+            parts = await self._router.recv_multipart(copy=False)
+            peer = names.get(parts[0].bytes)
+            if peer is None:
+                log.warning("%s: dropped a message from unknown sender %r", self.me, parts[0].bytes[:40])
+                continue
+            if len(parts) < 3 or len(parts) % 2 == 0:
+                log.warning("%s: dropped a malformed message from %s (%d frames)", self.me, peer, len(parts))
+                continue
+            for i in range(1, len(parts), 2):
+                if not self._handle_frame(peer, parts[i].buffer, parts[i + 1].buffer):
+                    break
+
+    def _handle_frame(self, peer: str, raw_header: memoryview, payload: memoryview) -> bool:
+        """Validate one frame pair and route it; False stops processing the rest of its message."""
+        try:
+            header = decode_header(raw_header, self.max_payload)
+            if header.sender != self.topology.index(peer):
+                raise FrameError(f"header claims sender index {header.sender}, socket says {peer}")
+            if len(payload) != header.payload_size:
+                raise FrameError(f"payload has {len(payload)} bytes, header claims {header.payload_size}")
+        except FrameError as exc:
+            log.warning("%s: dropped a frame from %s: %s", self.me, peer, exc)
+            return False
+        expected = self._next_seq_in[peer]
+        if header.seq != expected:
+            self._fail(ProtocolViolation(
+                peer, f"{self.me}: link from {peer} lost or replayed messages (sequence {header.seq}, "
+                      f"expected {expected}); stopping rather than computing on incomplete data"))
+            return False
+        if header.kind is not Kind.HELLO and self.session != _NO_SESSION and header.session != self.session:
+            log.warning("%s: dropped a frame from %s with a stale session id", self.me, peer)
+            return False
+        self._next_seq_in[peer] = expected + 1
+        if header.kind is Kind.HELLO:
+            self._on_hello(peer, header)
+        elif header.kind is Kind.DATA:
+            if self.session == _NO_SESSION:
+                self._early.append((peer, header, payload))
+            else:
+                self._accept_data(peer, header, payload)
+        elif header.kind is Kind.BYE:
+            self._on_bye(peer)
+        elif header.kind is Kind.ABORT:
+            reason = bytes(payload).decode("utf-8", "replace")
+            self._fail(PeerAborted(peer, f"{peer} aborted: {reason}"))
+        return True
+
+    def _on_hello(self, peer: str, header: Header) -> None:
+        if peer in self._hello:
+            return
+        self._hello[peer] = header.session
+        if len(self._hello) == len(self.peers) + 1 and self._hello_done and not self._hello_done.done():
+            self._hello_done.set_result(None)
+
+    def _accept_data(self, peer: str, header: Header, payload: memoryview) -> None:
+        if header.session != self.session:
+            log.warning("%s: dropped a frame from %s with a stale session id", self.me, peer)
+            return
+        key = (header.sender, header.op, header.step)
+        fut = self._inbox.get(key)
+        if fut is None:
+            fut = self._inbox[key] = asyncio.get_running_loop().create_future()
+        elif fut.done():
+            self._fail(ProtocolViolation(peer, f"{self.me}: {peer} sent op {header.op:#x} step {header.step} twice"))
+            return
+        fut.set_result(Message(decode_payload(header, payload), header.depth + 1))
+
+    def _on_bye(self, peer: str) -> None:
+        self._bye.add(peer)
+        # FIFO links: nothing more will come from this peer, so waits on it can never complete.
+        index = self.topology.index(peer)
+        for (sender, _, _), fut in self._inbox.items():
+            if sender == index and not fut.done():
+                fut.set_exception(self._gone(peer, "a message"))
+        if self._bye_done and not self._bye_done.done() and self._bye >= set(self.peers):
+            self._bye_done.set_result(None)
+
+    def _gone(self, peer: str, what: str) -> PeerGone:
+        return PeerGone(peer, f"{self.me}: {peer} finished its program without sending {what}; "
+                              "do all parties run the same program and config?")
+
+    def _fail(self, error: PeerError) -> PeerError:
+        """Record the first failure and fail every wait with it (the run cannot continue soundly)."""
+        if self._failure is None:
+            self._failure = error
+            log.error("%s", error)
+        for fut in (self._hello_done, self._bye_done, *self._inbox.values()):
+            if fut is not None and not fut.done():
+                fut.set_exception(self._failure)
+                fut.add_done_callback(_consume_exception)
+        return self._failure
+
+    @property
+    def failure(self) -> PeerError | None:
+        return self._failure
+
+    def _addr(self, peer: str) -> str:
+        spec = self.topology.party(peer)
+        return f"{spec.host}:{spec.port}"
+
+
+def _consume_exception(fut: asyncio.Future[object]) -> None:
+    if not fut.cancelled():
+        fut.exception()
+
+
+def _bind_host(host: str) -> str:
+    """Bind to the configured address when it is an IP literal, else to every interface."""
+    if host == "localhost":
+        return "127.0.0.1"
+    try:
+        ipaddress.ip_address(host)
+        return host
+    except ValueError:
+        return "*"

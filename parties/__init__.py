@@ -1,0 +1,1 @@
+"""Party roles and applications built on the public API: diagnostics, demos."""

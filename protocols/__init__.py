@@ -1,0 +1,1 @@
+"""Secure operations on shared values and the correlated randomness they consume."""
