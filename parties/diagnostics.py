@@ -49,3 +49,20 @@ async def pingpong(party: Party, steps: int = 10) -> dict[str, object]:
             msg = await party.recv(src, op, step=k, dtype=np.uint64, shape=(1,))
             token, depth = msg.array.copy(), max(depth, msg.depth)
     return {"steps": steps, "depth": depth, "token": int(token[0])}
+
+
+async def crash(party: Party, who: str = "", after_s: float = 0.0) -> dict[str, object]:
+    """Rehearse a failure: party `who` raises after `after_s` seconds; the others wait on it.
+
+    Shows what a failure looks like to every party: the named party's error, the others' abort.
+    """
+    import asyncio
+
+    if who not in party.topology.names:
+        raise ValueError(f"crash: -p who=NAME must name a party ({', '.join(party.topology.names)})")
+    op = party.new_op("crash")
+    if party.name == who:
+        await asyncio.sleep(after_s)
+        raise RuntimeError(f"{who} crashed on purpose (program 'crash')")
+    await party.recv(who, op)
+    return {}

@@ -19,6 +19,7 @@ class ProgramEntry:
 PROGRAMS: dict[str, ProgramEntry] = {
     "mesh": ProgramEntry(diagnostics.mesh, "every party sends a random array to every other and checks it"),
     "pingpong": ProgramEntry(diagnostics.pingpong, "a token passed around the ring: `steps` dependent rounds"),
+    "crash": ProgramEntry(diagnostics.crash, "party `who` fails on purpose: rehearses failure handling"),
 }
 
 

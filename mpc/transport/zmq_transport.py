@@ -46,6 +46,7 @@ log = logging.getLogger("mpc.transport")
 
 _EMPTY = np.zeros(0, dtype=np.uint8)
 _NO_SESSION = bytes(SESSION_BYTES)
+ABORT_LINGER_MS = 300
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +112,7 @@ class ZmqTransport:
         self._hello_done: asyncio.Future[None] | None = None
         self._early: list[tuple[str, Header, memoryview]] = []
         self._bye: set[str] = set()
+        self._aborted: set[str] = set()
         self._bye_done: asyncio.Future[None] | None = None
         self._failure: PeerError | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -182,11 +184,17 @@ class ZmqTransport:
                 assert self._bye_done is not None
                 try:
                     await asyncio.wait_for(asyncio.shield(self._bye_done), self.timeout_s)
-                except (TimeoutError, PeerError):
+                except TimeoutError:
                     missing = [p for p in self.peers if p not in self._bye]
-                    log.warning("%s: no goodbye from %s; closing anyway", self.me, ", ".join(missing) or "-")
+                    self._fail(PeerTimeout(missing[0], f"{self.me}: timed out after {self.timeout_s:g} s waiting "
+                                                       f"for {', '.join(missing)} to finish"))
+                except PeerError:
+                    pass  # recorded in self._failure
         await self._drain_links(timeout=min(self.timeout_s, 5.0))
         await self._shutdown()
+        if self._failure is not None:
+            # A peer failed after our program finished: the run as a whole did not succeed.
+            raise self._failure
 
     async def abort(self, reason: str) -> None:
         """Tell every peer this party is stopping with `reason`, then close."""
@@ -194,11 +202,12 @@ class ZmqTransport:
             return
         text = reason.encode("utf-8", "replace")[:4000]
         for peer in self.peers:
-            if peer not in self._bye:
+            if peer not in self._aborted:
                 self._send_control(peer, Kind.ABORT, np.frombuffer(text, dtype=np.uint8))
         self._flush()
         await self._drain_links(timeout=min(self.timeout_s, 2.0))
-        await self._shutdown()
+        # The abort is best effort: peers may be closing too, so do not linger long for them.
+        await self._shutdown(linger_ms=ABORT_LINGER_MS)
 
     async def _drain_links(self, timeout: float) -> None:
         waits = [link.queue.join() for link in self._links.values() if link.task and not link.task.done()]
@@ -208,13 +217,14 @@ class ZmqTransport:
             except TimeoutError:
                 log.warning("%s: some messages were still queued at close", self.me)
 
-    async def _shutdown(self) -> None:
+    async def _shutdown(self, linger_ms: int | None = None) -> None:
         tasks = [t for t in [self._reader, *(lk.task for lk in self._links.values())] if t is not None]
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        for link in self._links.values():
-            link.sock.close()
+        for peer, link in self._links.items():
+            # Nothing more can reach a peer that said goodbye or aborted: do not linger for it.
+            link.sock.close(0 if peer in self._aborted else linger_ms)
         if self._router is not None:
             self._router.close(0)
         ctx, self._ctx = self._ctx, None
@@ -300,7 +310,7 @@ class ZmqTransport:
             fut = self._inbox[key] = asyncio.get_running_loop().create_future()
         limit = self.timeout_s if timeout is None else timeout
         try:
-            msg = await asyncio.wait_for(asyncio.shield(fut), limit)
+            msg = fut.result() if fut.done() else await asyncio.wait_for(asyncio.shield(fut), limit)
         except TimeoutError:
             raise PeerTimeout(
                 peer,
@@ -367,6 +377,7 @@ class ZmqTransport:
             self._on_bye(peer)
         elif header.kind is Kind.ABORT:
             reason = bytes(payload).decode("utf-8", "replace")
+            self._aborted.add(peer)
             self._fail(PeerAborted(peer, f"{peer} aborted: {reason}"))
         return True
 

@@ -1,0 +1,82 @@
+"""End to end through the CLI: every party a real OS process on real sockets."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from tests.conftest import free_ports
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _config(tmp_path: Path, name: str = "local-2banks-helper") -> Path:
+    """A shipped config moved to free ports, so tests never collide with a running deployment."""
+    data = yaml.safe_load((ROOT / "configs" / f"{name}.yaml").read_text())
+    for party, port in zip(data["parties"], free_ports(len(data["parties"])), strict=True):
+        party["port"] = port
+    data["timeout_s"] = 20
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def mpc(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "mpc", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT)
+
+
+def test_launch_json_reports_every_party(tmp_path: Path) -> None:
+    res = mpc("launch", str(_config(tmp_path)), "--json")
+    assert res.returncode == 0, res.stderr
+    report = json.loads(res.stdout)
+    assert report["ok"] is True
+    names = [p["name"] for p in report["parties"]]
+    assert names == ["bank_a", "bank_b", "helper"]
+    for p in report["parties"]:
+        assert p["rounds"] == 1
+        assert p["messages"] == 4 and p["bytes_sent"] > 0 and p["wall_s"] >= 0
+    assert len({p["session_id"] for p in report["parties"]}) == 1
+    # logs are prefixed with the party name
+    assert any(line.startswith("bank_b") for line in res.stderr.splitlines())
+
+
+def test_launch_pingpong_with_latency_override(tmp_path: Path) -> None:
+    res = mpc("launch", str(_config(tmp_path, "local-3banks-helper")), "--program", "pingpong",
+              "-p", "steps=9", "--latency-ms", "10", "--json")
+    assert res.returncode == 0, res.stderr
+    report = json.loads(res.stdout)
+    assert report["rounds"] == 9
+    assert max(p["wall_s"] for p in report["parties"]) >= 9 * 0.010
+
+
+def test_failing_party_stops_the_launch(tmp_path: Path) -> None:
+    res = mpc("launch", str(_config(tmp_path)), "--program", "crash", "-p", "who=bank_b", "--json")
+    assert res.returncode != 0
+    assert "bank_b crashed on purpose" in res.stderr
+    assert "launch failed" in res.stderr
+    assert "Traceback" not in res.stderr
+    report = json.loads(res.stdout)
+    assert report["ok"] is False
+    assert all(p["exit_code"] != 0 for p in report["parties"])
+
+
+def test_run_single_party_reports_missing_peer(tmp_path: Path) -> None:
+    res = mpc("run", str(_config(tmp_path)), "--party", "bank_a", "--timeout-s", "1")
+    assert res.returncode == 1
+    assert "bank_b" in res.stderr and "timed out" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_bad_config_exit_2(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("parties: [{name: a, role: compute, port: 0}]\n")
+    for cmd in (["check"], ["launch"]):
+        res = mpc(*cmd, str(bad))
+        assert res.returncode == 2
+        assert f"{bad}: parties[0] (a).port" in res.stderr
+        assert "Traceback" not in res.stderr

@@ -1,0 +1,186 @@
+"""The mesh over real ZeroMQ sockets: exchange, keyed buffering, measured rounds, latency, failures."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+import pytest
+
+from mpc.runtime import Party, PartyFailed, run_local, run_local_async, run_party
+from mpc.transport import PeerAborted, PeerTimeout, ProtocolViolation
+from mpc.transport.frames import HEADER_SIZE
+from parties.diagnostics import mesh, pingpong
+
+
+@pytest.mark.parametrize("n", [2, 3, 5])
+def test_mesh_exchange(make_topology, n: int) -> None:
+    topo = make_topology(n, helper=False)
+    out = run_local(topo, lambda p: mesh(p, size=257))
+    assert set(out) == set(topo.names)
+    for name, o in out.items():
+        assert sorted(o.value["checked"]) == sorted(set(topo.names) - {name})
+        assert o.stats.rounds == 1
+        total = o.stats.total()
+        # two messages (array + digest) to each peer, header bytes counted
+        assert total.messages_sent == 2 * (n - 1)
+        assert total.bytes_sent == (n - 1) * (2 * HEADER_SIZE + 257 * 8 + 32)
+        assert total.bytes_received == total.bytes_sent
+    assert len({o.session_id for o in out.values()}) == 1
+
+
+def test_sessions_are_fresh(make_topology) -> None:
+    topo = make_topology(2, helper=False)
+    a = run_local(topo, mesh)["bank_a"].session_id
+    b = run_local(topo, mesh)["bank_a"].session_id
+    assert a != b
+
+
+@pytest.mark.parametrize(("n", "steps"), [(2, 1), (2, 7), (3, 10), (5, 12)])
+def test_pingpong_round_count_is_exact(make_topology, n: int, steps: int) -> None:
+    topo = make_topology(n, helper=False)
+    out = run_local(topo, lambda p: pingpong(p, steps=steps))
+    assert max(o.stats.rounds for o in out.values()) == steps
+    last = topo.names[steps % n]
+    assert out[last].value["token"] == steps
+    assert out[last].value["depth"] == steps
+
+
+def test_dependent_steps_pay_the_emulated_latency(make_topology) -> None:
+    steps, latency_ms = 6, 30
+    topo = make_topology(2, helper=False, network={"latency_ms": latency_ms})
+    out = run_local(topo, lambda p: pingpong(p, steps=steps))
+    wall = max(o.wall_s for o in out.values())
+    assert wall >= steps * latency_ms / 1000
+    assert wall < steps * latency_ms / 1000 + 1.0
+
+
+def test_bandwidth_is_emulated(make_topology) -> None:
+    # 2 MB over 80 Mbit/s takes at least 0.2 s; unlimited it takes a few ms.
+    topo = make_topology(2, helper=False, network={"bandwidth_mbps": 80})
+    out = run_local(topo, lambda p: mesh(p, size=250_000))
+    assert max(o.wall_s for o in out.values()) >= 0.2
+
+
+def test_out_of_order_arrivals_are_buffered_by_key(make_topology) -> None:
+    topo = make_topology(2, helper=False)
+
+    async def program(party: Party) -> list[int]:
+        op = party.new_op("ooo")
+        if party.name == "bank_a":
+            for step in (4, 2, 0, 3, 1):
+                party.send("bank_b", op, np.array([step * 10], dtype=np.uint64), step=step)
+            return []
+        await asyncio.sleep(0)  # let everything arrive first
+        got = await asyncio.gather(*(party.recv("bank_a", op, step=s) for s in (1, 0, 4, 3, 2)))
+        return [int(m.array[0]) for m in got]
+
+    out = run_local(topo, program)
+    assert out["bank_b"].value == [10, 0, 40, 30, 20]
+
+
+async def test_missing_peer_times_out_naming_it(make_topology) -> None:
+    topo = make_topology(2, helper=True)
+
+    async def nothing(party: Party) -> None:
+        return None
+
+    t0 = time.monotonic()
+    with pytest.raises(PeerTimeout) as info:
+        await run_party(topo, "bank_a", nothing, timeout_s=0.5)
+    assert time.monotonic() - t0 < 5
+    assert "bank_b" in str(info.value) and "helper" in str(info.value)
+
+
+async def test_late_peer_is_waited_for(make_topology) -> None:
+    topo = make_topology(2, helper=False)
+    early = asyncio.create_task(run_party(topo, "bank_a", mesh, timeout_s=10))
+    await asyncio.sleep(0.3)  # bank_b starts late, well within the timeout
+    late = await run_party(topo, "bank_b", mesh, timeout_s=10)
+    assert (await early).session_id == late.session_id
+
+
+def test_party_error_aborts_the_others_and_names_the_party(make_topology) -> None:
+    topo = make_topology(3, helper=False, timeout_s=30)
+
+    async def program(party: Party) -> None:
+        op = party.new_op("x")
+        if party.name == "bank_c":
+            raise ValueError("bad input in bank_c")
+        await party.recv("bank_c", op)
+
+    t0 = time.monotonic()
+    with pytest.raises(PartyFailed) as info:
+        run_local(topo, program)
+    assert time.monotonic() - t0 < 5  # the abort, not the 30 s timeout, stopped the others
+    assert info.value.party == "bank_c"
+    assert "bad input in bank_c" in str(info.value)
+
+
+async def test_others_see_the_abort_reason(make_topology) -> None:
+    topo = make_topology(2, helper=False)
+
+    async def program(party: Party) -> None:
+        op = party.new_op("x")
+        if party.name == "bank_a":
+            raise RuntimeError("disk full")
+        await party.recv("bank_a", op)
+
+    a = asyncio.create_task(run_party(topo, "bank_a", program))
+    b = asyncio.create_task(run_party(topo, "bank_b", program))
+    with pytest.raises(PeerAborted, match="disk full") as info:
+        await b
+    assert info.value.peer == "bank_a"
+    with pytest.raises(RuntimeError):
+        await a
+
+
+def test_wrong_shape_is_a_protocol_violation(make_topology) -> None:
+    topo = make_topology(2, helper=False)
+
+    async def program(party: Party) -> None:
+        op = party.new_op("x")
+        if party.name == "bank_a":
+            party.send("bank_b", op, np.zeros(3, dtype=np.uint64))
+        else:
+            await party.recv("bank_a", op, dtype=np.uint64, shape=(4,))
+
+    with pytest.raises(PartyFailed) as info:
+        run_local(topo, program)
+    assert isinstance(info.value.error, ProtocolViolation)
+    assert "shape" in str(info.value)
+
+
+def test_diverged_program_fails_fast(make_topology) -> None:
+    """A peer that finishes without sending what we await is reported at once, not after the timeout."""
+    topo = make_topology(2, helper=False, timeout_s=30)
+
+    async def program(party: Party) -> None:
+        op = party.new_op("x")
+        if party.name == "bank_b":
+            await party.recv("bank_a", op)
+
+    t0 = time.monotonic()
+    with pytest.raises(PartyFailed, match="finished its program without sending"):
+        run_local(topo, program)
+    assert time.monotonic() - t0 < 5
+
+
+async def test_many_small_messages_in_one_turn_coalesce(make_topology) -> None:
+    topo = make_topology(2, helper=False)
+
+    async def program(party: Party) -> int:
+        op = party.new_op("many")
+        other = "bank_b" if party.name == "bank_a" else "bank_a"
+        for i in range(100):
+            party.send(other, op, np.array([i], dtype=np.uint64), step=i)
+        got = await asyncio.gather(*(party.recv(other, op, step=i) for i in range(100)))
+        assert [int(m.array[0]) for m in got] == list(range(100))
+        return party.stats.transport_sends
+
+    out = await run_local_async(topo, program)
+    for o in out.values():
+        assert o.stats.total().messages_sent == 100
+        assert o.stats.rounds == 1
+        assert o.value == 2  # the hello, then all 100 messages in one multipart send
