@@ -1,0 +1,292 @@
+"""The secure-computation context a program receives: inputs, reveals, and operations on shared values.
+
+Every party runs the same program with its own Context (SPMD). On a compute party operations compute
+shares; on the helper the same calls deal the correlated randomness each operation consumes, in
+program order and shape, ahead of need (DESIGN section 1).
+
+Sharing (`input`) and opening (`reveal`) live here; products in protocols/arithmetic.py, truncation in
+protocols/truncation.py. Op ids are taken when an operation is called, before any await, so the call
+order of the program (not the event loop's scheduling) fixes every message key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any, TypeVar
+
+import numpy as np
+
+from mpc.config import Topology
+from mpc.prg import random_ring
+from mpc.ring import decode_fixed, encode_fixed, ring, signed
+from mpc.runtime import Party, PartyOutcome, run_local_async
+from protocols import arithmetic, truncation
+from protocols.material import HelperMaterial, LocalDealerMaterial, SeededMaterial
+from protocols.shared import SharedArray, Shares, derive, public_ring
+
+log = logging.getLogger("mpc.protocols")
+
+T = TypeVar("T")
+META_STEP, SHARE_STEP = 1, 0
+
+
+class Context:
+    """One party's handle on a secure computation. Create with `await Context.create(party)`."""
+
+    def __init__(self, party: Party, material: SeededMaterial, truncation_method: str | None = None):
+        self.party = party
+        self.material = material
+        self.truncation = truncation_method or party.topology.truncation
+        self.compute_parties = party.compute_parties
+        self._tasks: set[asyncio.Future[Any]] = set()
+        self._dealing: set[asyncio.Future[Any]] = set()
+        self._gate: asyncio.Future[None] | None = None
+
+    @classmethod
+    async def create(cls, party: Party, *, dealer: str = "helper", test_seed: bytes = b"") -> Context:
+        """Set up the dealer: 'helper' (the helper party deals; real) or 'local-test' (tests only)."""
+        op = party.new_op("setup")
+        if dealer == "helper":
+            material: SeededMaterial = await HelperMaterial.setup(party, op)
+        elif dealer == "local-test":
+            material = LocalDealerMaterial(party, test_seed)
+        else:
+            raise ValueError(f"unknown dealer {dealer!r} (helper | local-test)")
+        return cls(party, material)
+
+    # -- identity -------------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.party.name
+
+    @property
+    def is_dealer(self) -> bool:
+        """True on the helper: it deals randomness and holds no shares."""
+        return self.party.is_helper
+
+    @property
+    def frac_bits(self) -> int:
+        return self.party.frac_bits
+
+    # -- tasks and phases -----------------------------------------------------------------------
+    def spawn(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        """Run part of an operation on the loop; `finish()` waits for all of them."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def deal(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        """Fetch (compute party) or deal (helper) an operation's material, starting now."""
+        task = self.spawn(coro)
+        self._dealing.add(task)
+        task.add_done_callback(self._dealing.discard)
+        return task
+
+    async def finish(self) -> None:
+        """Wait until every operation issued has completed (the helper: every piece of material sent)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks))
+
+    def hold(self) -> None:
+        """Operations issued from now fetch their material but wait for `release()` to go online."""
+        if self._gate is None or self._gate.done():
+            self._gate = asyncio.get_running_loop().create_future()
+
+    async def release(self) -> None:
+        """Wait for every pending dealer material, then a barrier of all parties, then go online.
+
+        Splits preprocessing from the online phase (for measurement). The barrier's messages carry no
+        depth, so it adds no round to the values computed.
+        """
+        op = self.party.new_op("barrier")
+        await asyncio.gather(*list(self._dealing))
+        token = np.zeros(0, dtype=np.uint8)
+        peers = self.party.peers
+        for peer in peers:
+            self.party.send(peer, op, token, depth=0)
+        for peer in peers:
+            await self.party.recv(peer, op, dtype=np.uint8, shape=(0,))
+        if self._gate is not None and not self._gate.done():
+            self._gate.set_result(None)
+
+    async def online_gate(self) -> None:
+        if self._gate is not None:
+            await self._gate
+
+    # -- sharing and opening --------------------------------------------------------------------
+    def input(self, owner: str, value: Any = None) -> asyncio.Task[SharedArray]:
+        """Secret-share `owner`'s array (floats as fixed point, integers mod 2^64). Collective, 1 round.
+
+        Only the owner passes `value`; every other party learns only its shape and encoding. The owner
+        sends each other compute party a fresh uniform share and keeps x minus their sum.
+        """
+        if owner not in self.compute_parties:
+            raise ValueError(f"input owner must be a compute party ({', '.join(self.compute_parties)}), "
+                             f"not {owner!r}")
+        op = self.party.new_op("input")
+        party = self.party
+        peers = [p for p in party.peers if p != owner]
+
+        async def run() -> SharedArray:
+            if party.name == owner:
+                if value is None:
+                    raise ValueError(f"{owner}: input() needs the value on its owner")
+                arr = np.asarray(value)
+                frac = self.frac_bits if arr.dtype.kind == "f" else 0
+                encoded = encode_fixed(arr, frac) if frac else ring(arr)
+                meta = np.array([frac, arr.ndim, *arr.shape], dtype=np.uint64)
+                mine = encoded.copy()
+                for peer in peers:
+                    party.send(peer, op, meta, step=META_STEP)
+                    if peer in self.compute_parties:
+                        share = random_ring(arr.shape)
+                        party.send(peer, op, share, step=SHARE_STEP)
+                        mine -= share
+                return self._resolved(arr.shape, frac, Shares(mine, 0))
+            msg = await party.recv(owner, op, step=META_STEP, dtype=np.uint64)
+            frac, ndim = int(msg.array[0]), int(msg.array[1])
+            shape = tuple(int(d) for d in msg.array[2:])
+            if len(shape) != ndim or frac not in (0, self.frac_bits):
+                raise ValueError(f"{owner} sent malformed input metadata")
+            if self.is_dealer:
+                return self._resolved(shape, frac, Shares(None, 0))
+            share = await party.recv(owner, op, step=SHARE_STEP, dtype=np.uint64, shape=shape)
+            return self._resolved(shape, frac, Shares(share.array, share.depth))
+
+        return self.spawn(run())
+
+    def reveal(self, x: SharedArray, to: Sequence[str] | None = None) -> asyncio.Task[np.ndarray | None]:
+        """Open x to the compute parties in `to` (default: all). Collective, 1 round.
+
+        Returns float64 for fixed point, int64 for integers; None on parties not in `to` and the helper.
+        """
+        recipients = list(self.compute_parties if to is None else to)
+        unknown = [r for r in recipients if r not in self.compute_parties]
+        if unknown:
+            raise ValueError(f"reveal: {', '.join(unknown)} not compute parties ({', '.join(self.compute_parties)})")
+        op = self.party.new_op("reveal")
+        party = self.party
+
+        async def run() -> np.ndarray | None:
+            xs = await x.resolve()
+            if self.is_dealer:
+                return None
+            assert xs.share is not None
+            share = np.ascontiguousarray(xs.share)
+            for r in recipients:
+                if r != party.name:
+                    party.send(r, op, share, depth=xs.depth)
+            if party.name not in recipients:
+                return None
+            total = share.copy()
+            for peer in self.compute_parties:
+                if peer != party.name:
+                    total += (await party.recv(peer, op, dtype=np.uint64, shape=x.shape)).array
+            return decode_fixed(total, x.frac) if x.frac else signed(total).copy()
+
+        return self.spawn(run())
+
+    def _resolved(self, shape: tuple[int, ...], frac: int, shares: Shares) -> SharedArray:
+        fut: asyncio.Future[Shares] = asyncio.get_running_loop().create_future()
+        fut.set_result(shares)
+        return SharedArray(self, tuple(shape), frac, fut)
+
+    # -- linear operations (local) --------------------------------------------------------------
+    def add(self, x: SharedArray | Any, y: SharedArray | Any) -> SharedArray:
+        """x + y; a public operand is added by the first compute party only. 0 rounds."""
+        if not isinstance(x, SharedArray):
+            x, y = y, x
+        assert isinstance(x, SharedArray)
+        if isinstance(y, SharedArray):
+            frac = max(x.frac, y.frac)
+            xa, ya = self.rescale(x, frac), self.rescale(y, frac)
+            shape = tuple(np.broadcast_shapes(x.shape, y.shape))
+            return derive(self, [xa, ya], lambda s: np.add(s[0], s[1], dtype=np.uint64), shape, frac)
+        const = np.asarray(y)
+        frac = max(x.frac, self.frac_bits if const.dtype.kind == "f" else 0)
+        xa = self.rescale(x, frac)
+        c = public_ring(const, frac)
+        shape = tuple(np.broadcast_shapes(x.shape, c.shape))
+        if self.name == self.compute_parties[0]:
+            return xa.local(lambda s: np.add(s, c, dtype=np.uint64), shape)
+        return xa.local(lambda s: np.broadcast_to(s, shape), shape)
+
+    def rescale(self, x: SharedArray, frac: int) -> SharedArray:
+        """The same value with more fractional bits (exact, local)."""
+        if frac == x.frac:
+            return x
+        factor = np.uint64(1 << (frac - x.frac))
+        return x.local(lambda s: np.multiply(s, factor, dtype=np.uint64), x.shape, frac=frac)
+
+    # -- products -------------------------------------------------------------------------------
+    def mul(self, x: SharedArray | Any, y: SharedArray | Any) -> SharedArray:
+        """Elementwise x * y. Shared by shared: 1 round (Beaver); by public: local. Then truncation."""
+        return self._product(x, y, "mul")
+
+    def matmul(self, x: SharedArray | Any, y: SharedArray | Any) -> SharedArray:
+        """x @ y. Shared by shared: 1 round (matrix triple); by public: local. Then truncation."""
+        return self._product(x, y, "matmul")
+
+    def _product(self, x: Any, y: Any, kind: str) -> SharedArray:
+        if isinstance(x, SharedArray) and isinstance(y, SharedArray):
+            z = arithmetic.beaver(self, x, y, kind)
+        else:
+            z = self._public_product(x, y, kind)
+        return self.truncate(z, z.frac - self.frac_bits) if z.frac > self.frac_bits else z
+
+    def _public_product(self, x: Any, y: Any, kind: str) -> SharedArray:
+        shared, public, shared_left = (x, y, True) if isinstance(x, SharedArray) else (y, x, False)
+        const = np.asarray(public)
+        c = public_ring(const, self.frac_bits if const.dtype.kind == "f" else 0)
+        cfrac = self.frac_bits if const.dtype.kind == "f" else 0
+        fn = arithmetic.elementwise if kind == "mul" else arithmetic.ring_matmul
+        sx, sy = (shared.shape, c.shape) if shared_left else (c.shape, shared.shape)
+        shape = arithmetic.product_shape(kind, sx, sy)
+        if shared_left:
+            return shared.local(lambda s: fn(s, c), shape, frac=shared.frac + cfrac)
+        return shared.local(lambda s: fn(c, s), shape, frac=shared.frac + cfrac)
+
+    def truncate(self, x: SharedArray, bits: int, method: str | None = None) -> SharedArray:
+        """floor(x / 2^bits) within one unit; dealer: 1 round, local: 0 (see protocols/truncation.py)."""
+        return truncation.truncate(self, x, bits, method)
+
+    # -- array helpers --------------------------------------------------------------------------
+    def concatenate(self, xs: Sequence[SharedArray], axis: int = 0) -> SharedArray:
+        frac = max(x.frac for x in xs)
+        parts = [self.rescale(x, frac) for x in xs]
+        shape = np.concatenate([np.empty(x.shape, np.bool_) for x in xs], axis=axis).shape
+        return derive(self, parts, lambda s: np.concatenate(s, axis=axis), shape, frac)
+
+    def stack(self, xs: Sequence[SharedArray], axis: int = 0) -> SharedArray:
+        frac = max(x.frac for x in xs)
+        parts = [self.rescale(x, frac) for x in xs]
+        shape = np.stack([np.empty(x.shape, np.bool_) for x in xs], axis=axis).shape
+        return derive(self, parts, lambda s: np.stack(s, axis=axis), shape, frac)
+
+    def sum(self, x: SharedArray, axis: int | None = None) -> SharedArray:
+        return x.sum(axis=axis)
+
+    def dot(self, x: SharedArray | Any, y: SharedArray | Any) -> SharedArray:
+        return self.matmul(x, y)
+
+
+def secure(program: Callable[[Context], Awaitable[T]], *, dealer: str = "helper",
+           test_seed: bytes = b"") -> Callable[[Party], Awaitable[T]]:
+    """Turn `program(ctx)` into a runtime program `(party) -> result` with a Context and clean finish."""
+
+    async def run(party: Party) -> T:
+        ctx = await Context.create(party, dealer=dealer, test_seed=test_seed)
+        result = await program(ctx)
+        await ctx.finish()
+        return result
+
+    return run
+
+
+def run_local(topology: Topology, program: Callable[[Context], Awaitable[T]], *, dealer: str = "helper",
+              timeout_s: float | None = None) -> dict[str, PartyOutcome]:
+    """Run a secure program on every party of `topology` in this process, over real sockets."""
+    return asyncio.run(run_local_async(topology, secure(program, dealer=dealer), timeout_s=timeout_s))

@@ -1,0 +1,182 @@
+"""SharedArray: an additively shared uint64 array of known shape, backed by a future.
+
+Operators return at once; the share is computed when its inputs are ready, on the event loop, so
+independent operations issued together share their round without the program saying so. Local
+operations (add, negate, index, reshape, ...) cost no communication and run as soon as their inputs
+are resolved. On the helper (dealer mode) a SharedArray has a shape but no share: the helper only deals.
+
+`frac` is the number of fractional bits of the encoding: 0 for integers mod 2^64, `frac_bits` for fixed
+point. A product of two fixed-point values is truncated back to `frac_bits` (see protocols/truncation.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from mpc.ring import encode_fixed, ring
+
+if TYPE_CHECKING:
+    from protocols.context import Context
+
+
+@dataclass(frozen=True, slots=True)
+class Shares:
+    """This party's share (None on the helper) and the round (depth) at which it is available."""
+
+    share: np.ndarray | None
+    depth: int
+
+
+class SharedArray:
+    """A secret-shared array. Use operators and methods; `await ctx.reveal(x)` to open it."""
+
+    __array_priority__ = 1000  # make `ndarray op SharedArray` use our reflected operators
+    __hash__ = None  # type: ignore[assignment]  # `==` is elementwise
+
+    def __init__(self, ctx: Context, shape: tuple[int, ...], frac: int, fut: asyncio.Future[Shares]):
+        self.ctx = ctx
+        self.shape = tuple(int(d) for d in shape)
+        self.frac = frac
+        self._fut = fut
+
+    # -- basics ---------------------------------------------------------------------------------
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    @property
+    def is_fixed(self) -> bool:
+        return self.frac > 0
+
+    def __len__(self) -> int:
+        if not self.shape:
+            raise TypeError("len() of a 0-d shared array")
+        return self.shape[0]
+
+    def __repr__(self) -> str:
+        kind = f"fixed<{self.frac}>" if self.frac else "int64"
+        return f"SharedArray(shape={self.shape}, {kind}, party={self.ctx.name})"
+
+    def __bool__(self) -> bool:
+        raise TypeError("a shared value has no truth value; reveal it or use ctx.where()")
+
+    async def resolve(self) -> Shares:
+        """This party's share and its depth (for protocols and measurement, not for users)."""
+        return await self._fut
+
+    async def depth(self) -> int:
+        return (await self._fut).depth
+
+    # -- arithmetic -----------------------------------------------------------------------------
+    def __add__(self, other: Any) -> SharedArray:
+        return self.ctx.add(self, other)
+
+    __radd__ = __add__
+
+    def __sub__(self, other: Any) -> SharedArray:
+        return self.ctx.add(self, -other if not isinstance(other, SharedArray) else other.__neg__())
+
+    def __rsub__(self, other: Any) -> SharedArray:
+        return self.ctx.add(-self, other)
+
+    def __neg__(self) -> SharedArray:
+        return self.local(lambda s: np.negative(s), self.shape)
+
+    def __mul__(self, other: Any) -> SharedArray:
+        return self.ctx.mul(self, other)
+
+    __rmul__ = __mul__
+
+    def __matmul__(self, other: Any) -> SharedArray:
+        return self.ctx.matmul(self, other)
+
+    def __rmatmul__(self, other: Any) -> SharedArray:
+        return self.ctx.matmul(other, self)
+
+    def sum(self, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> SharedArray:
+        shape = np.empty(self.shape, dtype=np.bool_).sum(axis=axis, keepdims=keepdims).shape
+        return self.local(lambda s: np.sum(s, axis=axis, keepdims=keepdims, dtype=np.uint64), shape)
+
+    def dot(self, other: Any) -> SharedArray:
+        return self.ctx.matmul(self, other)
+
+    # -- shape operations (local) ---------------------------------------------------------------
+    def __getitem__(self, key: Any) -> SharedArray:
+        if isinstance(key, SharedArray):
+            raise TypeError("indexing with a shared index is not supported; use ctx.where()")
+        return self.local(lambda s: s[key], _probe(self.shape)[key].shape)
+
+    def reshape(self, *shape: Any) -> SharedArray:
+        new = _probe(self.shape).reshape(*shape).shape
+        return self.local(lambda s: s.reshape(new), new)
+
+    def transpose(self, *axes: Any) -> SharedArray:
+        new = _probe(self.shape).transpose(*axes).shape
+        return self.local(lambda s: s.transpose(*axes), new)
+
+    @property
+    def T(self) -> SharedArray:  # noqa: N802 - numpy's name
+        return self.transpose()
+
+    def flatten(self) -> SharedArray:
+        return self.reshape(-1)
+
+    def broadcast_to(self, shape: Sequence[int]) -> SharedArray:
+        new = tuple(shape)
+        return self.local(lambda s: np.broadcast_to(s, new), new)
+
+    # -- plumbing -------------------------------------------------------------------------------
+    def local(self, fn: Callable[[np.ndarray], np.ndarray], shape: tuple[int, ...],
+              frac: int | None = None) -> SharedArray:
+        """A new shared array from a local, linear function of this party's share (no communication)."""
+        return derive(self.ctx, [self], lambda s: fn(s[0]), shape, self.frac if frac is None else frac)
+
+
+def _probe(shape: tuple[int, ...]) -> np.ndarray:
+    """A zero-memory array of `shape`, to let numpy work out result shapes."""
+    return np.broadcast_to(np.empty((), dtype=np.bool_), shape)
+
+
+def derive(ctx: Context, sources: Sequence[SharedArray], fn: Callable[[list[np.ndarray]], np.ndarray],
+           shape: tuple[int, ...], frac: int) -> SharedArray:
+    """A shared array computed locally from `sources`: at once if they are resolved, else when they are."""
+    loop = asyncio.get_running_loop()
+    futs = [s._fut for s in sources]
+
+    def compute(inputs: list[Shares]) -> Shares:
+        depth = max((i.depth for i in inputs), default=0)
+        if ctx.is_dealer:
+            return Shares(None, depth)
+        out = np.asarray(fn([i.share for i in inputs]), dtype=np.uint64)  # type: ignore[misc]
+        if out.shape != shape:
+            out = np.broadcast_to(out, shape)
+        return Shares(out, depth)
+
+    if all(f.done() and not f.cancelled() and f.exception() is None for f in futs):
+        fut: asyncio.Future[Shares] = loop.create_future()
+        fut.set_result(compute([f.result() for f in futs]))
+    else:
+        async def later() -> Shares:
+            return compute(list(await asyncio.gather(*futs)))
+
+        fut = ctx.spawn(later())
+    return SharedArray(ctx, shape, frac, fut)
+
+
+def public_ring(value: Any, frac: int) -> np.ndarray:
+    """A public operand as ring elements at `frac` fractional bits (integers are scaled exactly)."""
+    arr = np.asarray(value)
+    if arr.dtype.kind == "f":
+        return encode_fixed(arr, frac)
+    if arr.dtype.kind not in "iub":
+        raise TypeError(f"cannot use a {arr.dtype} value with a shared array")
+    return ring(arr) * np.uint64(1 << frac) if frac else ring(arr)

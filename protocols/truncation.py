@@ -1,0 +1,94 @@
+"""Fixed-point truncation: divide a shared value by 2^bits after a product.
+
+Two methods:
+
+`dealer` (default, any number of compute parties). Probabilistic truncation with a dealer pair, after
+Escudero, Ghosh, Keller, Rachuri, Scholl, "Improved Primitives for MPC over Mixed Arithmetic-Binary
+Circuits" (CRYPTO 2020): for |x| < 2^62, let x' = x + 2^62 (so 0 <= x' < 2^63). The helper deals shares of
+a uniform r, of msb(r), and of (r mod 2^63) >> bits. The parties open c = x' + r (1 round, 8 bytes per
+element to each peer; perfectly hiding since r is uniform) and compute locally
+  b = msb(c) XOR msb(r),     x' >> bits = (c mod 2^63) >> bits + b * 2^(63-bits) - (r mod 2^63) >> bits,
+then subtract 2^(62-bits). Result: floor(x / 2^bits) or one less; never a large error while |x| < 2^62.
+
+`local` (two compute parties only; SecureML, Mohassel and Zhang, S&P 2017): party 0 shifts its share,
+party 1 shifts the negation of its share. 0 rounds, error at most 1 except with probability about
+2^(k + 1 - 64) for |x| < 2^k, when the result is wrong by about 2^(64-bits): see README.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from protocols.shared import SharedArray, Shares
+
+if TYPE_CHECKING:
+    from protocols.context import Context
+
+OFFSET_BITS = 62
+TOP = np.uint64(63)
+LOW_MASK = np.uint64(2**63 - 1)
+
+
+def truncate(ctx: Context, x: SharedArray, bits: int, method: str | None = None) -> SharedArray:
+    """Shared floor(x / 2^bits), within one unit. Collective; dealer: 1 round, local: 0 rounds."""
+    method = method or ctx.truncation
+    if bits == 0:
+        return x
+    if method == "local":
+        return _local(ctx, x, bits)
+    if method == "dealer":
+        return _dealer(ctx, x, bits)
+    raise ValueError(f"unknown truncation method {method!r} (dealer | local)")
+
+
+def _local(ctx: Context, x: SharedArray, bits: int) -> SharedArray:
+    if len(ctx.compute_parties) != 2:
+        raise ValueError("local truncation is only sound for two compute parties; use 'dealer'")
+    shift = np.uint64(bits)
+    if ctx.name == ctx.compute_parties[0]:
+        return x.local(lambda s: np.right_shift(s, shift), x.shape, frac=x.frac - bits)
+    return x.local(lambda s: np.negative(np.right_shift(np.negative(s), shift)), x.shape, frac=x.frac - bits)
+
+
+def _dealer(ctx: Context, x: SharedArray, bits: int) -> SharedArray:
+    op = ctx.party.new_op("trunc")
+    material = ctx.deal(ctx.material.trunc_pair(op, x.shape, bits))
+    party = ctx.party
+    peers = [p for p in ctx.compute_parties if p != ctx.name]
+    first = ctx.name == ctx.compute_parties[0]
+    shift = np.uint64(bits)
+
+    async def run() -> Shares:
+        xs = await x.resolve()
+        pair = await material
+        await ctx.online_gate()
+        if pair is None:
+            return Shares(None, 0)
+        assert xs.share is not None
+        masked = np.add(xs.share, pair.r, dtype=np.uint64)
+        if first:
+            masked += np.uint64(1 << OFFSET_BITS)
+        masked = np.ascontiguousarray(masked)
+        depth = xs.depth
+        for peer in peers:
+            party.send(peer, op, masked, depth=depth)
+        c = masked.copy()
+        for peer in peers:
+            msg = await party.recv(peer, op, dtype=np.uint64, shape=masked.shape)
+            c += msg.array
+            depth = max(depth, msg.depth)
+        c_msb = np.right_shift(c, TOP)
+        # [b] = c_msb + [msb] - 2 c_msb [msb]: linear in the shared bit since c_msb is public.
+        out = pair.msb * (np.uint64(1) - np.uint64(2) * c_msb)
+        if first:
+            out += c_msb
+        out *= np.uint64(1 << (63 - bits))
+        out -= pair.low_shifted
+        if first:
+            out += np.right_shift(c & LOW_MASK, shift)
+            out -= np.uint64(1 << (OFFSET_BITS - bits))
+        return Shares(out, depth)
+
+    return SharedArray(ctx, x.shape, x.frac - bits, ctx.spawn(run()))
