@@ -85,9 +85,10 @@ def beaver(ctx: Context, x: SharedArray, y: SharedArray, kind: str) -> SharedArr
             depth = max(depth, msg.depth)
         d = total[:nx].reshape(x.shape)
         e = total[nx:].reshape(y.shape)
-        z = triple.c + product(d, triple.b) + product(triple.a, e)
-        if ctx.name == ctx.compute_parties[0]:
-            z += product(d, e)
+        with np.errstate(over="ignore"):  # 0-d products are numpy scalars, which warn on wrap-around
+            z = np.asarray(triple.c + product(d, triple.b) + product(triple.a, e), dtype=np.uint64)
+            if ctx.name == ctx.compute_parties[0]:
+                z = z + product(d, e)
         return Shares(np.broadcast_to(z, shape) if z.shape != shape else z, depth)
 
     return SharedArray(ctx, shape, x.frac + y.frac, ctx.spawn(run()))

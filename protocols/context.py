@@ -175,7 +175,7 @@ class Context:
             if self.is_dealer:
                 return None
             assert xs.share is not None
-            share = np.ascontiguousarray(xs.share)
+            share = np.require(xs.share, requirements="C")
             for r in recipients:
                 if r != party.name:
                     party.send(r, op, share, depth=xs.depth)

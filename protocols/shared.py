@@ -156,7 +156,8 @@ def derive(ctx: Context, sources: Sequence[SharedArray], fn: Callable[[list[np.n
         depth = max((i.depth for i in inputs), default=0)
         if ctx.is_dealer:
             return Shares(None, depth)
-        out = np.asarray(fn([i.share for i in inputs]), dtype=np.uint64)  # type: ignore[misc]
+        with np.errstate(over="ignore"):  # ring arithmetic wraps by design
+            out = np.asarray(fn([i.share for i in inputs]), dtype=np.uint64)  # type: ignore[misc]
         if out.shape != shape:
             out = np.broadcast_to(out, shape)
         return Shares(out, depth)

@@ -70,7 +70,7 @@ def _dealer(ctx: Context, x: SharedArray, bits: int) -> SharedArray:
         masked = np.add(xs.share, pair.r, dtype=np.uint64)
         if first:
             masked += np.uint64(1 << OFFSET_BITS)
-        masked = np.ascontiguousarray(masked)
+        masked = np.require(masked, requirements="C")
         depth = xs.depth
         for peer in peers:
             party.send(peer, op, masked, depth=depth)

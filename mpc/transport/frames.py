@@ -117,7 +117,7 @@ def decode_header(buf: bytes | memoryview, max_payload: int) -> Header:
 
 def payload_view(array: np.ndarray) -> memoryview:
     """A zero-copy byte view of a C-contiguous little-endian array (copies only if it must)."""
-    arr = np.ascontiguousarray(array)
+    arr = np.require(array, requirements="C")
     if arr.dtype.byteorder == ">":
         arr = arr.astype(arr.dtype.newbyteorder("<"))
     return memoryview(arr).cast("B") if arr.size else memoryview(b"")

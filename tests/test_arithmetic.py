@@ -1,0 +1,328 @@
+"""Secure arithmetic against numpy, with the parties on real sockets and the helper dealing."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from mpc.transport.frames import HEADER_SIZE
+from protocols.context import Context, run_local
+from protocols.shared import SharedArray
+
+RNG = np.random.default_rng(20261121)  # test data only; shares use the cryptographic PRG
+F = 16
+LSB = 2.0**-F
+
+
+def share(ctx: Context, owner: str, value: np.ndarray) -> asyncio.Task[SharedArray]:
+    """Every party calls input; only the owner passes the value (the others pass nothing)."""
+    return ctx.input(owner, value if ctx.name == owner else None)
+
+
+def opened(out: dict, name: str = "bank_a"):
+    return out[name].value
+
+
+def wrap_mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a.astype(np.uint64) * b.astype(np.uint64)).view(np.int64)
+
+
+def wrap_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.matmul(a.astype(np.uint64), b.astype(np.uint64)).view(np.int64)
+
+
+# -- integers, exact mod 2^64 ------------------------------------------------------------------------
+
+INT_CASES = {
+    "random": (RNG.integers(-(2**62), 2**62, 1000), RNG.integers(-(2**62), 2**62, 1000)),
+    "edges": (np.array([0, -1, 1, 2**63 - 1, -(2**63), 12345, -1, 0]),
+              np.array([0, -1, -1, 2**63 - 1, -(2**63), -(2**40), 2**63 - 1, 7])),
+    "empty": (np.zeros(0, np.int64), np.zeros(0, np.int64)),
+    "2d broadcast": (RNG.integers(-1000, 1000, (4, 5)), RNG.integers(-1000, 1000, (1, 5))),
+    "3d": (RNG.integers(-(2**40), 2**40, (2, 3, 4)), RNG.integers(-(2**40), 2**40, (2, 3, 4))),
+}
+
+
+@pytest.mark.parametrize("n", [2, 3, 4])
+@pytest.mark.parametrize("case", sorted(INT_CASES))
+def test_integer_ops_exact(make_topology, n: int, case: str) -> None:
+    a, b = (v.astype(np.int64) for v in INT_CASES[case])
+    owners = ("bank_a", "bank_b") if n == 2 else ("bank_b", "bank_c")
+
+    async def program(ctx: Context):
+        x, y = await share(ctx, owners[0], a), await share(ctx, owners[1], b)
+        results = [x * y, x + y, x - y, -x, y * 3, 5 - x, (x * y).sum(), x * x * y]
+        return [await ctx.reveal(r) for r in results]
+
+    out = run_local(make_topology(n), program)
+    with np.errstate(over="ignore"):
+        expect = [wrap_mul(a, b), a + b, a - b, -a, b * 3, 5 - a, np.array(wrap_mul(a, b).sum()),
+                  wrap_mul(wrap_mul(a, a), b)]
+    for name in out:
+        if name == "helper":
+            assert out[name].value == [None] * len(expect)
+            continue
+        for got, want in zip(out[name].value, expect, strict=True):
+            assert got.dtype == np.int64
+            np.testing.assert_array_equal(got, np.broadcast_to(want, got.shape))
+
+
+@pytest.mark.parametrize("n", [2, 3])
+@pytest.mark.parametrize(("sa", "sb"), [((3, 4), (4, 5)), ((6,), (6,)), ((2, 3, 4), (2, 4, 2)), ((5, 4), (4,)),
+                                        ((0, 3), (3, 2)), ((1, 1), (1, 1))])
+def test_integer_matmul_exact(make_topology, n: int, sa, sb) -> None:
+    a = RNG.integers(-(2**62), 2**62, sa)
+    b = RNG.integers(-(2**62), 2**62, sb)
+
+    async def program(ctx: Context):
+        x, y = await share(ctx, "bank_a", a), await share(ctx, "bank_b", b)
+        return await ctx.reveal(x @ y), await ctx.reveal(x @ b), await ctx.reveal(a @ y)
+
+    out = run_local(make_topology(n), program)
+    want = wrap_matmul(a, b)
+    for got in opened(out):
+        np.testing.assert_array_equal(got, want)
+
+
+# -- fixed point -------------------------------------------------------------------------------------
+
+FIX_CASES = {
+    "random": (RNG.uniform(-1000, 1000, 2000), RNG.uniform(-1000, 1000, 2000)),
+    "edges": (np.array([0.0, -1.0, 1.0, LSB, -LSB, 3e4, -3e4, 0.5]),
+              np.array([0.0, -1.0, -1.0, LSB, LSB, 3e4, 3e4, -0.5])),
+    "empty": (np.zeros(0), np.zeros(0)),
+    "2d": (RNG.uniform(-50, 50, (7, 3)), RNG.uniform(-50, 50, (7, 3))),
+}
+
+
+def assert_fixed_close(got: np.ndarray, want: np.ndarray, scale: np.ndarray | float) -> None:
+    """Within the documented bound: input encoding (half an LSB each, times the other operand) plus
+    one LSB of truncation, plus float64 rounding of the reference."""
+    bound = (np.abs(scale) + 2) * LSB + 1e-9 * np.abs(want)
+    assert (np.abs(got - want) <= bound).all(), np.abs(got - want).max()
+
+
+@pytest.mark.parametrize("method", ["dealer", "local"])
+@pytest.mark.parametrize("case", sorted(FIX_CASES))
+def test_fixed_point_products(make_topology, method: str, case: str) -> None:
+    a, b = FIX_CASES[case]
+    if method == "local":
+        # Local truncation fails (by ~2^(64-2f) in real terms) with probability ~2^(k+1-64) for raw
+        # values below 2^k: keep products below 2^4 so this test's failure chance is ~2^-27 per element.
+        a, b = np.clip(a, -4, 4), np.clip(b, -4, 4)
+
+    async def program(ctx: Context):
+        ctx.truncation = method
+        x, y = await share(ctx, "bank_a", a), await share(ctx, "bank_b", b)
+        z = x * y
+        return [await ctx.reveal(v) for v in (z, x + y, x * 0.25, x - 1.5, z * y)]
+
+    out = run_local(make_topology(2), program)
+    got = opened(out, "bank_b")
+    assert all(g.dtype == np.float64 for g in got)
+    assert_fixed_close(got[0], a * b, np.abs(a) + np.abs(b))
+    np.testing.assert_allclose(got[1], a + b, atol=2 * LSB)
+    assert_fixed_close(got[2], a * 0.25, 1)
+    np.testing.assert_allclose(got[3], a - 1.5, atol=LSB)
+    # a dependent product (where it stays in the documented range): the first error is scaled by |b|
+    ok = np.abs(a * b * b) < 2.0**29
+    assert_fixed_close(got[4][ok], (a * b * b)[ok],
+                       ((np.abs(a) + np.abs(b) + 3) * (np.abs(b) + 1) + np.abs(a * b))[ok])
+
+
+@pytest.mark.parametrize("n", [3, 4])
+def test_fixed_point_many_parties(make_topology, n: int) -> None:
+    a, b = RNG.uniform(-100, 100, (5, 6)), RNG.uniform(-100, 100, (6, 2))
+
+    async def program(ctx: Context):
+        x, y = await share(ctx, "bank_a", a), await share(ctx, ctx.compute_parties[-1], b)
+        return await ctx.reveal(x @ y), await ctx.reveal(x[:2, :2] * y[:2, :])
+
+    out = run_local(make_topology(n), program)
+    mm, el = opened(out)
+    assert_fixed_close(mm, a @ b, 6 * (np.abs(a).max() + np.abs(b).max()))
+    assert_fixed_close(el, a[:2, :2] * b[:2, :], np.abs(a[:2, :2]) + np.abs(b[:2, :]))
+
+
+def test_dealer_truncation_never_fails_large_in_range(make_topology) -> None:
+    """Products near the top of the documented range (|x*y| < 2^30 for f = 16) stay within one LSB."""
+    a = RNG.uniform(-2**15, 2**15, 20000)
+    b = RNG.uniform(-2**14.9, 2**14.9, 20000)
+
+    async def program(ctx: Context):
+        x, y = await share(ctx, "bank_a", a), await share(ctx, "bank_b", b)
+        return await ctx.reveal(x * y)
+
+    got = opened(run_local(make_topology(2), program))
+    assert_fixed_close(got, a * b, np.abs(a) + np.abs(b))
+
+
+def test_shape_operations_are_local(make_topology) -> None:
+    a = RNG.integers(-100, 100, (2, 3, 4))
+
+    async def program(ctx: Context):
+        x = await share(ctx, "bank_a", a)
+        views = [x[1], x[:, 1:, ::2], x.reshape(6, 4), x.transpose(2, 0, 1), x.T, x.sum(axis=1), x.flatten(),
+                 ctx.concatenate([x, x], axis=2), ctx.stack([x[0], x[1]]), x[..., 0]]
+        return [await ctx.reveal(v) for v in views], ctx.party.stats.total(phase="online").messages_sent
+
+    out = run_local(make_topology(2), program)
+    views, _ = opened(out)
+    want = [a[1], a[:, 1:, ::2], a.reshape(6, 4), a.transpose(2, 0, 1), a.T, a.sum(axis=1), a.flatten(),
+            np.concatenate([a, a], axis=2), np.stack([a[0], a[1]]), a[..., 0]]
+    for got, w in zip(views, want, strict=True):
+        np.testing.assert_array_equal(got, w)
+
+
+def test_input_errors(make_topology) -> None:
+    async def program(ctx: Context):
+        with pytest.raises(ValueError, match="compute party"):
+            ctx.input("helper", np.zeros(2))
+        return True
+
+    assert all(o.value for o in run_local(make_topology(2), program).values())
+
+
+# -- measured rounds and bytes -----------------------------------------------------------------------
+
+async def depths(inputs: list[SharedArray], outputs: list[SharedArray]) -> tuple[int, int]:
+    """(depth at which the inputs were available, depth of the outputs) on this party."""
+    return max([await x.depth() for x in inputs]), max([await z.depth() for z in outputs])
+
+
+def rounds_of(out: dict, index: int = 0) -> int:
+    """Online rounds of the ops between inputs and outputs, over all compute parties: the deepest output
+    minus the depth at which every party had the inputs (the owner of an input has it at depth 0)."""
+    pairs = [o.value[index] for name, o in out.items() if name != "helper"]
+    return max(end for _, end in pairs) - max(start for start, _ in pairs)
+
+
+def test_product_is_one_round_16_bytes_per_element(make_topology) -> None:
+    n = 1000
+    a, b = RNG.integers(0, 100, n), RNG.integers(0, 100, n)
+
+    async def program(ctx: Context):
+        x, y = await share(ctx, "bank_a", a), await share(ctx, "bank_b", b)
+        before = ctx.party.stats.copy()
+        z = x * y
+        rounds = await depths([x, y], [z])
+        traffic = ctx.party.stats.since(before)
+        result = await ctx.reveal(z)
+        return rounds, traffic.total("online", "mul").bytes_sent, traffic.total("offline", "mul"), result
+
+    out = run_local(make_topology(2), program)
+    assert rounds_of(out) == 1
+    for name in ("bank_a", "bank_b"):
+        _, online, offline, result = out[name].value
+        assert online == 16 * n + HEADER_SIZE
+        np.testing.assert_array_equal(result, a * b)
+    # dealer: one correction array of 8 bytes per element, to the last compute party only
+    assert out["bank_b"].value[2].bytes_received == 8 * n + HEADER_SIZE
+    assert out["bank_a"].value[2].bytes_received == 0
+    helper = out["helper"].stats.total("offline", "mul")
+    assert helper.bytes_sent == 8 * n + HEADER_SIZE
+    assert out["helper"].stats.total("online").bytes_sent == 0
+
+
+def test_hundred_independent_products_share_one_round(make_topology) -> None:
+    a, b = RNG.integers(-50, 50, (100, 10)), RNG.integers(-50, 50, (100, 10))
+
+    async def program(ctx: Context):
+        x, y = await share(ctx, "bank_a", a), await share(ctx, "bank_b", b)
+        zs = [x[i] * y[i] for i in range(100)]
+        rounds = await depths([x, y], zs)
+        return rounds, await ctx.reveal(ctx.stack(zs))
+
+    out = run_local(make_topology(2), program)
+    assert rounds_of(out) == 1
+    np.testing.assert_array_equal(opened(out)[1], a * b)
+
+
+def test_matmul_is_one_round_and_traffic_grows_with_operands(make_topology) -> None:
+    a, b = RNG.integers(-50, 50, (30, 40)), RNG.integers(-50, 50, (40, 20))
+
+    async def program(ctx: Context):
+        x, y = await share(ctx, "bank_a", a), await share(ctx, "bank_b", b)
+        before = ctx.party.stats.copy()
+        z = x @ y
+        rounds = await depths([x, y], [z])
+        traffic = ctx.party.stats.since(before).total("online", "matmul").bytes_sent
+        return rounds, traffic, await ctx.reveal(z)
+
+    out = run_local(make_topology(2), program)
+    _, traffic, result = opened(out)
+    assert rounds_of(out) == 1
+    assert traffic == 8 * (30 * 40 + 40 * 20) + HEADER_SIZE
+    np.testing.assert_array_equal(result, a @ b)
+    assert out["helper"].stats.total("offline", "matmul").bytes_sent == 8 * 30 * 20 + HEADER_SIZE
+
+
+@pytest.mark.parametrize(("method", "per_product"), [("dealer", 2), ("local", 1)])
+def test_dependent_fixed_point_products_rounds(make_topology, method: str, per_product: int) -> None:
+    """k dependent fixed-point products: 2k rounds with dealer truncation (product, then the masked
+    opening of truncation), k rounds with local truncation."""
+    k = 4
+    a = RNG.uniform(0.5, 1.5, 50)
+
+    async def program(ctx: Context):
+        ctx.truncation = method
+        x = await share(ctx, "bank_a", a)
+        y = await share(ctx, "bank_b", a)
+        z = x
+        for _ in range(k):
+            z = z * y
+        return await depths([x, y], [z]), await ctx.reveal(z)
+
+    out = run_local(make_topology(2), program)
+    assert rounds_of(out) == per_product * k
+    np.testing.assert_allclose(opened(out)[1], a ** (k + 1), atol=1e-3)
+
+
+def test_public_products_cost_no_online_round_except_truncation(make_topology) -> None:
+    a = RNG.uniform(-10, 10, (8, 4))
+    w = RNG.uniform(-1, 1, (4, 3))
+
+    async def program(ctx: Context):
+        x = await share(ctx, "bank_a", a)
+        ints, fixed = x * 3, x @ w
+        return await depths([x], [ints]), await depths([x], [fixed]), await ctx.reveal(fixed)
+
+    out = run_local(make_topology(2), program)
+    assert rounds_of(out, 0) == 0  # by a public integer: local
+    assert rounds_of(out, 1) == 1  # by public reals: local product, then the truncation's opening
+    assert_fixed_close(opened(out)[2], a @ w, 4 * (np.abs(a).max() + 1))
+
+
+def test_local_test_dealer_without_helper(make_topology) -> None:
+    a, b = RNG.integers(-9, 9, 10), RNG.integers(-9, 9, 10)
+
+    async def program(ctx: Context):
+        x, y = await share(ctx, "bank_a", a), await share(ctx, "bank_b", b)
+        return await ctx.reveal(x * y)
+
+    out = run_local(make_topology(2, helper=False), program, dealer="local-test")
+    np.testing.assert_array_equal(opened(out), a * b)
+
+
+def test_no_helper_is_a_clear_error(make_topology) -> None:
+    from mpc.runtime import PartyFailed
+
+    async def program(ctx: Context):
+        return None
+
+    with pytest.raises(PartyFailed, match="no helper party"):
+        run_local(make_topology(2, helper=False), program)
+
+
+def test_reveal_to_one_party(make_topology) -> None:
+    a = RNG.integers(-9, 9, 5)
+
+    async def program(ctx: Context):
+        x = await share(ctx, "bank_a", a)
+        return await ctx.reveal(x, to=["bank_b"])
+
+    out = run_local(make_topology(2), program)
+    assert out["bank_a"].value is None and out["helper"].value is None
+    np.testing.assert_array_equal(out["bank_b"].value, a)
