@@ -197,8 +197,52 @@ def launch(ctx: click.Context, config: str, program: str, params: tuple[str, ...
         raise CliError(f"launch failed: {names}")
 
 
+@cli.command()
+@click.option("--config", type=click.Path(dir_okay=False), default=None,
+              help="Topology to run on (default: two banks and the helper on localhost, free ports).")
+@click.option("--op", "ops", default="mul,matmul", show_default=True, help="Comma-separated ops: mul, matmul, trunc.")
+@click.option("--n", type=click.IntRange(min=1), default=100_000, show_default=True,
+              help="Elements per operand (matmul: two sqrt(n) x sqrt(n) matrices).")
+@click.option("--repeat", type=click.IntRange(min=1), default=3, show_default=True)
+@_network_options
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of records.")
+@click.pass_context
+def bench(ctx: click.Context, config: str | None, ops: str, n: int, repeat: int, latency_ms: float | None,
+          bandwidth_mbps: float | None, as_json: bool) -> None:
+    """Measure secure operations: online rounds, bytes, messages and wall time; dealer bytes and time."""
+    from mpc.benchmark import default_topology, run_bench
+    from parties.bench import OPS
+
+    names = [o.strip() for o in ops.split(",") if o.strip()]
+    unknown = [o for o in names if o not in OPS]
+    if unknown:
+        raise click.BadParameter(f"unknown op(s) {', '.join(unknown)}; known: {', '.join(OPS)}", param_hint="--op")
+    topo = _load(config) if config else default_topology()
+    if not as_json:
+        click.echo(f"running {', '.join(names)} at n={n}, {repeat} repeat(s), on {len(topo.names)} processes...",
+                   err=True)
+    try:
+        records = run_bench(topo, names, n, repeat, latency_ms, bandwidth_mbps, debug=ctx.obj["debug"])
+    except RuntimeError as exc:
+        raise CliError(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(records))
+        return
+    from rich.table import Table
+
+    table = Table(title=f"mpc bench (medians over {repeat}; bytes per compute party; offline = dealer)")
+    for col in ("op", "n", "parties", "latency ms", "rounds", "bytes online", "bytes offline", "messages",
+                "online s", "ops/s", "dealer s", "correct"):
+        table.add_column(col, justify="right")
+    for r in records:
+        table.add_row(r["op"], f"{r['n']:,}", str(r["parties"]), f"{r['latency_ms']:g}", str(r["rounds"]),
+                      f"{r['bytes_online']:,}", f"{r['bytes_offline']:,}", str(r["messages"]),
+                      f"{r['wall_s']:.4f}", f"{r['ops_per_s']:,.0f}" if r["ops_per_s"] else "-",
+                      f"{r['offline_s']:.3f}", "yes" if r["correct"] else "NO")
+    _console().print(table)
+
+
 def _print_launch_table(report: dict[str, Any]) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"{report['program']} on {report['config']}")
@@ -208,10 +252,17 @@ def _print_launch_table(report: dict[str, Any]) -> None:
         table.add_row(p["name"], str(p.get("role", "?")), str(p.get("rounds", "-")), str(p.get("messages", "-")),
                       str(p.get("bytes_sent", "-")), str(p.get("bytes_received", "-")),
                       f"{p['wall_s']:.4f}" if "wall_s" in p else "-")
-    console = Console()
+    console = _console()
     console.print(table)
     for p in report["parties"]:
         console.print(f"{p['name']}: {json.dumps(p.get('result'), default=_jsonable)}", markup=False)
+
+
+def _console() -> Any:
+    """A rich console; wide enough for the tables when output is not a terminal (logs, CI)."""
+    from rich.console import Console
+
+    return Console() if sys.stdout.isatty() else Console(width=160)
 
 
 def _setup_logging(debug: bool, prefix: str) -> None:

@@ -46,3 +46,34 @@ def decode_fixed(x: np.ndarray, frac_bits: int) -> np.ndarray:
 def shift_right(x: np.ndarray, bits: int) -> np.ndarray:
     """Logical right shift of ring elements."""
     return np.right_shift(x, np.uint64(bits))
+
+
+LIMB_BITS = 16
+_LIMBS = BITS // LIMB_BITS
+_MAX_EXACT_K = 1 << (53 - 2 * LIMB_BITS)  # a sum of k products of two 16-bit limbs is exact in float64
+_LIMB_MIN_WORK = 1 << 27  # below ~500^3 multiply-adds numpy's integer matmul is as fast (measured)
+
+
+def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a @ b mod 2^64 (numpy matmul semantics); large products through float64 BLAS on 16-bit limbs.
+
+    numpy's integer matmul uses no BLAS (PROTOCOL-NOTES.md). Each operand is split into four 16-bit
+    limbs; a limb product summed over k <= 2^21 terms is below 2^53, hence exact in float64, and only
+    the 10 limb pairs whose shift is below 64 bits matter. Measured here with one BLAS thread: 0.37 s
+    against 0.76 s at 1000 x 1000; no gain below ~500^3 multiply-adds, where integer matmul is kept.
+    """
+    a = np.asarray(a, dtype=np.uint64)
+    b = np.asarray(b, dtype=np.uint64)
+    if a.ndim < 2 or b.ndim < 2 or a.shape[-1] > _MAX_EXACT_K or a.size * b.shape[-1] < _LIMB_MIN_WORK:
+        with np.errstate(over="ignore"):
+            return np.asarray(np.matmul(a, b, dtype=np.uint64))
+    mask = np.uint64((1 << LIMB_BITS) - 1)
+    la = [((a >> np.uint64(LIMB_BITS * i)) & mask).astype(np.float64) for i in range(_LIMBS)]
+    lb = [((b >> np.uint64(LIMB_BITS * j)) & mask).astype(np.float64) for j in range(_LIMBS)]
+    out: np.ndarray | None = None
+    for i in range(_LIMBS):
+        for j in range(_LIMBS - i):
+            term = np.matmul(la[i], lb[j]).astype(np.uint64) << np.uint64(LIMB_BITS * (i + j))
+            out = term if out is None else np.add(out, term, out=out)
+    assert out is not None
+    return out

@@ -7,19 +7,24 @@ from dataclasses import dataclass
 from typing import Any
 
 from mpc.runtime import Party
-from parties import diagnostics
+from parties import arith_demo, bench, diagnostics
+from protocols.context import secure
 
 
 @dataclass(frozen=True)
 class ProgramEntry:
     run: Callable[..., Awaitable[Any]]
     description: str
+    is_secure: bool = False  # takes a protocols.Context rather than the bare Party
 
 
 PROGRAMS: dict[str, ProgramEntry] = {
     "mesh": ProgramEntry(diagnostics.mesh, "every party sends a random array to every other and checks it"),
     "pingpong": ProgramEntry(diagnostics.pingpong, "a token passed around the ring: `steps` dependent rounds"),
     "crash": ProgramEntry(diagnostics.crash, "party `who` fails on purpose: rehearses failure handling"),
+    "arith": ProgramEntry(arith_demo.arith, "product, matmul and a fixed-point expression of both banks' inputs",
+                          is_secure=True),
+    "bench": ProgramEntry(bench.bench, "measure secure ops (used by `mpc bench`)", is_secure=True),
 }
 
 
@@ -28,6 +33,9 @@ def get_program(name: str, params: dict[str, Any]) -> Callable[[Party], Awaitabl
     entry = PROGRAMS.get(name)
     if entry is None:
         raise ValueError(f"unknown program {name!r}; known: {', '.join(sorted(PROGRAMS))}")
+
+    if entry.is_secure:
+        return secure(lambda ctx: entry.run(ctx, **params))
 
     async def program(party: Party) -> Any:
         return await entry.run(party, **params)

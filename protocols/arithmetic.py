@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from mpc import ring
 from protocols.shared import SharedArray, Shares
 
 if TYPE_CHECKING:
@@ -28,8 +29,8 @@ def elementwise(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def ring_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Matrix product mod 2^64 (numpy's integer matmul wraps; uint64 in, uint64 out)."""
-    return np.matmul(a, b, dtype=np.uint64)
+    """Matrix product mod 2^64 (uint64 in, uint64 out)."""
+    return ring.matmul(a, b)
 
 
 def product_shape(kind: str, sx: tuple[int, ...], sy: tuple[int, ...]) -> tuple[int, ...]:

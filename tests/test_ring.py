@@ -56,3 +56,15 @@ def test_prg_streams() -> None:
     assert 400 < int((a >> np.uint64(63)).sum()) < 600
     assert PRG(seed).ring((0,), 1, 1).shape == (0,)
     assert random_ring((3, 4)).shape == (3, 4)
+
+
+@pytest.mark.parametrize(("sa", "sb"), [((3, 4), (4, 5)), ((7,), (7, 3)), ((5,), (5,)), ((2, 3, 4), (4, 6)),
+                                        ((600, 500), (500, 600)), ((2, 400, 300), (2, 300, 700))])
+def test_ring_matmul_matches_integer_matmul(sa, sb) -> None:
+    from mpc.ring import matmul
+
+    rng = np.random.default_rng(5)
+    a = rng.integers(0, 2**64, sa, dtype=np.uint64)
+    b = rng.integers(0, 2**64, sb, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        np.testing.assert_array_equal(matmul(a, b), np.matmul(a, b, dtype=np.uint64))

@@ -1,0 +1,107 @@
+"""The benchmark program every party runs under `mpc bench`: one secure operation at a time, measured.
+
+For each repeat: share fresh inputs, issue the operation while holding the online phase, let the helper
+deal (measured as `offline_s`), pass a barrier, then time the online phase alone (`wall_s`), and open
+the result to check it against numpy. Rounds are the output's depth minus the inputs'; bytes and
+messages are the runtime's counters over the online window (this party) and the dealing (the helper).
+The inputs come from a public seed so every party can check the opened result (benchmark data only).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from protocols.context import Context
+from protocols.shared import SharedArray
+
+
+@dataclass(frozen=True)
+class BenchOp:
+    """How to make inputs of size n, compute the op securely, and compute it in plaintext."""
+
+    inputs: Callable[[np.random.Generator, int], tuple[np.ndarray, np.ndarray]]
+    secure: Callable[[Context, SharedArray, SharedArray], SharedArray]
+    plain: Callable[[np.ndarray, np.ndarray], np.ndarray]
+    tolerance: float  # on the opened result, in real units (0 = exact)
+
+
+def _ints(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    return rng.integers(-(2**31), 2**31, n), rng.integers(-(2**31), 2**31, n)
+
+
+def _square(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    side = max(1, math.isqrt(n))
+    return rng.integers(-(2**20), 2**20, (side, side)), rng.integers(-(2**20), 2**20, (side, side))
+
+
+def _reals(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    return rng.uniform(-1000, 1000, n), rng.uniform(-1000, 1000, n)
+
+
+def _wrap(fn: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    def run(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return fn(a.astype(np.uint64), b.astype(np.uint64)).view(np.int64)
+
+    return run
+
+
+OPS: dict[str, BenchOp] = {
+    # integer product mod 2^64: one Beaver round
+    "mul": BenchOp(_ints, lambda ctx, x, y: x * y, _wrap(np.multiply), 0.0),
+    # integer matrix product of two sqrt(n) x sqrt(n) matrices: one round with a matrix triple
+    "matmul": BenchOp(_square, lambda ctx, x, y: x @ y, _wrap(np.matmul), 0.0),
+    # fixed-point truncation of x*y held at 2f fractional bits: the truncation alone
+    "trunc": BenchOp(_reals, lambda ctx, x, y: ctx.truncate(x, ctx.frac_bits), lambda a, b: a, 2.0**-14),
+}
+
+
+async def bench(ctx: Context, ops: str = "mul", n: int = 1000, repeat: int = 3, seed: int = 7) -> list[dict]:
+    records = []
+    for op_name in str(ops).split(","):
+        spec = OPS.get(op_name)
+        if spec is None:
+            raise ValueError(f"unknown bench op {op_name!r}; known: {', '.join(OPS)}")
+        for rep in range(int(repeat)):
+            records.append(await _one(ctx, op_name, spec, int(n), np.random.default_rng([seed, rep])))
+    return records
+
+
+async def _one(ctx: Context, op_name: str, spec: BenchOp, n: int, rng: np.random.Generator) -> dict:
+    a, b = spec.inputs(rng, n)
+    first, second = ctx.compute_parties[0], ctx.compute_parties[1 % len(ctx.compute_parties)]
+    x = await ctx.input(first, a if ctx.name == first else None)
+    y = await ctx.input(second, b if ctx.name == second else None)
+    if op_name == "trunc":
+        # a fixed-point value at 2f fractional bits, as a product leaves it, to be truncated
+        x = ctx.rescale(x, 2 * ctx.frac_bits)
+    start_depth = max(await x.depth(), await y.depth())
+    ctx.hold()
+    t0 = time.perf_counter()
+    before = ctx.party.stats.copy()
+    z = spec.secure(ctx, x, y)
+    await ctx.release()
+    offline_s = time.perf_counter() - t0
+    online_before = ctx.party.stats.copy()
+    t1 = time.perf_counter()
+    shares = await z.resolve()
+    wall_s = time.perf_counter() - t1
+    online = ctx.party.stats.since(online_before).total(phase="online")
+    window = ctx.party.stats.since(before)
+    dealt = window.total(phase="offline").minus(window.total(phase="offline", tag="barrier"))
+    opened = await ctx.reveal(z)
+    correct = None
+    if opened is not None:
+        want = spec.plain(a, b)
+        correct = bool(np.array_equal(opened, want) if spec.tolerance == 0
+                       else np.all(np.abs(opened - want) <= spec.tolerance))
+    return {
+        "op": op_name, "n": int(np.size(a)), "party": ctx.name, "role": "helper" if ctx.is_dealer else "compute",
+        "start_depth": start_depth, "end_depth": shares.depth,
+        "bytes_online": online.bytes_sent, "messages": online.messages_sent,
+        "bytes_offline_sent": dealt.bytes_sent, "wall_s": wall_s, "offline_s": offline_s, "correct": correct,
+    }
