@@ -80,3 +80,34 @@ def test_bad_config_exit_2(tmp_path: Path) -> None:
         assert res.returncode == 2
         assert f"{bad}: parties[0] (a).port" in res.stderr
         assert "Traceback" not in res.stderr
+
+
+def test_launch_arith_demo_matches_plaintext(tmp_path: Path) -> None:
+    res = mpc("launch", str(_config(tmp_path)), "--program", "arith", "-p", "n=7", "--json")
+    assert res.returncode == 0, res.stderr
+    report = json.loads(res.stdout)
+    for p in report["parties"]:
+        if p["role"] == "compute":
+            assert {k: v["match"] for k, v in p["result"].items()} == {"product": True, "matmul": True,
+                                                                       "expression": True}
+            assert len(p["result"]["product"]["secure"]) == 7
+    helper = next(p for p in report["parties"] if p["name"] == "helper")
+    assert helper["phases"]["offline"]["bytes_sent"] > 0 and "online" not in helper["phases"]
+
+
+def test_bench_json_records(tmp_path: Path) -> None:
+    res = mpc("bench", "--op", "mul,matmul,trunc", "--n", "400", "--repeat", "2", "--json")
+    assert res.returncode == 0, res.stderr
+    records = json.loads(res.stdout)
+    keys = {"op", "n", "method", "parties", "latency_ms", "rounds", "bytes_online", "bytes_offline", "messages",
+            "wall_s", "correct"}
+    assert [r["op"] for r in records] == ["mul", "matmul", "trunc"]
+    for r in records:
+        assert keys <= set(r)
+        assert r["correct"] is True and r["rounds"] == 1 and r["parties"] == 2
+    mul, matmul, trunc = records
+    from mpc.transport.frames import HEADER_SIZE
+
+    assert mul["bytes_online"] == 16 * 400 + HEADER_SIZE and mul["bytes_offline"] == 8 * 400 + HEADER_SIZE
+    assert matmul["bytes_online"] == 16 * 400 + HEADER_SIZE  # two 20 x 20 operands
+    assert trunc["bytes_online"] == 8 * 400 + HEADER_SIZE
