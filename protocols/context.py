@@ -22,7 +22,7 @@ from mpc.config import Topology
 from mpc.prg import random_ring
 from mpc.ring import decode_fixed, encode_fixed, ring, signed
 from mpc.runtime import Party, PartyOutcome, run_local_async
-from protocols import arithmetic, truncation
+from protocols import arithmetic, comparison, truncation
 from protocols.material import HelperMaterial, LocalDealerMaterial, SeededMaterial
 from protocols.shared import SharedArray, Shares, derive, public_ring
 
@@ -39,6 +39,8 @@ class Context:
         self.party = party
         self.material = material
         self.truncation = truncation_method or party.topology.truncation
+        self.comparison = party.topology.comparison
+        self.last_comparison_method: str | None = None
         self.compute_parties = party.compute_parties
         self._tasks: set[asyncio.Future[Any]] = set()
         self._dealing: set[asyncio.Future[Any]] = set()
@@ -214,6 +216,15 @@ class Context:
             return xa.local(lambda s: np.add(s, c, dtype=np.uint64), shape)
         return xa.local(lambda s: np.broadcast_to(s, shape), shape)
 
+    def constant(self, value: Any) -> SharedArray:
+        """A public array as a shared value (the first compute party holds it, the others zero). 0 rounds."""
+        arr = np.asarray(value)
+        frac = self.frac_bits if arr.dtype.kind == "f" else 0
+        encoded = public_ring(arr, frac)
+        share = None if self.is_dealer else (encoded.copy() if self.name == self.compute_parties[0]
+                                             else np.zeros(arr.shape, dtype=np.uint64))
+        return self._resolved(arr.shape, frac, Shares(share, 0))
+
     def rescale(self, x: SharedArray, frac: int) -> SharedArray:
         """The same value with more fractional bits (exact, local)."""
         if frac == x.frac:
@@ -252,6 +263,42 @@ class Context:
     def truncate(self, x: SharedArray, bits: int, method: str | None = None) -> SharedArray:
         """floor(x / 2^bits) within one unit; dealer: 1 round, local: 0 (see protocols/truncation.py)."""
         return truncation.truncate(self, x, bits, method)
+
+    # -- comparisons (protocols/comparison.py): method None = the topology's `comparison` ---------
+    def less(self, x: Any, y: Any, method: str | None = None) -> SharedArray:
+        """[x < y] as a shared 0/1 integer. dcf: 1 round; bits: 8 rounds."""
+        return comparison.less_than(self, x, y, method)
+
+    def equal(self, x: Any, y: Any, method: str | None = None) -> SharedArray:
+        """[x == y] as a shared 0/1 integer, same rounds as `less`."""
+        return comparison.equal(self, x, y, method)
+
+    def sign(self, x: SharedArray, method: str | None = None) -> SharedArray:
+        """-1, 0 or 1 like numpy.sign: [x > 0] - [x < 0] in one batched gate."""
+        both = comparison.sign_gate(self, self.stack([x, -x]), method=method)[0]
+        return both[1] - both[0]
+
+    def relu(self, x: SharedArray, method: str | None = None) -> SharedArray:
+        """max(x, 0). dcf: 1 round; bits: 9 rounds."""
+        return comparison.relu(self, x, method)
+
+    def maximum(self, x: Any, y: Any, method: str | None = None) -> SharedArray:
+        return comparison.maximum(self, x, y, method)
+
+    def minimum(self, x: Any, y: Any, method: str | None = None) -> SharedArray:
+        return comparison.minimum(self, x, y, method)
+
+    def max(self, x: SharedArray, axis: int = -1, method: str | None = None) -> SharedArray:
+        """Maximum along `axis` (a tree: ceil(log2 k) gates)."""
+        return comparison.max_along(self, x, axis, method)
+
+    def argmax(self, x: SharedArray, axis: int = -1, method: str | None = None) -> SharedArray:
+        """Shared index of the first maximum along `axis` (2 rounds per tree level with dcf)."""
+        return comparison.argmax_along(self, x, axis, method)
+
+    def where(self, bit: SharedArray, a: Any, b: Any) -> SharedArray:
+        """bit ? a : b for a shared 0/1 integer `bit`. 1 round."""
+        return comparison.where(self, bit, a, b)
 
     # -- array helpers --------------------------------------------------------------------------
     def concatenate(self, xs: Sequence[SharedArray], axis: int = 0) -> SharedArray:

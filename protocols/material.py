@@ -23,6 +23,8 @@ import numpy as np
 
 from mpc.prg import PRG, new_seed
 from mpc.runtime import Op, Party
+from protocols import dcf
+from protocols.dcf import DcfKeys
 
 log = logging.getLogger("mpc.material")
 
@@ -30,6 +32,11 @@ log = logging.getLogger("mpc.material")
 DEALER_STEP = 0xD0
 # PRG stream purposes, one per array of material.
 A, B, C, R, R_MSB, R_LOW = range(1, 7)
+DCF_ROOT, DCF_MSB, DCF_RMSB = 10, 11, 12
+BITS_R, BITS_RB, BITS_RHO_B, BITS_RHO_A = 20, 21, 22, 23
+BITS_AND = 100  # + 3 * (2 * level + k) + (0: a, 1: b, 2: c)
+DCF_BITS = 63
+LOW63 = np.uint64(2**63 - 1)
 
 
 @dataclass(frozen=True)
@@ -46,6 +53,29 @@ class TruncPair:
     r: np.ndarray
     msb: np.ndarray
     low_shifted: np.ndarray
+
+
+@dataclass(frozen=True)
+class DcfGate:
+    """One compute party's material for the sign gate on N elements (see protocols/comparison.py)."""
+
+    keys: DcfKeys
+    r: np.ndarray
+    msb: np.ndarray
+    r_msb: np.ndarray | None  # shares of r * msb(r), for ReLU
+
+
+@dataclass(frozen=True)
+class BitsMaterial:
+    """One compute party's material for the bit-decomposition sign (protocols/binary.py), N elements."""
+
+    r: np.ndarray  # arithmetic share of r
+    r_bits: np.ndarray  # XOR share of r's bits
+    and_a: np.ndarray  # (levels, 2, N) XOR shares of binary triples
+    and_b: np.ndarray
+    and_c: np.ndarray
+    rho_bits: np.ndarray  # XOR share of a random bit rho (in bit 0)
+    rho: np.ndarray  # arithmetic share of rho
 
 
 class SeededMaterial:
@@ -83,6 +113,100 @@ class SeededMaterial:
             self._deliver(op, corr)
             return mine
         return await self._receive(op, lambda corr: self._own_trunc(op, shape, corr), (2, *shape))
+
+    async def dcf_gate(self, op: Op, n: int, relu: bool) -> DcfGate | None:
+        """DCF keys for alpha = r mod 2^63 with payload (1 - 2 msb(r)) [and r (1 - 2 msb(r)) for ReLU],
+        and shares of r, msb(r) [and r msb(r)]. Two compute parties only."""
+        if len(self.compute) != 2:
+            raise ValueError("the dcf comparison works with exactly two compute parties; use method 'bits'")
+        width = 2 if relu else 1
+        extra = 2 if relu else 1
+        cw_words = dcf.words_per_key(DCF_BITS, width)
+        shape = (n,)
+        if self._knows_all():
+            r = self._sum(op, R, shape)
+            msb = np.right_shift(r, np.uint64(63))
+            sign = np.uint64(1) - np.uint64(2) * msb
+            beta = sign[:, None] if not relu else np.stack([sign, r * sign], axis=1)
+            roots = [self._stream(name, op, DCF_ROOT, (n, 2)) for name in self.compute]
+            keys0, _ = dcf.gen(r & LOW63, beta, DCF_BITS, roots[0], roots[1])
+            words = keys0.correction_words()
+            corr = [msb - self._stream(self.compute[0], op, DCF_MSB, shape)]
+            if relu:
+                corr.append(r * msb - self._stream(self.compute[0], op, DCF_RMSB, shape))
+            last_words = np.concatenate([words, np.stack(corr, axis=1)], axis=1)
+            if self.party.is_helper:
+                self.party.send(self.compute[0], op, words, step=DEALER_STEP)
+                self.party.send(self.last, op, last_words, step=DEALER_STEP)
+                return None
+            mine = words if self.party.name == self.compute[0] else last_words
+            return self._own_gate(op, n, relu, mine)
+        helper = self.party.helper
+        assert helper is not None
+        first = self.party.name == self.compute[0]
+        width_words = cw_words + (0 if first else extra)
+        msg = await self.party.recv(helper, op, step=DEALER_STEP, dtype=np.uint64, shape=(n, width_words))
+        return self._own_gate(op, n, relu, msg.array)
+
+    def _own_gate(self, op: Op, n: int, relu: bool, words: np.ndarray) -> DcfGate:
+        me = self.party.name
+        width = 2 if relu else 1
+        cw_words = dcf.words_per_key(DCF_BITS, width)
+        root = self._stream(me, op, DCF_ROOT, (n, 2))
+        keys = dcf.DcfKeys.from_words(DCF_BITS, width, root, words[:, :cw_words])
+        r = self._stream(me, op, R, (n,))
+        if me == self.compute[0]:
+            msb = self._stream(me, op, DCF_MSB, (n,))
+            r_msb = self._stream(me, op, DCF_RMSB, (n,)) if relu else None
+        else:
+            msb = np.ascontiguousarray(words[:, cw_words])
+            r_msb = np.ascontiguousarray(words[:, cw_words + 1]) if relu else None
+        return DcfGate(keys, r, msb, r_msb)
+
+    async def bits(self, op: Op, n: int, levels: int) -> BitsMaterial | None:
+        """Material for the bit-decomposition sign: r (arithmetic and XOR shares), `levels` x 2 binary
+        triples, and a random bit rho in both forms. Corrections to the last party: 8 (2 levels + 2) words."""
+        shape = (n,)
+        and_shape = (levels, 2, n)
+        if self._knows_all():
+            r = self._sum(op, R, shape)
+            a = self._xor_all(op, BITS_AND, and_shape)
+            b = self._xor_all(op, BITS_AND + 1, and_shape)
+            rho = self._xor_all(op, BITS_RHO_B, shape) & np.uint64(1)
+            corr = np.concatenate([
+                (r ^ self._xor_all(op, BITS_RB, shape, skip_last=True))[None],
+                ((a & b) ^ self._xor_all(op, BITS_AND + 2, and_shape, skip_last=True)).reshape(2 * levels, n),
+                (rho - self._sum(op, BITS_RHO_A, shape, skip_last=True))[None],
+            ])
+            mine = self._own_bits(op, n, levels, corr)
+            self._deliver(op, corr)
+            return mine
+        return await self._receive(op, lambda corr: self._own_bits(op, n, levels, corr), (2 * levels + 2, n))
+
+    def _own_bits(self, op: Op, n: int, levels: int, corr: np.ndarray | None) -> BitsMaterial | None:
+        me = self.party.name
+        if me not in self.compute:
+            return None
+        shape, and_shape = (n,), (levels, 2, n)
+        last = me == self.last
+        assert corr is not None or not last
+        return BitsMaterial(
+            r=self._stream(me, op, R, shape),
+            r_bits=corr[0] if last else self._stream(me, op, BITS_RB, shape),
+            and_a=self._stream(me, op, BITS_AND, and_shape),
+            and_b=self._stream(me, op, BITS_AND + 1, and_shape),
+            and_c=corr[1:1 + 2 * levels].reshape(and_shape) if last else self._stream(me, op, BITS_AND + 2,
+                                                                                       and_shape),
+            rho_bits=self._stream(me, op, BITS_RHO_B, shape) & np.uint64(1),
+            rho=corr[-1] if last else self._stream(me, op, BITS_RHO_A, shape),
+        )
+
+    def _xor_all(self, op: Op, purpose: int, shape: tuple[int, ...], skip_last: bool = False) -> np.ndarray:
+        total = np.zeros(shape, dtype=np.uint64)
+        for name in self.compute:
+            if not (skip_last and name == self.last):
+                total ^= self._stream(name, op, purpose, shape)
+        return total
 
     # -- derivation ---------------------------------------------------------------------------------
     def _stream(self, name: str, op: Op, purpose: int, shape: tuple[int, ...]) -> np.ndarray:

@@ -102,6 +102,25 @@ class SharedArray:
     def __rmatmul__(self, other: Any) -> SharedArray:
         return self.ctx.matmul(other, self)
 
+    # -- comparisons (shared 0/1 integers; see protocols/comparison.py) --------------------------
+    def __lt__(self, other: Any) -> SharedArray:
+        return self.ctx.less(self, other)
+
+    def __gt__(self, other: Any) -> SharedArray:
+        return self.ctx.less(other, self)
+
+    def __le__(self, other: Any) -> SharedArray:
+        return 1 - self.ctx.less(other, self)
+
+    def __ge__(self, other: Any) -> SharedArray:
+        return 1 - self.ctx.less(self, other)
+
+    def __eq__(self, other: Any) -> SharedArray:  # type: ignore[override]
+        return self.ctx.equal(self, other)
+
+    def __ne__(self, other: Any) -> SharedArray:  # type: ignore[override]
+        return 1 - self.ctx.equal(self, other)
+
     def sum(self, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> SharedArray:
         shape = np.empty(self.shape, dtype=np.bool_).sum(axis=axis, keepdims=keepdims).shape
         return self.local(lambda s: np.sum(s, axis=axis, keepdims=keepdims, dtype=np.uint64), shape)
@@ -171,6 +190,26 @@ def derive(ctx: Context, sources: Sequence[SharedArray], fn: Callable[[list[np.n
 
         fut = ctx.spawn(later())
     return SharedArray(ctx, shape, frac, fut)
+
+
+def split(ctx: Context, task: asyncio.Future[tuple[Shares, ...]],
+          specs: Sequence[tuple[tuple[int, ...], int]]) -> list[SharedArray]:
+    """Several shared arrays (shape, frac) computed together by one task returning a tuple of Shares."""
+    loop = asyncio.get_running_loop()
+    futs: list[asyncio.Future[Shares]] = [loop.create_future() for _ in specs]
+
+    def done(t: asyncio.Future[tuple[Shares, ...]]) -> None:
+        for i, fut in enumerate(futs):
+            if t.cancelled():
+                fut.cancel()
+            elif t.exception() is not None:
+                fut.set_exception(t.exception())  # type: ignore[arg-type]
+                fut.add_done_callback(lambda f: f.exception())
+            else:
+                fut.set_result(t.result()[i])
+
+    task.add_done_callback(done)
+    return [SharedArray(ctx, shape, frac, fut) for fut, (shape, frac) in zip(futs, specs, strict=True)]
 
 
 def public_ring(value: Any, frac: int) -> np.ndarray:

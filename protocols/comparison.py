@@ -1,0 +1,218 @@
+"""Comparison, sign and ReLU: everything reduces to the sign gate msb(x) = [x < 0].
+
+Method "dcf" (two compute parties; default there): one online round. After Boyle et al. (Eurocrypt
+2021) and AriaNN (PETS 2022): the helper deals r, DCF keys for alpha = r mod 2^63 and shares of msb(r).
+The parties open x^ = x + r (8 bytes per element each way) and evaluate their key at x^ mod 2^63:
+    msb(x) = msb(x^) XOR msb(r) XOR [x^ mod 2^63 < r mod 2^63],
+with payload 1 - 2 msb(r) so that the XOR with msb(r) is linear in the DCF's output; msb(x^) is public.
+ReLU in the same single round: relu(x) = x - x msb(x), and with x = x^ - r every term of x msb(x) is
+public, dealt, or the DCF's output for a second payload word r (1 - 2 msb(r)):
+    x msb(x) = x^ m + x^ (1 - 2m) t - m r - (1 - 2m) (r msb(r) + [lt] r (1 - 2 msb(r))),
+where m = msb(x^), t = msb(r) XOR lt shared. Exact for every ring value (no range assumption).
+
+Method "bits" (any number of compute parties): protocols/binary.py, 8 rounds; ReLU adds a product.
+
+Results of comparisons are shared integers 0/1 (frac 0), usable in further arithmetic.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from protocols import binary
+from protocols.dcf import eval_dcf
+from protocols.shared import SharedArray, Shares, split
+
+if TYPE_CHECKING:
+    from protocols.context import Context
+
+TOP = np.uint64(63)
+LOW63 = np.uint64(2**63 - 1)
+ONE = np.uint64(1)
+TWO = np.uint64(2)
+
+# Cost model of `auto` (seconds per element, measured with `mpc bench` on this project's 2-vCPU machine:
+# online compute of both parties, and dealer compute) and bytes per element each party sends.
+DCF_S, DCF_DEALER_S, DCF_BYTES, DCF_ROUNDS = 4.0e-6, 20e-6, 8, 1
+BITS_S, BITS_DEALER_S, BITS_BYTES, BITS_ROUNDS = 1.0e-6, 1.0e-6, 192, 8
+
+
+def choose_method(ctx: Context, n: int, method: str | None = None) -> str:
+    """The comparison method for a batch of n: explicit, the topology's, or `auto` by the cost model
+    rounds x latency + bytes / bandwidth + n x compute (online and dealer)."""
+    method = method or ctx.comparison
+    if method not in ("auto", "dcf", "bits"):
+        raise ValueError(f"unknown comparison method {method!r} (auto | dcf | bits)")
+    if method != "auto":
+        if method == "dcf" and len(ctx.compute_parties) != 2:
+            raise ValueError("the dcf comparison needs exactly two compute parties; use 'bits'")
+        return method
+    if len(ctx.compute_parties) != 2:
+        return "bits"
+    return "dcf" if estimate(ctx, n, "dcf") <= estimate(ctx, n, "bits") else "bits"
+
+
+def estimate(ctx: Context, n: int, method: str) -> float:
+    link = ctx.party.topology.link(*ctx.compute_parties[:2])
+    latency = link.latency_ms / 1000
+    bandwidth = link.bandwidth_mbps * 1e6 / 8 if link.bandwidth_mbps else float("inf")
+    if method == "dcf":
+        return DCF_ROUNDS * latency + DCF_BYTES * n / bandwidth + n * (DCF_S + DCF_DEALER_S)
+    return BITS_ROUNDS * latency + BITS_BYTES * n / bandwidth + n * (BITS_S + BITS_DEALER_S)
+
+
+def sign_gate(ctx: Context, x: SharedArray, relu: bool = False,
+              method: str | None = None) -> tuple[SharedArray, SharedArray | None]:
+    """([x < 0], relu(x) if asked). Collective. dcf: 1 round for both; bits: 8 rounds, 9 with ReLU."""
+    chosen = choose_method(ctx, x.size, method)
+    ctx.last_comparison_method = chosen
+    if chosen == "dcf":
+        return _dcf_gate(ctx, x, relu)
+    msb = binary.msb_bits(ctx, x)
+    return msb, (x - msb * x) if relu else None
+
+
+def _dcf_gate(ctx: Context, x: SharedArray, relu: bool) -> tuple[SharedArray, SharedArray | None]:
+    op = ctx.party.new_op("dcf")
+    n = x.size
+    material = ctx.deal(ctx.material.dcf_gate(op, n, relu))
+    first = ctx.name == ctx.compute_parties[0]
+    index = ctx.compute_parties.index(ctx.name) if ctx.name in ctx.compute_parties else -1
+    peer = ctx.compute_parties[1 - index] if index >= 0 else ""
+
+    async def run() -> tuple[Shares, Shares]:
+        xs = await x.resolve()
+        mat = await material
+        await ctx.online_gate()
+        if mat is None:
+            return Shares(None, 0), Shares(None, 0)
+        assert xs.share is not None
+        masked = np.ascontiguousarray(xs.share.ravel() + mat.r)
+        ctx.party.send(peer, op, masked, depth=xs.depth)
+        msg = await ctx.party.recv(peer, op, dtype=np.uint64, shape=masked.shape)
+        xhat = masked + msg.array
+        depth = max(xs.depth, msg.depth)
+        m = xhat >> TOP
+        y = eval_dcf(index, mat.keys, xhat & LOW63) if n else np.zeros((0, 2 if relu else 1), np.uint64)
+        flip = ONE - TWO * m  # (1 - 2m): XOR with the public bit m, linearly
+        t = mat.msb + y[:, 0]
+        msb = flip * t
+        if first:
+            msb += m
+        out_relu = None
+        if relu:
+            assert mat.r_msb is not None
+            x_msb = xhat * flip * t - m * mat.r - flip * (mat.r_msb + y[:, 1])
+            x_share = -mat.r
+            if first:
+                x_msb += xhat * m
+                x_share += xhat
+            out_relu = Shares((x_share - x_msb).reshape(x.shape), depth)
+        return Shares(msb.reshape(x.shape), depth), out_relu or Shares(None, depth)
+
+    msb, relu_out = split(ctx, ctx.spawn(run()), [(x.shape, 0), (x.shape, x.frac)])
+    return msb, relu_out if relu else None
+
+
+# -- operations built on the sign gate ---------------------------------------------------------------
+
+def less_than(ctx: Context, x: SharedArray | object, y: SharedArray | object, method: str | None = None) -> SharedArray:
+    """[x < y] = msb(x - y), exact while |x - y| < 2^63 in ring units. 1 round (dcf) / 8 (bits)."""
+    return sign_gate(ctx, _diff(ctx, x, y), method=method)[0]
+
+
+def equal(ctx: Context, x: SharedArray | object, y: SharedArray | object, method: str | None = None) -> SharedArray:
+    """[x == y] = 1 - [x < y] - [y < x]: both signs in one batched gate, so the same rounds as `<`."""
+    d = _diff(ctx, x, y)
+    both = sign_gate(ctx, ctx.stack([d, -d]), method=method)[0]
+    return 1 - both[0] - both[1]
+
+
+def relu(ctx: Context, x: SharedArray, method: str | None = None) -> SharedArray:
+    """max(x, 0). dcf: 1 round (one gate with a two-word payload); bits: 9 rounds."""
+    out = sign_gate(ctx, x, relu=True, method=method)[1]
+    assert out is not None
+    return out
+
+
+def maximum(ctx: Context, x: SharedArray | object, y: SharedArray | object, method: str | None = None) -> SharedArray:
+    """Elementwise max(x, y) = y + relu(x - y)."""
+    xs, ys = _both_shared(ctx, x, y)
+    return ys + relu(ctx, xs - ys, method)
+
+
+def minimum(ctx: Context, x: SharedArray | object, y: SharedArray | object, method: str | None = None) -> SharedArray:
+    """Elementwise min(x, y) = x - relu(x - y)."""
+    xs, ys = _both_shared(ctx, x, y)
+    return xs - relu(ctx, xs - ys, method)
+
+
+def where(ctx: Context, bit: SharedArray, a: SharedArray | object, b: SharedArray | object) -> SharedArray:
+    """bit ? a : b for a shared 0/1 `bit`: b + bit * (a - b). 1 round (a Beaver product)."""
+    if bit.frac:
+        raise ValueError("where: the condition must be a shared 0/1 integer (the result of a comparison)")
+    if isinstance(a, SharedArray) or isinstance(b, SharedArray):
+        a_minus_b = ctx.add(a, -b if isinstance(b, SharedArray) else -np.asarray(b))
+    else:
+        a_minus_b = np.asarray(a) - np.asarray(b)
+    return ctx.add(bit * a_minus_b, b)
+
+
+def max_along(ctx: Context, x: SharedArray, axis: int = -1, method: str | None = None) -> SharedArray:
+    """max over `axis` by a tree of maximums: ceil(log2 k) gates (dcf: that many rounds)."""
+    x = _moveaxis_last(x, axis)
+    while x.shape[-1] > 1:
+        half = x.shape[-1] // 2
+        top = maximum(ctx, x[..., :half], x[..., half:2 * half], method)
+        x = ctx.concatenate([top, x[..., 2 * half:]], axis=-1) if x.shape[-1] % 2 else top
+    return x[..., 0]
+
+
+def argmax_along(ctx: Context, x: SharedArray, axis: int = -1, method: str | None = None) -> SharedArray:
+    """Shared index of the (first) maximum along `axis`: per tree level one sign gate on a - b giving
+    both [a < b] and relu(a - b), then one product to select the index (dcf: 2 rounds per level)."""
+    x = _moveaxis_last(x, axis)
+    k = x.shape[-1]
+    if k == 0:
+        raise ValueError("argmax of an empty axis")
+    idx = ctx.constant(np.broadcast_to(np.arange(k, dtype=np.int64), x.shape))
+    while x.shape[-1] > 1:
+        half = x.shape[-1] // 2
+        a, b = x[..., :half], x[..., half:2 * half]
+        ia, ib = idx[..., :half], idx[..., half:2 * half]
+        a_lt_b, gap = sign_gate(ctx, a - b, relu=True, method=method)
+        assert gap is not None
+        top = b + gap
+        top_idx = ia + a_lt_b * (ib - ia)
+        if x.shape[-1] % 2:
+            x = ctx.concatenate([top, x[..., 2 * half:]], axis=-1)
+            idx = ctx.concatenate([top_idx, idx[..., 2 * half:]], axis=-1)
+        else:
+            x, idx = top, top_idx
+    return idx[..., 0]
+
+
+def _diff(ctx: Context, x: object, y: object) -> SharedArray:
+    if isinstance(x, SharedArray):
+        return x - y
+    if isinstance(y, SharedArray):
+        return ctx.add(-y, x)
+    raise TypeError("a comparison needs at least one shared operand")
+
+
+def _both_shared(ctx: Context, x: object, y: object) -> tuple[SharedArray, SharedArray]:
+    if not isinstance(x, SharedArray) and not isinstance(y, SharedArray):
+        raise TypeError("needs at least one shared operand")
+    xs = x if isinstance(x, SharedArray) else ctx.constant(x)
+    ys = y if isinstance(y, SharedArray) else ctx.constant(y)
+    return xs, ys
+
+
+def _moveaxis_last(x: SharedArray, axis: int) -> SharedArray:
+    axis = axis % x.ndim
+    if axis == x.ndim - 1:
+        return x
+    order = [i for i in range(x.ndim) if i != axis] + [axis]
+    return x.transpose(*order)
