@@ -44,17 +44,18 @@ def run_bench(topology: Topology, ops: list[str], n: int, repeat: int, latency_m
     with tempfile.TemporaryDirectory(prefix="mpc-bench-") as tmp:
         path = Path(tmp) / "topology.yaml"
         path.write_text(yaml.safe_dump(topo.model_dump(mode="json"), sort_keys=False))
-        args = ["--program", "bench", "-p", f"ops={','.join(ops)}", "-p", f"n={n}", "-p", f"repeat={repeat}"]
+        args = ["--program", "bench", "-p", f"ops={','.join(ops)}", "-p", f"n={n}", "-p", f"repeat={repeat}",
+                "-p", f"method={method}"]
         results = launch(str(path), topo.names, args, global_args=["--debug"] if debug else [], sink=None)
     failed = [r for r in results if r.returncode != 0 or r.output is None]
     if failed:
         detail = "\n".join(f"{r.name} (exit {r.returncode}): " + "\n  ".join(r.stderr_tail[-5:]) for r in failed)
         raise RuntimeError(f"benchmark parties failed:\n{detail}")
     per_party = {r.name: r.output["result"] for r in results if r.output is not None}
-    return summarise(per_party, topo, method)
+    return summarise(per_party, topo)
 
 
-def summarise(per_party: dict[str, list[dict[str, Any]]], topo: Topology, method: str) -> list[dict[str, Any]]:
+def summarise(per_party: dict[str, list[dict[str, Any]]], topo: Topology) -> list[dict[str, Any]]:
     by_op: dict[str, list[list[dict[str, Any]]]] = defaultdict(list)
     n_records = len(next(iter(per_party.values())))
     for i in range(n_records):
@@ -76,12 +77,15 @@ def summarise(per_party: dict[str, list[dict[str, Any]]], topo: Topology, method
             correct.append(all(r["correct"] for r in compute))
         wall = statistics.median(walls)
         n = reps[0][0]["n"]
+        offline_med = statistics.median(offline_s)
         out.append({
-            "op": op, "n": n, "method": method, "parties": len(topo.compute_parties),
+            "op": op, "n": n, "method": reps[0][0]["method"], "parties": len(topo.compute_parties),
             "latency_ms": link.latency_ms, "bandwidth_mbps": link.bandwidth_mbps,
             "rounds": max(rounds), "bytes_online": max(online), "bytes_offline": max(offline),
             "messages": max(messages), "wall_s": wall, "wall_s_min": min(walls), "wall_s_max": max(walls),
-            "offline_s": statistics.median(offline_s), "ops_per_s": n / wall if wall > 0 else None,
+            "offline_s": offline_med, "ops_per_s": n / wall if wall > 0 else None,
+            "dealer_per_s": n / offline_med if offline_med > 0 else None,
+            "dealer_bytes_per_op": max(offline) / n if n else None,
             "repeat": len(reps), "correct": all(correct),
         })
     return out

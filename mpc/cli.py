@@ -200,15 +200,18 @@ def launch(ctx: click.Context, config: str, program: str, params: tuple[str, ...
 @cli.command()
 @click.option("--config", type=click.Path(dir_okay=False), default=None,
               help="Topology to run on (default: two banks and the helper on localhost, free ports).")
-@click.option("--op", "ops", default="mul,matmul", show_default=True, help="Comma-separated ops: mul, matmul, trunc.")
+@click.option("--op", "ops", default="mul,matmul", show_default=True,
+              help="Comma-separated ops: mul, matmul, trunc, lt, eq, relu, max.")
+@click.option("--method", type=click.Choice(["auto", "dcf", "bits"]), default="auto", show_default=True,
+              help="Comparison method for lt, eq, relu, max.")
 @click.option("--n", type=click.IntRange(min=1), default=100_000, show_default=True,
               help="Elements per operand (matmul: two sqrt(n) x sqrt(n) matrices).")
 @click.option("--repeat", type=click.IntRange(min=1), default=3, show_default=True)
 @_network_options
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of records.")
 @click.pass_context
-def bench(ctx: click.Context, config: str | None, ops: str, n: int, repeat: int, latency_ms: float | None,
-          bandwidth_mbps: float | None, as_json: bool) -> None:
+def bench(ctx: click.Context, config: str | None, ops: str, method: str, n: int, repeat: int,
+          latency_ms: float | None, bandwidth_mbps: float | None, as_json: bool) -> None:
     """Measure secure operations: online rounds, bytes, messages and wall time; dealer bytes and time."""
     from mpc.benchmark import default_topology, run_bench
     from parties.bench import OPS
@@ -222,7 +225,7 @@ def bench(ctx: click.Context, config: str | None, ops: str, n: int, repeat: int,
         click.echo(f"running {', '.join(names)} at n={n}, {repeat} repeat(s), on {len(topo.names)} processes...",
                    err=True)
     try:
-        records = run_bench(topo, names, n, repeat, latency_ms, bandwidth_mbps, debug=ctx.obj["debug"])
+        records = run_bench(topo, names, n, repeat, latency_ms, bandwidth_mbps, method, debug=ctx.obj["debug"])
     except RuntimeError as exc:
         raise CliError(str(exc)) from None
     if as_json:
@@ -231,11 +234,11 @@ def bench(ctx: click.Context, config: str | None, ops: str, n: int, repeat: int,
     from rich.table import Table
 
     table = Table(title=f"mpc bench (medians over {repeat}; bytes per compute party; offline = dealer)")
-    for col in ("op", "n", "parties", "latency ms", "rounds", "bytes online", "bytes offline", "messages",
+    for col in ("op", "method", "n", "parties", "latency ms", "rounds", "bytes online", "bytes offline", "messages",
                 "online s", "ops/s", "dealer s", "correct"):
         table.add_column(col, justify="right")
     for r in records:
-        table.add_row(r["op"], f"{r['n']:,}", str(r["parties"]), f"{r['latency_ms']:g}", str(r["rounds"]),
+        table.add_row(r["op"], r["method"], f"{r['n']:,}", str(r["parties"]), f"{r['latency_ms']:g}", str(r["rounds"]),
                       f"{r['bytes_online']:,}", f"{r['bytes_offline']:,}", str(r["messages"]),
                       f"{r['wall_s']:.4f}", f"{r['ops_per_s']:,.0f}" if r["ops_per_s"] else "-",
                       f"{r['offline_s']:.3f}", "yes" if r["correct"] else "NO")

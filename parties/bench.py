@@ -25,9 +25,10 @@ class BenchOp:
     """How to make inputs of size n, compute the op securely, and compute it in plaintext."""
 
     inputs: Callable[[np.random.Generator, int], tuple[np.ndarray, np.ndarray]]
-    secure: Callable[[Context, SharedArray, SharedArray], SharedArray]
+    secure: Callable[[Context, SharedArray, SharedArray, str | None], SharedArray]
     plain: Callable[[np.ndarray, np.ndarray], np.ndarray]
     tolerance: float  # on the opened result, in real units (0 = exact)
+    kind: str = "arithmetic"  # or "comparison": takes --method
 
 
 def _ints(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -43,6 +44,16 @@ def _reals(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
     return rng.uniform(-1000, 1000, n), rng.uniform(-1000, 1000, n)
 
 
+def _close(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Reals with ties, one-step neighbours and zeros mixed in (comparisons' hard cases)."""
+    a, b = _reals(rng, n)
+    k = n // 4
+    b[:k] = a[:k]
+    b[k:2 * k] = a[k:2 * k] + 2.0**-16
+    a[2 * k:3 * k] = 0.0
+    return np.round(a * 2**16) / 2**16, np.round(b * 2**16) / 2**16
+
+
 def _wrap(fn: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     def run(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return fn(a.astype(np.uint64), b.astype(np.uint64)).view(np.int64)
@@ -52,26 +63,36 @@ def _wrap(fn: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Callable[[np.nd
 
 OPS: dict[str, BenchOp] = {
     # integer product mod 2^64: one Beaver round
-    "mul": BenchOp(_ints, lambda ctx, x, y: x * y, _wrap(np.multiply), 0.0),
+    "mul": BenchOp(_ints, lambda ctx, x, y, m: x * y, _wrap(np.multiply), 0.0),
     # integer matrix product of two sqrt(n) x sqrt(n) matrices: one round with a matrix triple
-    "matmul": BenchOp(_square, lambda ctx, x, y: x @ y, _wrap(np.matmul), 0.0),
+    "matmul": BenchOp(_square, lambda ctx, x, y, m: x @ y, _wrap(np.matmul), 0.0),
     # fixed-point truncation of x*y held at 2f fractional bits: the truncation alone
-    "trunc": BenchOp(_reals, lambda ctx, x, y: ctx.truncate(x, ctx.frac_bits), lambda a, b: a, 2.0**-14),
+    "trunc": BenchOp(_reals, lambda ctx, x, y, m: ctx.truncate(x, ctx.frac_bits), lambda a, b: a, 2.0**-14),
+    # comparisons of fixed-point values (with ties and one-step neighbours)
+    "lt": BenchOp(_close, lambda ctx, x, y, m: ctx.less(x, y, m), lambda a, b: (a < b).astype(np.int64), 0.0,
+                  "comparison"),
+    "eq": BenchOp(_close, lambda ctx, x, y, m: ctx.equal(x, y, m), lambda a, b: (a == b).astype(np.int64), 0.0,
+                  "comparison"),
+    "relu": BenchOp(_close, lambda ctx, x, y, m: ctx.relu(x, m), lambda a, b: np.maximum(a, 0), 0.0,
+                    "comparison"),
+    # elementwise maximum of two vectors
+    "max": BenchOp(_close, lambda ctx, x, y, m: ctx.maximum(x, y, m), np.maximum, 0.0, "comparison"),
 }
 
 
-async def bench(ctx: Context, ops: str = "mul", n: int = 1000, repeat: int = 3, seed: int = 7) -> list[dict]:
+async def bench(ctx: Context, ops: str = "mul", n: int = 1000, repeat: int = 3, seed: int = 7,
+                method: str = "auto") -> list[dict]:
     records = []
     for op_name in str(ops).split(","):
         spec = OPS.get(op_name)
         if spec is None:
             raise ValueError(f"unknown bench op {op_name!r}; known: {', '.join(OPS)}")
         for rep in range(int(repeat)):
-            records.append(await _one(ctx, op_name, spec, int(n), np.random.default_rng([seed, rep])))
+            records.append(await _one(ctx, op_name, spec, int(n), np.random.default_rng([seed, rep]), method))
     return records
 
 
-async def _one(ctx: Context, op_name: str, spec: BenchOp, n: int, rng: np.random.Generator) -> dict:
+async def _one(ctx: Context, op_name: str, spec: BenchOp, n: int, rng: np.random.Generator, method: str) -> dict:
     a, b = spec.inputs(rng, n)
     first, second = ctx.compute_parties[0], ctx.compute_parties[1 % len(ctx.compute_parties)]
     x = await ctx.input(first, a if ctx.name == first else None)
@@ -83,7 +104,9 @@ async def _one(ctx: Context, op_name: str, spec: BenchOp, n: int, rng: np.random
     ctx.hold()
     t0 = time.perf_counter()
     before = ctx.party.stats.copy()
-    z = spec.secure(ctx, x, y)
+    z = spec.secure(ctx, x, y, method if spec.kind == "comparison" else None)
+    chosen = ctx.last_comparison_method if spec.kind == "comparison" else (
+        ctx.truncation if op_name == "trunc" else "beaver")
     await ctx.release()
     offline_s = time.perf_counter() - t0
     online_before = ctx.party.stats.copy()
@@ -100,7 +123,8 @@ async def _one(ctx: Context, op_name: str, spec: BenchOp, n: int, rng: np.random
         correct = bool(np.array_equal(opened, want) if spec.tolerance == 0
                        else np.all(np.abs(opened - want) <= spec.tolerance))
     return {
-        "op": op_name, "n": int(np.size(a)), "party": ctx.name, "role": "helper" if ctx.is_dealer else "compute",
+        "op": op_name, "n": int(np.size(a)), "method": chosen, "party": ctx.name,
+        "role": "helper" if ctx.is_dealer else "compute",
         "start_depth": start_depth, "end_depth": shares.depth,
         "bytes_online": online.bytes_sent, "messages": online.messages_sent,
         "bytes_offline_sent": dealt.bytes_sent, "wall_s": wall_s, "offline_s": offline_s, "correct": correct,

@@ -8,7 +8,7 @@ Protocol (arithmetic-to-binary with dealer randomness and a log-depth adder, as 
      Beaver triples from the helper): msb(x) = x^_63 XOR ~r_63 XOR carry_63, XOR-shared;
   3. to arithmetic: open c = msb XOR rho for a dealt random bit rho held in both forms (1 round),
      [msb] = c + (1 - 2c)[rho].
-Cost: 8 online rounds; per party and peer 8 + 5 * 32 + 16 + 8 = 192 bytes per element (+ headers);
+Cost: 8 online rounds; per party and peer 8 + 6 * 32 + 8 = 208 bytes per element (+ headers);
 dealer: 8 (2 * 6 + 2) = 112 bytes per element to the last party.
 """
 

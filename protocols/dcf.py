@@ -51,18 +51,19 @@ class DcfKeys:
         return self.final.shape[1]
 
     def correction_words(self) -> np.ndarray:
-        """Everything but the root seed, as one uint64 array (N, words) for the wire."""
-        n_elems = self.seeds.shape[0]
-        per_level = np.concatenate([self.s_cw, self.v_cw], axis=2)  # (n, N, 2 + w)
-        return np.concatenate([per_level.transpose(1, 0, 2).reshape(n_elems, -1), self.t_cw, self.final], axis=1)
+        """Everything but the root seed as one flat uint64 array for the wire, level-major so that
+        each level's correction words are contiguous when read back."""
+        return np.concatenate([self.s_cw.ravel(), self.v_cw.ravel(), self.t_cw.ravel(), self.final.ravel()])
 
     @staticmethod
     def from_words(bits: int, width: int, seeds: np.ndarray, words: np.ndarray) -> DcfKeys:
-        n_elems = seeds.shape[0]
-        per = bits * (2 + width)
-        levels = words[:, :per].reshape(n_elems, bits, 2 + width).transpose(1, 0, 2)
-        return DcfKeys(bits, seeds, levels[:, :, :2], levels[:, :, 2:], words[:, per:per + 2],
-                       words[:, per + 2:per + 2 + width])
+        n = seeds.shape[0]
+        sizes = [bits * n * 2, bits * n * width, n * 2, n * width]
+        if words.size != sum(sizes):
+            raise ValueError(f"DCF correction words: {words.size} words, expected {sum(sizes)}")
+        parts = np.split(words, np.cumsum(sizes)[:-1])
+        return DcfKeys(bits, seeds, parts[0].reshape(bits, n, 2), parts[1].reshape(bits, n, width),
+                       parts[2].reshape(n, 2), parts[3].reshape(n, width))
 
 
 def words_per_key(bits: int, width: int) -> int:
@@ -72,6 +73,8 @@ def words_per_key(bits: int, width: int) -> int:
 def _aes_mmo(x: np.ndarray) -> np.ndarray:
     """AES_k(x) ^ x for every 128-bit row of x (..., 2) uint64, in one ECB call, without extra copies."""
     x = np.ascontiguousarray(x, dtype=np.uint64)
+    if x.size == 0:
+        return x.copy()
     out = np.empty(x.size + 2, dtype=np.uint64)  # update_into wants 15 spare bytes
     _AES.encryptor().update_into(memoryview(x).cast("B"), memoryview(out).cast("B"))
     res = out[: x.size].reshape(x.shape)
@@ -170,20 +173,24 @@ def eval_dcf(party: int, keys: DcfKeys, x: np.ndarray) -> np.ndarray:
     n_elems = s.shape[0]
     t = np.full(n_elems, party, dtype=np.uint64)
     v = np.zeros((n_elems, width), dtype=np.uint64)
-    tweak = np.zeros((n_elems, 2, 2), dtype=np.uint64)
+    block = np.empty((n_elems, 2, 2), dtype=np.uint64)
+    t_left, t_right = keys.t_cw[:, 0], keys.t_cw[:, 1]
     for level in range(bits):
         xb = _bit(x, bits, level)
-        tweak[:, 0, 0] = xb  # the seed block of the chosen side: block 0 (left) or 1 (right)
-        tweak[:, 1, 0] = 2 + xb if width > 1 else 2  # the payload block
-        g = _aes_mmo(s[:, None, :] ^ tweak)
+        right = xb.astype(bool)
+        block[:, 0] = s
+        block[:, 1] = s
+        block[:, 0, 0] ^= xb  # the seed block of the chosen side: block 0 (left) or 1 (right)
+        block[:, 1, 0] ^= (np.uint64(2) + xb) if width > 1 else np.uint64(2)  # the payload block
+        g = _aes_mmo(block)
         child = g[:, 0]
         t_child = child[:, 0] & ONE
         child[:, 0] &= CLEAR_LSB
         if width == 1:
-            payload = np.where(xb[:, None].astype(bool), g[:, 1, 1:], g[:, 1, :1])
+            payload = np.where(right[:, None], g[:, 1, 1:], g[:, 1, :1])
         else:
             payload = g[:, 1, :width]
-        tcw = (keys.t_cw[np.arange(n_elems), xb.astype(np.intp)] >> np.uint64(level)) & ONE
+        tcw = (np.where(right, t_right, t_left) >> np.uint64(level)) & ONE
         v += payload + keys.v_cw[level] * t[:, None]
         s = child ^ (keys.s_cw[level] * t[:, None])
         t = t_child ^ (t & tcw)

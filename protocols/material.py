@@ -121,7 +121,7 @@ class SeededMaterial:
             raise ValueError("the dcf comparison works with exactly two compute parties; use method 'bits'")
         width = 2 if relu else 1
         extra = 2 if relu else 1
-        cw_words = dcf.words_per_key(DCF_BITS, width)
+        cw_words = n * dcf.words_per_key(DCF_BITS, width)
         shape = (n,)
         if self._knows_all():
             r = self._sum(op, R, shape)
@@ -134,7 +134,7 @@ class SeededMaterial:
             corr = [msb - self._stream(self.compute[0], op, DCF_MSB, shape)]
             if relu:
                 corr.append(r * msb - self._stream(self.compute[0], op, DCF_RMSB, shape))
-            last_words = np.concatenate([words, np.stack(corr, axis=1)], axis=1)
+            last_words = np.concatenate([words, *corr])
             if self.party.is_helper:
                 self.party.send(self.compute[0], op, words, step=DEALER_STEP)
                 self.party.send(self.last, op, last_words, step=DEALER_STEP)
@@ -144,23 +144,24 @@ class SeededMaterial:
         helper = self.party.helper
         assert helper is not None
         first = self.party.name == self.compute[0]
-        width_words = cw_words + (0 if first else extra)
-        msg = await self.party.recv(helper, op, step=DEALER_STEP, dtype=np.uint64, shape=(n, width_words))
+        total = cw_words + (0 if first else extra * n)
+        msg = await self.party.recv(helper, op, step=DEALER_STEP, dtype=np.uint64, shape=(total,))
         return self._own_gate(op, n, relu, msg.array)
 
     def _own_gate(self, op: Op, n: int, relu: bool, words: np.ndarray) -> DcfGate:
+        """This party's gate: root seed from its PRG, correction words (and corrections) from the helper."""
         me = self.party.name
         width = 2 if relu else 1
-        cw_words = dcf.words_per_key(DCF_BITS, width)
+        cw_words = n * dcf.words_per_key(DCF_BITS, width)
         root = self._stream(me, op, DCF_ROOT, (n, 2))
-        keys = dcf.DcfKeys.from_words(DCF_BITS, width, root, words[:, :cw_words])
+        keys = dcf.DcfKeys.from_words(DCF_BITS, width, root, words[:cw_words])
         r = self._stream(me, op, R, (n,))
         if me == self.compute[0]:
             msb = self._stream(me, op, DCF_MSB, (n,))
             r_msb = self._stream(me, op, DCF_RMSB, (n,)) if relu else None
         else:
-            msb = np.ascontiguousarray(words[:, cw_words])
-            r_msb = np.ascontiguousarray(words[:, cw_words + 1]) if relu else None
+            msb = words[cw_words:cw_words + n]
+            r_msb = words[cw_words + n:cw_words + 2 * n] if relu else None
         return DcfGate(keys, r, msb, r_msb)
 
     async def bits(self, op: Op, n: int, levels: int) -> BitsMaterial | None:

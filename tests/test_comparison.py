@@ -1,0 +1,237 @@
+"""Comparisons, ReLU and selection against numpy, both methods, parties on real sockets."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mpc.prg import random_ring
+from protocols.context import Context, run_local
+from protocols.dcf import DcfKeys, eval_dcf, gen
+from tests.test_arithmetic import depths, rounds_of, share
+
+RNG = np.random.default_rng(4)
+F = 16
+STEP = 2.0**-F
+RANGE = 2.0**40  # comparisons are exact for |x - y| < 2^(63 - f) = 2^47; test well inside
+
+
+# -- the DCF alone ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("width", [1, 2])
+def test_dcf_exhaustive_small_domain(width: int) -> None:
+    bits = 5
+    alpha = np.repeat(np.arange(32, dtype=np.uint64), 32)
+    x = np.tile(np.arange(32, dtype=np.uint64), 32)
+    beta = random_ring((alpha.size, width))
+    k0, k1 = gen(alpha, beta, bits, random_ring((alpha.size, 2)), random_ring((alpha.size, 2)))
+    got = eval_dcf(0, k0, x) + eval_dcf(1, k1, x)
+    np.testing.assert_array_equal(got, np.where((x < alpha)[:, None], beta, 0))
+    # each share alone looks random: not the output, and the two differ
+    assert not np.array_equal(eval_dcf(0, k0, x), got)
+
+
+def test_dcf_63_bits_edges_and_wire_format() -> None:
+    n = 3000
+    alpha = random_ring((n,)) >> np.uint64(1)
+    x = random_ring((n,)) >> np.uint64(1)
+    x[:100] = alpha[:100]
+    x[100:200] = alpha[100:200] - np.uint64(1)
+    x[200:300] = alpha[200:300] + np.uint64(1)
+    alpha[300:310] = 0
+    x[310:320] = 0
+    alpha[320:330] = np.uint64(2**63 - 1)
+    x[330:340] = np.uint64(2**63 - 1)
+    beta = random_ring((n, 1))
+    k0, k1 = gen(alpha, beta, 63, random_ring((n, 2)), random_ring((n, 2)))
+    words = k0.correction_words()
+    assert words.shape == (n * (63 * 3 + 3),)
+    k0 = DcfKeys.from_words(63, 1, k0.seeds, words)
+    got = eval_dcf(0, k0, x) + eval_dcf(1, k1, x)
+    np.testing.assert_array_equal(got, np.where((x < alpha)[:, None], beta, 0))
+
+
+# -- secure comparisons ---------------------------------------------------------------------------------
+
+def _pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
+    a = RNG.uniform(-1000, 1000, n)
+    b = RNG.uniform(-1000, 1000, n)
+    k = n // 8
+    b[:k] = a[:k]                        # ties
+    b[k:2 * k] = a[k:2 * k] + STEP       # one fixed-point step apart
+    b[2 * k:3 * k] = a[2 * k:3 * k] - STEP
+    a[3 * k:4 * k] = 0.0                 # zero
+    b[4 * k:5 * k] = -a[4 * k:5 * k]     # mixed signs
+    a[5 * k] = RANGE                     # extremes of the tested range
+    b[5 * k] = -RANGE
+    a[5 * k + 1] = -RANGE
+    b[5 * k + 1] = RANGE
+    return np.round(a * 2**F) / 2**F, np.round(b * 2**F) / 2**F
+
+
+@pytest.mark.parametrize("method", ["dcf", "bits"])
+def test_comparisons_against_numpy(make_topology, method: str) -> None:
+    a, b = _pairs(800)
+
+    async def program(ctx: Context):
+        x, y = await share(ctx, "bank_a", a), await share(ctx, "bank_b", b)
+        outs = [x < y, x <= y, x > y, x >= y, x == y, x != y, ctx.sign(x - y, method), x < 3.5, y < 0.0]
+        return [await ctx.reveal(o) for o in outs]
+
+    topo = make_topology(2, comparison=method)
+    got = run_local(topo, program)["bank_b"].value
+    want = [a < b, a <= b, a > b, a >= b, a == b, a != b, np.sign(a - b), a < 3.5, b < 0.0]
+    for g, w in zip(got, want, strict=True):
+        assert g.dtype == np.int64
+        np.testing.assert_array_equal(g, w.astype(np.int64))
+
+
+@pytest.mark.parametrize("method", ["dcf", "bits"])
+def test_relu_max_min_where(make_topology, method: str) -> None:
+    a, b = _pairs(400)
+
+    async def program(ctx: Context):
+        x, y = await share(ctx, "bank_a", a), await share(ctx, "bank_b", b)
+        bit = ctx.less(x, y, method)
+        outs = [ctx.relu(x, method), ctx.maximum(x, y, method), ctx.minimum(x, y, method),
+                ctx.where(bit, x, y), ctx.where(bit, 1.0, -1.0), ctx.maximum(x, 0.5, method)]
+        return [await ctx.reveal(o) for o in outs]
+
+    got = run_local(make_topology(2), program)["bank_a"].value
+    want = [np.maximum(a, 0), np.maximum(a, b), np.minimum(a, b), np.where(a < b, a, b),
+            np.where(a < b, 1.0, -1.0), np.maximum(a, 0.5)]
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(g, w, atol=STEP)  # selections are exact up to the encoding
+
+
+def test_integer_comparisons_full_range(make_topology) -> None:
+    """Integers mod 2^64: the sign gate is exact for every value, the comparison while x - y fits."""
+    a = np.concatenate([RNG.integers(-(2**62), 2**62, 500), [0, -1, 1, 2**62 - 1, -(2**62), 5]])
+    b = np.concatenate([RNG.integers(-(2**62), 2**62, 500), [0, 0, 1, -(2**62), 2**62 - 1, 5]])
+
+    async def program(ctx: Context):
+        x, y = await share(ctx, "bank_a", a), await share(ctx, "bank_b", b)
+        return [await ctx.reveal(o) for o in (ctx.less(x, y, "dcf"), ctx.less(x, y, "bits"), ctx.relu(x, "dcf"))]
+
+    lt_dcf, lt_bits, rl = run_local(make_topology(2), program)["bank_a"].value
+    np.testing.assert_array_equal(lt_dcf, (a < b).astype(np.int64))
+    np.testing.assert_array_equal(lt_bits, lt_dcf)
+    np.testing.assert_array_equal(rl, np.maximum(a, 0))
+
+
+@pytest.mark.parametrize("method", ["dcf", "bits"])
+def test_max_and_argmax_along_axis(make_topology, method: str) -> None:
+    a = RNG.integers(-50, 50, (6, 7)).astype(np.float64)
+    a[0, :] = 3.0  # all ties: first index
+    a[1, 2] = a[1, 5] = 60.0  # two maxima: the first wins
+
+    async def program(ctx: Context):
+        x = await share(ctx, "bank_a", a)
+        outs = [ctx.max(x, axis=1, method=method), ctx.argmax(x, axis=1, method=method),
+                ctx.max(x, axis=0, method=method), ctx.argmax(x, axis=0, method=method)]
+        return [await ctx.reveal(o) for o in outs]
+
+    got = run_local(make_topology(2), program)["bank_b"].value
+    np.testing.assert_allclose(got[0], a.max(axis=1))
+    np.testing.assert_array_equal(got[1], a.argmax(axis=1))
+    np.testing.assert_allclose(got[2], a.max(axis=0))
+    np.testing.assert_array_equal(got[3], a.argmax(axis=0))
+
+
+@pytest.mark.parametrize("n", [3, 4])
+def test_bits_method_with_more_parties(make_topology, n: int) -> None:
+    a, b = _pairs(200)
+
+    async def program(ctx: Context):
+        assert ctx.comparison == "auto"
+        x, y = await share(ctx, "bank_a", a), await share(ctx, ctx.compute_parties[-1], b)
+        outs = [x < y, ctx.relu(x), x == y]
+        assert ctx.last_comparison_method == "bits"
+        return [await ctx.reveal(o) for o in outs]
+
+    lt, rl, eq = run_local(make_topology(n), program)["bank_a"].value
+    np.testing.assert_array_equal(lt, (a < b).astype(np.int64))
+    np.testing.assert_allclose(rl, np.maximum(a, 0), atol=STEP)
+    np.testing.assert_array_equal(eq, (a == b).astype(np.int64))
+
+
+def test_empty_and_large_batches(make_topology) -> None:
+    big_a, big_b = RNG.uniform(-1e3, 1e3, 20000), RNG.uniform(-1e3, 1e3, 20000)
+
+    async def program(ctx: Context):
+        e = await share(ctx, "bank_a", np.zeros(0))
+        x, y = await share(ctx, "bank_a", big_a), await share(ctx, "bank_b", big_b)
+        return [await ctx.reveal(o) for o in (e < 0.0, ctx.relu(e), x < y, ctx.less(x, y, "bits"))]
+
+    empty_lt, empty_relu, lt, lt_bits = run_local(make_topology(2), program)["bank_a"].value
+    assert empty_lt.shape == (0,) and empty_relu.shape == (0,)
+    np.testing.assert_array_equal(lt, (big_a < big_b).astype(np.int64))
+    np.testing.assert_array_equal(lt_bits, lt)
+
+
+# -- measured rounds ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("method", "lt_rounds", "relu_rounds"), [("dcf", 1, 1), ("bits", 8, 9)])
+def test_measured_rounds(make_topology, method: str, lt_rounds: int, relu_rounds: int) -> None:
+    a, b = _pairs(64)
+
+    async def program(ctx: Context):
+        x, y = await share(ctx, "bank_a", a), await share(ctx, "bank_b", b)
+        lt, rl, eq = ctx.less(x, y, method), ctx.relu(x, method), ctx.equal(x, y, method)
+        mx = ctx.maximum(x, y, method)
+        return (await depths([x, y], [lt]), await depths([x, y], [rl]), await depths([x, y], [eq]),
+                await depths([x, y], [mx]))
+
+    out = run_local(make_topology(2), program)
+    assert rounds_of(out, 0) == lt_rounds
+    assert rounds_of(out, 1) == relu_rounds
+    assert rounds_of(out, 2) == lt_rounds
+    assert rounds_of(out, 3) == relu_rounds
+
+
+def test_dcf_traffic(make_topology) -> None:
+    """Online: 8 bytes per element each way (the masked value); dealer: the key's correction words."""
+    from mpc.transport.frames import HEADER_SIZE
+    from protocols.dcf import words_per_key
+
+    n = 500
+    a, b = _pairs(n)
+
+    async def program(ctx: Context):
+        x, y = await share(ctx, "bank_a", a), await share(ctx, "bank_b", b)
+        d = x - y
+        await d.resolve()
+        before = ctx.party.stats.copy()
+        lt = ctx.less(x, y, "dcf")
+        await lt.resolve()
+        return ctx.party.stats.since(before).total("online").bytes_sent, await ctx.reveal(lt)
+
+    out = run_local(make_topology(2), program)
+    assert out["bank_a"].value[0] == 8 * n + HEADER_SIZE
+    helper = out["helper"].stats.total("offline", "dcf").bytes_sent
+    # to bank_a the correction words; to bank_b the same plus its share of msb(r)
+    assert helper == 8 * n * (2 * words_per_key(63, 1) + 1) + 2 * HEADER_SIZE
+    assert words_per_key(63, 1) * 8 == 1536  # per party per comparison; plus the 16-byte root seed, derived
+
+
+def test_auto_prefers_dcf_on_latency_and_bits_needs_no_two_parties(make_topology) -> None:
+    from protocols.comparison import choose_method
+
+    async def program(ctx: Context):
+        return (choose_method(ctx, 1000), choose_method(ctx, 10**7), choose_method(ctx, 10, "bits"))
+
+    wan = run_local(make_topology(2, network={"latency_ms": 25}), program)["bank_a"].value
+    assert wan[0] == "dcf" and wan[2] == "bits"
+    lan = run_local(make_topology(2), program)["bank_a"].value
+    assert lan[1] == "bits"  # a huge batch on a link with no latency: the lighter method
+
+
+def test_dcf_refused_for_three_parties(make_topology) -> None:
+    from mpc.runtime import PartyFailed
+
+    async def program(ctx: Context):
+        x = await share(ctx, "bank_a", np.zeros(3))
+        return await ctx.reveal(ctx.less(x, 1.0, "dcf"))
+
+    with pytest.raises(PartyFailed, match="two compute parties"):
+        run_local(make_topology(3), program)
