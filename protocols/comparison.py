@@ -28,6 +28,7 @@ from protocols.shared import SharedArray, Shares, split
 if TYPE_CHECKING:
     from protocols.context import Context
 
+DCF_CHUNK = 1 << 15
 TOP = np.uint64(63)
 LOW63 = np.uint64(2**63 - 1)
 ONE = np.uint64(1)
@@ -78,35 +79,42 @@ def sign_gate(ctx: Context, x: SharedArray, relu: bool = False,
 def _dcf_gate(ctx: Context, x: SharedArray, relu: bool) -> tuple[SharedArray, SharedArray | None]:
     op = ctx.party.new_op("dcf")
     n = x.size
-    material = ctx.deal(ctx.material.dcf_gate(op, n, relu))
+    # Keys are dealt in chunks: bounded messages (~50 MB) and bounded temporaries at both ends.
+    bounds = [(lo, min(n, lo + DCF_CHUNK)) for lo in range(0, n, DCF_CHUNK)] or [(0, 0)]
+    chunks = [ctx.deal(ctx.material.dcf_gate(op.child(i), hi - lo, relu)) for i, (lo, hi) in enumerate(bounds)]
     first = ctx.name == ctx.compute_parties[0]
     index = ctx.compute_parties.index(ctx.name) if ctx.name in ctx.compute_parties else -1
     peer = ctx.compute_parties[1 - index] if index >= 0 else ""
 
     async def run() -> tuple[Shares, Shares]:
         xs = await x.resolve()
-        mat = await material
+        mats = [await c for c in chunks]
         await ctx.online_gate()
-        if mat is None:
+        if mats[0] is None:
             return Shares(None, 0), Shares(None, 0)
         assert xs.share is not None
-        masked = np.ascontiguousarray(xs.share.ravel() + mat.r)
+        r = np.concatenate([m.r for m in mats])
+        msk = np.concatenate([m.msb for m in mats])
+        masked = np.ascontiguousarray(xs.share.ravel() + r)
         ctx.party.send(peer, op, masked, depth=xs.depth)
         msg = await ctx.party.recv(peer, op, dtype=np.uint64, shape=masked.shape)
         xhat = masked + msg.array
         depth = max(xs.depth, msg.depth)
         m = xhat >> TOP
-        y = eval_dcf(index, mat.keys, xhat & LOW63) if n else np.zeros((0, 2 if relu else 1), np.uint64)
+        low = xhat & LOW63
+        width = 2 if relu else 1
+        y = np.concatenate([eval_dcf(index, mat.keys, low[lo:hi]) for mat, (lo, hi) in zip(mats, bounds, strict=True)]
+                           ) if n else np.zeros((0, width), np.uint64)
         flip = ONE - TWO * m  # (1 - 2m): XOR with the public bit m, linearly
-        t = mat.msb + y[:, 0]
+        t = msk + y[:, 0]
         msb = flip * t
         if first:
             msb += m
         out_relu = None
         if relu:
-            assert mat.r_msb is not None
-            x_msb = xhat * flip * t - m * mat.r - flip * (mat.r_msb + y[:, 1])
-            x_share = -mat.r
+            r_msb = np.concatenate([mat.r_msb for mat in mats])
+            x_msb = xhat * flip * t - m * r - flip * (r_msb + y[:, 1])
+            x_share = -r
             if first:
                 x_msb += xhat * m
                 x_share += xhat

@@ -235,3 +235,18 @@ def test_dcf_refused_for_three_parties(make_topology) -> None:
 
     with pytest.raises(PartyFailed, match="two compute parties"):
         run_local(make_topology(3), program)
+
+
+def test_dcf_keys_dealt_in_chunks(make_topology, monkeypatch) -> None:
+    import protocols.comparison as comparison
+
+    monkeypatch.setattr(comparison, "DCF_CHUNK", 100)
+    a, b = _pairs(350)
+
+    async def program(ctx: Context):
+        x, y = await share(ctx, "bank_a", a), await share(ctx, "bank_b", b)
+        return [await ctx.reveal(o) for o in (ctx.less(x, y, "dcf"), ctx.relu(x, "dcf"))]
+
+    lt, rl = run_local(make_topology(2), program)["bank_a"].value
+    np.testing.assert_array_equal(lt, (a < b).astype(np.int64))
+    np.testing.assert_allclose(rl, np.maximum(a, 0), atol=STEP)
