@@ -2,14 +2,21 @@
 
 Aggregation (per op and repeat): rounds = deepest output depth minus the depth at which every party had
 the inputs; bytes_online and messages = the largest compute party's; bytes_offline = what the helper
-sent; wall_s = the slowest compute party's online time. Medians (and min, max) over repeats.
+sent; wall_s = from the moment the last compute party started the online phase to the moment the last
+one finished (wall-clock stamps; all parties run on this host). Medians (and min, max) over repeats.
+
+Latency model: across the latencies run, wall = a + rounds x L + bytes / bandwidth, with the intercept a
+(local compute) fitted per op and method as the mean residual; `predicted_wall_s` is the model's value and
+`fitted_s_per_ms` the least-squares slope of wall against L, which should equal rounds / 1000.
 """
 
 from __future__ import annotations
 
+import socket
 import statistics
 import tempfile
 from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +25,10 @@ import yaml
 from mpc.config import Topology, localhost_topology
 from mpc.launcher import launch
 
+Record = dict[str, Any]
+
 
 def free_ports(n: int) -> list[int]:
-    import socket
-
     socks = [socket.socket() for _ in range(n)]
     try:
         for s in socks:
@@ -37,49 +44,62 @@ def default_topology() -> Topology:
     return localhost_topology(2, helper=True, ports=free_ports(3), timeout_s=120)
 
 
-def run_bench(topology: Topology, ops: list[str], n: int, repeat: int, latency_ms: float | None = None,
-              bandwidth_mbps: float | None = None, method: str = "auto", debug: bool = False) -> list[dict[str, Any]]:
-    """Launch every party of `topology` on this host with the bench program; return one record per op."""
-    topo = topology.with_network(latency_ms, bandwidth_mbps)
-    with tempfile.TemporaryDirectory(prefix="mpc-bench-") as tmp:
-        path = Path(tmp) / "topology.yaml"
-        path.write_text(yaml.safe_dump(topo.model_dump(mode="json"), sort_keys=False))
-        args = ["--program", "bench", "-p", f"ops={','.join(ops)}", "-p", f"n={n}", "-p", f"repeat={repeat}",
-                "-p", f"method={method}"]
-        results = launch(str(path), topo.names, args, global_args=["--debug"] if debug else [], sink=None)
-    failed = [r for r in results if r.returncode != 0 or r.output is None]
-    if failed:
-        detail = "\n".join(f"{r.name} (exit {r.returncode}): " + "\n  ".join(r.stderr_tail[-5:]) for r in failed)
-        raise RuntimeError(f"benchmark parties failed:\n{detail}")
-    per_party = {r.name: r.output["result"] for r in results if r.output is not None}
-    return summarise(per_party, topo)
+def write_topology(topo: Topology, path: Path) -> Path:
+    path.write_text(yaml.safe_dump(topo.model_dump(mode="json", exclude_none=True), sort_keys=False))
+    return path
 
 
-def summarise(per_party: dict[str, list[dict[str, Any]]], topo: Topology) -> list[dict[str, Any]]:
-    by_op: dict[str, list[list[dict[str, Any]]]] = defaultdict(list)
+def run_bench(topology: Topology, ops: Sequence[str], n: int, repeat: int, latencies: Sequence[float | None] = (None,),
+              bandwidth_mbps: float | None = None, method: str = "auto", debug: bool = False,
+              prefixes: Mapping[str, Sequence[str]] | None = None,
+              on_progress: Callable[[float | None], None] | None = None) -> list[Record]:
+    """Launch every party of `topology` on this host with the bench program, once per latency."""
+    records: list[Record] = []
+    for latency in latencies:
+        topo = topology.with_network(latency, bandwidth_mbps)
+        with tempfile.TemporaryDirectory(prefix="mpc-bench-") as tmp:
+            path = write_topology(topo, Path(tmp) / "topology.yaml")
+            args = ["--program", "bench", "-p", f"ops={','.join(ops)}", "-p", f"n={n}", "-p", f"repeat={repeat}",
+                    "-p", f"method={method}"]
+            results = launch(str(path), topo.names, args, global_args=["--debug"] if debug else [], sink=None,
+                             prefixes=prefixes)
+        failed = [r for r in results if r.returncode != 0 or r.output is None]
+        if failed:
+            detail = "\n".join(f"{r.name} (exit {r.returncode}): " + "\n  ".join(r.stderr_tail[-5:]) for r in failed)
+            raise RuntimeError(f"benchmark parties failed:\n{detail}")
+        per_party = {r.name: r.output["result"] for r in results if r.output is not None}
+        records += summarise(per_party, topo)
+        if on_progress is not None:
+            on_progress(latency)
+    return fit_latency_model(records)
+
+
+def summarise(per_party: dict[str, list[Record]], topo: Topology) -> list[Record]:
+    by_op: dict[str, list[list[Record]]] = defaultdict(list)
     n_records = len(next(iter(per_party.values())))
     for i in range(n_records):
         group = [records[i] for records in per_party.values()]
         by_op[group[0]["op"]].append(group)
     out = []
-    link = topo.link(topo.names[0], topo.names[1])
+    compute = [p.name for p in topo.compute_parties]
+    link = topo.link(compute[0], compute[1 % len(compute)])
     for op, reps in by_op.items():
         rounds, walls, online, offline, messages, correct, offline_s = [], [], [], [], [], [], []
         for group in reps:
-            compute = [r for r in group if r["role"] == "compute"]
+            parties = [r for r in group if r["role"] == "compute"]
             helper = [r for r in group if r["role"] == "helper"]
-            rounds.append(max(r["end_depth"] for r in compute) - max(r["start_depth"] for r in compute))
-            walls.append(max(r["wall_s"] for r in compute))
-            online.append(max(r["bytes_online"] for r in compute))
-            messages.append(max(r["messages"] for r in compute))
+            rounds.append(max(r["end_depth"] for r in parties) - max(r["start_depth"] for r in parties))
+            walls.append(max(r["t_end"] for r in parties) - max(r["t_start"] for r in parties))
+            online.append(max(r["bytes_online"] for r in parties))
+            messages.append(max(r["messages"] for r in parties))
             offline.append(sum(r["bytes_offline_sent"] for r in helper))
             offline_s.append(max(r["offline_s"] for r in group))
-            correct.append(all(r["correct"] for r in compute))
+            correct.append(all(r["correct"] for r in parties))
         wall = statistics.median(walls)
-        n = reps[0][0]["n"]
         offline_med = statistics.median(offline_s)
+        n = reps[0][0]["n"]
         out.append({
-            "op": op, "n": n, "method": reps[0][0]["method"], "parties": len(topo.compute_parties),
+            "op": op, "n": n, "method": reps[0][0]["method"], "parties": len(compute),
             "latency_ms": link.latency_ms, "bandwidth_mbps": link.bandwidth_mbps,
             "rounds": max(rounds), "bytes_online": max(online), "bytes_offline": max(offline),
             "messages": max(messages), "wall_s": wall, "wall_s_min": min(walls), "wall_s_max": max(walls),
@@ -89,3 +109,62 @@ def summarise(per_party: dict[str, list[dict[str, Any]]], topo: Topology) -> lis
             "repeat": len(reps), "correct": all(correct),
         })
     return out
+
+
+def _transfer_s(r: Record) -> float:
+    bw = r.get("bandwidth_mbps")
+    return r["bytes_online"] * 8 / (bw * 1e6) if bw else 0.0
+
+
+def fit_latency_model(records: list[Record]) -> list[Record]:
+    """Add predicted_wall_s (a + rounds x L + bytes / bandwidth) and fitted_s_per_ms to each record."""
+    groups: dict[tuple[str, str], list[Record]] = defaultdict(list)
+    for r in records:
+        groups[(r["op"], r["method"])].append(r)
+    for rs in groups.values():
+        residuals = [r["wall_s"] - r["rounds"] * r["latency_ms"] / 1000 - _transfer_s(r) for r in rs]
+        intercept = statistics.fmean(residuals)
+        slope = None
+        lats = [r["latency_ms"] for r in rs]
+        if len(set(lats)) > 1:
+            mean_l, mean_w = statistics.fmean(lats), statistics.fmean(r["wall_s"] for r in rs)
+            num = sum((r["latency_ms"] - mean_l) * (r["wall_s"] - mean_w) for r in rs)
+            slope = num / sum((lat - mean_l) ** 2 for lat in lats)
+        for r in rs:
+            r["model_intercept_s"] = intercept
+            r["predicted_wall_s"] = intercept + r["rounds"] * r["latency_ms"] / 1000 + _transfer_s(r)
+            r["fitted_s_per_ms"] = slope
+    return records
+
+
+def plot(records: list[Record], path: str) -> None:
+    """Wall time against latency per op and method, labelled with the measured rounds, with the model."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise RuntimeError("--plot needs matplotlib: pip install 'mpc[plot]'") from exc
+    groups: dict[tuple[str, str], list[Record]] = defaultdict(list)
+    for r in records:
+        groups[(r["op"], r["method"])].append(r)
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
+    for (op, method), rs in sorted(groups.items()):
+        rs = sorted(rs, key=lambda r: r["latency_ms"])
+        lats = [r["latency_ms"] for r in rs]
+        line = ax.plot(lats, [r["wall_s"] * 1000 for r in rs], marker="o",
+                       label=f"{op} ({method}): {rs[0]['rounds']} round{'s' if rs[0]['rounds'] != 1 else ''}")[0]
+        ax.errorbar(lats, [r["wall_s"] * 1000 for r in rs], color=line.get_color(), fmt="none",
+                    yerr=[[1000 * (r["wall_s"] - r["wall_s_min"]) for r in rs],
+                          [1000 * (r["wall_s_max"] - r["wall_s"]) for r in rs]], capsize=3)
+        ax.plot(lats, [r["predicted_wall_s"] * 1000 for r in rs], linestyle="--", color=line.get_color(), alpha=0.6)
+    n = records[0]["n"] if records else 0
+    ax.set_xlabel("emulated one-way latency L (ms)")
+    ax.set_ylabel("online wall time (ms), median over repeats")
+    ax.set_title(f"mpc bench, n = {n:,}: measured (solid) and a + rounds x L (dashed)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

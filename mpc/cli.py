@@ -197,23 +197,40 @@ def launch(ctx: click.Context, config: str, program: str, params: tuple[str, ...
         raise CliError(f"launch failed: {names}")
 
 
+def _latency_list(ctx: click.Context, param: click.Parameter, value: str | None) -> list[float | None]:
+    if value is None:
+        return [None]
+    try:
+        out = [float(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated milliseconds, got {value!r}") from None
+    if not out or any(v < 0 for v in out):
+        raise click.BadParameter("latencies must be >= 0 ms")
+    return list(out)
+
+
 @cli.command()
 @click.option("--config", type=click.Path(dir_okay=False), default=None,
               help="Topology to run on (default: two banks and the helper on localhost, free ports).")
 @click.option("--op", "ops", default="mul,matmul", show_default=True,
-              help="Comma-separated ops: mul, matmul, trunc, lt, eq, relu, max.")
+              help="Comma-separated ops: mul, matmul, trunc, lt, eq, relu, max, fraud.")
 @click.option("--method", type=click.Choice(["auto", "dcf", "bits"]), default="auto", show_default=True,
               help="Comparison method for lt, eq, relu, max.")
 @click.option("--n", type=click.IntRange(min=1), default=100_000, show_default=True,
-              help="Elements per operand (matmul: two sqrt(n) x sqrt(n) matrices).")
+              help="Elements per operand (matmul: two sqrt(n) x sqrt(n) matrices; fraud: accounts).")
 @click.option("--repeat", type=click.IntRange(min=1), default=3, show_default=True)
-@_network_options
+@click.option("--latency-ms", "latencies", callback=_latency_list, default=None, metavar="L[,L...]",
+              help="Emulated one-way latency of every link; several values run the ops at each.")
+@click.option("--bandwidth-mbps", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Emulated bandwidth of every link (Mbit/s).")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
+              help="Draw wall time against latency per op to this PNG (needs matplotlib).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of records.")
 @click.pass_context
 def bench(ctx: click.Context, config: str | None, ops: str, method: str, n: int, repeat: int,
-          latency_ms: float | None, bandwidth_mbps: float | None, as_json: bool) -> None:
+          latencies: list[float | None], bandwidth_mbps: float | None, plot_path: str | None, as_json: bool) -> None:
     """Measure secure operations: online rounds, bytes, messages and wall time; dealer bytes and time."""
-    from mpc.benchmark import default_topology, run_bench
+    from mpc.benchmark import default_topology, plot, run_bench
     from parties.bench import OPS
 
     names = [o.strip() for o in ops.split(",") if o.strip()]
@@ -221,28 +238,62 @@ def bench(ctx: click.Context, config: str | None, ops: str, method: str, n: int,
     if unknown:
         raise click.BadParameter(f"unknown op(s) {', '.join(unknown)}; known: {', '.join(OPS)}", param_hint="--op")
     topo = _load(config) if config else default_topology()
-    if not as_json:
-        click.echo(f"running {', '.join(names)} at n={n}, {repeat} repeat(s), on {len(topo.names)} processes...",
-                   err=True)
     try:
-        records = run_bench(topo, names, n, repeat, latency_ms, bandwidth_mbps, method, debug=ctx.obj["debug"])
+        if as_json:
+            records = run_bench(topo, names, n, repeat, latencies, bandwidth_mbps, method, debug=ctx.obj["debug"])
+        else:
+            from rich.progress import Progress
+
+            with Progress(console=_console(stderr=True), transient=True) as progress:
+                task = progress.add_task(f"{', '.join(names)} at n={n:,} x {repeat}", total=len(latencies))
+                records = run_bench(topo, names, n, repeat, latencies, bandwidth_mbps, method,
+                                    debug=ctx.obj["debug"], on_progress=lambda _: progress.advance(task))
     except RuntimeError as exc:
         raise CliError(str(exc)) from None
+    if plot_path:
+        try:
+            plot(records, plot_path)
+        except RuntimeError as exc:
+            raise CliError(str(exc)) from None
     if as_json:
         click.echo(json.dumps(records))
         return
+    _print_bench_table(records, repeat)
+    if plot_path:
+        click.echo(f"plot written to {plot_path}")
+
+
+def _print_bench_table(records: list[dict[str, Any]], repeat: int) -> None:
     from rich.table import Table
 
+    several = len({r["latency_ms"] for r in records}) > 1
     table = Table(title=f"mpc bench (medians over {repeat}; bytes per compute party; offline = dealer)")
-    for col in ("op", "method", "n", "parties", "latency ms", "rounds", "bytes online", "bytes offline", "messages",
-                "online s", "ops/s", "dealer s", "correct"):
+    cols = ["op", "method", "n", "parties", "latency ms", "rounds", "bytes online", "bytes offline", "msgs",
+            "online s", "min-max s", "ops/s", "dealer s", "correct"]
+    if several:
+        cols[-1:-1] = ["model s"]
+    for col in cols:
         table.add_column(col, justify="right")
     for r in records:
-        table.add_row(r["op"], r["method"], f"{r['n']:,}", str(r["parties"]), f"{r['latency_ms']:g}", str(r["rounds"]),
-                      f"{r['bytes_online']:,}", f"{r['bytes_offline']:,}", str(r["messages"]),
-                      f"{r['wall_s']:.4f}", f"{r['ops_per_s']:,.0f}" if r["ops_per_s"] else "-",
-                      f"{r['offline_s']:.3f}", "yes" if r["correct"] else "NO")
-    _console().print(table)
+        row = [r["op"], r["method"], f"{r['n']:,}", str(r["parties"]), f"{r['latency_ms']:g}", str(r["rounds"]),
+               f"{r['bytes_online']:,}", f"{r['bytes_offline']:,}", str(r["messages"]), f"{r['wall_s']:.4f}",
+               f"{r['wall_s_min']:.3f}-{r['wall_s_max']:.3f}",
+               f"{r['ops_per_s']:,.0f}" if r["ops_per_s"] else "-", f"{r['offline_s']:.3f}"]
+        if several:
+            row.append(f"{r['predicted_wall_s']:.4f}")
+        row.append("yes" if r["correct"] else "NO")
+        table.add_row(*row)
+    console = _console()
+    console.print(table)
+    if several:
+        seen = set()
+        for r in records:
+            key = (r["op"], r["method"])
+            if key in seen or r["fitted_s_per_ms"] is None:
+                continue
+            seen.add(key)
+            console.print(f"{r['op']} ({r['method']}): wall grows {r['fitted_s_per_ms'] * 1000:.2f} ms per ms of "
+                          f"latency; measured rounds {r['rounds']}; local compute {r['model_intercept_s']:.4f} s")
 
 
 def _print_launch_table(report: dict[str, Any]) -> None:
@@ -261,11 +312,12 @@ def _print_launch_table(report: dict[str, Any]) -> None:
         console.print(f"{p['name']}: {json.dumps(p.get('result'), default=_jsonable)}", markup=False)
 
 
-def _console() -> Any:
+def _console(stderr: bool = False) -> Any:
     """A rich console; wide enough for the tables when output is not a terminal (logs, CI)."""
     from rich.console import Console
 
-    return Console() if sys.stdout.isatty() else Console(width=160)
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr) if stream.isatty() else Console(stderr=stderr, width=170)
 
 
 def _setup_logging(debug: bool, prefix: str) -> None:

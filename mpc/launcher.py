@@ -12,7 +12,7 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TextIO
 
@@ -75,13 +75,18 @@ async def _terminate(procs: Sequence[asyncio.subprocess.Process]) -> None:
 
 
 async def launch_async(config: str, names: Sequence[str], run_args: Sequence[str],
-                       global_args: Sequence[str] = (), sink: TextIO | None = sys.stderr) -> list[ChildResult]:
-    """Run one `mpc run` process per party; stop the rest as soon as one fails."""
+                       global_args: Sequence[str] = (), sink: TextIO | None = sys.stderr,
+                       prefixes: Mapping[str, Sequence[str]] | None = None) -> list[ChildResult]:
+    """Run one `mpc run` process per party; stop the rest as soon as one fails.
+
+    `prefixes` puts a command before a party's own (e.g. `ip netns exec NS` to run it in a namespace).
+    """
     width = max(len(n) for n in names)
     started: dict[str, asyncio.subprocess.Process] = {}
     tasks = {
         name: asyncio.create_task(_run_child(
-            name, [sys.executable, "-m", "mpc", *global_args, "run", config, "--party", name, "--json", *run_args],
+            name, [*(prefixes or {}).get(name, ()), sys.executable, "-m", "mpc", *global_args, "run", config,
+                   "--party", name, "--json", *run_args],
             width, sink, started))
         for name in names
     }
@@ -107,6 +112,6 @@ async def launch_async(config: str, names: Sequence[str], run_args: Sequence[str
     return results
 
 
-def launch(config: str, names: Sequence[str], run_args: Sequence[str],
-           global_args: Sequence[str] = (), sink: TextIO | None = sys.stderr) -> list[ChildResult]:
-    return asyncio.run(launch_async(config, names, run_args, global_args, sink))
+def launch(config: str, names: Sequence[str], run_args: Sequence[str], global_args: Sequence[str] = (),
+           sink: TextIO | None = sys.stderr, prefixes: Mapping[str, Sequence[str]] | None = None) -> list[ChildResult]:
+    return asyncio.run(launch_async(config, names, run_args, global_args, sink, prefixes))

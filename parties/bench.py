@@ -1,7 +1,8 @@
 """The benchmark program every party runs under `mpc bench`: one secure operation at a time, measured.
 
 For each repeat: share fresh inputs, issue the operation while holding the online phase, let the helper
-deal (measured as `offline_s`), pass a barrier, then time the online phase alone (`wall_s`), and open
+deal (measured as `offline_s`), pass a barrier, then time the online phase alone (wall-clock stamps
+`t_start`, `t_end`; the summary takes max(end) - max(start) over the parties), and open
 the result to check it against numpy. Rounds are the output's depth minus the inputs'; bytes and
 messages are the runtime's counters over the online window (this party) and the dealing (the helper).
 The inputs come from a public seed so every party can check the opened result (benchmark data only).
@@ -110,9 +111,11 @@ async def _one(ctx: Context, op_name: str, spec: BenchOp, n: int, rng: np.random
     await ctx.release()
     offline_s = time.perf_counter() - t0
     online_before = ctx.party.stats.copy()
-    t1 = time.perf_counter()
+    # Wall-clock stamps (one clock for every process on this host): the parties leave the barrier up to
+    # one latency apart, so the op's online time is max(end) - max(start) across parties, not a local span.
+    t_start = time.time()
     shares = await z.resolve()
-    wall_s = time.perf_counter() - t1
+    t_end = time.time()
     online = ctx.party.stats.since(online_before).total(phase="online")
     window = ctx.party.stats.since(before)
     dealt = window.total(phase="offline").minus(window.total(phase="offline", tag="barrier"))
@@ -127,5 +130,6 @@ async def _one(ctx: Context, op_name: str, spec: BenchOp, n: int, rng: np.random
         "role": "helper" if ctx.is_dealer else "compute",
         "start_depth": start_depth, "end_depth": shares.depth,
         "bytes_online": online.bytes_sent, "messages": online.messages_sent,
-        "bytes_offline_sent": dealt.bytes_sent, "wall_s": wall_s, "offline_s": offline_s, "correct": correct,
+        "bytes_offline_sent": dealt.bytes_sent, "t_start": t_start, "t_end": t_end, "offline_s": offline_s,
+        "correct": correct,
     }
