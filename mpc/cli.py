@@ -214,8 +214,8 @@ def _latency_list(ctx: click.Context, param: click.Parameter, value: str | None)
               help="Topology to run on (default: two banks and the helper on localhost, free ports).")
 @click.option("--op", "ops", default="mul,matmul", show_default=True,
               help="Comma-separated ops: mul, matmul, trunc, lt, eq, relu, max, fraud.")
-@click.option("--method", type=click.Choice(["auto", "dcf", "bits"]), default="auto", show_default=True,
-              help="Comparison method for lt, eq, relu, max.")
+@click.option("--method", "methods", default="auto", show_default=True, metavar="M[,M...]",
+              help="Comparison method(s) for lt, eq, relu, max: auto, dcf, bits; several run each.")
 @click.option("--n", type=click.IntRange(min=1), default=100_000, show_default=True,
               help="Elements per operand (matmul: two sqrt(n) x sqrt(n) matrices; fraud: accounts).")
 @click.option("--repeat", type=click.IntRange(min=1), default=3, show_default=True)
@@ -227,29 +227,40 @@ def _latency_list(ctx: click.Context, param: click.Parameter, value: str | None)
               help="Draw wall time against latency per op to this PNG (needs matplotlib).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of records.")
 @click.pass_context
-def bench(ctx: click.Context, config: str | None, ops: str, method: str, n: int, repeat: int,
+def bench(ctx: click.Context, config: str | None, ops: str, methods: str, n: int, repeat: int,
           latencies: list[float | None], bandwidth_mbps: float | None, plot_path: str | None, as_json: bool) -> None:
     """Measure secure operations: online rounds, bytes, messages and wall time; dealer bytes and time."""
-    from mpc.benchmark import default_topology, plot, run_bench
+    from mpc.benchmark import default_topology, fit_latency_model, plot, run_bench
     from parties.bench import OPS
 
     names = [o.strip() for o in ops.split(",") if o.strip()]
     unknown = [o for o in names if o not in OPS]
     if unknown:
         raise click.BadParameter(f"unknown op(s) {', '.join(unknown)}; known: {', '.join(OPS)}", param_hint="--op")
+    method_list = [m.strip() for m in methods.split(",") if m.strip()]
+    if not method_list or any(m not in ("auto", "dcf", "bits") for m in method_list):
+        raise click.BadParameter(f"expected auto, dcf or bits (comma-separated), got {methods!r}",
+                                 param_hint="--method")
+    if len(method_list) > 1:
+        # arithmetic ops do not depend on the comparison method: run them once
+        plan = [(m, [o for o in names if OPS[o].kind == "comparison" or i == 0]) for i, m in enumerate(method_list)]
+    else:
+        plan = [(method_list[0], names)]
     topo = _load(config) if config else default_topology()
+    records: list[dict[str, Any]] = []
     try:
-        if as_json:
-            records = run_bench(topo, names, n, repeat, latencies, bandwidth_mbps, method, debug=ctx.obj["debug"])
-        else:
-            from rich.progress import Progress
+        from rich.progress import Progress
 
-            with Progress(console=_console(stderr=True), transient=True) as progress:
-                task = progress.add_task(f"{', '.join(names)} at n={n:,} x {repeat}", total=len(latencies))
-                records = run_bench(topo, names, n, repeat, latencies, bandwidth_mbps, method,
-                                    debug=ctx.obj["debug"], on_progress=lambda _: progress.advance(task))
+        with Progress(console=_console(stderr=True), transient=True, disable=as_json) as progress:
+            task = progress.add_task(f"{', '.join(names)} at n={n:,} x {repeat}",
+                                     total=len(latencies) * sum(1 for _, o in plan if o))
+            for method, op_names in plan:
+                if op_names:
+                    records += run_bench(topo, op_names, n, repeat, latencies, bandwidth_mbps, method,
+                                         debug=ctx.obj["debug"], on_progress=lambda _: progress.advance(task))
     except RuntimeError as exc:
         raise CliError(str(exc)) from None
+    records = fit_latency_model(records)
     if plot_path:
         try:
             plot(records, plot_path)

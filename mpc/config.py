@@ -41,6 +41,25 @@ class PartySpec(_Strict):
     port: int = Field(ge=1, le=65535)
     public_key: str | None = None
     secret_key: str | None = None
+    bind: str | None = None  # HOST:PORT to listen on, when it differs from host:port (NAT, a proxy in front)
+
+    @field_validator("bind")
+    @classmethod
+    def _bind_host_port(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        host, sep, port = v.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise ValueError("bind must be HOST:PORT with a port in 1..65535, e.g. 0.0.0.0:5601")
+        return v
+
+    @property
+    def listen_address(self) -> tuple[str, int]:
+        """Where this party's socket listens: `bind` if given, else its host and port."""
+        if self.bind is None:
+            return self.host, self.port
+        host, _, port = self.bind.rpartition(":")
+        return host, int(port)
 
     @field_validator("host")
     @classmethod

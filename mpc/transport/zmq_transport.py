@@ -129,11 +129,12 @@ class ZmqTransport:
         router.setsockopt(zmq.LINGER, 0)
         router.setsockopt(zmq.MAXMSGSIZE, self.max_payload + 64 * HEADER_SIZE)
         router.setsockopt(zmq.RCVHWM, 0)
+        host, port = me.listen_address
         try:
-            router.bind(f"tcp://{_bind_host(me.host)}:{me.port}")
+            router.bind(f"tcp://{_bind_host(host)}:{port}")
         except zmq.ZMQError as exc:
             router.close(0)
-            raise OSError(f"{self.me}: cannot listen on {me.host}:{me.port}: {exc}") from None
+            raise OSError(f"{self.me}: cannot listen on {host}:{port}: {exc}") from None
         self._router = router
         for peer in self.peers:
             spec = self.topology.party(peer)
@@ -444,6 +445,8 @@ def _bind_host(host: str) -> str:
     """Bind to the configured address when it is an IP literal, else to every interface."""
     if host == "localhost":
         return "127.0.0.1"
+    if host in ("*", "0.0.0.0"):
+        return "*"
     try:
         ipaddress.ip_address(host)
         return host
