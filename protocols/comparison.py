@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from protocols import binary
+from protocols import binary, gates
 from protocols.dcf import eval_dcf
+from protocols.material import GateSpec
 from protocols.shared import SharedArray, Shares, split
 
 if TYPE_CHECKING:
@@ -73,56 +74,97 @@ def sign_gate(ctx: Context, x: SharedArray, relu: bool = False,
     if chosen == "dcf":
         return _dcf_gate(ctx, x, relu)
     msb = binary.msb_bits(ctx, x)
-    return msb, (x - msb * x) if relu else None
+    # a 0/1 integer times x keeps x's scale: no truncation
+    return msb, (x - ctx.mul(msb, x, truncate=False)) if relu else None
+
+
+def _sign_payload(r: np.ndarray) -> np.ndarray:
+    return (ONE - TWO * (r >> TOP))[:, None]
+
+
+def _relu_payload(r: np.ndarray) -> np.ndarray:
+    sign = ONE - TWO * (r >> TOP)
+    return np.stack([sign, r * sign], axis=1)
+
+
+# Hand-fused payloads (fewer words than one per monomial): msb(r) XOR lt = msb(r) + lt (1 - 2 msb(r)).
+SIGN = GateSpec("sign", 1, 1, _sign_payload, lambda r: [r >> TOP])
+RELU = GateSpec("relu", 2, 2, _relu_payload, lambda r: [r >> TOP, r * (r >> TOP)])
 
 
 def _dcf_gate(ctx: Context, x: SharedArray, relu: bool) -> tuple[SharedArray, SharedArray | None]:
-    op = ctx.party.new_op("dcf")
+    def finish(xhat: np.ndarray, r: np.ndarray, y: np.ndarray, dealt: list[np.ndarray], first: bool) -> list:
+        m = xhat >> TOP
+        flip = ONE - TWO * m  # (1 - 2m): XOR with the public bit m, linearly
+        t = dealt[0] + y[:, 0]
+        msb = flip * t
+        if first:
+            msb += m
+        if not relu:
+            return [msb]
+        x_msb = xhat * flip * t - m * r - flip * (dealt[1] + y[:, 1])
+        x_share = -r
+        if first:
+            x_msb += xhat * m
+            x_share += xhat
+        return [msb, x_share - x_msb]
+
+    outs = run_dcf_gate(ctx, x, RELU if relu else SIGN, finish, [0, x.frac] if relu else [0])
+    return outs[0], outs[1] if relu else None
+
+
+def relu_truncate(ctx: Context, x: SharedArray, bits: int, method: str | None = None) -> SharedArray:
+    """relu(x) >> bits (within one unit), e.g. after a product at 2f fractional bits.
+
+    dcf: one round for both, by the fused gate of protocols/gates.py; bits: ReLU (9 rounds), then
+    truncation (1 round with the dealer, 0 with local truncation)."""
+    if bits == 0:
+        return relu(ctx, x, method)
+    if choose_method(ctx, x.size, method) == "bits":
+        ctx.last_comparison_method = "bits"
+        return ctx.truncate(relu(ctx, x, "bits"), bits)
+    ctx.last_comparison_method = "dcf"
+    spec = gates.RELU_TRUNC.spec(bits)
+
+    def finish(xhat: np.ndarray, r: np.ndarray, y: np.ndarray, dealt: list[np.ndarray], first: bool) -> list:
+        return [gates.RELU_TRUNC.combine(xhat, bits, first, y, dealt)]
+
+    return run_dcf_gate(ctx, x, spec, finish, [x.frac - bits], label="relu_trunc")[0]
+
+
+def run_dcf_gate(ctx: Context, x: SharedArray, spec: GateSpec, finish, fracs: list[int],
+                 label: str = "dcf") -> list[SharedArray]:
+    """Deal a DCF gate for every element of x (in chunks), open x^ = x + r in one round, evaluate the
+    keys at x^ mod 2^63, and let `finish(x^, r, dcf_out, dealt, first)` combine this party's shares."""
+    op = ctx.party.new_op(label)
     n = x.size
     # Keys are dealt in chunks: bounded messages (~50 MB) and bounded temporaries at both ends.
     bounds = [(lo, min(n, lo + DCF_CHUNK)) for lo in range(0, n, DCF_CHUNK)] or [(0, 0)]
-    chunks = [ctx.deal(ctx.material.dcf_gate(op.child(i), hi - lo, relu)) for i, (lo, hi) in enumerate(bounds)]
+    chunks = [ctx.deal(ctx.material.dcf_gate(op.child(i), hi - lo, spec)) for i, (lo, hi) in enumerate(bounds)]
     first = ctx.name == ctx.compute_parties[0]
     index = ctx.compute_parties.index(ctx.name) if ctx.name in ctx.compute_parties else -1
     peer = ctx.compute_parties[1 - index] if index >= 0 else ""
 
-    async def run() -> tuple[Shares, Shares]:
+    async def run() -> tuple[Shares, ...]:
         xs = await x.resolve()
         mats = [await c for c in chunks]
         await ctx.online_gate()
         if mats[0] is None:
-            return Shares(None, 0), Shares(None, 0)
+            return tuple(Shares(None, 0) for _ in fracs)
         assert xs.share is not None
         r = np.concatenate([m.r for m in mats])
-        msk = np.concatenate([m.msb for m in mats])
+        dealt = [np.concatenate([m.dealt[k] for m in mats]) for k in range(spec.n_dealt)]
         masked = np.ascontiguousarray(xs.share.ravel() + r)
         ctx.party.send(peer, op, masked, depth=xs.depth)
         msg = await ctx.party.recv(peer, op, dtype=np.uint64, shape=masked.shape)
         xhat = masked + msg.array
         depth = max(xs.depth, msg.depth)
-        m = xhat >> TOP
         low = xhat & LOW63
-        width = 2 if relu else 1
         y = np.concatenate([eval_dcf(index, mat.keys, low[lo:hi]) for mat, (lo, hi) in zip(mats, bounds, strict=True)]
-                           ) if n else np.zeros((0, width), np.uint64)
-        flip = ONE - TWO * m  # (1 - 2m): XOR with the public bit m, linearly
-        t = msk + y[:, 0]
-        msb = flip * t
-        if first:
-            msb += m
-        out_relu = None
-        if relu:
-            r_msb = np.concatenate([mat.r_msb for mat in mats])
-            x_msb = xhat * flip * t - m * r - flip * (r_msb + y[:, 1])
-            x_share = -r
-            if first:
-                x_msb += xhat * m
-                x_share += xhat
-            out_relu = Shares((x_share - x_msb).reshape(x.shape), depth)
-        return Shares(msb.reshape(x.shape), depth), out_relu or Shares(None, depth)
+                           ) if n else np.zeros((0, spec.width), np.uint64)
+        return tuple(Shares(out.reshape(x.shape), depth) for out in finish(xhat, r, y, dealt, first))
 
-    msb, relu_out = split(ctx, ctx.spawn(run()), [(x.shape, 0), (x.shape, x.frac)])
-    return msb, relu_out if relu else None
+    return split(ctx, ctx.spawn(run()), [(x.shape, f) for f in fracs])
 
 
 # -- operations built on the sign gate ---------------------------------------------------------------
@@ -166,7 +208,7 @@ def where(ctx: Context, bit: SharedArray, a: SharedArray | object, b: SharedArra
         a_minus_b = ctx.add(a, -b if isinstance(b, SharedArray) else -np.asarray(b))
     else:
         a_minus_b = np.asarray(a) - np.asarray(b)
-    return ctx.add(bit * a_minus_b, b)
+    return ctx.add(ctx.mul(bit, a_minus_b, truncate=False), b)
 
 
 def max_along(ctx: Context, x: SharedArray, axis: int = -1, method: str | None = None) -> SharedArray:
@@ -194,7 +236,7 @@ def argmax_along(ctx: Context, x: SharedArray, axis: int = -1, method: str | Non
         a_lt_b, gap = sign_gate(ctx, a - b, relu=True, method=method)
         assert gap is not None
         top = b + gap
-        top_idx = ia + a_lt_b * (ib - ia)
+        top_idx = ia + ctx.mul(a_lt_b, ib - ia, truncate=False)
         if x.shape[-1] % 2:
             x = ctx.concatenate([top, x[..., 2 * half:]], axis=-1)
             idx = ctx.concatenate([top_idx, idx[..., 2 * half:]], axis=-1)

@@ -233,20 +233,22 @@ class Context:
         return x.local(lambda s: np.multiply(s, factor, dtype=np.uint64), x.shape, frac=frac)
 
     # -- products -------------------------------------------------------------------------------
-    def mul(self, x: SharedArray | Any, y: SharedArray | Any) -> SharedArray:
-        """Elementwise x * y. Shared by shared: 1 round (Beaver); by public: local. Then truncation."""
-        return self._product(x, y, "mul")
+    def mul(self, x: SharedArray | Any, y: SharedArray | Any, truncate: bool = True) -> SharedArray:
+        """Elementwise x * y. Shared by shared: 1 round (Beaver); by public: local. Then truncation,
+        unless `truncate=False` (the result keeps 2f fractional bits, e.g. for a fused ReLU)."""
+        return self._product(x, y, "mul", truncate)
 
-    def matmul(self, x: SharedArray | Any, y: SharedArray | Any) -> SharedArray:
-        """x @ y. Shared by shared: 1 round (matrix triple); by public: local. Then truncation."""
-        return self._product(x, y, "matmul")
+    def matmul(self, x: SharedArray | Any, y: SharedArray | Any, truncate: bool = True) -> SharedArray:
+        """x @ y. Shared by shared: 1 round (matrix triple); by public: local. Then truncation, unless
+        `truncate=False`."""
+        return self._product(x, y, "matmul", truncate)
 
-    def _product(self, x: Any, y: Any, kind: str) -> SharedArray:
+    def _product(self, x: Any, y: Any, kind: str, truncate: bool = True) -> SharedArray:
         if isinstance(x, SharedArray) and isinstance(y, SharedArray):
             z = arithmetic.beaver(self, x, y, kind)
         else:
             z = self._public_product(x, y, kind)
-        return self.truncate(z, z.frac - self.frac_bits) if z.frac > self.frac_bits else z
+        return self.truncate(z, z.frac - self.frac_bits) if truncate and z.frac > self.frac_bits else z
 
     def _public_product(self, x: Any, y: Any, kind: str) -> SharedArray:
         shared, public, shared_left = (x, y, True) if isinstance(x, SharedArray) else (y, x, False)
@@ -279,7 +281,12 @@ class Context:
         return both[1] - both[0]
 
     def relu(self, x: SharedArray, method: str | None = None) -> SharedArray:
-        """max(x, 0). dcf: 1 round; bits: 9 rounds."""
+        """max(x, 0). dcf: 1 round; bits: 9 rounds.
+
+        A value with more than `frac_bits` fractional bits (a product taken with `truncate=False`) is
+        truncated back in the same gate: relu(x) >> extra bits, still one round with dcf."""
+        if x.frac > self.frac_bits:
+            return comparison.relu_truncate(self, x, x.frac - self.frac_bits, method)
         return comparison.relu(self, x, method)
 
     def maximum(self, x: Any, y: Any, method: str | None = None) -> SharedArray:

@@ -25,8 +25,9 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 # A fixed, public AES key: the PRG's security rests on the seeds, as in fixed-key MMO constructions.
 _FIXED_KEY = bytes.fromhex("6d70632d6463662d66697865642d6b65")
 _AES = Cipher(algorithms.AES(_FIXED_KEY), modes.ECB())
-_TWEAKS = np.arange(8, dtype=np.uint64).repeat(2).reshape(8, 2) * np.array([1, 0], dtype=np.uint64)
-_CONVERT_TWEAK = np.array([7, 1], dtype=np.uint64)
+_TWEAKS = np.arange(64, dtype=np.uint64).repeat(2).reshape(64, 2) * np.array([1, 0], dtype=np.uint64)
+# distinct from every expansion tweak: their high word is 1
+_CONVERT_TWEAKS = _TWEAKS[:8] | np.array([0, 1], dtype=np.uint64)
 ONE = np.uint64(1)
 CLEAR_LSB = np.uint64(0xFFFF_FFFF_FFFF_FFFE)
 
@@ -82,24 +83,35 @@ def _aes_mmo(x: np.ndarray) -> np.ndarray:
     return res
 
 
+def _payload_blocks(width: int) -> int:
+    """AES blocks holding one side's w payload words (both sides share one block when w = 1)."""
+    if width != 1 and width % 2:
+        raise ValueError("DCF payload width must be 1 or even")
+    return 1 if width == 1 else width // 2
+
+
 def _expand(seeds: np.ndarray, width: int) -> tuple[np.ndarray, ...]:
-    """G(s) -> (s_L, t_L, s_R, t_R, v_L, v_R) for a batch of seeds (N, 2)."""
-    blocks = 2 + width
+    """G(s) -> (s_L, t_L, s_R, t_R, v_L, v_R) for a batch of seeds (N, 2).
+
+    Blocks: 0 = left seed (its low bit the control bit), 1 = right seed, then the payload words: for
+    w = 1 one block (left word, right word), else w/2 blocks for the left words and w/2 for the right."""
+    blocks = 2 + (1 if width == 1 else width)
     g = _aes_mmo(seeds[:, None, :] ^ _TWEAKS[:blocks])  # (N, blocks, 2)
     s_left, s_right = g[:, 0].copy(), g[:, 1].copy()
     t_left, t_right = s_left[:, 0] & ONE, s_right[:, 0] & ONE
     s_left[:, 0] &= CLEAR_LSB
     s_right[:, 0] &= CLEAR_LSB
+    words = g[:, 2:].reshape(len(seeds), 2 * (blocks - 2))
     if width == 1:
-        v_left, v_right = g[:, 2, :1], g[:, 2, 1:]
-    else:
-        v_left, v_right = g[:, 2, :width], g[:, 3, :width]
-    return s_left, t_left, s_right, t_right, v_left, v_right
+        return s_left, t_left, s_right, t_right, words[:, :1], words[:, 1:2]
+    return s_left, t_left, s_right, t_right, words[:, :width], words[:, width:2 * width]
 
 
 def _convert(seeds: np.ndarray, width: int) -> np.ndarray:
-    """Leaf seeds to w pseudorandom ring words (one more MMO block)."""
-    return _aes_mmo(seeds ^ _CONVERT_TWEAK)[:, :width]
+    """Leaf seeds to w pseudorandom ring words (MMO blocks with tweaks distinct from the expansion's)."""
+    blocks = max(1, (width + 1) // 2)
+    tweaks = _CONVERT_TWEAKS[:blocks]
+    return _aes_mmo(seeds[:, None, :] ^ tweaks).reshape(len(seeds), 2 * blocks)[:, :width]
 
 
 def _bit(values: np.ndarray, bits: int, level: int) -> np.ndarray:
@@ -173,15 +185,19 @@ def eval_dcf(party: int, keys: DcfKeys, x: np.ndarray) -> np.ndarray:
     n_elems = s.shape[0]
     t = np.full(n_elems, party, dtype=np.uint64)
     v = np.zeros((n_elems, width), dtype=np.uint64)
-    block = np.empty((n_elems, 2, 2), dtype=np.uint64)
+    per_side = _payload_blocks(width)
+    block = np.empty((n_elems, 1 + per_side, 2), dtype=np.uint64)
     t_left, t_right = keys.t_cw[:, 0], keys.t_cw[:, 1]
     for level in range(bits):
         xb = _bit(x, bits, level)
         right = xb.astype(bool)
-        block[:, 0] = s
-        block[:, 1] = s
+        block[:] = s[:, None, :]
         block[:, 0, 0] ^= xb  # the seed block of the chosen side: block 0 (left) or 1 (right)
-        block[:, 1, 0] ^= (np.uint64(2) + xb) if width > 1 else np.uint64(2)  # the payload block
+        if width == 1:
+            block[:, 1, 0] ^= np.uint64(2)  # one payload block holds both sides' words
+        else:
+            for j in range(per_side):  # the chosen side's payload blocks
+                block[:, 1 + j, 0] ^= np.uint64(2 + j) + xb * np.uint64(per_side)
         g = _aes_mmo(block)
         child = g[:, 0]
         t_child = child[:, 0] & ONE
@@ -189,7 +205,7 @@ def eval_dcf(party: int, keys: DcfKeys, x: np.ndarray) -> np.ndarray:
         if width == 1:
             payload = np.where(right[:, None], g[:, 1, 1:], g[:, 1, :1])
         else:
-            payload = g[:, 1, :width]
+            payload = g[:, 1:].reshape(n_elems, width)
         tcw = (np.where(right, t_right, t_left) >> np.uint64(level)) & ONE
         v += payload + keys.v_cw[level] * t[:, None]
         s = child ^ (keys.s_cw[level] * t[:, None])

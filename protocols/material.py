@@ -32,7 +32,7 @@ log = logging.getLogger("mpc.material")
 DEALER_STEP = 0xD0
 # PRG stream purposes, one per array of material.
 A, B, C, R, R_MSB, R_LOW = range(1, 7)
-DCF_ROOT, DCF_MSB, DCF_RMSB = 10, 11, 12
+DCF_ROOT, DCF_DEALT = 10, 11  # DCF_DEALT + k for the k-th dealt array
 BITS_R, BITS_RB, BITS_RHO_B, BITS_RHO_A = 20, 21, 22, 23
 BITS_AND = 100  # + 3 * (2 * level + k) + (0: a, 1: b, 2: c)
 DCF_BITS = 63
@@ -56,13 +56,25 @@ class TruncPair:
 
 
 @dataclass(frozen=True)
+class GateSpec:
+    """What a DCF gate needs from the dealer, as functions of the mask r (only the helper evaluates them):
+    `payload(r)` (N, width) is the DCF's beta, `dealt(r)` the arrays to secret-share besides r."""
+
+    name: str
+    width: int
+    n_dealt: int
+    payload: Callable[[np.ndarray], np.ndarray]
+    dealt: Callable[[np.ndarray], list[np.ndarray]]
+
+
+@dataclass(frozen=True)
 class DcfGate:
-    """One compute party's material for the sign gate on N elements (see protocols/comparison.py)."""
+    """One compute party's material for a DCF gate on N elements: its key, its share of r, and its
+    shares of the spec's dealt arrays."""
 
     keys: DcfKeys
     r: np.ndarray
-    msb: np.ndarray
-    r_msb: np.ndarray | None  # shares of r * msb(r), for ReLU
+    dealt: list[np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -114,55 +126,44 @@ class SeededMaterial:
             return mine
         return await self._receive(op, lambda corr: self._own_trunc(op, shape, corr), (2, *shape))
 
-    async def dcf_gate(self, op: Op, n: int, relu: bool) -> DcfGate | None:
-        """DCF keys for alpha = r mod 2^63 with payload (1 - 2 msb(r)) [and r (1 - 2 msb(r)) for ReLU],
-        and shares of r, msb(r) [and r msb(r)]. Two compute parties only."""
+    async def dcf_gate(self, op: Op, n: int, spec: GateSpec) -> DcfGate | None:
+        """A DCF gate on n elements: the helper draws r, gives keys for alpha = r mod 2^63 with payload
+        spec.payload(r) and shares of spec.dealt(r). Two compute parties only (see protocols/gates.py)."""
         if len(self.compute) != 2:
             raise ValueError("the dcf comparison works with exactly two compute parties; use method 'bits'")
-        width = 2 if relu else 1
-        extra = 2 if relu else 1
-        cw_words = n * dcf.words_per_key(DCF_BITS, width)
+        cw_words = n * dcf.words_per_key(DCF_BITS, spec.width)
         shape = (n,)
         if self._knows_all():
             r = self._sum(op, R, shape)
-            msb = np.right_shift(r, np.uint64(63))
-            sign = np.uint64(1) - np.uint64(2) * msb
-            beta = sign[:, None] if not relu else np.stack([sign, r * sign], axis=1)
             roots = [self._stream(name, op, DCF_ROOT, (n, 2)) for name in self.compute]
-            keys0, _ = dcf.gen(r & LOW63, beta, DCF_BITS, roots[0], roots[1])
+            keys0, _ = dcf.gen(r & LOW63, spec.payload(r), DCF_BITS, roots[0], roots[1])
             words = keys0.correction_words()
-            corr = [msb - self._stream(self.compute[0], op, DCF_MSB, shape)]
-            if relu:
-                corr.append(r * msb - self._stream(self.compute[0], op, DCF_RMSB, shape))
+            first = self.compute[0]
+            corr = [value - self._stream(first, op, DCF_DEALT + k, shape) for k, value in enumerate(spec.dealt(r))]
             last_words = np.concatenate([words, *corr])
             if self.party.is_helper:
-                self.party.send(self.compute[0], op, words, step=DEALER_STEP)
+                self.party.send(first, op, words, step=DEALER_STEP)
                 self.party.send(self.last, op, last_words, step=DEALER_STEP)
                 return None
-            mine = words if self.party.name == self.compute[0] else last_words
-            return self._own_gate(op, n, relu, mine)
+            return self._own_gate(op, n, spec, words if self.party.name == first else last_words)
         helper = self.party.helper
         assert helper is not None
-        first = self.party.name == self.compute[0]
-        total = cw_words + (0 if first else extra * n)
+        total = cw_words + (0 if self.party.name == self.compute[0] else spec.n_dealt * n)
         msg = await self.party.recv(helper, op, step=DEALER_STEP, dtype=np.uint64, shape=(total,))
-        return self._own_gate(op, n, relu, msg.array)
+        return self._own_gate(op, n, spec, msg.array)
 
-    def _own_gate(self, op: Op, n: int, relu: bool, words: np.ndarray) -> DcfGate:
+    def _own_gate(self, op: Op, n: int, spec: GateSpec, words: np.ndarray) -> DcfGate:
         """This party's gate: root seed from its PRG, correction words (and corrections) from the helper."""
         me = self.party.name
-        width = 2 if relu else 1
-        cw_words = n * dcf.words_per_key(DCF_BITS, width)
+        cw_words = n * dcf.words_per_key(DCF_BITS, spec.width)
         root = self._stream(me, op, DCF_ROOT, (n, 2))
-        keys = dcf.DcfKeys.from_words(DCF_BITS, width, root, words[:cw_words])
+        keys = dcf.DcfKeys.from_words(DCF_BITS, spec.width, root, words[:cw_words])
         r = self._stream(me, op, R, (n,))
         if me == self.compute[0]:
-            msb = self._stream(me, op, DCF_MSB, (n,))
-            r_msb = self._stream(me, op, DCF_RMSB, (n,)) if relu else None
+            dealt = [self._stream(me, op, DCF_DEALT + k, (n,)) for k in range(spec.n_dealt)]
         else:
-            msb = words[cw_words:cw_words + n]
-            r_msb = words[cw_words + n:cw_words + 2 * n] if relu else None
-        return DcfGate(keys, r, msb, r_msb)
+            dealt = [words[cw_words + k * n:cw_words + (k + 1) * n] for k in range(spec.n_dealt)]
+        return DcfGate(keys, r, dealt)
 
     async def bits(self, op: Op, n: int, levels: int) -> BitsMaterial | None:
         """Material for the bit-decomposition sign: r (arithmetic and XOR shares), `levels` x 2 binary

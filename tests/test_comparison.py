@@ -250,3 +250,29 @@ def test_dcf_keys_dealt_in_chunks(make_topology, monkeypatch) -> None:
     lt, rl = run_local(make_topology(2), program)["bank_a"].value
     np.testing.assert_array_equal(lt, (a < b).astype(np.int64))
     np.testing.assert_allclose(rl, np.maximum(a, 0), atol=STEP)
+
+
+@pytest.mark.parametrize("method", ["dcf", "bits"])
+def test_fused_relu_truncation(make_topology, method: str) -> None:
+    """relu(x @ w + b) with the product kept at 2f bits: one gate (dcf: one round) truncates and rectifies."""
+    x_plain = RNG.uniform(-8, 8, (300, 6))
+    x_plain[:5] = 0.0
+    w = RNG.uniform(-2, 2, (6, 4))
+    b = RNG.uniform(-1, 1, 4)
+    big = np.array([[2.0**24, -(2.0**24), 3.0, -3.0, 2.0**-16, -(2.0**-16)]])  # raw products near 2^58
+
+    async def program(ctx: Context):
+        x = await share(ctx, "bank_a", np.concatenate([x_plain, big]))
+        z = ctx.matmul(x, w, truncate=False) + b
+        assert z.frac == 2 * F
+        h = ctx.relu(z, method)
+        assert h.frac == F
+        return await depths([x], [h]), await ctx.reveal(h)
+
+    out = run_local(make_topology(2), program)
+    want = np.maximum(np.concatenate([x_plain, big]) @ w + b, 0)
+    got = out["bank_a"].value[1]
+    # encoding of w and b (half an LSB each, times |x|) plus one LSB of truncation
+    bound = (np.abs(np.concatenate([x_plain, big])).sum(axis=1, keepdims=True) + 3) * STEP
+    assert (np.abs(got - want) <= bound).all()
+    assert rounds_of(out, 0) == (1 if method == "dcf" else 10)
