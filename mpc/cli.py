@@ -274,6 +274,58 @@ def bench(ctx: click.Context, config: str | None, ops: str, methods: str, n: int
         click.echo(f"plot written to {plot_path}")
 
 
+@cli.group()
+def demo() -> None:
+    """Demonstrations of what mpc is for."""
+
+
+@demo.command()
+@click.option("--config", type=click.Path(dir_okay=False), default=None,
+              help="Topology (two banks and a helper); default: all on localhost, free ports.")
+@click.option("--data", "data_dir", type=click.Path(file_okay=False), default=None,
+              help="Directory with accounts.csv, bank_a.csv, bank_b.csv (labels.csv optional); default: synthetic.")
+@click.option("--accounts", type=click.IntRange(min=1), default=5000, show_default=True,
+              help="Number of synthetic accounts.")
+@click.option("--seed", type=int, default=7, show_default=True, help="Seed of the synthetic data.")
+@click.option("--latency-ms", type=click.FloatRange(min=0), default=None,
+              help="Emulated one-way latency on every link (default 0; 25 with --query).")
+@click.option("--method", type=click.Choice(["auto", "dcf", "bits"]), default=None,
+              help="Comparison method (default: the topology's, auto).")
+@click.option("--reveal-scores", is_flag=True, help="Also open the scores (to both banks) and check their error.")
+@click.option("--flags-to", type=click.Choice(["both", "own"]), default="both", show_default=True,
+              help="Open every flag to both banks, or to each bank only its own customers' flags.")
+@click.option("--query", default=None, metavar="ACCOUNT_ID",
+              help="Score one account as a serving request would (WAN topology by default).")
+@click.option("--write-data", type=click.Path(file_okay=False), default=None,
+              help="Only write the synthetic data set to this directory (to inspect or replace) and exit.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_context
+def fraud(ctx: click.Context, config: str | None, data_dir: str | None, accounts: int, seed: int,
+          latency_ms: float | None, method: str | None, reveal_scores: bool, flags_to: str, query: str | None,
+          write_data: str | None, as_json: bool) -> None:
+    """Two banks find money-mule accounts that neither can see alone, without sharing their data."""
+    from parties.fraud import data as fraud_data
+    from parties.fraud.demo import DemoError, DemoOptions, print_report, run
+
+    if write_data:
+        out = fraud_data.write(fraud_data.generate(accounts, seed), write_data)
+        click.echo(f"wrote {out}/accounts.csv, bank_a.csv, bank_b.csv, labels.csv ({accounts:,} accounts)")
+        return
+    opts = DemoOptions(config=_load(config) if config else None, data_dir=data_dir, accounts=accounts, seed=seed,
+                       latency_ms=latency_ms, reveal_scores=reveal_scores, flags_to=flags_to, query=query,
+                       method=method, debug=ctx.obj["debug"])
+    if not as_json:
+        click.echo("starting bank_a, bank_b and the helper as separate processes...", err=True)
+    try:
+        report = run(opts)
+    except DemoError as exc:
+        raise CliError(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(report))
+    else:
+        print_report(report)
+
+
 def _print_bench_table(records: list[dict[str, Any]], repeat: int) -> None:
     from rich.table import Table
 

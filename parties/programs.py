@@ -8,6 +8,7 @@ from typing import Any
 
 from mpc.runtime import Party
 from parties import arith_demo, bench, diagnostics
+from parties.fraud import secure as fraud_secure
 from protocols.context import secure
 
 
@@ -25,6 +26,8 @@ PROGRAMS: dict[str, ProgramEntry] = {
     "arith": ProgramEntry(arith_demo.arith, "product, matmul and a fixed-point expression of both banks' inputs",
                           is_secure=True),
     "bench": ProgramEntry(bench.bench, "measure secure ops (used by `mpc bench`)", is_secure=True),
+    "fraud": ProgramEntry(fraud_secure.fraud, "joint fraud scoring of both banks' accounts (used by `mpc demo fraud`)",
+                          is_secure=True),
 }
 
 

@@ -119,44 +119,70 @@ class Context:
             await self._gate
 
     # -- sharing and opening --------------------------------------------------------------------
-    def input(self, owner: str, value: Any = None) -> asyncio.Task[SharedArray]:
+    def input(self, owner: str, value: Any = None, *, shape: tuple[int, ...] | None = None,
+              fixed: bool | None = None) -> Awaitable[SharedArray]:
         """Secret-share `owner`'s array (floats as fixed point, integers mod 2^64). Collective, 1 round.
 
         Only the owner passes `value`; every other party learns only its shape and encoding. The owner
-        sends each other compute party a fresh uniform share and keeps x minus their sum.
+        sends each other compute party a fresh uniform share and keeps x minus their sum. Await the
+        result. If every party passes `shape` and `fixed`, nobody waits for the owner's metadata: the
+        result is a SharedArray at once, so operations on it can be issued (and their randomness dealt)
+        before the owner's data arrives.
         """
         if owner not in self.compute_parties:
             raise ValueError(f"input owner must be a compute party ({', '.join(self.compute_parties)}), "
                              f"not {owner!r}")
         op = self.party.new_op("input")
         party = self.party
-        peers = [p for p in party.peers if p != owner]
+        declared = shape is not None and fixed is not None
+        if shape is not None and fixed is None:
+            raise ValueError("input: pass fixed=True/False together with shape=")
+        frac_declared = self.frac_bits if fixed else 0
+        peers = [p for p in party.peers if p != owner and (not declared or p in self.compute_parties)]
+
+        async def share_out() -> Shares:
+            if value is None:
+                raise ValueError(f"{owner}: input() needs the value on its owner")
+            arr = np.asarray(value)
+            frac = self.frac_bits if arr.dtype.kind == "f" else 0
+            if declared and (tuple(arr.shape) != tuple(shape) or frac != frac_declared):  # type: ignore[arg-type]
+                raise ValueError(f"{owner}: input of shape {arr.shape} ({'fixed' if frac else 'integer'}) does "
+                                 f"not match the declared shape {shape} ({'fixed' if fixed else 'integer'})")
+            encoded = encode_fixed(arr, frac) if frac else ring(arr)
+            await self.online_gate()
+            mine = encoded.copy()
+            for peer in peers:
+                if not declared:
+                    party.send(peer, op, np.array([frac, arr.ndim, *arr.shape], dtype=np.uint64), step=META_STEP)
+                if peer in self.compute_parties:
+                    share = random_ring(arr.shape)
+                    party.send(peer, op, share, step=SHARE_STEP)
+                    mine -= share
+            return Shares(mine, 0)
+
+        async def share_in(expected: tuple[int, ...]) -> Shares:
+            if self.is_dealer:
+                return Shares(None, 0)
+            share = await party.recv(owner, op, step=SHARE_STEP, dtype=np.uint64, shape=expected)
+            return Shares(share.array, share.depth)
+
+        if declared:
+            assert shape is not None
+            dims = tuple(int(d) for d in shape)
+            fut = self.spawn(share_out() if party.name == owner else share_in(dims))
+            return SharedArray(self, dims, frac_declared, fut)
 
         async def run() -> SharedArray:
             if party.name == owner:
-                if value is None:
-                    raise ValueError(f"{owner}: input() needs the value on its owner")
                 arr = np.asarray(value)
                 frac = self.frac_bits if arr.dtype.kind == "f" else 0
-                encoded = encode_fixed(arr, frac) if frac else ring(arr)
-                meta = np.array([frac, arr.ndim, *arr.shape], dtype=np.uint64)
-                mine = encoded.copy()
-                for peer in peers:
-                    party.send(peer, op, meta, step=META_STEP)
-                    if peer in self.compute_parties:
-                        share = random_ring(arr.shape)
-                        party.send(peer, op, share, step=SHARE_STEP)
-                        mine -= share
-                return self._resolved(arr.shape, frac, Shares(mine, 0))
+                return SharedArray(self, arr.shape, frac, self.spawn(share_out()))
             msg = await party.recv(owner, op, step=META_STEP, dtype=np.uint64)
             frac, ndim = int(msg.array[0]), int(msg.array[1])
-            shape = tuple(int(d) for d in msg.array[2:])
-            if len(shape) != ndim or frac not in (0, self.frac_bits):
+            got = tuple(int(d) for d in msg.array[2:])
+            if len(got) != ndim or frac not in (0, self.frac_bits):
                 raise ValueError(f"{owner} sent malformed input metadata")
-            if self.is_dealer:
-                return self._resolved(shape, frac, Shares(None, 0))
-            share = await party.recv(owner, op, step=SHARE_STEP, dtype=np.uint64, shape=shape)
-            return self._resolved(shape, frac, Shares(share.array, share.depth))
+            return self._resolved(got, frac, await share_in(got))
 
         return self.spawn(run())
 

@@ -69,6 +69,11 @@ class SharedArray:
     def __bool__(self) -> bool:
         raise TypeError("a shared value has no truth value; reveal it or use ctx.where()")
 
+    def __await__(self):  # type: ignore[no-untyped-def]
+        """`await x` waits until this party's share exists and gives x back."""
+        yield from self._fut.__await__()
+        return self
+
     async def resolve(self) -> Shares:
         """This party's share and its depth (for protocols and measurement, not for users)."""
         return await self._fut

@@ -1,0 +1,217 @@
+"""`mpc demo fraud`: two banks find money mules that neither can see alone, without sharing their data.
+
+This is the demo's harness. It prepares the data (synthetic by default), starts the two banks and the
+helper as separate processes running parties/fraud/secure.py, and then plays the auditor who is allowed
+to see everything because the data are synthetic: it recomputes the same pipeline in plain numpy and the
+single-bank baselines, and checks the secure flags against them.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mpc.benchmark import free_ports, write_topology
+from mpc.config import Topology, localhost_topology
+from mpc.launcher import launch
+from parties.fraud import data, features
+from parties.fraud.model import MODEL_FILE, load
+
+WAN_LATENCY_MS, WAN_BANDWIDTH_MBPS = 25.0, 100.0
+
+
+@dataclass
+class DemoOptions:
+    config: Topology | None = None
+    data_dir: str | None = None
+    accounts: int = 5000
+    seed: int = 7
+    latency_ms: float | None = None
+    reveal_scores: bool = False
+    flags_to: str = "both"
+    query: str | None = None
+    method: str | None = None
+    model_file: str = str(MODEL_FILE)
+    debug: bool = False
+
+
+class DemoError(RuntimeError):
+    """The demo could not run; the message says why (bad data, a failed party)."""
+
+
+def run(opts: DemoOptions) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="mpc-fraud-") as tmp:
+        if opts.data_dir is None:
+            dataset = data.generate(opts.accounts, opts.seed)
+            data_dir = data.write(dataset, Path(tmp) / "data")
+            source = f"synthetic, {opts.accounts:,} accounts, seed {opts.seed}"
+        else:
+            data_dir = Path(opts.data_dir)
+            try:
+                dataset = data.read_dataset(data_dir)  # validate every file before starting any party
+            except data.DataError as exc:
+                raise DemoError(str(exc)) from None
+            source = str(data_dir)
+        if opts.query and opts.query not in set(dataset.accounts.tolist()):
+            raise DemoError(f"--query: account {opts.query!r} is not in {data_dir / 'accounts.csv'}")
+        topo = _topology(opts)
+        path = write_topology(topo, Path(tmp) / "topology.yaml")
+        params = {"data_dir": str(data_dir), "reveal_scores": opts.reveal_scores, "flags_to": opts.flags_to,
+                  "query": opts.query or "", "model_file": opts.model_file}
+        args = ["--program", "fraud"]
+        for key, value in params.items():
+            args += ["-p", f"{key}={_param(value)}"]
+        results = launch(str(path), topo.names, args, global_args=["--debug"] if opts.debug else [], sink=None)
+    failed = [r for r in results if r.returncode != 0 or r.output is None]
+    if failed:
+        detail = "\n".join(f"{r.name} (exit {r.returncode}): " + "\n  ".join(r.stderr_tail[-4:]) for r in failed)
+        raise DemoError(f"a party failed:\n{detail}")
+    outputs = {r.name: r.output["result"] for r in results if r.output is not None}
+    report = _report(opts, topo, dataset, outputs)
+    report["source"] = source
+    report["end_to_end_s"] = time.perf_counter() - t0
+    return report
+
+
+def _param(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _topology(opts: DemoOptions) -> Topology:
+    latency, bandwidth = opts.latency_ms, None
+    if opts.config is None:
+        topo = localhost_topology(2, helper=True, ports=free_ports(3), timeout_s=300)
+        if opts.query and latency is None:  # a serving request: the WAN topology by default
+            latency, bandwidth = WAN_LATENCY_MS, WAN_BANDWIDTH_MBPS
+    else:
+        topo = opts.config
+        if len(topo.compute_parties) != 2 or topo.helper is None:
+            raise DemoError("the fraud demo needs a topology of exactly two compute parties and a helper")
+    topo = topo.with_network(latency, bandwidth)
+    if opts.method:
+        topo = topo.model_copy(update={"comparison": opts.method})
+    return topo
+
+
+def _metrics(flags: np.ndarray, labels: np.ndarray | None) -> tuple[float | None, float | None]:
+    if labels is None:
+        return None, None
+    tp = int((flags.astype(bool) & (labels == 1)).sum())
+    precision = tp / int(flags.sum()) if flags.sum() else 0.0
+    recall = tp / int(labels.sum()) if labels.sum() else 0.0
+    return precision, recall
+
+
+def _report(opts: DemoOptions, topo: Topology, ds: data.Dataset, outputs: dict[str, dict]) -> dict[str, Any]:
+    banks = [p.name for p in topo.compute_parties]
+    helper = topo.helper.name if topo.helper else ""
+    models = load(opts.model_file)
+    accounts = np.array([opts.query]) if opts.query else ds.accounts
+    labels = ds.labels
+    if labels is not None and opts.query:
+        labels = labels[ds.accounts == opts.query]
+    raw_a, raw_b = features.compute(ds.bank_a, accounts), features.compute(ds.bank_b, accounts)
+    joint = models["joint"]
+    plain_scores = joint.scores(np.hstack([raw_a, raw_b]))
+    plain_flags = (plain_scores > joint.threshold).astype(np.int64)
+    flags = np.zeros(len(accounts), dtype=np.int64)
+    for b in banks:
+        flags |= np.asarray(outputs[b]["flags"], dtype=np.int64)
+    if opts.flags_to == "own":  # each bank saw only its customers' flags: compare on those
+        held = (raw_a[:, 0] > 0) | (raw_b[:, 0] > 0)
+        plain_flags = plain_flags * held
+    mismatches = int((flags != plain_flags).sum())
+    score_error = bound = None
+    if opts.reveal_scores:
+        secure_scores = np.asarray(outputs[banks[0]]["scores"])
+        score_error = float(np.abs(secure_scores - plain_scores).max()) if len(accounts) else 0.0
+        std = np.hstack([joint.standardise(np.hstack([raw_a, raw_b]))])
+        bound = float(joint.score_error_bound(std, topo.frac_bits).max()) if len(accounts) else 0.0
+    precision, recall = _metrics(flags, labels)
+    alone = {}
+    for name, raw in (("bank_a", raw_a), ("bank_b", raw_b)):
+        alone[name] = _metrics(models[name].flags(raw), labels)
+    bank_out = [outputs[b] for b in banks]
+    wall = max(o["t_end"] for o in bank_out) - max(o["t_start"] for o in bank_out)
+    report: dict[str, Any] = {
+        "accounts": int(len(accounts)),
+        "flagged": int(flags.sum()),
+        "flags_match_plaintext": mismatches == 0,
+        "flag_mismatches": mismatches,
+        "max_score_error": score_error,
+        "score_error_bound": bound,
+        "precision_joint": precision,
+        "recall_joint": recall,
+        "precision_bank_a_alone": alone["bank_a"][0],
+        "recall_bank_a_alone": alone["bank_a"][1],
+        "precision_bank_b_alone": alone["bank_b"][0],
+        "recall_bank_b_alone": alone["bank_b"][1],
+        "rounds": max(o["rounds"] for o in bank_out),
+        "bytes_online": max(o["bytes_online"] for o in bank_out),
+        "bytes_offline": outputs[helper]["bytes_offline"] if helper else None,
+        "wall_s": wall,
+        "dealer_s": max(o["deal_s"] for o in outputs.values()),
+        "comparison_method": bank_out[0]["comparison_method"],
+        "latency_ms": topo.link(banks[0], banks[1]).latency_ms,
+        "learned": {name: out["learned"] for name, out in outputs.items()},
+    }
+    if opts.query:
+        report["query"] = opts.query
+        report["query_flag"] = int(flags[0])
+        report["query_flag_plaintext"] = int(plain_flags[0])
+        if opts.reveal_scores:
+            report["query_score"] = float(np.asarray(outputs[banks[0]]["scores"])[0])
+    return report
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def print_report(report: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=110)
+    if "query" in report:
+        verdict = "FLAGGED" if report["query_flag"] else "not flagged"
+        same = ("same as plaintext" if report["query_flag"] == report["query_flag_plaintext"]
+                else "DIFFERS from plaintext")
+        console.print(f"account {report['query']}: [bold]{verdict}[/bold] ({same})"
+                      + (f", score {report['query_score']:.4f}" if "query_score" in report else ""))
+        console.print(f"answered in {report['wall_s'] * 1000:.0f} ms online, {report['rounds']} rounds, "
+                      f"{report['latency_ms']:g} ms one-way links ({report['comparison_method']} comparisons); "
+                      f"randomness dealt beforehand in {report['dealer_s']:.2f} s")
+    else:
+        table = Table(title=f"cross-bank fraud detection: {report['accounts']:,} accounts ({report['source']})")
+        for col in ("model", "flagged", "precision", "recall"):
+            table.add_column(col, justify="left" if col == "model" else "right")
+        table.add_row("joint, secure (both banks' features)", str(report["flagged"]),
+                      _fmt(report["precision_joint"]), _fmt(report["recall_joint"]))
+        table.add_row("bank_a alone (plaintext, own features)", "", _fmt(report["precision_bank_a_alone"]),
+                      _fmt(report["recall_bank_a_alone"]))
+        table.add_row("bank_b alone (plaintext, own features)", "", _fmt(report["precision_bank_b_alone"]),
+                      _fmt(report["recall_bank_b_alone"]))
+        console.print(table)
+        match = "yes" if report["flags_match_plaintext"] else f"NO ({report['flag_mismatches']} differ)"
+        console.print(f"flags identical to the plaintext pipeline: {match}")
+        if report["max_score_error"] is not None:
+            console.print(f"largest score error: {report['max_score_error']:.2e} (fixed-point bound "
+                          f"{report['score_error_bound']:.2e})")
+        else:
+            console.print("scores stayed secret (add --reveal-scores to open them and check their error)")
+        console.print(f"online: {report['rounds']} rounds, {report['bytes_online']:,} bytes sent per bank, "
+                      f"{report['wall_s']:.3f} s ({report['comparison_method']} comparisons, "
+                      f"{report['latency_ms']:g} ms one-way); dealer: {report['bytes_offline']:,} bytes, "
+                      f"{report['dealer_s']:.2f} s; end to end {report['end_to_end_s']:.1f} s")
+    console.print("what each party learned:")
+    for name, learned in report["learned"].items():
+        console.print(f"  {name}: {learned}", markup=False)

@@ -1,0 +1,108 @@
+"""The secure fraud-scoring program every party runs, through the public API only.
+
+Each bank computes its per-account features locally, standardises them with the public model's scaler
+and inputs them; the parties evaluate the joint model (public weights) on the shared features and open
+only the flags. Per layer: a local product with the public weights kept at 2f fractional bits, then one
+fused ReLU-and-truncation gate; the output score stays at 2f bits and is compared with the threshold.
+Online rounds with the dcf method: input 1, each hidden layer 1, comparison 1, opening 1 (5 for the
+shipped two-layer model), whatever the number of accounts.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from parties.fraud import data, features
+from parties.fraud.model import MLP, MODEL_FILE, load
+from protocols import Context, SharedArray
+
+N_FEATURES = len(features.FEATURES)
+
+
+def score(ctx: Context, x_a: SharedArray, x_b: SharedArray, model: MLP) -> tuple[SharedArray, SharedArray]:
+    """(scores at 2f fractional bits, flags) for standardised shared features of both banks."""
+    w0 = model.weights[0]
+    h = ctx.matmul(x_a, w0[:N_FEATURES], truncate=False) + ctx.matmul(x_b, w0[N_FEATURES:], truncate=False) \
+        + model.biases[0]
+    for w, b in zip(model.weights[1:], model.biases[1:], strict=True):
+        h = ctx.matmul(ctx.relu(h), w, truncate=False) + b  # relu truncates 2f -> f in the same gate
+    scores = h[:, 0]
+    return scores, ctx.less(float(model.threshold), scores)
+
+
+def standardised_part(model: MLP, raw: np.ndarray, part: int) -> np.ndarray:
+    """A bank's own columns of the joint model's scaler applied to its own features."""
+    cols = slice(part * N_FEATURES, (part + 1) * N_FEATURES)
+    return np.clip((raw - model.mean[cols]) / model.std[cols], -8.0, 8.0)
+
+
+async def fraud(ctx: Context, data_dir: str, reveal_scores: bool = False, flags_to: str = "both",
+                query: str = "", model_file: str = "") -> dict[str, Any]:
+    """Score every listed account (or one, `query`) jointly; reveal flags (and scores if asked)."""
+    if flags_to not in ("both", "own"):
+        raise ValueError("flags_to must be 'both' or 'own'")
+    bank_names = ctx.compute_parties[:2]
+    if len(ctx.compute_parties) != 2:
+        raise ValueError("the fraud demo runs with exactly two compute parties (the banks) and the helper")
+    model = load(model_file or MODEL_FILE)["joint"]
+    directory = Path(data_dir)
+    accounts = data.read_accounts(directory / "accounts.csv")
+    if query:
+        if query not in set(accounts.tolist()):
+            raise ValueError(f"--query: account {query!r} is not in {directory / 'accounts.csv'}")
+        accounts = np.array([query])
+    n = len(accounts)
+    me = ctx.name
+    own = None
+    present = None
+    if me in bank_names:
+        part = bank_names.index(me)
+        tx = data.read_transactions(directory / f"{('bank_a', 'bank_b')[part]}.csv")
+        raw = features.compute(tx, accounts)
+        own = standardised_part(model, raw, part)
+        present = raw[:, 0].astype(np.int64)
+
+    t_deal = time.time()
+    ctx.hold()  # deal everything first, then run the online phase alone (and measure it)
+    x_a = ctx.input(bank_names[0], own if me == bank_names[0] else None, shape=(n, N_FEATURES), fixed=True)
+    x_b = ctx.input(bank_names[1], own if me == bank_names[1] else None, shape=(n, N_FEATURES), fixed=True)
+    scores, flags = score(ctx, x_a, x_b, model)
+    if flags_to == "both":
+        opened = [ctx.reveal(flags)]
+    else:  # each bank learns flags of its own customers only: flag * present, opened to that bank
+        mine = [ctx.input(b, present if me == b else None, shape=(n,), fixed=False) for b in bank_names]
+        opened = [ctx.reveal(ctx.mul(flags, mine[i]), to=[b]) for i, b in enumerate(bank_names)]
+    opened_scores = ctx.reveal(scores) if reveal_scores else None
+    deal_s = 0.0
+    await ctx.release()
+    deal_s = time.time() - t_deal
+    t_start = time.time()
+    flag_values = [await o for o in opened]
+    score_values = await opened_scores if opened_scores is not None else None
+    t_end = time.time()
+    stats = ctx.party.stats
+    out: dict[str, Any] = {
+        "accounts": n, "t_start": t_start, "t_end": t_end, "deal_s": deal_s, "rounds": stats.rounds,
+        "bytes_online": stats.total(phase="online").bytes_sent,
+        "bytes_offline": stats.total(phase="offline").bytes_sent,
+        "comparison_method": ctx.last_comparison_method,
+    }
+    if ctx.is_dealer:
+        out["learned"] = (f"the number of accounts ({n}) and the model's shape; no transactions, features, "
+                          "scores or flags")
+        return out
+    mine_flags = next(f for f in flag_values if f is not None)
+    out["flags"] = mine_flags.astype(np.int8).tolist()
+    if score_values is not None:
+        out["scores"] = score_values.tolist()
+    other = bank_names[1 - bank_names.index(me)]
+    learned = [f"its own transactions and features, the public account list and model ({n} accounts)",
+               f"the flags of {'all listed accounts' if flags_to == 'both' else 'its own customers'}"]
+    if score_values is not None:
+        learned.append("the scores (--reveal-scores)")
+    out["learned"] = "; ".join(learned) + f"; nothing of {other}'s data"
+    return out
