@@ -30,6 +30,7 @@ class BenchOp:
     plain: Callable[[np.ndarray, np.ndarray], np.ndarray]
     tolerance: float  # on the opened result, in real units (0 = exact)
     kind: str = "arithmetic"  # or "comparison": takes --method
+    count: Callable[[np.ndarray], int] = np.size  # what `n` counts (elements; accounts for fraud)
 
 
 def _ints(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -62,6 +63,29 @@ def _wrap(fn: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Callable[[np.nd
     return run
 
 
+def _fraud_inputs(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Standardised features of n accounts for each bank (the demo's model, random accounts)."""
+    return np.clip(rng.normal(size=(n, 8)), -8, 8), np.clip(rng.normal(size=(n, 8)), -8, 8)
+
+
+def _fraud_secure(ctx: Context, x: SharedArray, y: SharedArray, method: str | None) -> SharedArray:
+    from parties.fraud.model import load
+    from parties.fraud.secure import score
+
+    previous, ctx.comparison = ctx.comparison, method or ctx.comparison
+    try:
+        return score(ctx, x, y, load()["joint"])[1]
+    finally:
+        ctx.comparison = previous
+
+
+def _fraud_plain(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    from parties.fraud.model import load
+
+    model = load()["joint"]
+    return (model.logits(np.hstack([a, b])) > model.threshold).astype(np.int64)
+
+
 OPS: dict[str, BenchOp] = {
     # integer product mod 2^64: one Beaver round
     "mul": BenchOp(_ints, lambda ctx, x, y, m: x * y, _wrap(np.multiply), 0.0),
@@ -78,6 +102,8 @@ OPS: dict[str, BenchOp] = {
                     "comparison"),
     # elementwise maximum of two vectors
     "max": BenchOp(_close, lambda ctx, x, y, m: ctx.maximum(x, y, m), np.maximum, 0.0, "comparison"),
+    # the fraud demo's scoring of n accounts: two fused ReLU layers and the threshold comparison
+    "fraud": BenchOp(_fraud_inputs, _fraud_secure, _fraud_plain, 0.0, "comparison", len),
 }
 
 
@@ -126,7 +152,7 @@ async def _one(ctx: Context, op_name: str, spec: BenchOp, n: int, rng: np.random
         correct = bool(np.array_equal(opened, want) if spec.tolerance == 0
                        else np.all(np.abs(opened - want) <= spec.tolerance))
     return {
-        "op": op_name, "n": int(np.size(a)), "method": chosen, "party": ctx.name,
+        "op": op_name, "n": int(spec.count(a)), "method": chosen, "party": ctx.name,
         "role": "helper" if ctx.is_dealer else "compute",
         "start_depth": start_depth, "end_depth": shares.depth,
         "bytes_online": online.bytes_sent, "messages": online.messages_sent,

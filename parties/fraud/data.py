@@ -238,7 +238,7 @@ def read_accounts(path: str | Path) -> np.ndarray:
         raise DataError(f"{path}: row {int(empty[0]) + 2}, column account_id: is empty")
     uniq, counts = np.unique(ids, return_counts=True)
     if (counts > 1).any():
-        dup = uniq[counts > 1][0]
+        dup = str(uniq[counts > 1][0])
         raise DataError(f"{path}: row {int(np.flatnonzero(ids == dup)[1]) + 2}, column account_id: "
                         f"{dup!r} is listed twice")
     return ids

@@ -30,7 +30,10 @@ class MLP:
 
     def scores(self, features: np.ndarray) -> np.ndarray:
         """Plaintext reference: the logit of every row of raw features."""
-        h = self.standardise(features)
+        return self.logits(self.standardise(features))
+
+    def logits(self, standardised: np.ndarray) -> np.ndarray:
+        h = standardised
         for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
             h = h @ w + b
             if i < len(self.weights) - 1:
