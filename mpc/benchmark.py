@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from mpc.config import Topology, localhost_topology
+from mpc.keys import with_ephemeral_keys
 from mpc.launcher import launch
 
 Record = dict[str, Any]
@@ -44,6 +45,14 @@ def default_topology() -> Topology:
     return localhost_topology(2, helper=True, ports=free_ports(3), timeout_s=120)
 
 
+def secured(topo: Topology, directory: Path) -> Topology:
+    """The topology with ephemeral CURVE key files in `directory` if it has no keys of its own and runs
+    on this host (launch, bench and demo start every party here)."""
+    if any(p.public_key for p in topo.parties) or topo.insecure:
+        return topo
+    return with_ephemeral_keys(topo, directory / "keys")
+
+
 def write_topology(topo: Topology, path: Path) -> Path:
     path.write_text(yaml.safe_dump(topo.model_dump(mode="json", exclude_none=True), sort_keys=False))
     return path
@@ -58,7 +67,7 @@ def run_bench(topology: Topology, ops: Sequence[str], n: int, repeat: int, laten
     for latency in latencies:
         topo = topology.with_network(latency, bandwidth_mbps)
         with tempfile.TemporaryDirectory(prefix="mpc-bench-") as tmp:
-            path = write_topology(topo, Path(tmp) / "topology.yaml")
+            path = write_topology(secured(topo, Path(tmp)), Path(tmp) / "topology.yaml")
             args = ["--program", "bench", "-p", f"ops={','.join(ops)}", "-p", f"n={n}", "-p", f"repeat={repeat}",
                     "-p", f"method={method}"]
             results = launch(str(path), topo.names, args, global_args=["--debug"] if debug else [], sink=None,

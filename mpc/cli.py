@@ -178,7 +178,15 @@ def launch(ctx: click.Context, config: str, program: str, params: tuple[str, ...
         if value is not None:
             args += [flag, str(value)]
     global_args = ["--debug"] if ctx.obj["debug"] else []
-    results = launch_all(str(Path(config)), topo.names, args, global_args=global_args)
+    import tempfile
+
+    from mpc.benchmark import secured, write_topology
+
+    with tempfile.TemporaryDirectory(prefix="mpc-launch-") as tmp:
+        keyed = secured(topo, Path(tmp))
+        # a key-less topology runs with ephemeral keys: every party here gets a copy that names them
+        path = str(Path(config)) if keyed is topo else str(write_topology(keyed, Path(tmp) / "topology.yaml"))
+        results = launch_all(path, topo.names, args, global_args=global_args)
     failed = [r for r in results if r.returncode != 0 or r.output is None]
     parties = [{"name": r.name, "exit_code": r.returncode, **(r.output or {})} for r in results]
     report = {

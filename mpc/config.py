@@ -211,11 +211,30 @@ def _cross_checks(topo: Topology) -> list[str]:
                 problems.append(f"network.links[{i}].between: unknown party {end!r} (parties: {', '.join(seen)})")
         if link.between[0] == link.between[1]:
             problems.append(f"network.links[{i}].between: a link needs two different parties")
+    keyed = [p.public_key is not None for p in topo.parties]
+    if any(keyed) and not all(keyed):
+        missing = ", ".join(p.name for p in topo.parties if p.public_key is None)
+        problems.append(f"parties: public_key is given for some parties but not for {missing}; give every party "
+                        "one (mpc keys generate)")
+    remote = [p.name for p in topo.parties if not _is_loopback(p.host)]
+    if remote and not any(keyed) and not topo.insecure:
+        problems.append(f"parties: {', '.join(remote)} on non-local hosts but no keys: give every party a "
+                        "public_key (mpc keys generate) so links are encrypted and authenticated, or set "
+                        "`insecure: true` to run over plain TCP")
     if topo.comparison == "dcf" and n_compute > 2:
         problems.append("comparison: 'dcf' works with exactly two compute parties; use 'bits' or 'auto'")
     if topo.truncation == "local" and n_compute > 2:
         problems.append("truncation: 'local' share truncation is only sound for two compute parties; use 'dealer'")
     return problems
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _canonical_host(host: str) -> str:

@@ -19,6 +19,9 @@ from typing import Any, TypeVar
 import numpy as np
 
 from mpc.config import Topology
+from mpc.keys import CurveKeys
+from mpc.keys import ephemeral as ephemeral_keys
+from mpc.keys import load as load_keys
 from mpc.stats import Stats
 from mpc.transport import Message, PeerAborted, PeerError, PeerGone, ZmqTransport
 
@@ -124,14 +127,22 @@ class PartyFailed(RuntimeError):
 
 
 async def run_party(
-    topology: Topology, name: str, program: Program[T], *, timeout_s: float | None = None
+    topology: Topology, name: str, program: Program[T], *, timeout_s: float | None = None,
+    keys: CurveKeys | None = None, secret_key: str | None = None,
 ) -> PartyOutcome:
     """Run `program` as party `name`: connect, agree a session, run, say goodbye, close.
 
-    If the program raises, every peer is told (abort) so it stops at once with the reason.
+    Links use CurveZMQ with `keys`, or with the topology's key files; without keys (an `insecure: true`
+    or all-localhost topology) they are plain TCP and a warning says so. If the program raises, every
+    peer is told (abort) so it stops at once with the reason.
     """
+    if keys is None:
+        keys = load_keys(topology, name, secret_key)
+    if keys is None:
+        log.warning("%s: links are NOT encrypted or authenticated (no keys in topology %r)%s", name,
+                    topology.name, "; insecure: true" if topology.insecure else "")
     stats = Stats()
-    transport = ZmqTransport(topology, name, stats, timeout_s=timeout_s)
+    transport = ZmqTransport(topology, name, stats, timeout_s=timeout_s, keys=keys)
     try:
         await transport.start()
         party = Party(topology, name, transport, stats)
@@ -155,11 +166,17 @@ def _reason(name: str, exc: BaseException) -> str:
 
 
 async def run_local_async(
-    topology: Topology, program: Program[T], *, timeout_s: float | None = None
+    topology: Topology, program: Program[T], *, timeout_s: float | None = None, curve: bool = True
 ) -> dict[str, PartyOutcome]:
-    """Run every party of `topology` in this process and event loop, over real ZeroMQ sockets."""
+    """Run every party of `topology` in this process and event loop, over real ZeroMQ sockets.
+
+    A topology without key files gets ephemeral CURVE keys (encrypted links), unless `curve=False`."""
+    keys: dict[str, CurveKeys | None] = dict.fromkeys(topology.names)
+    if curve and all(p.public_key is None for p in topology.parties):
+        keys.update(ephemeral_keys(topology.names))
     tasks = {
-        name: asyncio.create_task(run_party(topology, name, program, timeout_s=timeout_s), name=name)
+        name: asyncio.create_task(run_party(topology, name, program, timeout_s=timeout_s, keys=keys[name]),
+                                  name=name)
         for name in topology.names
     }
     await asyncio.wait(tasks.values())
@@ -182,7 +199,7 @@ def _root_cause(errors: Mapping[str, BaseException]) -> str:
 
 
 def run_local(
-    topology: Topology, program: Program[T], *, timeout_s: float | None = None
+    topology: Topology, program: Program[T], *, timeout_s: float | None = None, curve: bool = True
 ) -> dict[str, PartyOutcome]:
     """Synchronous `run_local_async`: returns each party's outcome, raises PartyFailed naming the party."""
-    return asyncio.run(run_local_async(topology, program, timeout_s=timeout_s))
+    return asyncio.run(run_local_async(topology, program, timeout_s=timeout_s, curve=curve))

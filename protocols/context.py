@@ -367,6 +367,7 @@ def secure(program: Callable[[Context], Awaitable[T]], *, dealer: str = "helper"
 
 
 def run_local(topology: Topology, program: Callable[[Context], Awaitable[T]], *, dealer: str = "helper",
-              timeout_s: float | None = None) -> dict[str, PartyOutcome]:
-    """Run a secure program on every party of `topology` in this process, over real sockets."""
-    return asyncio.run(run_local_async(topology, secure(program, dealer=dealer), timeout_s=timeout_s))
+              timeout_s: float | None = None, curve: bool = True) -> dict[str, PartyOutcome]:
+    """Run a secure program on every party of `topology` in this process, over real sockets
+    (encrypted with ephemeral CURVE keys unless the topology has its own, or curve=False)."""
+    return asyncio.run(run_local_async(topology, secure(program, dealer=dealer), timeout_s=timeout_s, curve=curve))

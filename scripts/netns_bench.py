@@ -25,6 +25,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,6 +56,7 @@ class Network:
         self.namespaces: list[str] = []
         self.bridge: str | None = None
         self.proxies: list[subprocess.Popen[bytes]] = []
+        self.keydir = tempfile.TemporaryDirectory(prefix="mpc-netns-keys-")
         self.mode = "loopback" if loopback else "namespaces"
         self.reason = "requested with --loopback" if loopback else ""
 
@@ -108,7 +110,7 @@ class Network:
             specs.append({"name": name, "role": role, "host": address, "port": port,
                           "bind": f"127.0.0.1:{inner_port}"})
             prefixes[name] = ["ip", "netns", "exec", ns]
-        return _topology(specs), prefixes
+        return self._topology(specs), prefixes
 
     def _build_loopback(self) -> tuple[Topology, dict[str, list[str]]]:
         ports = free_ports(2 * len(self.names))
@@ -118,7 +120,17 @@ class Network:
             self._proxy(f"127.0.0.1:{port}", f"127.0.0.1:{inner}", None)
             specs.append({"name": name, "role": "helper" if name == "helper" else "compute", "host": "127.0.0.1",
                           "port": port, "bind": f"127.0.0.1:{inner}"})
-        return _topology(specs), {}
+        return self._topology(specs), {}
+
+    def _topology(self, specs: list[dict[str, object]]) -> Topology:
+        """The parties on their test hosts, with fresh CURVE keys (links encrypted, as in a deployment)."""
+        from mpc.config import parse_topology
+        from mpc.keys import generate
+
+        paths = generate(self.keydir.name, [str(s["name"]) for s in specs])
+        for spec in specs:
+            spec["public_key"], spec["secret_key"] = (str(p) for p in paths[str(spec["name"])])
+        return parse_topology({"name": "netns-bench", "parties": specs, "timeout_s": 120}, "<netns bench>")
 
     def _proxy(self, listen: str, target: str, ns: str | None) -> None:
         cmd = [sys.executable, str(PROXY), "--listen", listen, "--to", target, "--delay-ms", str(self.latency_ms)]
@@ -142,6 +154,7 @@ class Network:
                 proc.kill()
                 proc.wait()
         self.proxies.clear()
+        self.keydir.cleanup()
         for ns in self.namespaces:  # deleting a namespace deletes its veth end, hence the pair, and qdiscs
             subprocess.run(["ip", "netns", "pids", ns], capture_output=True)
             with contextlib.suppress(subprocess.CalledProcessError):
@@ -151,12 +164,6 @@ class Network:
             with contextlib.suppress(subprocess.CalledProcessError):
                 _ip("ip", "link", "del", self.bridge)
             self.bridge = None
-
-
-def _topology(specs: list[dict[str, object]]) -> Topology:
-    from mpc.config import parse_topology
-
-    return parse_topology({"name": "netns-bench", "parties": specs, "timeout_s": 120}, "<netns bench>")
 
 
 @contextlib.contextmanager

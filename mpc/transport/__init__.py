@@ -1,6 +1,6 @@
 """Transport: moves arrays between parties over ZeroMQ. Knows bytes, shapes and peers, never shares."""
 
-from mpc.transport.errors import PeerAborted, PeerError, PeerGone, PeerTimeout, ProtocolViolation
+from mpc.transport.errors import PeerAborted, PeerError, PeerGone, PeerRefused, PeerTimeout, ProtocolViolation
 from mpc.transport.zmq_transport import Message, ZmqTransport
 
 __all__ = [
@@ -8,6 +8,7 @@ __all__ = [
     "PeerAborted",
     "PeerError",
     "PeerGone",
+    "PeerRefused",
     "PeerTimeout",
     "ProtocolViolation",
     "ZmqTransport",

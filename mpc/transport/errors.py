@@ -25,3 +25,7 @@ class PeerGone(PeerError):
 
 class ProtocolViolation(PeerError):
     """A peer's frames broke the wire protocol in a way that can lose data (gap or replay in sequence)."""
+
+
+class PeerRefused(PeerError):
+    """The secure handshake with a peer failed: wrong or unknown CURVE key on one side."""

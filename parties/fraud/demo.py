@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from mpc.benchmark import free_ports, write_topology
+from mpc.benchmark import free_ports, secured, write_topology
 from mpc.config import Topology, localhost_topology
 from mpc.launcher import launch
 from parties.fraud import data, features
@@ -61,7 +61,7 @@ def run(opts: DemoOptions) -> dict[str, Any]:
         if opts.query and opts.query not in set(dataset.accounts.tolist()):
             raise DemoError(f"--query: account {opts.query!r} is not in {data_dir / 'accounts.csv'}")
         topo = _topology(opts)
-        path = write_topology(topo, Path(tmp) / "topology.yaml")
+        path = write_topology(secured(topo, Path(tmp)), Path(tmp) / "topology.yaml")
         params = {"data_dir": str(data_dir), "reveal_scores": opts.reveal_scores, "flags_to": opts.flags_to,
                   "query": opts.query or "", "model_file": opts.model_file}
         args = ["--program", "fraud"]
