@@ -115,10 +115,13 @@ def programs() -> None:
 @click.option("--party", "party_name", required=True, help="Which party of the topology this process is.")
 @_program_options
 @_network_options
+@click.option("--secret-key", type=click.Path(dir_okay=False), default=None,
+              help="This party's secret key file (default: its secret_key in the topology).")
 @click.option("--json", "as_json", is_flag=True, help="Print this party's result and counters as JSON.")
 @click.pass_context
 def run(ctx: click.Context, config: str, party_name: str, program: str, params: tuple[str, ...],
-        timeout_s: float | None, latency_ms: float | None, bandwidth_mbps: float | None, as_json: bool) -> None:
+        timeout_s: float | None, latency_ms: float | None, bandwidth_mbps: float | None, secret_key: str | None,
+        as_json: bool) -> None:
     """Run one party (one per host in a deployment over several machines)."""
     topo = _load(config).with_network(latency_ms, bandwidth_mbps)
     if party_name not in topo.names:
@@ -140,7 +143,7 @@ def run(ctx: click.Context, config: str, party_name: str, program: str, params: 
         assert task is not None
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, task.cancel)
-        return await run_party(topo, party_name, prog, timeout_s=timeout_s)
+        return await run_party(topo, party_name, prog, timeout_s=timeout_s, secret_key=secret_key)
 
     with threadpool_limits(1):
         try:
@@ -280,6 +283,27 @@ def bench(ctx: click.Context, config: str | None, ops: str, methods: str, n: int
     _print_bench_table(records, repeat)
     if plot_path:
         click.echo(f"plot written to {plot_path}")
+
+
+@cli.group()
+def keys() -> None:
+    """CurveZMQ keypairs for the parties."""
+
+
+@keys.command("generate")
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option("--party", "parties", multiple=True, required=True, help="A party name (repeatable).")
+@click.option("--force", is_flag=True, help="Overwrite existing key files.")
+def keys_generate(directory: str, parties: tuple[str, ...], force: bool) -> None:
+    """Write NAME.key (public) and NAME.key_secret (secret, mode 0600) for each --party into DIRECTORY."""
+    from mpc.keys import generate
+
+    existing = [p for p in parties if (Path(directory) / f"{p}.key_secret").exists()]
+    if existing and not force:
+        raise CliError(f"{directory}: keys already exist for {', '.join(existing)} (use --force to replace them)")
+    for name, (public, secret) in generate(directory, list(parties)).items():
+        click.echo(f"{name}: public {public}  secret {secret} (0600)")
+    click.echo("Give every party's topology the public_key paths; keep each .key_secret on its own host only.")
 
 
 @cli.group()

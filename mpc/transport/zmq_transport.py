@@ -347,7 +347,7 @@ class ZmqTransport:
         """Await the message `peer` sent under key (op, step); check its dtype and shape if given."""
         if self._failure is not None:
             raise self._failure
-        if peer not in self._links:
+        if peer not in self.peers:
             raise ValueError(f"{self.me}: no peer named {peer!r}")
         key = (self.topology.index(peer), op, step)
         fut = self._inbox.get(key)

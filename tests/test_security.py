@@ -1,0 +1,232 @@
+"""Secure links, failures and bad input: keys, rogue sockets, killed parties, stale or malformed frames."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+import zmq
+import zmq.asyncio
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mpc import keys as mpc_keys
+from mpc.config import ConfigError, load_topology, parse_topology
+from mpc.runtime import Party, run_local, run_local_async, run_party
+from mpc.stats import Stats
+from mpc.transport import PeerRefused, PeerTimeout, ZmqTransport
+from mpc.transport.frames import HEADER_SIZE, Header, Kind, encode_header
+from parties.diagnostics import mesh, pingpong
+from tests.conftest import free_ports
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def keyed_config(tmp_path: Path, names: tuple[str, ...] = ("bank_a", "bank_b", "helper"), **extra: object) -> Path:
+    paths = mpc_keys.generate(tmp_path / "keys", list(names))
+    parties = [{"name": n, "role": "helper" if n == "helper" else "compute", "host": "127.0.0.1", "port": port,
+                "public_key": str(paths[n][0]), "secret_key": str(paths[n][1])}
+               for n, port in zip(names, free_ports(len(names)), strict=True)]
+    path = tmp_path / "topology.yaml"
+    path.write_text(yaml.safe_dump({"name": "keyed", "timeout_s": 10, "parties": parties, **extra}))
+    return path
+
+
+# -- keys ------------------------------------------------------------------------------------------------
+
+def test_key_files_and_modes(tmp_path: Path) -> None:
+    cfg = load_topology(keyed_config(tmp_path))
+    secret = Path(cfg.party("bank_a").secret_key or "")
+    assert secret.stat().st_mode & 0o777 == 0o600
+    k = mpc_keys.load(cfg, "bank_a")
+    assert k is not None and set(k.public) == {"bank_a", "bank_b", "helper"}
+    os.chmod(secret, 0o644)
+    with pytest.raises(ConfigError, match="readable by others"):
+        mpc_keys.load(cfg, "bank_a")
+
+
+def test_keyed_topology_runs_over_curve(tmp_path: Path) -> None:
+    topo = load_topology(keyed_config(tmp_path))
+    out = run_local(topo, mesh)
+    assert all(o.value["checked"] for o in out.values())
+
+
+async def test_wrong_key_is_refused_on_both_sides(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    topo = load_topology(keyed_config(tmp_path, ("bank_a", "bank_b")))
+    good = mpc_keys.load(topo, "bank_a")
+    new_public, new_secret = zmq.curve_keypair()  # bank_b presents a keypair that is not in the topology
+    impostor = mpc_keys.CurveKeys({**good.public, "bank_b": new_public}, new_secret)
+    caplog.set_level(logging.ERROR)
+    a = asyncio.create_task(run_party(topo, "bank_a", mesh, timeout_s=3))
+    with pytest.raises(PeerRefused, match="bank_a refused our CURVE key"):
+        await run_party(topo, "bank_b", mesh, timeout_s=3, keys=impostor)
+    with pytest.raises(PeerTimeout, match="secure handshakes with bank_b failed"):
+        await a
+    assert "refused a connection presenting an unknown CURVE key" in caplog.text
+
+
+def test_non_local_hosts_need_keys_or_insecure(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    parties = [{"name": "bank_a", "role": "compute", "host": "10.1.2.3", "port": 7001},
+               {"name": "bank_b", "role": "compute", "host": "bank-b.example", "port": 7001}]
+    with pytest.raises(ConfigError, match="non-local hosts but no keys"):
+        parse_topology({"parties": parties})
+    assert parse_topology({"parties": parties, "insecure": True}).insecure
+    caplog.set_level(logging.WARNING)
+    topo = parse_topology({"parties": [{"name": "bank_a", "role": "compute", "port": free_ports(1)[0]}],
+                           "insecure": True})
+    run_local(topo, mesh, curve=False)
+    assert "NOT encrypted" in caplog.text and "insecure: true" in caplog.text
+
+
+# -- rogue sockets ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("curve", [True, False])
+async def test_rogue_socket_changes_nothing(make_topology, curve: bool) -> None:
+    topo = make_topology(2, helper=False, network={"latency_ms": 20})
+    target = topo.party("bank_a")
+    stop = asyncio.Event()
+
+    async def rogue() -> int:
+        ctx = zmq.asyncio.Context()
+        sent = 0
+        socks = []
+        for identity in (b"mallory", b"bank_b"):  # a stranger, and one claiming to be a party
+            s = ctx.socket(zmq.DEALER)
+            s.setsockopt(zmq.ROUTING_ID, identity)
+            s.setsockopt(zmq.LINGER, 0)
+            s.connect(f"tcp://127.0.0.1:{target.port}")
+            socks.append(s)
+        junk = Header(Kind.DATA, bytes(16), 1, 0, 1, np.dtype("<u8"), (1,), 0, 1)
+        while not stop.is_set() and sent < 200:
+            for s in socks:
+                await s.send_multipart([os.urandom(HEADER_SIZE), os.urandom(8)])
+                await s.send_multipart([encode_header(junk), np.zeros(1, np.uint64).tobytes()])
+                await s.send_multipart([b"garbage"])
+                sent += 3
+            await asyncio.sleep(0.005)
+        for s in socks:
+            s.close(0)
+        ctx.term()
+        return sent
+
+    attacker = asyncio.create_task(rogue())
+    out = await run_local_async(topo, lambda p: pingpong(p, steps=12), curve=curve)
+    stop.set()
+    assert await attacker > 0
+    assert out["bank_a"].value["token"] == 12 or out["bank_b"].value["token"] == 12
+    assert max(o.stats.rounds for o in out.values()) == 12
+
+
+# -- a killed party ---------------------------------------------------------------------------------------
+
+def test_killed_party_stops_the_others_naming_it(tmp_path: Path) -> None:
+    config = keyed_config(tmp_path)
+    procs = {
+        name: subprocess.Popen([sys.executable, "-m", "mpc", "run", str(config), "--party", name, "--program",
+                                "pingpong", "-p", "steps=600", "--latency-ms", "10", "--timeout-s", "8"],
+                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for name in ("bank_a", "bank_b", "helper")
+    }
+    try:
+        time.sleep(2.0)  # the session is up and the token is travelling (600 hops of 10 ms)
+        assert all(p.poll() is None for p in procs.values())
+        procs["bank_b"].kill()
+        t0 = time.monotonic()
+        for name in ("bank_a", "helper"):
+            _, err = procs[name].communicate(timeout=20)
+            assert procs[name].returncode != 0, err
+            assert "bank_b" in err.splitlines()[-1], err[-500:]
+            assert "Traceback" not in err
+        assert time.monotonic() - t0 < 8  # well within the timeout: heartbeats and disconnects, not waiting
+    finally:
+        for p in procs.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGKILL)
+            p.wait()
+
+
+# -- frames a party must reject ---------------------------------------------------------------------------
+
+@pytest.fixture
+async def transport(make_topology):
+    """bank_a's transport, not started: frames are fed to its validation directly."""
+    topo = make_topology(3, helper=False)
+    t = ZmqTransport(topo, "bank_a", Stats(), timeout_s=5)
+    t.session = b"S" * 16
+    t._hello_done = asyncio.get_running_loop().create_future()
+    t._bye_done = asyncio.get_running_loop().create_future()
+    return t
+
+
+def frame(seq: int, *, session: bytes = b"S" * 16, sender: int = 1, op: int = 7, step: int = 0,
+          payload: np.ndarray | None = None, kind: Kind = Kind.DATA) -> tuple[bytes, bytes]:
+    payload = np.arange(3, dtype=np.uint64) if payload is None else payload
+    h = Header(kind, session, op, step, sender, payload.dtype, payload.shape, 0, seq)
+    return encode_header(h), payload.tobytes()
+
+
+async def test_valid_frame_is_buffered_by_key(transport: ZmqTransport) -> None:
+    assert transport._handle_frame("bank_b", *frame(0))
+    msg = await transport.recv("bank_b", 7, 0, tag="t")
+    assert msg.array.tolist() == [0, 1, 2]
+
+
+async def test_stale_session_is_dropped(transport: ZmqTransport, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING)
+    assert not transport._handle_frame("bank_b", *frame(0, session=b"O" * 16))
+    assert "stale session" in caplog.text
+    assert transport.failure is None and not transport._inbox
+
+
+async def test_replayed_or_lost_messages_abort(transport: ZmqTransport) -> None:
+    transport._handle_frame("bank_b", *frame(0))
+    transport._handle_frame("bank_b", *frame(0, op=8))  # the same sequence number again: a replay
+    assert transport.failure is not None and "lost or replayed" in str(transport.failure)
+    assert transport.failure.peer == "bank_b"
+
+
+async def test_duplicate_key_aborts(transport: ZmqTransport) -> None:
+    transport._handle_frame("bank_b", *frame(0))
+    transport._handle_frame("bank_b", *frame(1))  # next sequence number, same op and step
+    assert "twice" in str(transport.failure)
+
+
+async def test_sender_mismatch_and_malformed_are_dropped(transport: ZmqTransport) -> None:
+    assert not transport._handle_frame("bank_b", *frame(0, sender=2))  # claims bank_c's index
+    header, payload = frame(0)
+    assert not transport._handle_frame("bank_b", header, payload[:-1])  # payload shorter than claimed
+    assert not transport._handle_frame("bank_b", header[:-1], payload)  # truncated header
+    assert transport.failure is None and not transport._inbox
+    assert transport._handle_frame("bank_b", *frame(0))  # the link is still usable
+
+
+async def test_wrong_dtype_or_shape_is_a_protocol_violation(transport: ZmqTransport) -> None:
+    transport._handle_frame("bank_b", *frame(0))
+    with pytest.raises(Exception, match="shape"):
+        await transport.recv("bank_b", 7, 0, tag="t", shape=(4,))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.binary(max_size=2 * HEADER_SIZE), st.binary(max_size=64), st.sampled_from(["bank_b", "bank_c"]))
+async def test_fuzzed_frames_never_crash_or_deliver(transport: ZmqTransport, header: bytes, payload: bytes,
+                                                    peer: str) -> None:
+    transport._handle_frame(peer, header, payload)  # must not raise
+    for fut in transport._inbox.values():  # anything accepted passed every check
+        if fut.done() and not fut.exception():
+            assert fut.result().array.nbytes == len(payload)
+
+
+def test_party_runs_keep_working_after_fuzzing(make_topology) -> None:
+    async def program(party: Party) -> int:
+        return party.index
+
+    assert {o.value for o in run_local(make_topology(2), program).values()} == {0, 1, 2}
