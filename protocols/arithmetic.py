@@ -62,8 +62,6 @@ def beaver(ctx: Context, x: SharedArray, y: SharedArray, kind: str) -> SharedArr
     shape = product_shape(kind, x.shape, y.shape)
     op = ctx.party.new_op(kind)
     material = ctx.deal(ctx.material.triple(op, x.shape, y.shape, shape, product))
-    party = ctx.party
-    peers = [p for p in ctx.compute_parties if p != ctx.name]
     nx = x.size
 
     async def run() -> Shares:
@@ -75,15 +73,8 @@ def beaver(ctx: Context, x: SharedArray, y: SharedArray, kind: str) -> SharedArr
         assert xs.share is not None and ys.share is not None
         d_i = np.subtract(xs.share, triple.a, dtype=np.uint64)
         e_i = np.subtract(ys.share, triple.b, dtype=np.uint64)
-        opened = np.concatenate([d_i.ravel(), e_i.ravel()])
-        depth = max(xs.depth, ys.depth)
-        for peer in peers:
-            party.send(peer, op, opened, depth=depth)
-        total = opened.copy()
-        for peer in peers:
-            msg = await party.recv(peer, op, dtype=np.uint64, shape=opened.shape)
-            total += msg.array
-            depth = max(depth, msg.depth)
+        total, depth = await ctx.open_shares(op, np.concatenate([d_i.ravel(), e_i.ravel()]),
+                                             max(xs.depth, ys.depth))
         d = total[:nx].reshape(x.shape)
         e = total[nx:].reshape(y.shape)
         with np.errstate(over="ignore"):  # 0-d products are numpy scalars, which warn on wrap-around

@@ -28,27 +28,11 @@ ALL_ONES = np.uint64(2**64 - 1)
 ONE = np.uint64(1)
 
 
-async def _open(ctx: Context, op, step: int, share: np.ndarray, depth: int, xor: bool) -> tuple[np.ndarray, int]:
-    """Open a value held in additive (xor=False) or XOR shares among the compute parties: 1 round."""
-    peers = [p for p in ctx.compute_parties if p != ctx.name]
-    share = np.ascontiguousarray(share)
-    for peer in peers:
-        ctx.party.send(peer, op, share, step=step, depth=depth)
-    total = share.copy()
-    for peer in peers:
-        msg = await ctx.party.recv(peer, op, step=step, dtype=np.uint64, shape=share.shape)
-        if xor:
-            total ^= msg.array
-        else:
-            total += msg.array
-        depth = max(depth, msg.depth)
-    return total, depth
-
-
 async def _and(ctx: Context, op, step: int, x: np.ndarray, y: np.ndarray, a: np.ndarray, b: np.ndarray,
                c: np.ndarray, depth: int, first: bool) -> tuple[np.ndarray, int]:
     """XOR-shared x & y with a binary Beaver triple (a, b, c = a & b): 1 round."""
-    opened, depth = await _open(ctx, op, step, np.concatenate([(x ^ a).ravel(), (y ^ b).ravel()]), depth, True)
+    opened, depth = await ctx.open_shares(op, np.concatenate([(x ^ a).ravel(), (y ^ b).ravel()]), depth,
+                                          step=step, xor=True)
     d = opened[: x.size].reshape(x.shape)
     e = opened[x.size:].reshape(y.shape)
     z = c ^ (d & b) ^ (e & a)
@@ -71,7 +55,7 @@ def msb_bits(ctx: Context, x: SharedArray) -> SharedArray:
         if mat is None:
             return Shares(None, 0)
         assert xs.share is not None
-        xhat, depth = await _open(ctx, op, 0, xs.share.ravel() + mat.r, xs.depth, xor=False)
+        xhat, depth = await ctx.open_shares(op, xs.share.ravel() + mat.r, xs.depth)
         b = mat.r_bits ^ ALL_ONES if first else mat.r_bits  # XOR shares of ~r
         g = xhat & b
         p = b ^ xhat if first else b
@@ -84,7 +68,7 @@ def msb_bits(ctx: Context, x: SharedArray) -> SharedArray:
             gen, prop = gen ^ z[0], z[1]
         top = (xhat ^ b) if first else b
         bit = ((top >> np.uint64(63)) ^ (gen >> np.uint64(62))) & ONE
-        c, depth = await _open(ctx, op, 1 + len(SHIFTS), bit ^ mat.rho_bits, depth, xor=True)
+        c, depth = await ctx.open_shares(op, bit ^ mat.rho_bits, depth, step=1 + len(SHIFTS), xor=True)
         msb = (ONE - np.uint64(2) * c) * mat.rho
         if first:
             msb += c

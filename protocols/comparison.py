@@ -143,7 +143,6 @@ def run_dcf_gate(ctx: Context, x: SharedArray, spec: GateSpec, finish, fracs: li
     chunks = [ctx.deal(ctx.material.dcf_gate(op.child(i), hi - lo, spec)) for i, (lo, hi) in enumerate(bounds)]
     first = ctx.name == ctx.compute_parties[0]
     index = ctx.compute_parties.index(ctx.name) if ctx.name in ctx.compute_parties else -1
-    peer = ctx.compute_parties[1 - index] if index >= 0 else ""
 
     async def run() -> tuple[Shares, ...]:
         xs = await x.resolve()
@@ -154,11 +153,7 @@ def run_dcf_gate(ctx: Context, x: SharedArray, spec: GateSpec, finish, fracs: li
         assert xs.share is not None
         r = np.concatenate([m.r for m in mats])
         dealt = [np.concatenate([m.dealt[k] for m in mats]) for k in range(spec.n_dealt)]
-        masked = np.ascontiguousarray(xs.share.ravel() + r)
-        ctx.party.send(peer, op, masked, depth=xs.depth)
-        msg = await ctx.party.recv(peer, op, dtype=np.uint64, shape=masked.shape)
-        xhat = masked + msg.array
-        depth = max(xs.depth, msg.depth)
+        xhat, depth = await ctx.open_shares(op, xs.share.ravel() + r, xs.depth)
         low = xhat & LOW63
         y = np.concatenate([eval_dcf(index, mat.keys, low[lo:hi]) for mat, (lo, hi) in zip(mats, bounds, strict=True)]
                            ) if n else np.zeros((0, spec.width), np.uint64)

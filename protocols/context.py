@@ -21,7 +21,7 @@ import numpy as np
 from mpc.config import Topology
 from mpc.prg import random_ring
 from mpc.ring import decode_fixed, encode_fixed, ring, signed
-from mpc.runtime import Party, PartyOutcome, run_local_async
+from mpc.runtime import Op, Party, PartyOutcome, run_local_async
 from protocols import arithmetic, comparison, truncation
 from protocols.material import HelperMaterial, LocalDealerMaterial, SeededMaterial
 from protocols.shared import SharedArray, Shares, derive, public_ring
@@ -216,6 +216,26 @@ class Context:
             return decode_fixed(total, x.frac) if x.frac else signed(total).copy()
 
         return self.spawn(run())
+
+    async def open_shares(self, op: Op, share: np.ndarray, depth: int, *, step: int = 0,
+                          xor: bool = False) -> tuple[np.ndarray, int]:
+        """Every compute party sends its share to every other and adds (or XORs) what it receives: the
+        opened value and its depth. One round; the building block of every protocol's exchange."""
+        share = np.ascontiguousarray(share)
+        for peer in self.compute_parties:
+            if peer != self.name:
+                self.party.send(peer, op, share, step=step, depth=depth)
+        total = share.copy()
+        for peer in self.compute_parties:
+            if peer == self.name:
+                continue
+            msg = await self.party.recv(peer, op, step=step, dtype=np.uint64, shape=share.shape)
+            if xor:
+                total ^= msg.array
+            else:
+                total += msg.array
+            depth = max(depth, msg.depth)
+        return total, depth
 
     def _resolved(self, shape: tuple[int, ...], frac: int, shares: Shares) -> SharedArray:
         fut: asyncio.Future[Shares] = asyncio.get_running_loop().create_future()

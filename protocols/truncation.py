@@ -55,8 +55,6 @@ def _local(ctx: Context, x: SharedArray, bits: int) -> SharedArray:
 def _dealer(ctx: Context, x: SharedArray, bits: int) -> SharedArray:
     op = ctx.party.new_op("trunc")
     material = ctx.deal(ctx.material.trunc_pair(op, x.shape, bits))
-    party = ctx.party
-    peers = [p for p in ctx.compute_parties if p != ctx.name]
     first = ctx.name == ctx.compute_parties[0]
     shift = np.uint64(bits)
 
@@ -70,15 +68,7 @@ def _dealer(ctx: Context, x: SharedArray, bits: int) -> SharedArray:
         masked = np.add(xs.share, pair.r, dtype=np.uint64)
         if first:
             masked += np.uint64(1 << OFFSET_BITS)
-        masked = np.require(masked, requirements="C")
-        depth = xs.depth
-        for peer in peers:
-            party.send(peer, op, masked, depth=depth)
-        c = masked.copy()
-        for peer in peers:
-            msg = await party.recv(peer, op, dtype=np.uint64, shape=masked.shape)
-            c += msg.array
-            depth = max(depth, msg.depth)
+        c, depth = await ctx.open_shares(op, masked, xs.depth)
         c_msb = np.right_shift(c, TOP)
         # [b] = c_msb + [msb] - 2 c_msb [msb]: linear in the shared bit since c_msb is public.
         out = pair.msb * (np.uint64(1) - np.uint64(2) * c_msb)

@@ -3,7 +3,8 @@
 
 Measures bulk throughput (8 MiB uint64 arrays), small-message rate (64 B, one per event-loop turn and
 coalesced 100 per turn), and the latency of a 1-round exchange (both parties send, then await the other),
-as medians over repeats. Usage: python scripts/bench_transport.py [--repeat R] [--json]
+as medians over repeats, over CurveZMQ links (or plain TCP with --plain).
+Usage: python scripts/bench_transport.py [--repeat R] [--plain] [--json]
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import time
 import numpy as np
 
 from mpc.config import localhost_topology
+from mpc.keys import CurveKeys, ephemeral
 from mpc.runtime import Party, run_party
 
 BULK_BYTES = 8 * 1024 * 1024
@@ -74,11 +76,11 @@ async def bench(party: Party, repeat: int) -> dict[str, list[float]]:
     return out
 
 
-def _child(topo_json: str, name: str, repeat: int, queue: mp.Queue) -> None:
+def _child(topo_json: str, name: str, repeat: int, keys: CurveKeys | None, queue: mp.Queue) -> None:
     from mpc.config import Topology
 
     topo = Topology.model_validate_json(topo_json)
-    outcome = asyncio.run(run_party(topo, name, lambda p: bench(p, repeat)))
+    outcome = asyncio.run(run_party(topo, name, lambda p: bench(p, repeat), keys=keys))
     queue.put((name, outcome.value))
 
 
@@ -95,12 +97,15 @@ def _ports(n: int) -> list[int]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--plain", action="store_true", help="plain TCP instead of CurveZMQ (the default)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     topo = localhost_topology(2, helper=False, ports=_ports(2), timeout_s=120)
+    keys = dict.fromkeys(topo.names) if args.plain else ephemeral(topo.names)
     ctx = mp.get_context("spawn")
     queue: mp.Queue = ctx.Queue()
-    procs = [ctx.Process(target=_child, args=(topo.model_dump_json(), n, args.repeat, queue)) for n in topo.names]
+    procs = [ctx.Process(target=_child, args=(topo.model_dump_json(), n, args.repeat, keys[n], queue))
+             for n in topo.names]
     for p in procs:
         p.start()
     results = dict(queue.get() for _ in procs)
@@ -109,6 +114,7 @@ def main() -> None:
     a, b = results["bank_a"], results["bank_b"]
     summary = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "links": "plain TCP" if args.plain else "CurveZMQ",
         "bulk_MBps_8MiB": statistics.median(a["bulk_MBps"]),
         "small_msgps_1_per_turn": statistics.median(a["small_1_per_turn_msgps"]),
         "small_msgps_100_per_turn": statistics.median(a["small_100_per_turn_msgps"]),
@@ -118,7 +124,7 @@ def main() -> None:
     if args.json:
         print(json.dumps(summary))
         return
-    print(f"machine: {summary['machine']}; medians over {args.repeat} repeats")
+    print(f"machine: {summary['machine']}; {summary['links']}; medians over {args.repeat} repeats")
     print(f"  8 MiB arrays:                     {summary['bulk_MBps_8MiB']:,.0f} MB/s")
     print(f"  64 B messages, 1 per loop turn:   {summary['small_msgps_1_per_turn']:,.0f} msg/s")
     print(f"  64 B messages, 100 per loop turn: {summary['small_msgps_100_per_turn']:,.0f} msg/s")
