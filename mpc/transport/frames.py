@@ -14,7 +14,7 @@ import numpy as np
 
 MAGIC = b"MP"
 VERSION = 1
-MAX_NDIM = 8
+MAX_NDIM = 7
 SESSION_BYTES = 16
 
 
@@ -37,8 +37,8 @@ DTYPES: dict[int, np.dtype] = {
 }
 DTYPE_CODES: dict[np.dtype, int] = {dt: code for code, dt in DTYPES.items()}
 
-# magic, version, kind, session, op, step, sender, dtype, ndim, depth, seq, shape[8]
-_HEADER = struct.Struct(f"<2sBB{SESSION_BYTES}sQIHBBIQ{MAX_NDIM}Q")
+# magic, version, kind, session, op, step, sender, dtype, ndim, depth, seq, due, shape[7]
+_HEADER = struct.Struct(f"<2sBB{SESSION_BYTES}sQIHBBIQQ{MAX_NDIM}Q")
 HEADER_SIZE = _HEADER.size
 
 
@@ -57,6 +57,7 @@ class Header:
     shape: tuple[int, ...]
     depth: int
     seq: int
+    due: int = 0  # emulated network: deliver at this CLOCK_MONOTONIC time in ns (0: at once)
 
     @property
     def payload_size(self) -> int:
@@ -81,7 +82,7 @@ def encode_header(h: Header) -> bytes:
     shape = tuple(h.shape) + (0,) * (MAX_NDIM - len(h.shape))
     return _HEADER.pack(
         MAGIC, VERSION, int(h.kind), h.session, h.op, h.step, h.sender,
-        dtype_code(h.dtype), len(h.shape), h.depth, h.seq, *shape,
+        dtype_code(h.dtype), len(h.shape), h.depth, h.seq, h.due, *shape,
     )
 
 
@@ -89,7 +90,7 @@ def decode_header(buf: bytes | memoryview, max_payload: int) -> Header:
     """Parse and validate a header; raise FrameError on anything malformed or oversized."""
     if len(buf) != HEADER_SIZE:
         raise FrameError(f"header has {len(buf)} bytes, expected {HEADER_SIZE}")
-    magic, version, kind, session, op, step, sender, code, ndim, depth, seq, *shape = _HEADER.unpack(buf)
+    magic, version, kind, session, op, step, sender, code, ndim, depth, seq, due, *shape = _HEADER.unpack(buf)
     if magic != MAGIC:
         raise FrameError("bad magic (not an mpc frame)")
     if version != VERSION:
@@ -105,7 +106,7 @@ def decode_header(buf: bytes | memoryview, max_payload: int) -> Header:
     if any(shape[ndim:]):
         raise FrameError("non-zero unused shape slots")
     dims = tuple(shape[:ndim])
-    header = Header(kind, bytes(session), op, step, sender, DTYPES[code], dims, depth, seq)
+    header = Header(kind, bytes(session), op, step, sender, DTYPES[code], dims, depth, seq, due)
     # Bound the claimed size before any arithmetic on it can overflow or allocate.
     size = DTYPES[code].itemsize
     for d in dims:

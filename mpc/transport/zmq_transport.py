@@ -10,17 +10,20 @@ Guarantees:
 - Every link is FIFO with per-link sequence numbers (exactly previous + 1) and a session id agreed at
   start, so a lost, replayed or stale message is detected, never silently used.
 - Every wait has a timeout whose error names the peer; a peer's abort or goodbye fails waits on it at once.
-- Emulated one-way latency and bandwidth per link, applied at the sender in one FIFO queue per link.
+- Emulated one-way latency and bandwidth per link: the sender stamps when each message is due, the
+  receiver holds it until then, one FIFO per link (so neither side's CPU work skews the network).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import hashlib
 import ipaddress
 import logging
 import secrets
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,33 +69,70 @@ class Message:
 
 
 class _Link:
-    """One outgoing link: a FIFO queue drained by one task, with emulated latency and bandwidth."""
+    """One outgoing link: a FIFO queue drained by one task; stamps the emulated delivery time.
+
+    The emulated network is applied at the receiver, from the `due` time the sender stamps in each header
+    (one CLOCK_MONOTONIC for every process on a host): a message is due when its bytes have left at the
+    link's bandwidth, one latency later. So neither party's CPU work delays the other's messages, as on a
+    real network. (Emulation therefore assumes the parties share a clock: one host, or its namespaces.)
+    """
 
     def __init__(self, peer: str, sock: zmq.asyncio.Socket, params: LinkParams):
         self.peer = peer
         self.sock = sock
-        self.latency_s = params.latency_ms / 1000.0
-        self.bytes_per_s = params.bandwidth_mbps * 1e6 / 8 if params.bandwidth_mbps else None
-        self.queue: asyncio.Queue[tuple[float, list[object]]] = asyncio.Queue()
-        self.busy_until = 0.0
+        self.latency_ns = int(params.latency_ms * 1e6)
+        self.bytes_per_ns = params.bandwidth_mbps * 1e6 / 8 / 1e9 if params.bandwidth_mbps else None
+        self.queue: asyncio.Queue[list[object]] = asyncio.Queue()
+        self.busy_until = 0
         self.task: asyncio.Task[None] | None = None
 
-    def enqueue(self, frames: list[object], nbytes: int, now: float) -> None:
-        start = max(now, self.busy_until)
-        self.busy_until = start + (nbytes / self.bytes_per_s if self.bytes_per_s else 0.0)
-        self.queue.put_nowait((self.busy_until + self.latency_s, frames))
+    @property
+    def emulated(self) -> bool:
+        return self.latency_ns > 0 or self.bytes_per_ns is not None
+
+    def due(self, nbytes: int) -> int:
+        """When a message of nbytes sent now is delivered on the emulated link (0: not emulated)."""
+        if not self.emulated:
+            return 0
+        start = max(time.monotonic_ns(), self.busy_until)
+        self.busy_until = start + (int(nbytes / self.bytes_per_ns) if self.bytes_per_ns else 0)
+        return self.busy_until + self.latency_ns
 
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
-            deliver_at, frames = await self.queue.get()
+            frames = await self.queue.get()
             try:
-                delay = deliver_at - loop.time()
-                if delay > 0:
-                    await asyncio.sleep(delay)
                 await self.sock.send_multipart(frames, copy=False)
             finally:
                 self.queue.task_done()
+
+
+class _Inbound:
+    """One incoming link's FIFO of frames not yet due (emulated network): applied in order when due."""
+
+    def __init__(self, apply: Callable[[str, Header, memoryview], None], peer: str):
+        self.apply = apply
+        self.peer = peer
+        self.queue: collections.deque[tuple[Header, memoryview]] = collections.deque()
+        self.wakeup = asyncio.Event()
+        self.task = asyncio.get_running_loop().create_task(self.run(), name=f"inbound-{peer}")
+
+    def push(self, header: Header, payload: memoryview) -> None:
+        self.queue.append((header, payload))
+        self.wakeup.set()
+
+    async def run(self) -> None:
+        while True:
+            if not self.queue:
+                self.wakeup.clear()
+                await self.wakeup.wait()
+                continue
+            header, payload = self.queue[0]
+            wait = (header.due - time.monotonic_ns()) / 1e9
+            if wait > 0:
+                await asyncio.sleep(wait)
+            self.queue.popleft()
+            self.apply(self.peer, header, payload)
 
 
 class ZmqTransport:
@@ -112,7 +152,7 @@ class ZmqTransport:
         self._router: zmq.asyncio.Socket | None = None
         self._links: dict[str, _Link] = {}
         self._pending_out: dict[str, list[object]] = {}
-        self._pending_bytes: dict[str, int] = {}
+        self._inbound: dict[str, _Inbound] = {}
         self._flush_scheduled = False
         self._inbox: dict[tuple[int, int, int], asyncio.Future[Message]] = {}
         self._next_seq_out: dict[str, int] = {p: 0 for p in self.peers}
@@ -261,8 +301,8 @@ class ZmqTransport:
         self._closing = True
         for link in self._links.values():
             link.sock.disable_monitor()  # before its monitor socket closes, or closing blocks
-        tasks = [t for t in [self._reader, *(lk.task for lk in self._links.values()), *self._monitors]
-                 if t is not None]
+        tasks = [t for t in [self._reader, *(lk.task for lk in self._links.values()), *self._monitors,
+                             *(ib.task for ib in self._inbound.values())] if t is not None]
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -297,13 +337,16 @@ class ZmqTransport:
         if len(view) > self.max_payload:
             raise ValueError(f"{self.me}: message of {len(view)} bytes exceeds max_message_mb")
         header = Header(Kind.DATA, self.session, op, step, self.my_index, np.dtype(array.dtype),
-                        tuple(array.shape), depth, self._take_seq(peer))
+                        tuple(array.shape), depth, self._take_seq(peer),
+                        self._links[peer].due(HEADER_SIZE + len(view)))
         self._queue_frames(peer, encode_header(header), view)
         self.stats.record_send(phase, tag, HEADER_SIZE + len(view), depth)
 
     def _send_control(self, peer: str, kind: Kind, payload: np.ndarray, session: bytes | None = None) -> None:
+        link = self._links.get(peer)
         header = Header(kind, session or self.session, 0, 0, self.my_index, np.dtype(payload.dtype),
-                        tuple(payload.shape), 0, self._take_seq(peer))
+                        tuple(payload.shape), 0, self._take_seq(peer),
+                        link.due(HEADER_SIZE + payload.nbytes) if link else 0)
         self._queue_frames(peer, encode_header(header), payload_view(payload))
 
     def _take_seq(self, peer: str) -> int:
@@ -314,7 +357,6 @@ class ZmqTransport:
     def _queue_frames(self, peer: str, header: bytes, payload: memoryview) -> None:
         """Coalesce everything queued for a peer in this event-loop turn into one multipart send."""
         self._pending_out.setdefault(peer, []).extend((header, payload))
-        self._pending_bytes[peer] = self._pending_bytes.get(peer, 0) + HEADER_SIZE + len(payload)
         if not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
@@ -323,11 +365,9 @@ class ZmqTransport:
         self._flush_scheduled = False
         if not self._pending_out:
             return
-        now = asyncio.get_running_loop().time()
         pending, self._pending_out = self._pending_out, {}
-        sizes, self._pending_bytes = self._pending_bytes, {}
         for peer, frames in pending.items():
-            self._links[peer].enqueue(frames, sizes[peer], now)
+            self._links[peer].queue.put_nowait(frames)
             self.stats.transport_sends += 1
 
     # -- receiving ------------------------------------------------------------------------------
@@ -419,6 +459,17 @@ class ZmqTransport:
             log.warning("%s: dropped a frame from %s with a stale session id", self.me, peer)
             return False
         self._next_seq_in[peer] = expected + 1
+        inbound = self._inbound.get(peer)
+        if header.due > time.monotonic_ns() or (inbound is not None and inbound.queue):
+            if inbound is None:
+                inbound = self._inbound[peer] = _Inbound(self._dispatch, peer)
+            inbound.push(header, payload)
+        else:
+            self._dispatch(peer, header, payload)
+        return True
+
+    def _dispatch(self, peer: str, header: Header, payload: memoryview) -> None:
+        """Act on a valid frame once it is due: hello, data (buffered by key), goodbye or abort."""
         if header.kind is Kind.HELLO:
             self._on_hello(peer, header)
         elif header.kind is Kind.DATA:
@@ -432,7 +483,6 @@ class ZmqTransport:
             reason = bytes(payload).decode("utf-8", "replace")
             self._aborted.add(peer)
             self._fail(PeerAborted(peer, f"{peer} aborted: {reason}"))
-        return True
 
     async def _watch(self, peer: str, monitor: zmq.asyncio.Socket) -> None:
         """Turn connection events on the link to `peer` into errors that name it."""
