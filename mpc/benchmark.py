@@ -30,6 +30,7 @@ Record = dict[str, Any]
 
 
 def free_ports(n: int) -> list[int]:
+    """n distinct TCP ports on 127.0.0.1 that were free a moment ago (bound and released)."""
     socks = [socket.socket() for _ in range(n)]
     try:
         for s in socks:

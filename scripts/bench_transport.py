@@ -15,12 +15,12 @@ import json
 import multiprocessing as mp
 import os
 import platform
-import socket
 import statistics
 import time
 
 import numpy as np
 
+from mpc.benchmark import free_ports
 from mpc.config import localhost_topology
 from mpc.keys import CurveKeys, ephemeral
 from mpc.runtime import Party, run_party
@@ -84,23 +84,13 @@ def _child(topo_json: str, name: str, repeat: int, keys: CurveKeys | None, queue
     queue.put((name, outcome.value))
 
 
-def _ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--plain", action="store_true", help="plain TCP instead of CurveZMQ (the default)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    topo = localhost_topology(2, helper=False, ports=_ports(2), timeout_s=120)
+    topo = localhost_topology(2, helper=False, ports=free_ports(2), timeout_s=120)
     keys = dict.fromkeys(topo.names) if args.plain else ephemeral(topo.names)
     ctx = mp.get_context("spawn")
     queue: mp.Queue = ctx.Queue()

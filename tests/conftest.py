@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable
 
 import pytest
 
+from mpc.benchmark import free_ports
 from mpc.config import Topology, localhost_topology
 
-
-def free_ports(n: int) -> list[int]:
-    """n distinct TCP ports that were free a moment ago (bound and released by the OS)."""
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
+__all__ = ["free_ports", "make_topology"]
 
 
 @pytest.fixture
