@@ -76,7 +76,8 @@ class Stats:
         )
 
     def since(self, earlier: Stats) -> Stats:
-        """The traffic between an earlier snapshot and now (rounds are not subtracted: see Party.depth)."""
+        """The traffic between an earlier snapshot and now (rounds are not subtracted: a value's depth
+        minus its inputs' depth gives an operation's rounds)."""
         out = Stats(rounds=self.rounds, transport_sends=self.transport_sends - earlier.transport_sends)
         for key, c in self.by_op.items():
             diff = c.minus(earlier.by_op.get(key, Counter()))

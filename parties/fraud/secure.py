@@ -77,7 +77,6 @@ async def fraud(ctx: Context, data_dir: str, reveal_scores: bool = False, flags_
         mine = [ctx.input(b, present if me == b else None, shape=(n,), fixed=False) for b in bank_names]
         opened = [ctx.reveal(ctx.mul(flags, mine[i]), to=[b]) for i, b in enumerate(bank_names)]
     opened_scores = ctx.reveal(scores) if reveal_scores else None
-    deal_s = 0.0
     await ctx.release()
     deal_s = time.time() - t_deal
     t_start = time.time()
