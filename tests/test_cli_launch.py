@@ -43,6 +43,8 @@ def test_launch_json_reports_every_party(tmp_path: Path) -> None:
     assert len({p["session_id"] for p in report["parties"]}) == 1
     # logs are prefixed with the party name
     assert any(line.startswith("bank_b") for line in res.stderr.splitlines())
+    # a key-less local topology runs with ephemeral CURVE keys, not in the clear
+    assert "NOT encrypted" not in res.stderr
 
 
 def test_launch_pingpong_with_latency_override(tmp_path: Path) -> None:
@@ -68,6 +70,7 @@ def test_failing_party_stops_the_launch(tmp_path: Path) -> None:
 def test_run_single_party_reports_missing_peer(tmp_path: Path) -> None:
     res = mpc("run", str(_config(tmp_path)), "--party", "bank_a", "--timeout-s", "1")
     assert res.returncode == 1
+    assert "NOT encrypted" in res.stderr  # `mpc run` of a key-less topology says so
     assert "bank_b" in res.stderr and "timed out" in res.stderr
     assert "Traceback" not in res.stderr
 
