@@ -23,3 +23,14 @@ def test_python_example_runs() -> None:
     assert blocks
     for code in blocks:
         exec(compile(code, "README.md", "exec"), {"__name__": "readme"})
+
+
+def test_topology_example_validates() -> None:
+    import yaml
+
+    from mpc.config import parse_topology
+
+    example = re.search(r"```yaml\n(.*?)```", README, re.S)
+    assert example is not None
+    topo = parse_topology(yaml.safe_load(example.group(1)), "README.md")
+    assert topo.link("bank_a", "bank_b").latency_ms == 25
