@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -57,7 +59,8 @@ def test_launch_pingpong_with_latency_override(tmp_path: Path) -> None:
 
 
 def test_failing_party_stops_the_launch(tmp_path: Path) -> None:
-    res = mpc("launch", str(_config(tmp_path)), "--program", "crash", "-p", "who=bank_b", "--json")
+    config = _config(tmp_path)
+    res = mpc("launch", str(config), "--program", "crash", "-p", "who=bank_b", "-p", "after_s=0.5", "--json")
     assert res.returncode != 0
     assert "bank_b crashed on purpose" in res.stderr
     assert "launch failed" in res.stderr
@@ -65,6 +68,10 @@ def test_failing_party_stops_the_launch(tmp_path: Path) -> None:
     report = json.loads(res.stdout)
     assert report["ok"] is False
     assert all(p["exit_code"] != 0 for p in report["parties"])
+    # no party process is left behind (their command lines name the launch's temporary topology)
+    if shutil.which("pgrep"):
+        left = subprocess.run(["pgrep", "-f", f"mpc-launch-.*|{tmp_path}"], capture_output=True, text=True).stdout
+        assert not [pid for pid in left.split() if int(pid) != os.getpid()]
 
 
 def test_run_single_party_reports_missing_peer(tmp_path: Path) -> None:
