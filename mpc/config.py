@@ -151,11 +151,6 @@ class Topology(_Strict):
         )
         return self.model_copy(update={"network": new_net})
 
-    def with_ports(self, ports: Iterable[int]) -> Topology:
-        """Same topology on other ports (tests and the demo pick free ones)."""
-        parties = tuple(p.model_copy(update={"port": port}) for p, port in zip(self.parties, ports, strict=True))
-        return self.model_copy(update={"parties": parties})
-
 
 @dataclass(frozen=True)
 class LinkParams:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 
-RING = np.uint64
 BITS = 64
 
 
@@ -41,11 +40,6 @@ def encode_fixed(value: object, frac_bits: int) -> np.ndarray:
 def decode_fixed(x: np.ndarray, frac_bits: int) -> np.ndarray:
     """Fixed point to float64; negatives decode exactly (two's complement, not offset)."""
     return signed(x).astype(np.float64) / float(1 << frac_bits)
-
-
-def shift_right(x: np.ndarray, bits: int) -> np.ndarray:
-    """Logical right shift of ring elements."""
-    return np.right_shift(x, np.uint64(bits))
 
 
 LIMB_BITS = 16

@@ -9,9 +9,6 @@ produced.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Literal
-
-Phase = Literal["online", "offline"]
 
 
 @dataclass
