@@ -84,15 +84,16 @@ def check(config: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(topo.model_dump(mode="json"), indent=2))
         return
-    from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{config}: topology '{topo.name}' is valid")
+    # The verdict line is plain text: a long path must never be wrapped by the table layout.
+    click.echo(f"{config}: topology '{topo.name}' is valid")
+    table = Table()
     for col in ("party", "role", "endpoint", "key"):
         table.add_column(col)
     for p in topo.parties:
         table.add_row(p.name, p.role, f"{p.host}:{p.port}", "CURVE" if p.public_key else "-")
-    console = Console()
+    console = _console()
     console.print(table)
     net = topo.network
     bw = f"{net.bandwidth_mbps:g} Mbit/s" if net.bandwidth_mbps else "unlimited"
