@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 import yaml
 import zmq
-import zmq.asyncio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -92,12 +91,14 @@ def test_non_local_hosts_need_keys_or_insecure(tmp_path: Path, caplog: pytest.Lo
 
 @pytest.mark.parametrize("curve", [True, False])
 async def test_rogue_socket_changes_nothing(make_topology, curve: bool) -> None:
-    topo = make_topology(2, helper=False, network={"latency_ms": 20})
+    # a small frame bound, so that the rogue's oversized frame trips ZMQ_MAXMSGSIZE
+    topo = make_topology(2, helper=False, network={"latency_ms": 20}, max_message_mb=0.05)
     target = topo.party("bank_a")
+    oversized = bytes(int(0.06 * 1024 * 1024))
     stop = asyncio.Event()
 
     async def rogue() -> int:
-        ctx = zmq.asyncio.Context()
+        ctx = zmq.Context()  # blocking sockets used with NOBLOCK: zmq.Again is raised here, not in a future
         sent = 0
         socks = []
         for identity in (b"mallory", b"bank_b"):  # a stranger, and one claiming to be a party
@@ -110,7 +111,8 @@ async def test_rogue_socket_changes_nothing(make_topology, curve: bool) -> None:
         while not stop.is_set() and sent < 600:
             for s in socks:
                 for parts in ([os.urandom(HEADER_SIZE), os.urandom(8)],
-                              [encode_header(junk), np.zeros(1, np.uint64).tobytes()], [b"garbage"]):
+                              [encode_header(junk), np.zeros(1, np.uint64).tobytes()], [b"garbage"],
+                              [encode_header(junk), oversized]):
                     # never block: against a CURVE server this socket never completes a handshake
                     with contextlib.suppress(zmq.Again):
                         s.send_multipart(parts, flags=zmq.NOBLOCK)
