@@ -158,7 +158,7 @@ def test_dead_or_frozen_party_stops_the_others_naming_it(tmp_path: Path, how: st
         for p in procs.values():
             if p.poll() is None:
                 p.send_signal(signal.SIGKILL)
-            p.wait()
+            p.communicate()  # reaps it and closes its pipes
 
 
 # -- frames a party must reject ---------------------------------------------------------------------------

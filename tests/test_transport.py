@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 import pytest
+import zmq
 
 from mpc.runtime import Party, PartyFailed, run_local, run_local_async, run_party
 from mpc.transport import PeerAborted, PeerTimeout, ProtocolViolation
@@ -99,6 +100,20 @@ async def test_late_peer_is_waited_for(make_topology) -> None:
     await asyncio.sleep(0.3)  # bank_b starts late, well within the timeout
     late = await run_party(topo, "bank_b", mesh, timeout_s=10)
     assert (await early).session_id == late.session_id
+
+
+@pytest.mark.parametrize("curve", [True, False])
+def test_port_in_use_is_a_clear_error(make_topology, curve: bool) -> None:
+    topo = make_topology(2, helper=False)
+    ctx = zmq.Context()
+    squatter = ctx.socket(zmq.PAIR)
+    squatter.bind(f"tcp://127.0.0.1:{topo.party('bank_b').port}")
+    try:
+        with pytest.raises(PartyFailed, match="bank_b: cannot listen on 127.0.0.1:.*in use"):
+            run_local(topo, mesh, timeout_s=2, curve=curve)
+    finally:
+        squatter.close(0)
+        ctx.term()
 
 
 def test_party_error_aborts_the_others_and_names_the_party(make_topology) -> None:

@@ -168,6 +168,7 @@ class ZmqTransport:
         self.keys = keys
         self._auth: AsyncioAuthenticator | None = None
         self._monitors: list[asyncio.Task[None]] = []
+        self._sockets: list[zmq.asyncio.Socket] = []  # every socket made, so that none outlives the context
         self._connected: set[str] = set()
         self._handshake_failures: dict[str, int] = {}
         self._closing = False
@@ -181,6 +182,7 @@ class ZmqTransport:
         self._ctx = zmq.asyncio.Context()
         me = self.topology.party(self.me)
         router = self._ctx.socket(zmq.ROUTER)
+        self._sockets.append(router)
         router.setsockopt(zmq.LINGER, 0)
         router.setsockopt(zmq.MAXMSGSIZE, self.max_payload + 64 * HEADER_SIZE)
         router.setsockopt(zmq.RCVHWM, 0)
@@ -198,15 +200,14 @@ class ZmqTransport:
         try:
             router.bind(f"tcp://{_bind_host(host)}:{port}")
         except zmq.ZMQError as exc:
-            router.close(0)
-            if self._auth is not None:
-                self._auth.stop()
+            await self._shutdown()
             raise OSError(f"{self.me}: cannot listen on {host}:{port}: {exc}") from None
         self._router = router
         heartbeat_ms = int(min(1.0, self.timeout_s / 10) * 1000)
         for peer in self.peers:
             spec = self.topology.party(peer)
             sock = self._ctx.socket(zmq.DEALER)
+            self._sockets.append(sock)
             sock.setsockopt(zmq.ROUTING_ID, self.me.encode())
             sock.setsockopt(zmq.SNDHWM, 0)
             sock.setsockopt(zmq.LINGER, int(min(self.timeout_s, 5.0) * 1000))
@@ -218,6 +219,7 @@ class ZmqTransport:
                 sock.curve_publickey = self.keys.public_of(self.me)
                 sock.curve_secretkey = self.keys.secret
             monitor = sock.get_monitor_socket(MONITOR_EVENTS)
+            self._sockets.append(monitor)
             self._monitors.append(loop.create_task(self._watch(peer, monitor), name=f"{self.me}-watch-{peer}"))
             sock.connect(f"tcp://{spec.host}:{spec.port}")
             link = _Link(peer, sock, self.topology.link(self.me, peer))
@@ -256,38 +258,45 @@ class ZmqTransport:
         """Goodbye barrier, then close: every peer has received all we sent before we tear down."""
         if self._ctx is None:
             return
-        if self._failure is None and self.session != _NO_SESSION:
-            for peer in self.peers:
-                self._send_control(peer, Kind.BYE, _EMPTY)
-            self._flush()
-            if self.peers:
-                assert self._bye_done is not None
-                try:
-                    await asyncio.wait_for(asyncio.shield(self._bye_done), self.timeout_s)
-                except TimeoutError:
-                    missing = [p for p in self.peers if p not in self._bye]
-                    self._fail(PeerTimeout(missing[0], f"{self.me}: timed out after {self.timeout_s:g} s waiting "
-                                                       f"for {', '.join(missing)} to finish"))
-                except PeerError:
-                    pass  # recorded in self._failure
-        await self._drain_links(timeout=min(self.timeout_s, 5.0))
-        await self._shutdown()
+        try:
+            if self._failure is None and self.session != _NO_SESSION:
+                await self._say_goodbye()
+            await self._drain_links(timeout=min(self.timeout_s, 5.0))
+        finally:
+            await self._shutdown()
         if self._failure is not None:
             # A peer failed after our program finished: the run as a whole did not succeed.
             raise self._failure
+
+    async def _say_goodbye(self) -> None:
+        for peer in self.peers:
+            self._send_control(peer, Kind.BYE, _EMPTY)
+        self._flush()
+        if self.peers:
+            assert self._bye_done is not None
+            try:
+                await asyncio.wait_for(asyncio.shield(self._bye_done), self.timeout_s)
+            except TimeoutError:
+                missing = [p for p in self.peers if p not in self._bye]
+                self._fail(PeerTimeout(missing[0], f"{self.me}: timed out after {self.timeout_s:g} s waiting "
+                                                   f"for {', '.join(missing)} to finish"))
+            except PeerError:
+                pass  # recorded in self._failure
 
     async def abort(self, reason: str) -> None:
         """Tell every peer this party is stopping with `reason`, then close."""
         if self._ctx is None:
             return
         text = reason.encode("utf-8", "replace")[:4000]
-        for peer in self.peers:
-            if peer not in self._aborted:
-                self._send_control(peer, Kind.ABORT, np.frombuffer(text, dtype=np.uint8))
-        self._flush()
-        await self._drain_links(timeout=min(self.timeout_s, 2.0))
-        # The abort is best effort: peers may be closing too, so do not linger long for them.
-        await self._shutdown(linger_ms=ABORT_LINGER_MS)
+        try:
+            for peer in self.peers:
+                if peer not in self._aborted:
+                    self._send_control(peer, Kind.ABORT, np.frombuffer(text, dtype=np.uint8))
+            self._flush()
+            await self._drain_links(timeout=min(self.timeout_s, 2.0))
+        finally:
+            # The abort is best effort: peers may be closing too, so do not linger long for them.
+            await self._shutdown(linger_ms=ABORT_LINGER_MS)
 
     async def _drain_links(self, timeout: float) -> None:
         waits = [link.queue.join() for link in self._links.values() if link.task and not link.task.done()]
@@ -299,25 +308,32 @@ class ZmqTransport:
 
     async def _shutdown(self, linger_ms: int | None = None) -> None:
         self._closing = True
-        for link in self._links.values():
-            link.sock.disable_monitor()  # before its monitor socket closes, or closing blocks
-        tasks = [t for t in [self._reader, *(lk.task for lk in self._links.values()), *self._monitors,
-                             *(ib.task for ib in self._inbound.values())] if t is not None]
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        for peer, link in self._links.items():
-            # Nothing more can reach a peer that said goodbye or aborted: do not linger for it.
-            link.sock.close(0 if peer in self._aborted else linger_ms)
-        if self._router is not None:
-            self._router.close(0)
-        if self._auth is not None:
-            self._auth.stop()
-            self._auth = None
-        ctx, self._ctx = self._ctx, None
-        if ctx is not None:
-            # Dealers linger (bounded) to hand the last frames to the kernel; term() waits for that.
-            await asyncio.to_thread(ctx.term)
+        try:
+            for link in self._links.values():
+                link.sock.disable_monitor()  # before its monitor socket closes, or closing blocks
+            tasks = [t for t in [self._reader, *(lk.task for lk in self._links.values()), *self._monitors,
+                                 *(ib.task for ib in self._inbound.values())] if t is not None]
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for peer, link in self._links.items():
+                # Nothing more can reach a peer that said goodbye or aborted: do not linger for it.
+                link.sock.close(0 if peer in self._aborted else linger_ms)
+            if self._router is not None:
+                self._router.close(0)
+            if self._auth is not None:
+                self._auth.stop()
+                self._auth = None
+        finally:
+            ctx, self._ctx = self._ctx, None
+            if ctx is not None:
+                # Whatever an interrupted shutdown (or a task cancelled before it ran) left open is closed
+                # here: an open socket would make term() wait forever, in whichever thread or GC pass ran it.
+                for sock in self._sockets:
+                    if not sock.closed:
+                        sock.close(0)
+                # Dealers linger (bounded) to hand the last frames to the kernel; term() waits for that.
+                await asyncio.to_thread(ctx.term)
         err = self._failure or PeerGone(self.me, f"{self.me}: transport closed")
         for fut in self._inbox.values():
             if not fut.done():
@@ -367,8 +383,10 @@ class ZmqTransport:
             return
         pending, self._pending_out = self._pending_out, {}
         for peer, frames in pending.items():
-            self._links[peer].queue.put_nowait(frames)
-            self.stats.transport_sends += 1
+            link = self._links.get(peer)
+            if link is not None:  # none yet only if start() failed part-way
+                link.queue.put_nowait(frames)
+                self.stats.transport_sends += 1
 
     # -- receiving ------------------------------------------------------------------------------
     async def recv(
