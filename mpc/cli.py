@@ -155,7 +155,7 @@ def run(ctx: click.Context, config: str, party_name: str, program: str, params: 
     if as_json:
         click.echo(json.dumps(summary, default=_jsonable))
     else:
-        click.echo(json.dumps(summary, indent=2, default=_jsonable))
+        _print_launch_table({"program": program, "config": config, "parties": [summary]})
 
 
 @cli.command()
@@ -405,7 +405,21 @@ def _print_launch_table(report: dict[str, Any]) -> None:
     console = _console()
     console.print(table)
     for p in report["parties"]:
-        console.print(f"{p['name']}: {json.dumps(p.get('result'), default=_jsonable)}", markup=False)
+        console.print(f"{p['name']}: {json.dumps(_brief(p.get('result')), default=_jsonable)}", markup=False)
+
+
+def _brief(value: Any, limit: int = 12) -> Any:
+    """A result for people: lists longer than `limit` shortened (`--json` prints them whole)."""
+    import numpy as np
+
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if isinstance(value, dict):
+        return {k: _brief(v, limit) for k, v in value.items()}
+    if isinstance(value, list):
+        items = [_brief(v, limit) for v in value[:limit]]
+        return items + [f"... {len(value):,} items in all (--json for every one)"] if len(value) > limit else items
+    return value
 
 
 def _console(stderr: bool = False) -> Any:

@@ -43,6 +43,7 @@ class Context:
         self.last_comparison_method: str | None = None
         self.compute_parties = party.compute_parties
         self._tasks: set[asyncio.Future[Any]] = set()
+        self._first_error: BaseException | None = None
         self._dealing: set[asyncio.Future[Any]] = set()
         self._gate: asyncio.Future[None] | None = None
 
@@ -77,8 +78,15 @@ class Context:
         """Run part of an operation on the loop; `finish()` waits for all of them."""
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
         return task
+
+    def _task_done(self, task: asyncio.Future[Any]) -> None:
+        # Keep the first failure for finish(); once a run has failed, the same peer error reaches many
+        # pending tasks, and asyncio would print each as a "never retrieved" traceback.
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None and self._first_error is None:
+            self._first_error = task.exception()
 
     def deal(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         """Fetch (compute party) or deal (helper) an operation's material, starting now."""
@@ -91,6 +99,8 @@ class Context:
         """Wait until every operation issued has completed (the helper: every piece of material sent)."""
         while self._tasks:
             await asyncio.gather(*list(self._tasks))
+        if self._first_error is not None:
+            raise self._first_error
 
     def hold(self) -> None:
         """Operations issued from now fetch their material but wait for `release()` to go online."""

@@ -326,3 +326,26 @@ def test_reveal_to_one_party(make_topology) -> None:
     out = run_local(make_topology(2), program)
     assert out["bank_a"].value is None and out["helper"].value is None
     np.testing.assert_array_equal(out["bank_b"].value, a)
+
+
+def test_a_failed_run_prints_one_error_not_a_traceback_per_pending_operation(
+        make_topology, caplog: pytest.LogCaptureFixture) -> None:
+    """A peer stopping mid-run fails many pending operations at once: the run reports it once."""
+    import gc
+    import logging
+
+    from mpc.runtime import PartyFailed
+
+    async def program(ctx: Context):
+        xs = [ctx.input("bank_a", np.arange(4) if ctx.name == "bank_a" else None, shape=(4,), fixed=False)
+              for _ in range(20)]
+        products = [x * x for x in xs]
+        if ctx.name == "bank_b":
+            raise ValueError("bank_b stops here")
+        return [await ctx.reveal(p) for p in products]
+
+    caplog.set_level(logging.ERROR, logger="asyncio")
+    with pytest.raises(PartyFailed, match="bank_b stops here"):
+        run_local(make_topology(2), program)
+    gc.collect()  # unretrieved task exceptions are reported when the tasks are collected
+    assert "never retrieved" not in caplog.text

@@ -96,6 +96,7 @@ async def fraud(ctx: Context, data_dir: str, reveal_scores: bool = False, flags_
         return out
     mine_flags = next(f for f in flag_values if f is not None)
     out["flags"] = mine_flags.astype(np.int8).tolist()
+    out["flagged_accounts"] = accounts[mine_flags.astype(bool)].tolist()
     if score_values is not None:
         out["scores"] = score_values.tolist()
     other = bank_names[1 - bank_names.index(me)]
