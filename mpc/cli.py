@@ -130,10 +130,12 @@ def run(ctx: click.Context, config: str, party_name: str, program: str, params: 
     from threadpoolctl import threadpool_limits
 
     from mpc.runtime import run_party
-    from parties.programs import get_program
+    from parties.programs import get_program, program_setup
 
     try:
-        prog = get_program(program, _parse_params(params))
+        parsed = _parse_params(params)
+        prog = get_program(program, parsed)
+        setup = program_setup(program, parsed)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--program") from None
     _setup_logging(ctx.obj["debug"], prefix="" if as_json else f"{party_name}: ")
@@ -144,7 +146,7 @@ def run(ctx: click.Context, config: str, party_name: str, program: str, params: 
         assert task is not None
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, task.cancel)
-        return await run_party(topo, party_name, prog, timeout_s=timeout_s, secret_key=secret_key)
+        return await run_party(topo, party_name, prog, timeout_s=timeout_s, secret_key=secret_key, setup=setup)
 
     with threadpool_limits(1):
         try:

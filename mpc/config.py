@@ -129,6 +129,17 @@ class Topology(_Strict):
                 bandwidth = link.bandwidth_mbps if link.bandwidth_mbps is not None else bandwidth
         return LinkParams(latency_ms=latency, bandwidth_mbps=bandwidth)
 
+    def agreed_settings(self) -> dict[str, str]:
+        """What every party must share for the run to be sound (compared at session start): the same
+        parties in the same order (an index names a party on the wire), and the same encoding and methods.
+        Hosts, ports, key paths, timeouts and the emulated network may differ from host to host."""
+        return {
+            "parties": ", ".join(f"{p.name} ({p.role})" for p in self.parties),
+            "frac_bits": str(self.frac_bits),
+            "truncation": self.truncation,
+            "comparison": self.comparison,
+        }
+
     # -- derived topologies --------------------------------------------------------------------
     def with_network(self, latency_ms: float | None = None, bandwidth_mbps: float | None = None) -> Topology:
         """Override the emulated network on every link (the CLI's --latency-ms / --bandwidth-mbps)."""

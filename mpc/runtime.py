@@ -128,13 +128,15 @@ class PartyFailed(RuntimeError):
 
 async def run_party(
     topology: Topology, name: str, program: Program[T], *, timeout_s: float | None = None,
-    keys: CurveKeys | None = None, secret_key: str | None = None,
+    keys: CurveKeys | None = None, secret_key: str | None = None, setup: Mapping[str, str] | None = None,
 ) -> PartyOutcome:
     """Run `program` as party `name`: connect, agree a session, run, say goodbye, close.
 
     Links use CurveZMQ with `keys`, or with the topology's key files; without keys (an `insecure: true`
     or all-localhost topology) they are plain TCP and a warning says so. If the program raises, every
-    peer is told (abort) so it stops at once with the reason.
+    peer is told (abort) so it stops at once with the reason. At session start the parties compare the
+    topology's agreed settings and `setup` (say, the program and its shared parameters): any difference
+    stops every party at once, naming the setting.
     """
     if keys is None:
         keys = load_keys(topology, name, secret_key)
@@ -142,7 +144,8 @@ async def run_party(
         log.warning("%s: links are NOT encrypted or authenticated (no keys in topology %r)%s", name,
                     topology.name, "; insecure: true" if topology.insecure else "")
     stats = Stats()
-    transport = ZmqTransport(topology, name, stats, timeout_s=timeout_s, keys=keys)
+    agreement = {**topology.agreed_settings(), **(setup or {})}
+    transport = ZmqTransport(topology, name, stats, timeout_s=timeout_s, keys=keys, agreement=agreement)
     try:
         await transport.start()
         party = Party(topology, name, transport, stats)

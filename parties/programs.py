@@ -17,6 +17,7 @@ class ProgramEntry:
     run: Callable[..., Awaitable[Any]]
     description: str
     is_secure: bool = False  # takes a protocols.Context rather than the bare Party
+    own_params: tuple[str, ...] = ()  # parameters each party sets for itself (its own data); the rest must agree
 
 
 PROGRAMS: dict[str, ProgramEntry] = {
@@ -27,7 +28,7 @@ PROGRAMS: dict[str, ProgramEntry] = {
                           is_secure=True),
     "bench": ProgramEntry(bench.bench, "measure secure ops (used by `mpc bench`)", is_secure=True),
     "fraud": ProgramEntry(fraud_secure.fraud, "joint fraud scoring of both banks' accounts (used by `mpc demo fraud`)",
-                          is_secure=True),
+                          is_secure=True, own_params=("data_dir", "model_file")),
 }
 
 
@@ -44,3 +45,11 @@ def get_program(name: str, params: dict[str, Any]) -> Callable[[Party], Awaitabl
         return await entry.run(party, **params)
 
     return program
+
+
+def program_setup(name: str, params: dict[str, Any]) -> dict[str, str]:
+    """What every party must agree on about the program: its name and every parameter but its own ones."""
+    entry = PROGRAMS.get(name)
+    own = entry.own_params if entry else ()
+    shared = ", ".join(f"{k}={params[k]!r}" for k in sorted(params) if k not in own)
+    return {"program": f"{name}({shared})"}

@@ -116,6 +116,34 @@ def test_port_in_use_is_a_clear_error(make_topology, curve: bool) -> None:
         ctx.term()
 
 
+async def test_different_settings_stop_both_parties_at_start(make_topology) -> None:
+    """A party with another encoding (or program) would hang or compute garbage: refused at the hello."""
+    topo = make_topology(2, helper=False, timeout_s=20)
+    other = topo.model_copy(update={"frac_bits": 20})
+    t0 = time.monotonic()
+    results = await asyncio.gather(run_party(topo, "bank_a", mesh), run_party(other, "bank_b", mesh),
+                                   return_exceptions=True)
+    assert time.monotonic() - t0 < 5  # at once, not after the 20 s timeout
+    a, b = results
+    assert isinstance(a, ProtocolViolation) and isinstance(b, ProtocolViolation)
+    assert "bank_b runs with different settings (frac_bits: 16 here, 20 at bank_b)" in str(a)
+    assert "frac_bits: 20 here, 16 at bank_a" in str(b)
+
+
+async def test_different_program_parameters_are_refused(make_topology) -> None:
+    from parties.programs import program_setup
+
+    topo = make_topology(2, helper=False, timeout_s=20)
+    # each bank's own data directory may differ; a shared parameter may not
+    same = program_setup("fraud", {"data_dir": "A", "flags_to": "own"})
+    assert same == program_setup("fraud", {"data_dir": "B", "flags_to": "own"})
+    other = program_setup("fraud", {"data_dir": "B", "flags_to": "both"})
+    results = await asyncio.gather(run_party(topo, "bank_a", mesh, setup=same),
+                                   run_party(topo, "bank_b", mesh, setup=other), return_exceptions=True)
+    assert all(isinstance(r, ProtocolViolation) for r in results)
+    assert "program: fraud(flags_to='own') here, fraud(flags_to='both') at bank_b" in str(results[0])
+
+
 def test_party_error_aborts_the_others_and_names_the_party(make_topology) -> None:
     topo = make_topology(3, helper=False, timeout_s=30)
 

@@ -20,10 +20,11 @@ import asyncio
 import collections
 import hashlib
 import ipaddress
+import json
 import logging
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -139,7 +140,7 @@ class ZmqTransport:
     """The mesh seen from one party. Create inside the running event loop; `start()`, use, `close()`."""
 
     def __init__(self, topology: Topology, me: str, stats: Stats, *, timeout_s: float | None = None,
-                 keys: CurveKeys | None = None):
+                 keys: CurveKeys | None = None, agreement: Mapping[str, str] | None = None):
         self.topology = topology
         self.me = me
         self.my_index = topology.index(me)
@@ -148,6 +149,9 @@ class ZmqTransport:
         self.timeout_s = timeout_s if timeout_s is not None else topology.timeout_s
         self.max_payload = int(topology.max_message_mb * 1024 * 1024)
         self.session = _NO_SESSION
+        # Opaque settings every party must share (the runtime fills them in); sent with the hello and
+        # compared, so that a mismatch stops the start rather than the middle of a run, or worse.
+        self.agreement = dict(agreement or {})
         self._ctx: zmq.asyncio.Context | None = None
         self._router: zmq.asyncio.Socket | None = None
         self._links: dict[str, _Link] = {}
@@ -229,8 +233,9 @@ class ZmqTransport:
 
         nonce = secrets.token_bytes(SESSION_BYTES)
         self._hello[self.me] = nonce
+        hello = np.frombuffer(json.dumps(self.agreement, sort_keys=True).encode(), dtype=np.uint8)
         for peer in self.peers:
-            self._send_control(peer, Kind.HELLO, _EMPTY, session=nonce)
+            self._send_control(peer, Kind.HELLO, hello, session=nonce)
         if not self.peers:
             self._hello_done.set_result(None)
         try:
@@ -489,7 +494,7 @@ class ZmqTransport:
     def _dispatch(self, peer: str, header: Header, payload: memoryview) -> None:
         """Act on a valid frame once it is due: hello, data (buffered by key), goodbye or abort."""
         if header.kind is Kind.HELLO:
-            self._on_hello(peer, header)
+            self._on_hello(peer, header, payload)
         elif header.kind is Kind.DATA:
             if self.session == _NO_SESSION:
                 self._early.append((peer, header, payload))
@@ -532,8 +537,23 @@ class ZmqTransport:
         self._fail(PeerGone(peer, f"{self.me}: lost the connection to {peer} (its process died, froze, or the "
                                   "network failed)"))
 
-    def _on_hello(self, peer: str, header: Header) -> None:
+    def _on_hello(self, peer: str, header: Header, payload: memoryview) -> None:
         if peer in self._hello:
+            return
+        try:
+            theirs = json.loads(bytes(payload).decode())
+        except ValueError:
+            theirs = None
+        if not isinstance(theirs, dict):
+            log.warning("%s: dropped a malformed hello from %s", self.me, peer)
+            return
+        if theirs != self.agreement:
+            keys = sorted(set(theirs) | set(self.agreement))
+            diffs = [f"{k}: {self.agreement.get(k, '-')!s} here, {theirs.get(k, '-')!s} at {peer}"
+                     for k in keys if theirs.get(k) != self.agreement.get(k)]
+            self._fail(ProtocolViolation(peer, f"{self.me}: {peer} runs with different settings ("
+                                               + "; ".join(diffs) + "); every party must run the same program "
+                                               "and parameters with the same topology"))
             return
         self._hello[peer] = header.session
         if len(self._hello) == len(self.peers) + 1 and self._hello_done and not self._hello_done.done():
