@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -48,8 +49,13 @@ def get_program(name: str, params: dict[str, Any]) -> Callable[[Party], Awaitabl
 
 
 def program_setup(name: str, params: dict[str, Any]) -> dict[str, str]:
-    """What every party must agree on about the program: its name and every parameter but its own ones."""
+    """What every party must agree on about the program: its name and every parameter but its own ones
+    (defaults filled in, so that `flags_to=both` given or left out is the same program)."""
     entry = PROGRAMS.get(name)
-    own = entry.own_params if entry else ()
-    shared = ", ".join(f"{k}={params[k]!r}" for k in sorted(params) if k not in own)
+    if entry is None:
+        return {"program": name}
+    defaults = {k: p.default for k, p in list(inspect.signature(entry.run).parameters.items())[1:]
+                if p.default is not inspect.Parameter.empty}
+    full = {**defaults, **params}
+    shared = ", ".join(f"{k}={full[k]!r}" for k in sorted(full) if k not in entry.own_params)
     return {"program": f"{name}({shared})"}

@@ -137,11 +137,14 @@ async def test_different_program_parameters_are_refused(make_topology) -> None:
     # each bank's own data directory may differ; a shared parameter may not
     same = program_setup("fraud", {"data_dir": "A", "flags_to": "own"})
     assert same == program_setup("fraud", {"data_dir": "B", "flags_to": "own"})
+    assert program_setup("fraud", {"flags_to": "both"}) == program_setup("fraud", {})  # defaults filled in
     other = program_setup("fraud", {"data_dir": "B", "flags_to": "both"})
     results = await asyncio.gather(run_party(topo, "bank_a", mesh, setup=same),
                                    run_party(topo, "bank_b", mesh, setup=other), return_exceptions=True)
     assert all(isinstance(r, ProtocolViolation) for r in results)
-    assert "program: fraud(flags_to='own') here, fraud(flags_to='both') at bank_b" in str(results[0])
+    message = str(results[0])
+    assert "program: fraud(flags_to='own', " in message and "here, fraud(flags_to='both', " in message
+    assert message.index("here") < message.index("at bank_b")
 
 
 def test_party_error_aborts_the_others_and_names_the_party(make_topology) -> None:
