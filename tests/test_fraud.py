@@ -161,3 +161,44 @@ def test_demo_bad_csv_is_a_clear_error(small_data: Path, tmp_path: Path) -> None
     assert res.returncode != 0
     assert f"{bad / 'bank_b.csv'}: row 5, column direction" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_the_multi_host_steps_of_the_readme(small_data: Path, tmp_path: Path) -> None:
+    """Keys, one topology, one `mpc run` per party with only its own data, on three addresses."""
+    import yaml
+
+    from mpc.benchmark import free_ports
+
+    res = mpc("keys", "generate", str(tmp_path / "keys"), "--party", "bank_a", "--party", "bank_b", "--party", "helper")
+    assert res.returncode == 0, res.stderr
+    ports = free_ports(3)
+    parties = [{"name": n, "role": "helper" if n == "helper" else "compute", "host": f"127.0.0.{i + 1}",
+                "port": ports[i], "public_key": f"keys/{n}.key"} for i, n in enumerate(("bank_a", "bank_b", "helper"))]
+    topology = tmp_path / "topology.yaml"
+    topology.write_text(yaml.safe_dump({"name": "three-hosts", "timeout_s": 30, "parties": parties}))
+    assert mpc("check", str(topology)).returncode == 0
+    own_files = {"bank_a": ["accounts.csv", "bank_a.csv"], "bank_b": ["accounts.csv", "bank_b.csv"],
+                 "helper": ["accounts.csv"]}
+    procs = {}
+    for name, files in own_files.items():
+        own = tmp_path / f"data_{name}"
+        own.mkdir()
+        for f in files:
+            (own / f).write_text((small_data / f).read_text())
+        procs[name] = subprocess.Popen(
+            [sys.executable, "-m", "mpc", "run", str(topology), "--party", name, "--secret-key",
+             str(tmp_path / "keys" / f"{name}.key_secret"), "--program", "fraud", "-p", f"data_dir={own}", "--json"],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out = {}
+    for name, p in procs.items():
+        stdout, stderr = p.communicate(timeout=120)
+        assert p.returncode == 0, stderr
+        out[name] = json.loads(stdout)["result"]
+    ds = data.read_dataset(small_data)
+    joint = load()["joint"]
+    raw = [features.compute(tx, ds.accounts) for tx in (ds.bank_a, ds.bank_b)]
+    plain = joint.scores(np.hstack(raw))
+    expected = sorted(ds.accounts[plain > joint.threshold].tolist())
+    assert expected and sorted(out["bank_a"]["flagged_accounts"]) == expected
+    assert out["bank_b"]["flagged_accounts"] == out["bank_a"]["flagged_accounts"]
+    assert "flags" not in out["helper"] and "flagged_accounts" not in out["helper"]
