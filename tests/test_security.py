@@ -23,7 +23,7 @@ from mpc import keys as mpc_keys
 from mpc.config import ConfigError, load_topology, parse_topology
 from mpc.runtime import Party, run_local, run_local_async, run_party
 from mpc.stats import Stats
-from mpc.transport import PeerRefused, PeerTimeout, ZmqTransport
+from mpc.transport import PeerRefused, PeerTimeout, ProtocolViolation, ZmqTransport
 from mpc.transport.frames import HEADER_SIZE, Header, Kind, encode_header
 from parties.diagnostics import mesh, pingpong
 from tests.conftest import free_ports
@@ -214,6 +214,21 @@ async def test_sender_mismatch_and_malformed_are_dropped(transport: ZmqTransport
     assert not transport._handle_frame("bank_b", header[:-1], payload)  # truncated header
     assert transport.failure is None and not transport._inbox
     assert transport._handle_frame("bank_b", *frame(0))  # the link is still usable
+
+
+async def test_malformed_or_oversized_hello_is_dropped(transport: ZmqTransport,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING)
+    garbage = np.frombuffer(b"{not json", dtype=np.uint8)
+    huge = np.frombuffer(b'{"a": "' + b"x" * 70_000 + b'"}', dtype=np.uint8)
+    assert transport._handle_frame("bank_b", *frame(0, kind=Kind.HELLO, payload=garbage))
+    assert transport._handle_frame("bank_b", *frame(1, kind=Kind.HELLO, payload=huge))
+    assert caplog.text.count("malformed hello") == 2
+    assert transport.failure is None and "bank_b" not in transport._hello
+    settings = np.frombuffer(b'{"frac_bits": "20"}', dtype=np.uint8)  # well formed, but not ours
+    transport._handle_frame("bank_b", *frame(2, kind=Kind.HELLO, payload=settings))
+    assert isinstance(transport.failure, ProtocolViolation) and "frac_bits: - here, 20 at bank_b" in str(
+        transport.failure)
 
 
 async def test_wrong_dtype_or_shape_is_a_protocol_violation(transport: ZmqTransport) -> None:

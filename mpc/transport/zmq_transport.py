@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import hashlib
 import ipaddress
 import json
@@ -54,6 +55,7 @@ log = logging.getLogger("mpc.transport")
 _EMPTY = np.zeros(0, dtype=np.uint8)
 _NO_SESSION = bytes(SESSION_BYTES)
 ABORT_LINGER_MS = 300
+MAX_HELLO_BYTES = 64 * 1024  # a hello carries a few settings; anything larger is malformed
 ZAP_DOMAIN = "mpc"
 DISCONNECT_GRACE_S = 0.5
 MONITOR_EVENTS = (zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED
@@ -540,10 +542,10 @@ class ZmqTransport:
     def _on_hello(self, peer: str, header: Header, payload: memoryview) -> None:
         if peer in self._hello:
             return
-        try:
-            theirs = json.loads(bytes(payload).decode())
-        except ValueError:
-            theirs = None
+        theirs = None
+        if len(payload) <= MAX_HELLO_BYTES:
+            with contextlib.suppress(ValueError):
+                theirs = json.loads(bytes(payload).decode())
         if not isinstance(theirs, dict):
             log.warning("%s: dropped a malformed hello from %s", self.me, peer)
             return
