@@ -130,6 +130,17 @@ async def test_different_settings_stop_both_parties_at_start(make_topology) -> N
     assert "frac_bits: 20 here, 16 at bank_a" in str(b)
 
 
+async def test_parties_listed_in_another_order_are_refused(make_topology) -> None:
+    topo = make_topology(2, helper=False, timeout_s=20)
+    reordered = topo.model_copy(update={"parties": list(reversed(topo.parties))})
+    t0 = time.monotonic()
+    a, b = await asyncio.gather(run_party(topo, "bank_a", mesh), run_party(reordered, "bank_b", mesh),
+                                return_exceptions=True)
+    assert time.monotonic() - t0 < 5
+    assert isinstance(a, ProtocolViolation) and "bank_b numbers the parties differently" in str(a)
+    assert isinstance(b, ProtocolViolation)
+
+
 async def test_different_program_parameters_are_refused(make_topology) -> None:
     from parties.programs import program_setup
 

@@ -468,6 +468,13 @@ class ZmqTransport:
         try:
             header = decode_header(raw_header, self.max_payload)
             if header.sender != self.topology.index(peer):
+                if header.kind is Kind.HELLO:
+                    # the peer's own topology lists the parties in another order: nothing could be routed
+                    self._fail(ProtocolViolation(
+                        peer, f"{self.me}: {peer} numbers the parties differently (it is party {header.sender} in "
+                              f"its topology, {self.topology.index(peer)} in ours); every party must use the "
+                              "same topology, parties in the same order"))
+                    return False
                 raise FrameError(f"header claims sender index {header.sender}, socket says {peer}")
             if len(payload) != header.payload_size:
                 raise FrameError(f"payload has {len(payload)} bytes, header claims {header.payload_size}")
