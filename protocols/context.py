@@ -227,6 +227,12 @@ class Context:
 
         return self.spawn(run())
 
+    async def own_share(self, x: SharedArray) -> np.ndarray | None:
+        """This party's own share of x (None on the helper): uniformly random by itself, so it tells its
+        holder nothing. For an auditor entitled to every party's share (the fraud demo's check on synthetic
+        data), who adds them mod 2^64; never for sending to another party, which is what `reveal` is for."""
+        return (await x.resolve()).share
+
     async def open_shares(self, op: Op, share: np.ndarray, depth: int, *, step: int = 0,
                           xor: bool = False) -> tuple[np.ndarray, int]:
         """Every compute party sends its share to every other and adds (or XORs) what it receives: the

@@ -139,7 +139,8 @@ def test_demo_default_synthetic_own_flags_and_query() -> None:
     res = mpc("demo", "fraud", "--accounts", "600", "--seed", "3", "--flags-to", "own", "--json")
     assert res.returncode == 0, res.stderr
     r = json.loads(res.stdout)
-    assert r["flags_match_plaintext"] is True and r["max_score_error"] is None
+    assert r["flags_match_plaintext"] is True and r["scores_opened_to_banks"] is False
+    assert 0 < r["max_score_error"] <= r["score_error_bound"]  # from the banks' shares, by the auditor
     assert "its own customers" in r["learned"]["bank_a"]
     accounts = data.generate(600, seed=3)
     mule = str(accounts.accounts[accounts.labels == 1][0])

@@ -41,8 +41,12 @@ def standardised_part(model: MLP, raw: np.ndarray, part: int) -> np.ndarray:
 
 
 async def fraud(ctx: Context, data_dir: str, reveal_scores: bool = False, flags_to: str = "both",
-                query: str = "", model_file: str = "") -> dict[str, Any]:
-    """Score every listed account (or one, `query`) jointly; reveal flags (and scores if asked)."""
+                query: str = "", model_file: str = "", audit: bool = False) -> dict[str, Any]:
+    """Score every listed account (or one, `query`) jointly; reveal flags (and scores if asked).
+
+    `audit`: each bank also returns its own share of the scores (random by itself) for an auditor who
+    holds everything anyway, as the demo's harness does with synthetic data, to check the score error
+    without opening the scores to the banks."""
     if flags_to not in ("both", "own"):
         raise ValueError("flags_to must be 'both' or 'own'")
     bank_names = ctx.compute_parties[:2]
@@ -99,6 +103,10 @@ async def fraud(ctx: Context, data_dir: str, reveal_scores: bool = False, flags_
     out["flagged_accounts"] = accounts[mine_flags.astype(bool)].tolist()
     if score_values is not None:
         out["scores"] = score_values.tolist()
+    if audit:
+        share = await ctx.own_share(scores)
+        assert share is not None
+        out["score_share"] = {"frac_bits": scores.frac, "share": share.tolist()}
     other = bank_names[1 - bank_names.index(me)]
     learned = [f"its own transactions and features, the public account list and model ({n} accounts)",
                f"the flags of {'all listed accounts' if flags_to == 'both' else 'its own customers'}"]
