@@ -328,10 +328,10 @@ class ZmqTransport:
                 link.sock.close(0 if peer in self._aborted else linger_ms)
             if self._router is not None:
                 self._router.close(0)
-            if self._auth is not None:
+        finally:
+            if self._auth is not None:  # its ZAP socket is one more socket of the context
                 self._auth.stop()
                 self._auth = None
-        finally:
             ctx, self._ctx = self._ctx, None
             if ctx is not None:
                 # Whatever an interrupted shutdown (or a task cancelled before it ran) left open is closed
