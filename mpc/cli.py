@@ -23,6 +23,9 @@ EXIT_CONFIG = 2
 class CliError(click.ClickException):
     """An expected failure: message to stderr, exit 1."""
 
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True)  # the same form as every other error line
+
 
 def _load(config: str) -> Topology:
     try:
@@ -454,8 +457,8 @@ def main() -> None:
         cli.main(standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.Abort:
-        click.echo("aborted", err=True)
+    except (click.Abort, KeyboardInterrupt):
+        click.echo("interrupted; every party process was stopped", err=True)
         sys.exit(130)
     except click.ClickException as exc:
         exc.show()

@@ -114,4 +114,26 @@ async def launch_async(config: str, names: Sequence[str], run_args: Sequence[str
 
 def launch(config: str, names: Sequence[str], run_args: Sequence[str], global_args: Sequence[str] = (),
            sink: TextIO | None = sys.stderr, prefixes: Mapping[str, Sequence[str]] | None = None) -> list[ChildResult]:
-    return asyncio.run(launch_async(config, names, run_args, global_args, sink, prefixes))
+    """`launch_async` in its own event loop. Ctrl-C or SIGTERM stops the children (repeats are ignored
+    until they have stopped), then raises KeyboardInterrupt."""
+
+    async def supervised() -> list[ChildResult]:
+        loop = asyncio.get_running_loop()
+        main = asyncio.current_task()
+        assert main is not None
+        interrupted = False
+
+        def interrupt() -> None:
+            nonlocal interrupted
+            if not interrupted:  # a second cancel would cut short the stopping of the children
+                interrupted = True
+                main.cancel()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, interrupt)
+        return await launch_async(config, names, run_args, global_args, sink, prefixes)
+
+    try:
+        return asyncio.run(supervised())
+    except asyncio.CancelledError:
+        raise KeyboardInterrupt from None

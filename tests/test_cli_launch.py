@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.conftest import free_ports
@@ -69,6 +71,31 @@ def test_failing_party_stops_the_launch(tmp_path: Path) -> None:
     assert report["ok"] is False
     assert all(p["exit_code"] != 0 for p in report["parties"])
     # no party process is left behind (their command lines name the launch's temporary topology)
+    if shutil.which("pgrep"):
+        left = subprocess.run(["pgrep", "-f", f"mpc-launch-.*|{tmp_path}"], capture_output=True, text=True).stdout
+        assert not [pid for pid in left.split() if int(pid) != os.getpid()]
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_interrupted_launch_stops_every_party(tmp_path: Path, how: str) -> None:
+    """Ctrl-C reaches the whole process group; SIGTERM only the launcher, which must stop its children."""
+    config = _config(tmp_path)
+    proc = subprocess.Popen([sys.executable, "-m", "mpc", "launch", str(config), "--program", "pingpong",
+                             "-p", "steps=2000", "--latency-ms", "20"], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    assert proc.stderr is not None
+    started = 0
+    while started < 3:  # every party has its session: the run is under way
+        line = proc.stderr.readline()
+        assert line, "the launch ended before every party started"
+        started += "started with" in line
+    if how == "ctrl-c":
+        os.killpg(proc.pid, signal.SIGINT)
+    else:
+        proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err and "never retrieved" not in err
     if shutil.which("pgrep"):
         left = subprocess.run(["pgrep", "-f", f"mpc-launch-.*|{tmp_path}"], capture_output=True, text=True).stdout
         assert not [pid for pid in left.split() if int(pid) != os.getpid()]
