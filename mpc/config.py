@@ -288,8 +288,13 @@ def load_topology(path: str | Path) -> Topology:
         raise ConfigError(source, [f"YAML syntax error at {where}: {exc.problem}"]) from None
     except yaml.YAMLError as exc:
         raise ConfigError(source, [f"YAML error: {exc}"]) from None
-    topo = parse_topology(data, source)
-    return _resolve_key_paths(topo, path.parent)
+    topo = _resolve_key_paths(parse_topology(data, source), path.parent)
+    # Every party needs every public key (to dial and to admit its peers); secret keys live on their own host.
+    missing = [f"parties[{i}] ({p.name}).public_key: no such file {p.public_key}"
+               for i, p in enumerate(topo.parties) if p.public_key is not None and not Path(p.public_key).is_file()]
+    if missing:
+        raise ConfigError(source, missing)
+    return topo
 
 
 def _resolve_key_paths(topo: Topology, base: Path) -> Topology:

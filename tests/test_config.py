@@ -63,6 +63,12 @@ BAD = {
     "missing parties": ("name: t\n", "parties: Field required"),
     "bad party name": (GOOD.replace("name: bank_a", "name: 'bank a'"), "parties[0] (bank a).name: String should match"),
     "timeout not a number": (GOOD + "timeout_s: soon\n", "timeout_s: Input should be a valid number"),
+    "missing public key file": (
+        GOOD.replace("port: 7001}", "port: 7001, public_key: keys/bank_a.key}")
+            .replace("port: 7002}", "port: 7002, public_key: keys/bank_b.key}")
+            .replace("port: 7003}", "port: 7003, public_key: keys/helper.key}"),
+        "parties[0] (bank_a).public_key: no such file",
+    ),
     "dcf with three parties": (
         GOOD.replace("  - {name: helper", "  - {name: bank_c, role: compute, port: 7004}\n  - {name: helper")
         + "comparison: dcf\n",
