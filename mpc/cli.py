@@ -37,16 +37,14 @@ def _load(config: str) -> Topology:
         sys.exit(EXIT_CONFIG)
 
 
-def _parse_params(params: tuple[str, ...]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+def _parse_params(params: tuple[str, ...]) -> dict[str, str]:
+    """`-p KEY=VALUE` pairs as text; the program's signature gives each its type (parties/programs.py)."""
+    out: dict[str, str] = {}
     for item in params:
         key, sep, value = item.partition("=")
         if not sep or not key.isidentifier():
             raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--param")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
+        out[key] = value
     return out
 
 
@@ -174,11 +172,12 @@ def launch(ctx: click.Context, config: str, program: str, params: tuple[str, ...
     """Run every party of CONFIG as its own process on this host; fail if any party fails."""
     topo = _load(config)
     from mpc.launcher import launch as launch_all
-    from parties.programs import PROGRAMS
+    from parties.programs import bind_params
 
-    if program not in PROGRAMS:
-        raise click.BadParameter(f"unknown program {program!r}; known: {', '.join(sorted(PROGRAMS))}",
-                                 param_hint="--program")
+    try:
+        bind_params(program, _parse_params(params))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--program/--param") from None
     args = ["--program", program]
     for p in params:
         args += ["--param", p]

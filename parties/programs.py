@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,17 +33,58 @@ PROGRAMS: dict[str, ProgramEntry] = {
 }
 
 
-def get_program(name: str, params: dict[str, Any]) -> Callable[[Party], Awaitable[Any]]:
-    """The program `name` with its parameters bound; ValueError names the known programs."""
+def bind_params(name: str, params: Mapping[str, Any], *, complete: bool = True) -> dict[str, Any]:
+    """The parameters of program `name`, text from the command line (`-p KEY=VALUE`) converted to the
+    type of each parameter's default. ValueError naming the program's parameters for an unknown or
+    missing one or a value that does not convert, so a typo fails before any party starts."""
     entry = PROGRAMS.get(name)
     if entry is None:
         raise ValueError(f"unknown program {name!r}; known: {', '.join(sorted(PROGRAMS))}")
+    accepted = list(inspect.signature(entry.run).parameters.values())[1:]  # after the party or context
+    usage = ", ".join(p.name if p.default is inspect.Parameter.empty else f"{p.name}={p.default!r}"
+                      for p in accepted) or "none"
+    known = {p.name: p for p in accepted}
+    bound: dict[str, Any] = {}
+    for key, value in params.items():
+        if key not in known:
+            raise ValueError(f"{name} has no parameter {key!r}; its parameters: {usage}")
+        default = known[key].default
+        expected = str if default is inspect.Parameter.empty or default is None else type(default)
+        try:
+            bound[key] = _convert(value, expected)
+        except ValueError:
+            raise ValueError(f"{name} parameter {key}: expected {expected.__name__}, got {value!r}") from None
+    missing = [p.name for p in accepted if p.default is inspect.Parameter.empty and p.name not in params]
+    if missing and complete:
+        raise ValueError(f"{name} needs {', '.join(missing)} (-p NAME=VALUE); its parameters: {usage}")
+    return bound
 
+
+def _convert(value: Any, expected: type) -> Any:
+    if not isinstance(value, str):
+        if isinstance(value, expected) and not (expected is int and isinstance(value, bool)):
+            return value
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        raise ValueError(value)
+    if expected is bool:
+        if value.lower() in ("true", "1", "yes"):
+            return True
+        if value.lower() in ("false", "0", "no"):
+            return False
+        raise ValueError(value)
+    return expected(value)  # str, int or float
+
+
+def get_program(name: str, params: Mapping[str, Any]) -> Callable[[Party], Awaitable[Any]]:
+    """The program `name` with its parameters converted, checked and bound (ValueError says what is wrong)."""
+    bound = bind_params(name, params)
+    entry = PROGRAMS[name]
     if entry.is_secure:
-        return secure(lambda ctx: entry.run(ctx, **params))
+        return secure(lambda ctx: entry.run(ctx, **bound))
 
     async def program(party: Party) -> Any:
-        return await entry.run(party, **params)
+        return await entry.run(party, **bound)
 
     return program
 
@@ -56,6 +97,6 @@ def program_setup(name: str, params: dict[str, Any]) -> dict[str, str]:
         return {"program": name}
     defaults = {k: p.default for k, p in list(inspect.signature(entry.run).parameters.items())[1:]
                 if p.default is not inspect.Parameter.empty}
-    full = {**defaults, **params}
+    full = {**defaults, **bind_params(name, params, complete=False)}
     shared = ", ".join(f"{k}={full[k]!r}" for k in sorted(full) if k not in entry.own_params)
     return {"program": f"{name}({shared})"}

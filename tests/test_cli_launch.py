@@ -148,3 +148,18 @@ def test_bench_json_records(tmp_path: Path) -> None:
     assert mul["bytes_online"] == 16 * 400 + HEADER_SIZE and mul["bytes_offline"] == 8 * 400 + HEADER_SIZE
     assert matmul["bytes_online"] == 16 * 400 + HEADER_SIZE  # two 20 x 20 operands
     assert trunc["bytes_online"] == 8 * 400 + HEADER_SIZE
+
+
+def test_program_parameters_are_checked_before_any_party_starts(tmp_path: Path) -> None:
+    from parties.programs import bind_params
+
+    res = mpc("launch", str(_config(tmp_path)), "--program", "pingpong", "-p", "stepz=3")
+    assert res.returncode == 2 and "pingpong has no parameter 'stepz'; its parameters: steps=10" in res.stderr
+    assert "session" not in res.stderr  # no party was started
+    # text from the command line takes each parameter's type from its default
+    assert bind_params("fraud", {"data_dir": "d", "query": "12345", "reveal_scores": "true"}) == {
+        "data_dir": "d", "query": "12345", "reveal_scores": True}
+    with pytest.raises(ValueError, match="pingpong parameter steps: expected int"):
+        bind_params("pingpong", {"steps": "x"})
+    with pytest.raises(ValueError, match="fraud needs data_dir"):
+        bind_params("fraud", {})
