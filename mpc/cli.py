@@ -105,11 +105,11 @@ def check(config: str, as_json: bool) -> None:
 
 @cli.command()
 def programs() -> None:
-    """List the built-in programs."""
-    from parties.programs import PROGRAMS
+    """List the built-in programs and their parameters (-p NAME=VALUE)."""
+    from parties.programs import PROGRAMS, program_usage
 
     for name, entry in sorted(PROGRAMS.items()):
-        click.echo(f"{name:<12} {entry.description}")
+        click.echo(f"{name:<12} {entry.description}\n{'':<12} parameters: {program_usage(name)}")
 
 
 @cli.command()

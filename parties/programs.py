@@ -40,9 +40,8 @@ def bind_params(name: str, params: Mapping[str, Any], *, complete: bool = True) 
     entry = PROGRAMS.get(name)
     if entry is None:
         raise ValueError(f"unknown program {name!r}; known: {', '.join(sorted(PROGRAMS))}")
-    accepted = list(inspect.signature(entry.run).parameters.values())[1:]  # after the party or context
-    usage = ", ".join(p.name if p.default is inspect.Parameter.empty else f"{p.name}={p.default!r}"
-                      for p in accepted) or "none"
+    accepted = _parameters(entry)
+    usage = program_usage(name)
     known = {p.name: p for p in accepted}
     bound: dict[str, Any] = {}
     for key, value in params.items():
@@ -58,6 +57,16 @@ def bind_params(name: str, params: Mapping[str, Any], *, complete: bool = True) 
     if missing and complete:
         raise ValueError(f"{name} needs {', '.join(missing)} (-p NAME=VALUE); its parameters: {usage}")
     return bound
+
+
+def _parameters(entry: ProgramEntry) -> list[inspect.Parameter]:
+    return list(inspect.signature(entry.run).parameters.values())[1:]  # after the party or context
+
+
+def program_usage(name: str) -> str:
+    """The program's parameters with their defaults, e.g. `steps=10`."""
+    return ", ".join(p.name if p.default is inspect.Parameter.empty else f"{p.name}={p.default!r}"
+                     for p in _parameters(PROGRAMS[name])) or "none"
 
 
 def _convert(value: Any, expected: type) -> Any:
@@ -95,8 +104,7 @@ def program_setup(name: str, params: dict[str, Any]) -> dict[str, str]:
     entry = PROGRAMS.get(name)
     if entry is None:
         return {"program": name}
-    defaults = {k: p.default for k, p in list(inspect.signature(entry.run).parameters.items())[1:]
-                if p.default is not inspect.Parameter.empty}
+    defaults = {p.name: p.default for p in _parameters(entry) if p.default is not inspect.Parameter.empty}
     full = {**defaults, **bind_params(name, params, complete=False)}
     shared = ", ".join(f"{k}={full[k]!r}" for k in sorted(full) if k not in entry.own_params)
     return {"program": f"{name}({shared})"}
