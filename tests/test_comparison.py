@@ -276,3 +276,22 @@ def test_fused_relu_truncation(make_topology, method: str) -> None:
     bound = (np.abs(np.concatenate([x_plain, big])).sum(axis=1, keepdims=True) + 3) * STEP
     assert (np.abs(got - want) <= bound).all()
     assert rounds_of(out, 0) == (1 if method == "dcf" else 10)
+
+
+def test_every_comparison_op_with_parties_as_processes() -> None:
+    """`mpc bench` runs each op with the parties as separate processes and checks it against numpy."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    res = subprocess.run([sys.executable, "-m", "mpc", "bench", "--op", "lt,eq,relu,max", "--method", "dcf,bits",
+                          "--n", "300", "--repeat", "1", "--json"], capture_output=True, text=True, timeout=240,
+                         cwd=Path(__file__).resolve().parent.parent)
+    assert res.returncode == 0, res.stderr
+    records = json.loads(res.stdout)
+    got = {(r["op"], r["method"]): r for r in records}
+    assert set(got) == {(op, m) for op in ("lt", "eq", "relu", "max") for m in ("dcf", "bits")}
+    for (op, method), r in got.items():
+        assert r["correct"] is True, (op, method)
+        assert r["rounds"] == (1 if method == "dcf" else 8 if op in ("lt", "eq") else 9), (op, method, r["rounds"])
