@@ -183,7 +183,7 @@ async def run_local_async(
         for name in topology.names
     }
     await asyncio.wait(tasks.values())
-    errors = {name: t.exception() for name, t in tasks.items() if t.exception() is not None}
+    errors = {name: exc for name, t in tasks.items() if (exc := t.exception()) is not None}
     if errors:
         culprit = _root_cause(errors)
         raise PartyFailed(culprit, errors[culprit]) from errors[culprit]

@@ -27,6 +27,7 @@ import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import zmq
@@ -636,7 +637,7 @@ class _PartyAuthenticator(AsyncioAuthenticator):
         return self.names.get(z85.encode(client_public_key), "?")
 
 
-def _consume_exception(fut: asyncio.Future[object]) -> None:
+def _consume_exception(fut: asyncio.Future[Any]) -> None:
     if not fut.cancelled():
         fut.exception()
 
