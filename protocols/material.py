@@ -14,6 +14,7 @@ Two implementations of one interface:
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from collections.abc import Callable
@@ -136,7 +137,9 @@ class SeededMaterial:
         if self._knows_all():
             r = self._sum(op, R, shape)
             roots = [self._stream(name, op, DCF_ROOT, (n, 2)) for name in self.compute]
-            keys0, _ = dcf.gen(r & LOW63, spec.payload(r), DCF_BITS, roots[0], roots[1])
+            # Off the event loop: sends of earlier chunks go on meanwhile, and numpy releases the GIL, so
+            # chunks dealt together are generated on several cores where the machine has them.
+            keys0, _ = await asyncio.to_thread(dcf.gen, r & LOW63, spec.payload(r), DCF_BITS, roots[0], roots[1])
             words = keys0.correction_words()
             first = self.compute[0]
             corr = [value - self._stream(first, op, DCF_DEALT + k, shape) for k, value in enumerate(spec.dealt(r))]
