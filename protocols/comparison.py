@@ -36,9 +36,9 @@ ONE = np.uint64(1)
 TWO = np.uint64(2)
 
 # Cost model of `auto`: seconds per element of online compute and of dealer work, measured with
-# `mpc bench --op lt --n 100000` on this project's 2-vCPU machine (dcf: 0.29 s online, 2.27 s dealing;
+# `mpc bench --op lt --n 100000` on this project's 2-vCPU machine (dcf: 0.27 s online, 2.10 s dealing;
 # bits: 0.061 s online, 0.081 s dealing), and bytes per element each party sends.
-DCF_S, DCF_DEALER_S, DCF_BYTES, DCF_ROUNDS = 2.9e-6, 22.7e-6, 8, 1
+DCF_S, DCF_DEALER_S, DCF_BYTES, DCF_ROUNDS = 2.7e-6, 21.0e-6, 8, 1
 BITS_S, BITS_DEALER_S, BITS_BYTES, BITS_ROUNDS = 0.6e-6, 0.8e-6, 208, 8
 
 
