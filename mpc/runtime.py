@@ -75,6 +75,11 @@ class Party:
         self._next_op += 1
         return op
 
+    def raise_if_failed(self) -> None:
+        """Raise the run's failure, if a peer has failed: lets long local work stop early."""
+        if self._transport.failure is not None:
+            raise self._transport.failure
+
     def _phase(self, peer: str) -> str:
         """Traffic to or from the helper is dealer (offline) traffic; all else is online."""
         return "offline" if self.helper in (peer, self.name) else "online"

@@ -138,7 +138,9 @@ class SeededMaterial:
             r = self._sum(op, R, shape)
             roots = [self._stream(name, op, DCF_ROOT, (n, 2)) for name in self.compute]
             # Off the event loop: sends of earlier chunks go on meanwhile, and numpy releases the GIL, so
-            # chunks dealt together are generated on several cores where the machine has them.
+            # chunks dealt together are generated on several cores where the machine has them. Not at all
+            # once the run has failed: the chunks still queued would only delay the stop.
+            self.party.raise_if_failed()
             keys0, _ = await asyncio.to_thread(dcf.gen, r & LOW63, spec.payload(r), DCF_BITS, roots[0], roots[1])
             words = keys0.correction_words()
             first = self.compute[0]

@@ -24,6 +24,7 @@ import ipaddress
 import json
 import logging
 import secrets
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -340,8 +341,9 @@ class ZmqTransport:
                 for sock in self._sockets:
                     if not sock.closed:
                         sock.close(0)
-                # Dealers linger (bounded) to hand the last frames to the kernel; term() waits for that.
-                await asyncio.to_thread(ctx.term)
+                # Dealers linger (bounded) to hand the last frames to the kernel; term() waits for that, in a
+                # thread of its own: the default executor may be busy with a program's work (dealing).
+                await _in_own_thread(ctx.term, f"{self.me}-term")
         err = self._failure or PeerGone(self.me, f"{self.me}: transport closed")
         for fut in self._inbox.values():
             if not fut.done():
@@ -635,6 +637,21 @@ class _PartyAuthenticator(AsyncioAuthenticator):
         from zmq.utils import z85
 
         return self.names.get(z85.encode(client_public_key), "?")
+
+
+async def _in_own_thread(fn: Callable[[], object], name: str) -> None:
+    """Run a blocking call in a new thread and wait for it without blocking the event loop."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+
+    def run() -> None:
+        try:
+            fn()
+        finally:
+            loop.call_soon_threadsafe(lambda: done.done() or done.set_result(None))
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    await asyncio.shield(done)
 
 
 def _consume_exception(fut: asyncio.Future[Any]) -> None:
