@@ -216,7 +216,7 @@ def print_report(report: dict[str, Any]) -> None:
         match = "yes" if report["flags_match_plaintext"] else f"NO ({report['flag_mismatches']} differ)"
         console.print(f"flags identical to the plaintext pipeline: {match}")
         seen = ("opened to both banks (--reveal-scores)" if report["scores_opened_to_banks"] else
-                "kept secret from both banks; this harness, the auditor who holds all the synthetic data, "
+                "kept secret from both banks; this harness, the auditor that reads every bank's file anyway, "
                 "added the banks' shares to check them")
         console.print(f"largest score error: {report['max_score_error']:.2e} (fixed-point bound "
                       f"{report['score_error_bound']:.2e}); scores {seen}")
