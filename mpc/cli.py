@@ -60,7 +60,8 @@ def _program_options(f: Any) -> Any:
     f = click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE",
                      help="A parameter of the program (repeatable), e.g. -p steps=20.")(f)
     f = click.option("--program", default="mesh", show_default=True,
-                     help="Built-in program to run (see `mpc programs`).")(f)
+                     help="Program to run: a built-in (see `mpc programs`), FILE.py:FUNCTION or "
+                          "package.module:FUNCTION (your own async def FUNCTION(ctx, ...)).")(f)
     f = click.option("--timeout-s", type=click.FloatRange(min=0, min_open=True), default=None,
                      help="Override the topology's timeout for every wait on a peer.")(f)
     return f
