@@ -11,15 +11,14 @@ party. A matrix triple makes the traffic grow with the operands, not with the pr
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 
 from mpc import ring
-from protocols.shared import SharedArray, Shares
-
-if TYPE_CHECKING:
-    from protocols.context import Context
+from protocols import truncation
+from protocols.core import Engine, Exchange, Material, Spec, run_protocol
+from protocols.shared import SharedArray, public_ring
 
 Product = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
@@ -56,31 +55,59 @@ def _matmul_shape(sx: tuple[int, ...], sy: tuple[int, ...]) -> tuple[int, ...]:
     return out
 
 
-def beaver(ctx: Context, x: SharedArray, y: SharedArray, kind: str) -> SharedArray:
+def triple_spec(shape_a: tuple[int, ...], shape_b: tuple[int, ...], shape_c: tuple[int, ...],
+                product: Product) -> Spec:
+    """A (matrix) Beaver triple: uniform a and b, and c = product(a, b) secret-shared."""
+    return (Spec().random("a", shape_a).random("b", shape_b)
+            .shared("c", shape_c, lambda env: product(env["a"], env["b"])))
+
+
+def beaver(ctx: Engine, x: SharedArray, y: SharedArray, kind: str) -> SharedArray:
     """z = x * y (kind 'mul') or x @ y (kind 'matmul'), both shared. Collective, 1 online round."""
     product: Product = elementwise if kind == "mul" else ring_matmul
     shape = product_shape(kind, x.shape, y.shape)
-    op = ctx.party.new_op(kind)
-    material = ctx.deal(ctx.material.triple(op, x.shape, y.shape, shape, product))
     nx = x.size
 
-    async def run() -> Shares:
-        xs, ys = await x.resolve(), await y.resolve()
-        triple = await material
-        await ctx.online_gate()
-        if triple is None:  # the helper: dealt, nothing more to do
-            return Shares(None, 0)
-        assert xs.share is not None and ys.share is not None
-        d_i = np.subtract(xs.share, triple.a, dtype=np.uint64)
-        e_i = np.subtract(ys.share, triple.b, dtype=np.uint64)
-        total, depth = await ctx.open_shares(op, np.concatenate([d_i.ravel(), e_i.ravel()]),
-                                             max(xs.depth, ys.depth))
+    async def body(io: Exchange, mat: Material, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+        d_i = np.subtract(xs, mat.a, dtype=np.uint64)
+        e_i = np.subtract(ys, mat.b, dtype=np.uint64)
+        total = await io.open(np.concatenate([d_i.ravel(), e_i.ravel()]))
         d = total[:nx].reshape(x.shape)
         e = total[nx:].reshape(y.shape)
         with np.errstate(over="ignore"):  # 0-d products are numpy scalars, which warn on wrap-around
-            z = np.asarray(triple.c + product(d, triple.b) + product(triple.a, e), dtype=np.uint64)
-            if ctx.name == ctx.compute_parties[0]:
+            z = np.asarray(mat.c + product(d, mat.b) + product(mat.a, e), dtype=np.uint64)
+            if io.first:
                 z = z + product(d, e)
-        return Shares(np.broadcast_to(z, shape) if z.shape != shape else z, depth)
+        return z
 
-    return SharedArray(ctx, shape, x.frac + y.frac, ctx.spawn(run()))
+    spec = triple_spec(x.shape, y.shape, shape, product)
+    return run_protocol(ctx, kind, spec, body, [x, y], [(shape, x.frac + y.frac)])[0]
+
+
+def public_product(x: Any, y: Any, kind: str, frac_bits: int) -> SharedArray:
+    """x * y or x @ y with one operand public: local, no communication (before any truncation)."""
+    shared, public, shared_left = (x, y, True) if isinstance(x, SharedArray) else (y, x, False)
+    const = np.asarray(public)
+    cfrac = frac_bits if const.dtype.kind == "f" else 0
+    c = public_ring(const, cfrac)
+    fn = elementwise if kind == "mul" else ring_matmul
+    sx, sy = (shared.shape, c.shape) if shared_left else (c.shape, shared.shape)
+    shape = product_shape(kind, sx, sy)
+    if shared_left:
+        return shared.local(lambda s: fn(s, c), shape, frac=shared.frac + cfrac)
+    return shared.local(lambda s: fn(c, s), shape, frac=shared.frac + cfrac)
+
+
+def product(ctx: Engine, x: Any, y: Any, kind: str, *, frac_bits: int, truncate: bool = True,
+            method: str | None = None) -> SharedArray:
+    """x * y or x @ y, shared or public operands; a fixed-point result is truncated back to frac_bits
+    unless `truncate=False` (it then keeps up to 2 frac_bits fractional bits, e.g. for a fused ReLU)."""
+    if isinstance(x, SharedArray) and isinstance(y, SharedArray):
+        z = beaver(ctx, x, y, kind)
+    elif isinstance(x, SharedArray) or isinstance(y, SharedArray):
+        z = public_product(x, y, kind, frac_bits)
+    else:
+        raise TypeError(f"{kind}: needs at least one shared operand")
+    if truncate and z.frac > frac_bits:
+        return truncation.truncate(ctx, z, z.frac - frac_bits, method)
+    return z

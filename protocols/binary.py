@@ -14,64 +14,63 @@ dealer: 8 (2 * 6 + 2) = 112 bytes per element to the last party.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
-from protocols.shared import SharedArray, Shares
-
-if TYPE_CHECKING:
-    from protocols.context import Context
+from protocols.core import Engine, Exchange, Material, Spec, run_protocol
+from protocols.shared import SharedArray
 
 SHIFTS = (1, 2, 4, 8, 16, 32)
 ALL_ONES = np.uint64(2**64 - 1)
 ONE = np.uint64(1)
 
 
-async def _and(ctx: Context, op, step: int, x: np.ndarray, y: np.ndarray, a: np.ndarray, b: np.ndarray,
-               c: np.ndarray, depth: int, first: bool) -> tuple[np.ndarray, int]:
+async def _and(io: Exchange, step: int, x: np.ndarray, y: np.ndarray, a: np.ndarray, b: np.ndarray,
+               c: np.ndarray) -> np.ndarray:
     """XOR-shared x & y with a binary Beaver triple (a, b, c = a & b): 1 round."""
-    opened, depth = await ctx.open_shares(op, np.concatenate([(x ^ a).ravel(), (y ^ b).ravel()]), depth,
-                                          step=step, xor=True)
+    opened = await io.open(np.concatenate([(x ^ a).ravel(), (y ^ b).ravel()]), step=step, xor=True)
     d = opened[: x.size].reshape(x.shape)
     e = opened[x.size:].reshape(y.shape)
     z = c ^ (d & b) ^ (e & a)
-    if first:
+    if io.first:
         z ^= d & e
-    return z, depth
+    return z
 
 
-def msb_bits(ctx: Context, x: SharedArray) -> SharedArray:
+def bits_spec(n: int, levels: int) -> Spec:
+    """r in both forms (arithmetic, XOR of its bits), `levels` x 2 binary AND triples, and a random bit
+    rho in both forms (its XOR shares are bit 0 of each party's draw). Dealer: 8 (2 levels + 2) words
+    per element to the last party."""
+    shape, and_shape = (n,), (levels, 2, n)
+    return (Spec().random("r", shape)
+            .shared("r_bits", shape, lambda env: env["r"], sharing="xor")
+            .random("and_a", and_shape, sharing="xor")
+            .random("and_b", and_shape, sharing="xor")
+            .shared("and_c", and_shape, lambda env: env["and_a"] & env["and_b"], sharing="xor")
+            .random("rho_bits", shape, sharing="xor")
+            .shared("rho", shape, lambda env: env["rho_bits"] & ONE))
+
+
+def msb_bits(ctx: Engine, x: SharedArray) -> SharedArray:
     """Arithmetic shares of msb(x) (= [x < 0] as two's complement). Collective, 8 rounds."""
-    op = ctx.party.new_op("bits")
-    n = x.size
-    material = ctx.deal(ctx.material.bits(op, n, len(SHIFTS)))
-    first = ctx.name == ctx.compute_parties[0]
 
-    async def run() -> Shares:
-        xs = await x.resolve()
-        mat = await material
-        await ctx.online_gate()
-        if mat is None:
-            return Shares(None, 0)
-        assert xs.share is not None
-        xhat, depth = await ctx.open_shares(op, xs.share.ravel() + mat.r, xs.depth)
-        b = mat.r_bits ^ ALL_ONES if first else mat.r_bits  # XOR shares of ~r
+    async def body(io: Exchange, mat: Material, xs: np.ndarray) -> np.ndarray:
+        xhat = await io.open(xs.ravel() + mat.r)
+        b = mat.r_bits ^ ALL_ONES if io.first else mat.r_bits  # XOR shares of ~r
         g = xhat & b
-        p = b ^ xhat if first else b
+        p = b ^ xhat if io.first else b
         gen = g ^ (p & ONE)  # carry-in of 1 at bit 0
         prop = p & ~ONE
         for level, shift in enumerate(SHIFTS):
             s = np.uint64(shift)
-            z, depth = await _and(ctx, op, 1 + level, np.stack([prop, prop]), np.stack([gen << s, prop << s]),
-                                  mat.and_a[level], mat.and_b[level], mat.and_c[level], depth, first)
+            z = await _and(io, 1 + level, np.stack([prop, prop]), np.stack([gen << s, prop << s]),
+                           mat.and_a[level], mat.and_b[level], mat.and_c[level])
             gen, prop = gen ^ z[0], z[1]
-        top = (xhat ^ b) if first else b
+        top = (xhat ^ b) if io.first else b
         bit = ((top >> np.uint64(63)) ^ (gen >> np.uint64(62))) & ONE
-        c, depth = await ctx.open_shares(op, bit ^ mat.rho_bits, depth, step=1 + len(SHIFTS), xor=True)
+        c = await io.open(bit ^ (mat.rho_bits & ONE), step=1 + len(SHIFTS), xor=True)
         msb = (ONE - np.uint64(2) * c) * mat.rho
-        if first:
+        if io.first:
             msb += c
-        return Shares(msb.reshape(x.shape), depth)
+        return msb
 
-    return SharedArray(ctx, x.shape, 0, ctx.spawn(run()))
+    return run_protocol(ctx, "bits", bits_spec(x.size, len(SHIFTS)), body, [x], [(x.shape, 0)])[0]

@@ -1,39 +1,20 @@
-"""Comparison, sign and ReLU: everything reduces to the sign gate msb(x) = [x < 0].
+"""Comparison, sign, ReLU, max and where: everything reduces to the sign gate msb(x) = [x < 0].
 
-Method "dcf" (two compute parties; default there): one online round. After Boyle et al. (Eurocrypt
-2021) and AriaNN (PETS 2022): the helper deals r, DCF keys for alpha = r mod 2^63 and shares of msb(r).
-The parties open x^ = x + r (8 bytes per element each way) and evaluate their key at x^ mod 2^63:
-    msb(x) = msb(x^) XOR msb(r) XOR [x^ mod 2^63 < r mod 2^63],
-with payload 1 - 2 msb(r) so that the XOR with msb(r) is linear in the DCF's output; msb(x^) is public.
-ReLU in the same single round: relu(x) = x - x msb(x), and with x = x^ - r every term of x msb(x) is
-public, dealt, or the DCF's output for a second payload word r (1 - 2 msb(r)):
-    x msb(x) = x^ m + x^ (1 - 2m) t - m r - (1 - 2m) (r msb(r) + [lt] r (1 - 2 msb(r))),
-where m = msb(x^), t = msb(r) XOR lt shared. Exact for every ring value (no range assumption).
-
-Method "bits" (any number of compute parties): protocols/binary.py, 8 rounds; ReLU adds a product.
+Method "dcf" (two compute parties): one online round per gate, by the one-round gates of
+protocols/gates.py (SIGN, RELU, SIGN_RELU, RELU_TRUNC). Method "bits" (any number of compute parties):
+protocols/binary.py, 8 rounds; ReLU adds a product. Method "auto" picks per batch by a cost model.
 
 Results of comparisons are shared integers 0/1 (frac 0), usable in further arithmetic.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
-from protocols import binary, gates
-from protocols.dcf import eval_dcf
-from protocols.material import GateSpec
-from protocols.shared import SharedArray, Shares, split
-
-if TYPE_CHECKING:
-    from protocols.context import Context
-
-DCF_CHUNK = 1 << 15
-TOP = np.uint64(63)
-LOW63 = np.uint64(2**63 - 1)
-ONE = np.uint64(1)
-TWO = np.uint64(2)
+from mpc.settings import Comparison, check_parties, choices
+from protocols import arithmetic, binary, gates, truncation
+from protocols.core import Engine
+from protocols.shared import SharedArray, concatenate, constant, stack
 
 # Cost model of `auto`: seconds per element of online compute and of dealer work, measured with
 # `mpc bench --op lt --n 100000` on this project's 2-vCPU machine (dcf: 0.27 s online, 2.10 s dealing;
@@ -42,22 +23,27 @@ DCF_S, DCF_DEALER_S, DCF_BYTES, DCF_ROUNDS = 2.7e-6, 21.0e-6, 8, 1
 BITS_S, BITS_DEALER_S, BITS_BYTES, BITS_ROUNDS = 0.6e-6, 0.8e-6, 208, 8
 
 
-def choose_method(ctx: Context, n: int, method: str | None = None) -> str:
+def choose_method(ctx: Engine, n: int, method: str | None = None) -> Comparison:
     """The comparison method for a batch of n: explicit, the topology's, or `auto` by the cost model
     rounds x latency + bytes / bandwidth + n x compute (online and dealer)."""
-    method = method or ctx.comparison
-    if method not in ("auto", "dcf", "bits"):
-        raise ValueError(f"unknown comparison method {method!r} (auto | dcf | bits)")
-    if method != "auto":
-        if method == "dcf" and len(ctx.compute_parties) != 2:
-            raise ValueError("the dcf comparison needs exactly two compute parties; use 'bits'")
-        return method
-    if len(ctx.compute_parties) != 2:
-        return "bits"
-    return "dcf" if estimate(ctx, n, "dcf") <= estimate(ctx, n, "bits") else "bits"
+    try:
+        chosen = Comparison(method or ctx.comparison)
+    except ValueError:
+        raise ValueError(f"unknown comparison method {method!r} ({choices(Comparison)})") from None
+    n_compute = len(ctx.compute_parties)
+    if chosen != Comparison.AUTO:
+        problem = check_parties(n_compute, comparison=chosen)
+        if problem:
+            raise ValueError(problem)
+        return chosen
+    if n_compute != 2:
+        return Comparison.BITS
+    if estimate(ctx, n, Comparison.DCF) <= estimate(ctx, n, Comparison.BITS):
+        return Comparison.DCF
+    return Comparison.BITS
 
 
-def estimate(ctx: Context, n: int, method: str) -> float:
+def estimate(ctx: Engine, n: int, method: str) -> float:
     link = ctx.party.topology.link(*ctx.compute_parties[:2])
     latency = link.latency_ms / 1000
     bandwidth = link.bandwidth_mbps * 1e6 / 8 if link.bandwidth_mbps else float("inf")
@@ -66,136 +52,75 @@ def estimate(ctx: Context, n: int, method: str) -> float:
     return BITS_ROUNDS * latency + BITS_BYTES * n / bandwidth + n * (BITS_S + BITS_DEALER_S)
 
 
-def sign_gate(ctx: Context, x: SharedArray, relu: bool = False,
+def _mul_bit(ctx: Engine, bit: SharedArray, x: SharedArray | object) -> SharedArray:
+    """A shared 0/1 integer times x keeps x's scale: no truncation. 1 round."""
+    return arithmetic.product(ctx, bit, x, "mul", frac_bits=ctx.frac_bits, truncate=False)
+
+
+def sign_gate(ctx: Engine, x: SharedArray, relu: bool = False,
               method: str | None = None) -> tuple[SharedArray, SharedArray | None]:
     """([x < 0], relu(x) if asked). Collective. dcf: 1 round for both; bits: 8 rounds, 9 with ReLU."""
     chosen = choose_method(ctx, x.size, method)
-    ctx.last_comparison_method = chosen
-    if chosen == "dcf":
-        return _dcf_gate(ctx, x, relu)
+    ctx.last_comparison_method = chosen.value
+    if chosen == Comparison.DCF:
+        if relu:
+            msb, out = gates.evaluate(ctx, gates.SIGN_RELU, x, 0, [0, x.frac], "sign_relu")
+            return msb, out
+        return gates.evaluate(ctx, gates.SIGN, x, 0, [0], "sign")[0], None
     msb = binary.msb_bits(ctx, x)
-    # a 0/1 integer times x keeps x's scale: no truncation
-    return msb, (x - ctx.mul(msb, x, truncate=False)) if relu else None
+    return msb, (x - _mul_bit(ctx, msb, x)) if relu else None
 
 
-def _sign_payload(r: np.ndarray) -> np.ndarray:
-    return (ONE - TWO * (r >> TOP))[:, None]
+def relu(ctx: Engine, x: SharedArray, method: str | None = None) -> SharedArray:
+    """max(x, 0). dcf: 1 round (one key with a two-word payload); bits: 9 rounds."""
+    chosen = choose_method(ctx, x.size, method)
+    ctx.last_comparison_method = chosen.value
+    if chosen == Comparison.DCF:
+        return gates.evaluate(ctx, gates.RELU, x, 0, [x.frac], "relu")[0]
+    return x - _mul_bit(ctx, binary.msb_bits(ctx, x), x)
 
 
-def _relu_payload(r: np.ndarray) -> np.ndarray:
-    sign = ONE - TWO * (r >> TOP)
-    return np.stack([sign, r * sign], axis=1)
-
-
-# Hand-fused payloads (fewer words than one per monomial): msb(r) XOR lt = msb(r) + lt (1 - 2 msb(r)).
-SIGN = GateSpec("sign", 1, 1, _sign_payload, lambda r: [r >> TOP])
-RELU = GateSpec("relu", 2, 2, _relu_payload, lambda r: [r >> TOP, r * (r >> TOP)])
-
-
-def _dcf_gate(ctx: Context, x: SharedArray, relu: bool) -> tuple[SharedArray, SharedArray | None]:
-    def finish(xhat: np.ndarray, r: np.ndarray, y: np.ndarray, dealt: list[np.ndarray], first: bool) -> list:
-        m = xhat >> TOP
-        flip = ONE - TWO * m  # (1 - 2m): XOR with the public bit m, linearly
-        t = dealt[0] + y[:, 0]
-        msb = flip * t
-        if first:
-            msb += m
-        if not relu:
-            return [msb]
-        x_msb = xhat * flip * t - m * r - flip * (dealt[1] + y[:, 1])
-        x_share = -r
-        if first:
-            x_msb += xhat * m
-            x_share += xhat
-        return [msb, x_share - x_msb]
-
-    outs = run_dcf_gate(ctx, x, RELU if relu else SIGN, finish, [0, x.frac] if relu else [0])
-    return outs[0], outs[1] if relu else None
-
-
-def relu_truncate(ctx: Context, x: SharedArray, bits: int, method: str | None = None) -> SharedArray:
+def relu_truncate(ctx: Engine, x: SharedArray, bits: int, method: str | None = None) -> SharedArray:
     """relu(x) >> bits (within one unit), e.g. after a product at 2f fractional bits.
 
-    dcf: one round for both, by the fused gate of protocols/gates.py; bits: ReLU (9 rounds), then
-    truncation (1 round with the dealer, 0 with local truncation)."""
+    dcf: one round for both, by the fused gate RELU_TRUNC; bits: ReLU (9 rounds), then truncation
+    (1 round with the dealer, 0 with local truncation)."""
     if bits == 0:
         return relu(ctx, x, method)
-    if choose_method(ctx, x.size, method) == "bits":
-        ctx.last_comparison_method = "bits"
-        return ctx.truncate(relu(ctx, x, "bits"), bits)
-    ctx.last_comparison_method = "dcf"
-    spec = gates.RELU_TRUNC.spec(bits)
-
-    def finish(xhat: np.ndarray, r: np.ndarray, y: np.ndarray, dealt: list[np.ndarray], first: bool) -> list:
-        return [gates.RELU_TRUNC.combine(xhat, bits, first, y, dealt)]
-
-    return run_dcf_gate(ctx, x, spec, finish, [x.frac - bits], label="relu_trunc")[0]
-
-
-def run_dcf_gate(ctx: Context, x: SharedArray, spec: GateSpec, finish, fracs: list[int],
-                 label: str = "dcf") -> list[SharedArray]:
-    """Deal a DCF gate for every element of x (in chunks), open x^ = x + r in one round, evaluate the
-    keys at x^ mod 2^63, and let `finish(x^, r, dcf_out, dealt, first)` combine this party's shares."""
-    op = ctx.party.new_op(label)
-    n = x.size
-    # Keys are dealt in chunks: bounded messages (~50 MB) and bounded temporaries at both ends.
-    bounds = [(lo, min(n, lo + DCF_CHUNK)) for lo in range(0, n, DCF_CHUNK)] or [(0, 0)]
-    chunks = [ctx.deal(ctx.material.dcf_gate(op.child(i), hi - lo, spec)) for i, (lo, hi) in enumerate(bounds)]
-    first = ctx.name == ctx.compute_parties[0]
-    index = ctx.compute_parties.index(ctx.name) if ctx.name in ctx.compute_parties else -1
-
-    async def run() -> tuple[Shares, ...]:
-        xs = await x.resolve()
-        mats = [await c for c in chunks]
-        await ctx.online_gate()
-        if mats[0] is None:
-            return tuple(Shares(None, 0) for _ in fracs)
-        assert xs.share is not None
-        r = np.concatenate([m.r for m in mats])
-        dealt = [np.concatenate([m.dealt[k] for m in mats]) for k in range(spec.n_dealt)]
-        xhat, depth = await ctx.open_shares(op, xs.share.ravel() + r, xs.depth)
-        low = xhat & LOW63
-        y = np.concatenate([eval_dcf(index, mat.keys, low[lo:hi]) for mat, (lo, hi) in zip(mats, bounds, strict=True)]
-                           ) if n else np.zeros((0, spec.width), np.uint64)
-        return tuple(Shares(out.reshape(x.shape), depth) for out in finish(xhat, r, y, dealt, first))
-
-    return split(ctx, ctx.spawn(run()), [(x.shape, f) for f in fracs])
+    chosen = choose_method(ctx, x.size, method)
+    ctx.last_comparison_method = chosen.value
+    if chosen == Comparison.BITS:
+        return truncation.truncate(ctx, relu(ctx, x, Comparison.BITS), bits)
+    return gates.evaluate(ctx, gates.RELU_TRUNC, x, bits, [x.frac - bits], "relu_trunc")[0]
 
 
 # -- operations built on the sign gate ---------------------------------------------------------------
 
-def less_than(ctx: Context, x: SharedArray | object, y: SharedArray | object, method: str | None = None) -> SharedArray:
+def less_than(ctx: Engine, x: SharedArray | object, y: SharedArray | object, method: str | None = None) -> SharedArray:
     """[x < y] = msb(x - y), exact while |x - y| < 2^63 in ring units. 1 round (dcf) / 8 (bits)."""
     return sign_gate(ctx, _diff(ctx, x, y), method=method)[0]
 
 
-def equal(ctx: Context, x: SharedArray | object, y: SharedArray | object, method: str | None = None) -> SharedArray:
+def equal(ctx: Engine, x: SharedArray | object, y: SharedArray | object, method: str | None = None) -> SharedArray:
     """[x == y] = 1 - [x < y] - [y < x]: both signs in one batched gate, so the same rounds as `<`."""
     d = _diff(ctx, x, y)
-    both = sign_gate(ctx, ctx.stack([d, -d]), method=method)[0]
+    both = sign_gate(ctx, stack([d, -d]), method=method)[0]
     return 1 - both[0] - both[1]
 
 
-def relu(ctx: Context, x: SharedArray, method: str | None = None) -> SharedArray:
-    """max(x, 0). dcf: 1 round (one gate with a two-word payload); bits: 9 rounds."""
-    out = sign_gate(ctx, x, relu=True, method=method)[1]
-    assert out is not None
-    return out
-
-
-def maximum(ctx: Context, x: SharedArray | object, y: SharedArray | object, method: str | None = None) -> SharedArray:
+def maximum(ctx: Engine, x: SharedArray | object, y: SharedArray | object, method: str | None = None) -> SharedArray:
     """Elementwise max(x, y) = y + relu(x - y)."""
     xs, ys = _both_shared(ctx, x, y)
     return ys + relu(ctx, xs - ys, method)
 
 
-def minimum(ctx: Context, x: SharedArray | object, y: SharedArray | object, method: str | None = None) -> SharedArray:
+def minimum(ctx: Engine, x: SharedArray | object, y: SharedArray | object, method: str | None = None) -> SharedArray:
     """Elementwise min(x, y) = x - relu(x - y)."""
     xs, ys = _both_shared(ctx, x, y)
     return xs - relu(ctx, xs - ys, method)
 
 
-def where(ctx: Context, bit: SharedArray, a: SharedArray | object, b: SharedArray | object) -> SharedArray:
+def where(ctx: Engine, bit: SharedArray, a: SharedArray | object, b: SharedArray | object) -> SharedArray:
     """bit ? a : b for a shared 0/1 `bit`: b + bit * (a - b). 1 round (a Beaver product)."""
     if bit.frac:
         raise ValueError("where: the condition must be a shared 0/1 integer (the result of a comparison)")
@@ -203,27 +128,27 @@ def where(ctx: Context, bit: SharedArray, a: SharedArray | object, b: SharedArra
         a_minus_b = ctx.add(a, -b if isinstance(b, SharedArray) else -np.asarray(b))
     else:
         a_minus_b = np.asarray(a) - np.asarray(b)
-    return ctx.add(ctx.mul(bit, a_minus_b, truncate=False), b)
+    return ctx.add(_mul_bit(ctx, bit, a_minus_b), b)
 
 
-def max_along(ctx: Context, x: SharedArray, axis: int = -1, method: str | None = None) -> SharedArray:
+def max_along(ctx: Engine, x: SharedArray, axis: int = -1, method: str | None = None) -> SharedArray:
     """max over `axis` by a tree of maximums: ceil(log2 k) gates (dcf: that many rounds)."""
     x = _moveaxis_last(x, axis)
     while x.shape[-1] > 1:
         half = x.shape[-1] // 2
         top = maximum(ctx, x[..., :half], x[..., half:2 * half], method)
-        x = ctx.concatenate([top, x[..., 2 * half:]], axis=-1) if x.shape[-1] % 2 else top
+        x = concatenate([top, x[..., 2 * half:]], axis=-1) if x.shape[-1] % 2 else top
     return x[..., 0]
 
 
-def argmax_along(ctx: Context, x: SharedArray, axis: int = -1, method: str | None = None) -> SharedArray:
+def argmax_along(ctx: Engine, x: SharedArray, axis: int = -1, method: str | None = None) -> SharedArray:
     """Shared index of the (first) maximum along `axis`: per tree level one sign gate on a - b giving
     both [a < b] and relu(a - b), then one product to select the index (dcf: 2 rounds per level)."""
     x = _moveaxis_last(x, axis)
     k = x.shape[-1]
     if k == 0:
         raise ValueError("argmax of an empty axis")
-    idx = ctx.constant(np.broadcast_to(np.arange(k, dtype=np.int64), x.shape))
+    idx = constant(ctx, np.broadcast_to(np.arange(k, dtype=np.int64), x.shape))
     while x.shape[-1] > 1:
         half = x.shape[-1] // 2
         a, b = x[..., :half], x[..., half:2 * half]
@@ -231,16 +156,16 @@ def argmax_along(ctx: Context, x: SharedArray, axis: int = -1, method: str | Non
         a_lt_b, gap = sign_gate(ctx, a - b, relu=True, method=method)
         assert gap is not None
         top = b + gap
-        top_idx = ia + ctx.mul(a_lt_b, ib - ia, truncate=False)
+        top_idx = ia + _mul_bit(ctx, a_lt_b, ib - ia)
         if x.shape[-1] % 2:
-            x = ctx.concatenate([top, x[..., 2 * half:]], axis=-1)
-            idx = ctx.concatenate([top_idx, idx[..., 2 * half:]], axis=-1)
+            x = concatenate([top, x[..., 2 * half:]], axis=-1)
+            idx = concatenate([top_idx, idx[..., 2 * half:]], axis=-1)
         else:
             x, idx = top, top_idx
     return idx[..., 0]
 
 
-def _diff(ctx: Context, x: object, y: object) -> SharedArray:
+def _diff(ctx: Engine, x: object, y: object) -> SharedArray:
     if isinstance(x, SharedArray):
         return x - y
     if isinstance(y, SharedArray):
@@ -248,11 +173,11 @@ def _diff(ctx: Context, x: object, y: object) -> SharedArray:
     raise TypeError("a comparison needs at least one shared operand")
 
 
-def _both_shared(ctx: Context, x: object, y: object) -> tuple[SharedArray, SharedArray]:
+def _both_shared(ctx: Engine, x: object, y: object) -> tuple[SharedArray, SharedArray]:
     if not isinstance(x, SharedArray) and not isinstance(y, SharedArray):
         raise TypeError("needs at least one shared operand")
-    xs = x if isinstance(x, SharedArray) else ctx.constant(x)
-    ys = y if isinstance(y, SharedArray) else ctx.constant(y)
+    xs = x if isinstance(x, SharedArray) else constant(ctx, x)
+    ys = y if isinstance(y, SharedArray) else constant(ctx, y)
     return xs, ys
 
 

@@ -2,11 +2,13 @@
 
 Every party runs the same program with its own Context (SPMD). On a compute party operations compute
 shares; on the helper the same calls deal the correlated randomness each operation consumes, in
-program order and shape, ahead of need (DESIGN section 1).
+program order and shape, ahead of need (docs/ARCHITECTURE.md, "the life of a run").
 
-Sharing (`input`) and opening (`reveal`) live here; products in protocols/arithmetic.py, truncation in
-protocols/truncation.py. Op ids are taken when an operation is called, before any await, so the call
-order of the program (not the event loop's scheduling) fixes every message key.
+Sharing (`input`) and opening (`reveal`) live here; every other operation is a protocol family's module
+(protocols/arithmetic.py, truncation.py, comparison.py, ...), run by the skeleton of protocols/core.py.
+This is the one module that imports them all: nothing in protocols/ imports it back. Op ids are taken
+when an operation is called, before any await, so the call order of the program (not the event loop's
+scheduling) fixes every message key.
 """
 
 from __future__ import annotations
@@ -21,10 +23,22 @@ import numpy as np
 from mpc.config import Topology
 from mpc.prg import random_ring
 from mpc.ring import decode_fixed, encode_fixed, ring, signed
-from mpc.runtime import Op, Party, PartyOutcome, run_local_async
+from mpc.runtime import Party, PartyOutcome, run_local_async
 from protocols import arithmetic, comparison, truncation
-from protocols.material import HelperMaterial, LocalDealerMaterial, SeededMaterial
-from protocols.shared import SharedArray, Shares, derive, public_ring
+from protocols.core import RandomnessProvider
+from protocols.material import HelperProvider, LocalTestProvider
+from protocols.shared import (
+    SharedArray,
+    Shares,
+    concatenate,
+    constant,
+    derive,
+    placeholder,
+    public_ring,
+    rescale,
+    resolved,
+    stack,
+)
 
 log = logging.getLogger("mpc.protocols")
 
@@ -35,13 +49,13 @@ META_STEP, SHARE_STEP = 1, 0
 class Context:
     """One party's handle on a secure computation. Create with `await Context.create(party)`."""
 
-    def __init__(self, party: Party, material: SeededMaterial, truncation_method: str | None = None):
+    def __init__(self, party: Party, provider: RandomnessProvider, truncation_method: str | None = None):
         self.party = party
-        self.material = material
-        self.truncation = truncation_method or party.topology.truncation
-        self.comparison = party.topology.comparison
+        self.provider = provider
+        self.truncation: str = truncation_method or party.topology.truncation
+        self.comparison: str = party.topology.comparison
         self.last_comparison_method: str | None = None
-        self.compute_parties = party.compute_parties
+        self._compute = list(party.compute_parties)
         self._tasks: set[asyncio.Future[Any]] = set()
         self._first_error: BaseException | None = None
         self._dealing: set[asyncio.Future[Any]] = set()
@@ -52,12 +66,12 @@ class Context:
         """Set up the dealer: 'helper' (the helper party deals; real) or 'local-test' (tests only)."""
         op = party.new_op("setup")
         if dealer == "helper":
-            material: SeededMaterial = await HelperMaterial.setup(party, op)
+            provider: RandomnessProvider = await HelperProvider.setup(party, op)
         elif dealer == "local-test":
-            material = LocalDealerMaterial(party, test_seed)
+            provider = LocalTestProvider(party, test_seed)
         else:
             raise ValueError(f"unknown dealer {dealer!r} (helper | local-test)")
-        return cls(party, material)
+        return cls(party, provider)
 
     # -- identity -------------------------------------------------------------------------------
     @property
@@ -72,6 +86,10 @@ class Context:
     @property
     def frac_bits(self) -> int:
         return self.party.frac_bits
+
+    @property
+    def compute_parties(self) -> list[str]:
+        return self._compute
 
     # -- tasks and phases -----------------------------------------------------------------------
     def spawn(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
@@ -171,14 +189,14 @@ class Context:
             return Shares(mine, 0)
 
         async def share_in(expected: tuple[int, ...]) -> Shares:
-            if self.is_dealer:
-                return Shares(None, 0)
             share = await party.recv(owner, op, step=SHARE_STEP, dtype=np.uint64, shape=expected)
             return Shares(share.array, share.depth)
 
         if declared:
             assert shape is not None
             dims = tuple(int(d) for d in shape)
+            if self.is_dealer:
+                return placeholder(self, dims, frac_declared)
             fut = self.spawn(share_out() if party.name == owner else share_in(dims))
             return SharedArray(self, dims, frac_declared, fut)
 
@@ -192,7 +210,10 @@ class Context:
             got = tuple(int(d) for d in msg.array[2:])
             if len(got) != ndim or frac not in (0, self.frac_bits):
                 raise ValueError(f"{owner} sent malformed input metadata")
-            return self._resolved(got, frac, await share_in(got))
+            if self.is_dealer:
+                return placeholder(self, got, frac)
+            shares = await share_in(got)
+            return resolved(self, got, frac, shares.share, shares.depth)
 
         return self.spawn(run())
 
@@ -209,10 +230,9 @@ class Context:
         party = self.party
 
         async def run() -> np.ndarray | None:
-            xs = await x.resolve()
             if self.is_dealer:
                 return None
-            assert xs.share is not None
+            xs = await x.resolve()
             share = np.require(xs.share, requirements="C")
             for r in recipients:
                 if r != party.name:
@@ -231,32 +251,7 @@ class Context:
         """This party's own share of x (None on the helper): uniformly random by itself, so it tells its
         holder nothing. For an auditor entitled to every party's share (the fraud demo's check on synthetic
         data), who adds them mod 2^64; never for sending to another party, which is what `reveal` is for."""
-        return (await x.resolve()).share
-
-    async def open_shares(self, op: Op, share: np.ndarray, depth: int, *, step: int = 0,
-                          xor: bool = False) -> tuple[np.ndarray, int]:
-        """Every compute party sends its share to every other and adds (or XORs) what it receives: the
-        opened value and its depth. One round; the building block of every protocol's exchange."""
-        share = np.ascontiguousarray(share)
-        for peer in self.compute_parties:
-            if peer != self.name:
-                self.party.send(peer, op, share, step=step, depth=depth)
-        total = share.copy()
-        for peer in self.compute_parties:
-            if peer == self.name:
-                continue
-            msg = await self.party.recv(peer, op, step=step, dtype=np.uint64, shape=share.shape)
-            if xor:
-                total ^= msg.array
-            else:
-                total += msg.array
-            depth = max(depth, msg.depth)
-        return total, depth
-
-    def _resolved(self, shape: tuple[int, ...], frac: int, shares: Shares) -> SharedArray:
-        fut: asyncio.Future[Shares] = asyncio.get_running_loop().create_future()
-        fut.set_result(shares)
-        return SharedArray(self, tuple(shape), frac, fut)
+        return None if self.is_dealer else (await x.resolve()).share
 
     # -- linear operations (local) --------------------------------------------------------------
     def add(self, x: SharedArray | Any, y: SharedArray | Any) -> SharedArray:
@@ -280,19 +275,11 @@ class Context:
 
     def constant(self, value: Any) -> SharedArray:
         """A public array as a shared value (the first compute party holds it, the others zero). 0 rounds."""
-        arr = np.asarray(value)
-        frac = self.frac_bits if arr.dtype.kind == "f" else 0
-        encoded = public_ring(arr, frac)
-        share = None if self.is_dealer else (encoded.copy() if self.name == self.compute_parties[0]
-                                             else np.zeros(arr.shape, dtype=np.uint64))
-        return self._resolved(arr.shape, frac, Shares(share, 0))
+        return constant(self, value)
 
     def rescale(self, x: SharedArray, frac: int) -> SharedArray:
         """The same value with more fractional bits (exact, local)."""
-        if frac == x.frac:
-            return x
-        factor = np.uint64(1 << (frac - x.frac))
-        return x.local(lambda s: np.multiply(s, factor, dtype=np.uint64), x.shape, frac=frac)
+        return rescale(x, frac)
 
     # -- products -------------------------------------------------------------------------------
     def mul(self, x: SharedArray | Any, y: SharedArray | Any, truncate: bool = True) -> SharedArray:
@@ -306,23 +293,7 @@ class Context:
         return self._product(x, y, "matmul", truncate)
 
     def _product(self, x: Any, y: Any, kind: str, truncate: bool = True) -> SharedArray:
-        if isinstance(x, SharedArray) and isinstance(y, SharedArray):
-            z = arithmetic.beaver(self, x, y, kind)
-        else:
-            z = self._public_product(x, y, kind)
-        return self.truncate(z, z.frac - self.frac_bits) if truncate and z.frac > self.frac_bits else z
-
-    def _public_product(self, x: Any, y: Any, kind: str) -> SharedArray:
-        shared, public, shared_left = (x, y, True) if isinstance(x, SharedArray) else (y, x, False)
-        const = np.asarray(public)
-        c = public_ring(const, self.frac_bits if const.dtype.kind == "f" else 0)
-        cfrac = self.frac_bits if const.dtype.kind == "f" else 0
-        fn = arithmetic.elementwise if kind == "mul" else arithmetic.ring_matmul
-        sx, sy = (shared.shape, c.shape) if shared_left else (c.shape, shared.shape)
-        shape = arithmetic.product_shape(kind, sx, sy)
-        if shared_left:
-            return shared.local(lambda s: fn(s, c), shape, frac=shared.frac + cfrac)
-        return shared.local(lambda s: fn(c, s), shape, frac=shared.frac + cfrac)
+        return arithmetic.product(self, x, y, kind, frac_bits=self.frac_bits, truncate=truncate)
 
     def truncate(self, x: SharedArray, bits: int, method: str | None = None) -> SharedArray:
         """floor(x / 2^bits) within one unit; dealer: 1 round, local: 0 (see protocols/truncation.py)."""
@@ -339,7 +310,7 @@ class Context:
 
     def sign(self, x: SharedArray, method: str | None = None) -> SharedArray:
         """-1, 0 or 1 like numpy.sign: [x > 0] - [x < 0] in one batched gate."""
-        both = comparison.sign_gate(self, self.stack([x, -x]), method=method)[0]
+        both = comparison.sign_gate(self, stack([x, -x]), method=method)[0]
         return both[1] - both[0]
 
     def relu(self, x: SharedArray, method: str | None = None) -> SharedArray:
@@ -371,16 +342,10 @@ class Context:
 
     # -- array helpers --------------------------------------------------------------------------
     def concatenate(self, xs: Sequence[SharedArray], axis: int = 0) -> SharedArray:
-        frac = max(x.frac for x in xs)
-        parts = [self.rescale(x, frac) for x in xs]
-        shape = np.concatenate([np.empty(x.shape, np.bool_) for x in xs], axis=axis).shape
-        return derive(self, parts, lambda s: np.concatenate(s, axis=axis), shape, frac)
+        return concatenate(xs, axis)
 
     def stack(self, xs: Sequence[SharedArray], axis: int = 0) -> SharedArray:
-        frac = max(x.frac for x in xs)
-        parts = [self.rescale(x, frac) for x in xs]
-        shape = np.stack([np.empty(x.shape, np.bool_) for x in xs], axis=axis).shape
-        return derive(self, parts, lambda s: np.stack(s, axis=axis), shape, frac)
+        return stack(xs, axis)
 
     def sum(self, x: SharedArray, axis: int | None = None) -> SharedArray:
         return x.sum(axis=axis)

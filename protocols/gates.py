@@ -1,16 +1,22 @@
 """One-round gates on a masked value: the parties open x^ = x + r and evaluate one DCF key.
 
+Method "dcf" of every comparison, ReLU and spline (two compute parties). After Boyle et al. (Eurocrypt
+2021) and AriaNN (PETS 2022): the helper deals r, DCF keys for alpha = r mod 2^63 (protocols/dcf.py) and
+a few shared values of r; the parties open x^ = x + r (8 bytes per element each way, one round) and
+evaluate their key at x^ mod 2^63.
+
 Everything a gate outputs is a polynomial in one secret bit, lt = [x^ mod 2^63 < r mod 2^63] (the DCF's
 comparison), whose coefficients are public (functions of x^) or known to the dealer (functions of r).
 Since lt is a bit, every such polynomial is affine in lt, so its shares are a public combination of
-    dealer-shared values q(r)   and   DCF outputs lt * q(r)   (a payload word q per monomial).
-This module writes each gate as that algebra (`Form`): the dealer's side (`GateSpec`) and the parties'
-side (`combine`) come from one formula, so they cannot drift apart.
+    dealer-shared values q(r)   and   DCF outputs lt * q(r)   (the payload words).
+A gate is written once, as that algebra (`Form`); the dealer's side (the spec) and the parties' side
+(`combine`) both come from the one formula, so they cannot drift apart. Monomials with lt whose public
+coefficients are proportional share one payload word (so sign needs 1 word, ReLU 2).
 
-Identities used (m = msb(x^), m_r = msb(r), K = 2^(64 - f), R = r >> f):
+Identities used (m = msb(x^), m_r = msb(r), K = 2^(64 - f), R = r >> f or r):
     msb(x) = m XOR m_r XOR lt = m + (1 - 2m)(m_r + lt - 2 m_r lt)
     wrap w = [x^ < r] = (1 - m) lt + (1 - m) m_r - (1 - 2m) m_r lt
-    x = x^ - r + 2^64 (w - msb(x))                       (exact, as signed integers)
+    x = x^ - r (mod 2^64)       x = x^ - r + 2^64 (w - msb(x))   (exact, as signed integers)
     floor(x / 2^f) = (x^ >> f) - R + K (w - msb(x)) - c,  c in {0, 1} (the low bits' borrow)
 so ReLU with truncation, relu(x) >> f = (1 - msb(x)) floor(x / 2^f), also costs one round, for any x,
 with the usual probabilistic-truncation error of at most one unit in the last place.
@@ -18,17 +24,24 @@ with the usual probabilistic-truncation error of at most one unit in the last pl
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cache, partial
 
 import numpy as np
 
-from protocols.material import GateSpec
+from protocols import dcf
+from protocols.core import Engine, Env, Exchange, Material, Spec, run_protocol
+from protocols.shared import SharedArray, concatenate
 
 Monomial = frozenset[str]
 ONE = np.uint64(1)
 TWO = np.uint64(2)
+TOP = np.uint64(63)
+LOW63 = np.uint64(2**63 - 1)
 EMPTY: Monomial = frozenset()
+DCF_BITS = 63
+DCF_CHUNK = 1 << 15  # elements per dealt chunk: bounded messages (~50 MB) and temporaries at both ends
 
 
 class Form:
@@ -81,68 +94,202 @@ class Form:
     __rmul__ = __mul__
 
 
+Build = Callable[[np.ndarray, np.ndarray, int], Sequence[Form]]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How a gate's outputs map to payload words and dealt arrays (found by probing its formula)."""
+
+    words: tuple[tuple[tuple[Monomial, int], ...], ...]  # per payload word: (monomial, factor k) ...
+    dealt: tuple[Monomial, ...]  # monomials without lt, each a shared array
+
+    @property
+    def width(self) -> int:
+        """DCF payload width: the words, padded to 1 or an even number (protocols/dcf.py)."""
+        w = len(self.words)
+        return w if w <= 1 or w % 2 == 0 else w + 1
+
+
 @dataclass(frozen=True)
 class Gate:
-    """A one-round DCF gate: its output as a Form of (x^, m, f), and the monomials it needs."""
+    """A one-round DCF gate: its outputs as Forms of (x^, m = msb(x^), f)."""
 
     name: str
-    build: Callable[[np.ndarray, np.ndarray, int], Form]
+    build: Build
     uses_r_shift: bool  # R = r >> f (else R = r)
 
-    def monomials(self) -> tuple[list[Monomial], list[Monomial]]:
-        """(monomials with lt: one payload word each, monomials without: dealt), from a symbolic probe."""
-        probe = self.build(np.zeros(1, np.uint64), np.zeros(1, np.uint64), 1) + \
-            self.build(np.ones(1, np.uint64), np.ones(1, np.uint64), 1)
-        monos = sorted(probe.terms, key=lambda m: (len(m), sorted(m)))
-        return [m for m in monos if "lt" in m], [m for m in monos if m and "lt" not in m]
+    def plan(self, frac: int) -> Plan:
+        return _plan(self, frac)
 
-    def spec(self, frac: int) -> GateSpec:
-        """What the dealer deals: payload q(r) for each lt-monomial, shares of each other monomial."""
-        with_lt, dealt = self.monomials()
-
-        def value(mono: Monomial, r: np.ndarray) -> np.ndarray:
-            out = np.ones_like(r)
-            if "mr" in mono:
-                out = out * (r >> np.uint64(63))
-            if "R" in mono:
-                out = out * ((r >> np.uint64(frac)) if self.uses_r_shift else r)
-            return out
-
-        return GateSpec(
-            name=self.name, width=len(with_lt), n_dealt=len(dealt),
-            payload=lambda r: np.stack([value(m - {"lt"}, r) for m in with_lt], axis=1),
-            dealt=lambda r: [value(m, r) for m in dealt],
-        )
-
-    def combine(self, xhat: np.ndarray, frac: int, first: bool, dcf_out: np.ndarray,
-                dealt: list[np.ndarray]) -> np.ndarray:
-        """This party's share of the output from the public x^, its DCF outputs and its dealt shares."""
-        with_lt, dealt_monos = self.monomials()
-        shares = {m: dcf_out[:, k] for k, m in enumerate(with_lt)}
-        shares.update(zip(dealt_monos, dealt, strict=True))
-        form = self.build(xhat, xhat >> np.uint64(63), frac)
-        out = np.zeros(xhat.shape, dtype=np.uint64)
-        for mono, coeff in form.terms.items():
-            if not mono:
-                if first:
-                    out += coeff  # type: ignore[arg-type]
-            else:
-                out += coeff * shares[mono]  # type: ignore[operator]
+    def value(self, mono: Monomial, r: np.ndarray, frac: int) -> np.ndarray:
+        """The dealer's value of a monomial without lt."""
+        out = np.ones_like(r)
+        if "mr" in mono:
+            out = out * (r >> TOP)
+        if "R" in mono:
+            out = out * ((r >> np.uint64(frac)) if self.uses_r_shift else r)
         return out
 
+    def spec(self, n: int, frac: int) -> Spec:
+        """The dealer's side for n elements: r, each party's root seed, the DCF correction words for
+        alpha = r mod 2^63 and the payload words, and shares of every dealt monomial."""
+        plan = self.plan(frac)
+        width = plan.width
+
+        def payload(r: np.ndarray) -> np.ndarray:
+            out = np.zeros((r.size, width), dtype=np.uint64)
+            for k, group in enumerate(plan.words):
+                for mono, factor in group:
+                    out[:, k] += np.uint64(factor) * self.value(mono - {"lt"}, r, frac)
+            return out
+
+        def keys(env: Env) -> np.ndarray:
+            r = env["r"]
+            k0, _ = dcf.gen(r & LOW63, payload(r), DCF_BITS, env["root"][0], env["root"][1])
+            return k0.correction_words()
+
+        spec = Spec(heavy=True).random("r", (n,)).own("root", (n, 2))
+        spec.public("keys", (n * dcf.words_per_key(DCF_BITS, width),), keys)
+        for k, mono in enumerate(plan.dealt):
+            if not self.is_mask(mono):
+                spec.shared(f"dealt{k}", (n,), partial(self._dealt_value, mono, frac))
+        return spec
+
+    def _dealt_value(self, mono: Monomial, frac: int, env: Env) -> np.ndarray:
+        return self.value(mono, env["r"], frac)
+
+    def is_mask(self, mono: Monomial) -> bool:
+        """The monomial R when R = r: the parties' shares of the mask r serve, nothing more is dealt."""
+        return mono == frozenset(["R"]) and not self.uses_r_shift
+
+    def combine(self, xhat: np.ndarray, frac: int, first: bool, words: np.ndarray,
+                dealt: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """This party's shares of the outputs from the public x^, its DCF outputs and its dealt shares."""
+        plan = self.plan(frac)
+        outs = []
+        for form in self.build(xhat, xhat >> TOP, frac):
+            out = np.zeros(xhat.shape, dtype=np.uint64)
+            for mono, coeff in form.terms.items():
+                if not mono:
+                    if first:
+                        out += coeff  # type: ignore[arg-type]
+                elif "lt" not in mono:
+                    out += coeff * dealt[plan.dealt.index(mono)]  # type: ignore[operator]
+            for k, group in enumerate(plan.words):
+                lead = group[0][0]
+                if lead in form.terms:
+                    out += form.terms[lead] * words[:, k]  # type: ignore[operator]
+            outs.append(out)
+        return outs
+
+
+def _probe_points() -> tuple[np.ndarray, np.ndarray]:
+    edges = np.array([0, 1, 2**63 - 1, 2**63, 2**64 - 1], dtype=np.uint64)
+    rng = np.random.default_rng(20211)
+    xhat = np.concatenate([edges, rng.integers(0, 2**64, 59, dtype=np.uint64, endpoint=False)])
+    return xhat, xhat >> TOP
+
+
+@cache
+def _plan(gate: Gate, frac: int) -> Plan:
+    """Group the lt-monomials whose public coefficients (over every output) are proportional, by probing
+    the formula on fixed points: each group costs one payload word instead of one per monomial."""
+    xhat, m = _probe_points()
+    forms = gate.build(xhat, m, frac)
+    monos = sorted({mono for f in forms for mono in f.terms}, key=lambda mo: (len(mo), sorted(mo)))
+
+    def coeffs(mono: Monomial) -> np.ndarray:
+        return np.concatenate([np.broadcast_to(np.asarray(f.terms.get(mono, np.uint64(0)), np.uint64),
+                                               xhat.shape) for f in forms])
+
+    groups: list[tuple[np.ndarray, list[tuple[Monomial, int]]]] = []
+    for mono in (mo for mo in monos if "lt" in mo):
+        c = coeffs(mono)
+        for rep, members in groups:
+            factor = _ratio(rep, c)
+            if factor is not None:
+                members.append((mono, factor))
+                break
+        else:
+            groups.append((c, [(mono, 1)]))
+    dealt = tuple(mo for mo in monos if mo and "lt" not in mo)
+    return Plan(tuple(tuple(members) for _, members in groups), dealt)
+
+
+def _ratio(rep: np.ndarray, c: np.ndarray) -> int | None:
+    """k with c = k * rep (mod 2^64) everywhere, if rep has an odd (invertible) entry; else None."""
+    odd = np.flatnonzero(rep & ONE)
+    if odd.size == 0:
+        return None
+    i = odd[0]
+    k = (int(c[i]) * pow(int(rep[i]), -1, 2**64)) % 2**64
+    with np.errstate(over="ignore"):
+        return k if np.array_equal(rep * np.uint64(k), c) else None
+
+
+def evaluate(ctx: Engine, gate: Gate, x: SharedArray, frac: int, out_fracs: Sequence[int],
+             label: str) -> list[SharedArray]:
+    """Run `gate` on every element of x: one online round. `frac` is the gate's shift parameter, and
+    `out_fracs` the fractional bits of each output. Large batches are dealt in chunks of DCF_CHUNK."""
+    flat = x.reshape(-1)
+    n = flat.size
+    bounds = [(lo, min(n, lo + DCF_CHUNK)) for lo in range(0, n, DCF_CHUNK)] or [(0, 0)]
+    parts = [_chunk(ctx, gate, flat[lo:hi], frac, out_fracs, label) for lo, hi in bounds]
+    outs = parts[0] if len(parts) == 1 else [concatenate([p[k] for p in parts]) for k in range(len(out_fracs))]
+    return [o.reshape(*x.shape) for o in outs]
+
+
+def _chunk(ctx: Engine, gate: Gate, x: SharedArray, frac: int, out_fracs: Sequence[int],
+           label: str) -> list[SharedArray]:
+    n = x.size
+    plan = gate.plan(frac)
+
+    async def body(io: Exchange, mat: Material, xs: np.ndarray) -> tuple[np.ndarray, ...]:
+        xhat = await io.open(xs + mat.r)
+        keys = dcf.DcfKeys.from_words(DCF_BITS, plan.width, mat.root, mat.keys)
+        words = dcf.eval_dcf(io.index, keys, xhat & LOW63) if n else np.zeros((0, plan.width), np.uint64)
+        dealt = [mat.r if gate.is_mask(mono) else mat[f"dealt{k}"] for k, mono in enumerate(plan.dealt)]
+        return tuple(gate.combine(xhat, frac, io.first, words, dealt))
+
+    return run_protocol(ctx, label, gate.spec(n, frac), body, [x], [((n,), f) for f in out_fracs])
+
+
+# -- the gates ------------------------------------------------------------------------------------
 
 def _msb(m: np.ndarray) -> Form:
     lt, mr = Form.sym("lt"), Form.sym("mr")
     return m + (ONE - TWO * m) * (mr + lt - TWO * mr * lt)
 
 
-def _relu_trunc(xhat: np.ndarray, m: np.ndarray, frac: int) -> Form:
+def _sign(xhat: np.ndarray, m: np.ndarray, frac: int) -> list[Form]:
+    return [_msb(m)]
+
+
+def _relu(xhat: np.ndarray, m: np.ndarray, frac: int) -> list[Form]:
+    x = xhat - Form.sym("R")  # x = x^ - r in the ring
+    return [(ONE - _msb(m)) * x]
+
+
+def _sign_relu(xhat: np.ndarray, m: np.ndarray, frac: int) -> list[Form]:
+    msb = _msb(m)
+    return [msb, (ONE - msb) * (xhat - Form.sym("R"))]
+
+
+def _relu_trunc(xhat: np.ndarray, m: np.ndarray, frac: int) -> list[Form]:
     lt, mr, shifted_r = Form.sym("lt"), Form.sym("mr"), Form.sym("R")
     msb = _msb(m)
     wrap = (ONE - m) * lt + (ONE - m) * mr - (ONE - TWO * m) * mr * lt
     k = np.uint64(1 << (64 - frac)) if frac else np.uint64(0)
     trunc = (xhat >> np.uint64(frac)) - shifted_r + k * (wrap - msb)
-    return (ONE - msb) * trunc
+    return [(ONE - msb) * trunc]
 
 
+SIGN = Gate("sign", _sign, uses_r_shift=False)
+"""msb(x) = [x < 0]: 1 payload word."""
+RELU = Gate("relu", _relu, uses_r_shift=False)
+"""max(x, 0), exact for every ring value."""
+SIGN_RELU = Gate("sign_relu", _sign_relu, uses_r_shift=False)
+"""([x < 0], max(x, 0)) from one key (argmax's tree)."""
 RELU_TRUNC = Gate("relu_trunc", _relu_trunc, uses_r_shift=True)
+"""max(x, 0) >> f within one unit, e.g. after a product kept at 2f fractional bits."""

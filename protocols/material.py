@@ -1,15 +1,16 @@
-"""Correlated randomness (Beaver triples, truncation pairs), compressed with PRG seeds.
+"""Correlated randomness: seeds, PRG streams and delivery, for any protocol's `Spec` (protocols/core.py).
 
-The helper shares one AES seed with each compute party. For every op, each compute party derives its
-part of the material from its seed; the helper, who knows every seed, derives the whole and sends only
-what cannot be derived (for a triple c = a*b, the last party's share of c) as one correction array
-(DESIGN section 4). Providers return raw uint64 arrays, never share objects (STYLE.md point 3).
+The helper shares one AES seed with each compute party. For every op, each compute party derives from its
+seed its share of every `random` array, its shares of every `shared` array but the last party's, and its
+`own` arrays; the helper, who knows every seed, derives the whole, evaluates the spec's functions, and
+sends only what cannot be derived: to the last compute party the corrections that complete its shares of
+the `shared` arrays, and to every compute party the `public` arrays, each as one message. PRG streams are
+keyed by (op id, the item's position in the spec), so no two arrays ever reuse a stream.
 
-Two implementations of one interface:
-- `HelperMaterial`: the real one. On the helper it generates and sends corrections (dealer mode); on a
-  compute party it derives its part and receives its correction.
-- `LocalDealerMaterial`: for unit tests only. Every party knows every seed (so nothing is secret); the
-  last party computes its own correction. Selecting it is explicit and logged as insecure.
+Providers (the `RandomnessProvider` interface of protocols/core.py):
+- `HelperProvider`: the real one; the helper deals (`deal`), compute parties derive and receive (`fetch`).
+- `LocalTestProvider`: TESTS ONLY. Every party knows every seed (so nothing is secret) and evaluates the
+  spec itself. Selecting it is explicit and logged as insecure.
 """
 
 from __future__ import annotations
@@ -17,82 +18,21 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 
 from mpc.prg import PRG, new_seed
 from mpc.runtime import Op, Party
-from protocols import dcf
-from protocols.dcf import DcfKeys
+from protocols.core import Env, Item, Material, Spec
 
 log = logging.getLogger("mpc.material")
 
 # The message step under which dealer material travels (its op id is the consuming op's).
 DEALER_STEP = 0xD0
-# PRG stream purposes, one per array of material.
-A, B, C, R, R_MSB, R_LOW = range(1, 7)
-DCF_ROOT, DCF_DEALT = 10, 11  # DCF_DEALT + k for the k-th dealt array
-BITS_R, BITS_RB, BITS_RHO_B, BITS_RHO_A = 20, 21, 22, 23
-BITS_AND = 100  # + 3 * (2 * level + k) + (0: a, 1: b, 2: c)
-DCF_BITS = 63
-LOW63 = np.uint64(2**63 - 1)
 
 
-@dataclass(frozen=True)
-class Triple:
-    a: np.ndarray
-    b: np.ndarray
-    c: np.ndarray
-
-
-@dataclass(frozen=True)
-class TruncPair:
-    """Shares of r, of r's top bit, and of (r mod 2^63) >> f: enough to truncate x + r opened."""
-
-    r: np.ndarray
-    msb: np.ndarray
-    low_shifted: np.ndarray
-
-
-@dataclass(frozen=True)
-class GateSpec:
-    """What a DCF gate needs from the dealer, as functions of the mask r (only the helper evaluates them):
-    `payload(r)` (N, width) is the DCF's beta, `dealt(r)` the arrays to secret-share besides r."""
-
-    name: str
-    width: int
-    n_dealt: int
-    payload: Callable[[np.ndarray], np.ndarray]
-    dealt: Callable[[np.ndarray], list[np.ndarray]]
-
-
-@dataclass(frozen=True)
-class DcfGate:
-    """One compute party's material for a DCF gate on N elements: its key, its share of r, and its
-    shares of the spec's dealt arrays."""
-
-    keys: DcfKeys
-    r: np.ndarray
-    dealt: list[np.ndarray]
-
-
-@dataclass(frozen=True)
-class BitsMaterial:
-    """One compute party's material for the bit-decomposition sign (protocols/binary.py), N elements."""
-
-    r: np.ndarray  # arithmetic share of r
-    r_bits: np.ndarray  # XOR share of r's bits
-    and_a: np.ndarray  # (levels, 2, N) XOR shares of binary triples
-    and_b: np.ndarray
-    and_c: np.ndarray
-    rho_bits: np.ndarray  # XOR share of a random bit rho (in bit 0)
-    rho: np.ndarray  # arithmetic share of rho
-
-
-class SeededMaterial:
-    """Material derived from per-party seeds; subclasses say who knows which seeds and who corrects."""
+class SeededProvider:
+    """Material derived from per-party seeds; subclasses say who knows which seeds and who sends."""
 
     def __init__(self, party: Party, seeds: dict[str, bytes]):
         self.party = party
@@ -100,180 +40,95 @@ class SeededMaterial:
         self.last = self.compute[-1]
         self._prg = {name: PRG(seed) for name, seed in seeds.items()}
 
-    # -- the interface the protocols use -----------------------------------------------------------
-    async def triple(self, op: Op, shape_a: tuple[int, ...], shape_b: tuple[int, ...], shape_c: tuple[int, ...],
-                     product: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Triple | None:
-        """Shares of a, b and c = product(a, b) of shape_c. The dealer gets None after sending its correction."""
-        if self._knows_all():
-            a = self._sum(op, A, shape_a)
-            b = self._sum(op, B, shape_b)
-            correction = product(a, b) - self._sum(op, C, shape_c, skip_last=True)
-            mine = self._own_part(op, A, B, C, shape_a, shape_b, shape_c, last_c=correction)
-            self._deliver(op, correction)
-            return mine
-        return await self._receive(op, lambda c: self._own_part(op, A, B, C, shape_a, shape_b, shape_c, c),
-                                   shape_c)
+    # -- derivation -----------------------------------------------------------------------------
+    def _stream(self, name: str, op: Op, purpose: int, item: Item) -> np.ndarray:
+        return self._prg[name].ring(item.shape, op.id, purpose)
 
-    async def trunc_pair(self, op: Op, shape: tuple[int, ...], frac_bits: int) -> TruncPair | None:
-        """Shares of r, msb(r) and (r mod 2^63) >> f for probabilistic truncation."""
-        if self._knows_all():
-            r = self._sum(op, R, shape)
-            msb = np.right_shift(r, np.uint64(63))
-            low = np.right_shift(r & np.uint64(2**63 - 1), np.uint64(frac_bits))
-            corr = np.stack([msb - self._sum(op, R_MSB, shape, skip_last=True),
-                             low - self._sum(op, R_LOW, shape, skip_last=True)])
-            mine = self._own_trunc(op, shape, corr)
-            self._deliver(op, corr)
-            return mine
-        return await self._receive(op, lambda corr: self._own_trunc(op, shape, corr), (2, *shape))
+    def _combine(self, op: Op, purpose: int, item: Item, skip_last: bool = False) -> np.ndarray:
+        """The sum (or XOR) of the compute parties' streams for an item."""
+        total = np.zeros(item.shape, dtype=np.uint64)
+        for name in self.compute:
+            if skip_last and name == self.last:
+                continue
+            part = self._stream(name, op, purpose, item)
+            if item.sharing == "xor":
+                total ^= part
+            else:
+                total += part
+        return total
 
-    async def dcf_gate(self, op: Op, n: int, spec: GateSpec) -> DcfGate | None:
-        """A DCF gate on n elements: the helper draws r, gives keys for alpha = r mod 2^63 with payload
-        spec.payload(r) and shares of spec.dealt(r). Two compute parties only (see protocols/gates.py)."""
-        if len(self.compute) != 2:
-            raise ValueError("the dcf comparison works with exactly two compute parties; use method 'bits'")
-        cw_words = n * dcf.words_per_key(DCF_BITS, spec.width)
-        shape = (n,)
-        if self._knows_all():
-            r = self._sum(op, R, shape)
-            roots = [self._stream(name, op, DCF_ROOT, (n, 2)) for name in self.compute]
-            # Off the event loop: sends of earlier chunks go on meanwhile, and numpy releases the GIL, so
-            # chunks dealt together are generated on several cores where the machine has them. Not at all
-            # once the run has failed: the chunks still queued would only delay the stop.
-            self.party.raise_if_failed()
-            keys0, _ = await asyncio.to_thread(dcf.gen, r & LOW63, spec.payload(r), DCF_BITS, roots[0], roots[1])
-            words = keys0.correction_words()
-            first = self.compute[0]
-            corr = [value - self._stream(first, op, DCF_DEALT + k, shape) for k, value in enumerate(spec.dealt(r))]
-            last_words = np.concatenate([words, *corr])
-            if self.party.is_helper:
-                self.party.send(first, op, words, step=DEALER_STEP)
-                self.party.send(self.last, op, last_words, step=DEALER_STEP)
-                return None
-            return self._own_gate(op, n, spec, words if self.party.name == first else last_words)
-        helper = self.party.helper
-        assert helper is not None
-        total = cw_words + (0 if self.party.name == self.compute[0] else spec.n_dealt * n)
-        msg = await self.party.recv(helper, op, step=DEALER_STEP, dtype=np.uint64, shape=(total,))
-        return self._own_gate(op, n, spec, msg.array)
+    def evaluate(self, op: Op, spec: Spec) -> tuple[Env, np.ndarray, np.ndarray]:
+        """The dealer's work: the whole material (env), the last party's corrections and the public arrays
+        (each flattened into one array, in spec order)."""
+        env: Env = {}
+        corrections, public = [], []
+        for purpose, item in enumerate(spec.items, start=1):
+            if item.kind == "random":
+                env[item.name] = self._combine(op, purpose, item)
+            elif item.kind == "own":
+                env[item.name] = [self._stream(name, op, purpose, item) for name in self.compute]
+            else:
+                assert item.fn is not None
+                value = np.asarray(item.fn(env), dtype=np.uint64)
+                if value.shape != item.shape:
+                    raise AssertionError(f"material {item.name}: shape {value.shape}, declared {item.shape}")
+                env[item.name] = value
+                if item.kind == "public":
+                    public.append(value.ravel())
+                else:
+                    others = self._combine(op, purpose, item, skip_last=True)
+                    corrections.append((value ^ others if item.sharing == "xor" else value - others).ravel())
+        return env, _flat(corrections), _flat(public)
 
-    def _own_gate(self, op: Op, n: int, spec: GateSpec, words: np.ndarray) -> DcfGate:
-        """This party's gate: root seed from its PRG, correction words (and corrections) from the helper."""
+    def own_material(self, op: Op, spec: Spec, corrections: np.ndarray | None, public: np.ndarray) -> Material:
+        """This compute party's material from its streams, the corrections (last party) and public arrays."""
         me = self.party.name
-        cw_words = n * dcf.words_per_key(DCF_BITS, spec.width)
-        root = self._stream(me, op, DCF_ROOT, (n, 2))
-        keys = dcf.DcfKeys.from_words(DCF_BITS, spec.width, root, words[:cw_words])
-        r = self._stream(me, op, R, (n,))
-        if me == self.compute[0]:
-            dealt = [self._stream(me, op, DCF_DEALT + k, (n,)) for k in range(spec.n_dealt)]
+        out: dict[str, np.ndarray] = {}
+        corr_at = pub_at = 0
+        for purpose, item in enumerate(spec.items, start=1):
+            if item.kind == "public":
+                out[item.name] = public[pub_at:pub_at + item.size].reshape(item.shape)
+                pub_at += item.size
+            elif item.kind == "shared" and me == self.last:
+                assert corrections is not None
+                out[item.name] = corrections[corr_at:corr_at + item.size].reshape(item.shape)
+                corr_at += item.size
+            else:
+                out[item.name] = self._stream(me, op, purpose, item)
+        return Material(out)
+
+
+class HelperProvider(SeededProvider):
+    """Material dealt by the helper party: seeds at setup, then per op at most one message to each
+    compute party (corrections to the last, public arrays to all)."""
+
+    async def deal(self, op: Op, spec: Spec) -> None:
+        # A heavy spec (DCF keys) is evaluated off the event loop: sends of earlier material go on
+        # meanwhile, and numpy and AES release the GIL. Not at all once the run has failed.
+        self.party.raise_if_failed()
+        if spec.heavy:
+            _, corrections, public = await asyncio.to_thread(self.evaluate, op, spec)
         else:
-            dealt = [words[cw_words + k * n:cw_words + (k + 1) * n] for k in range(spec.n_dealt)]
-        return DcfGate(keys, r, dealt)
-
-    async def bits(self, op: Op, n: int, levels: int) -> BitsMaterial | None:
-        """Material for the bit-decomposition sign: r (arithmetic and XOR shares), `levels` x 2 binary
-        triples, and a random bit rho in both forms. Corrections to the last party: 8 (2 levels + 2) words."""
-        shape = (n,)
-        and_shape = (levels, 2, n)
-        if self._knows_all():
-            r = self._sum(op, R, shape)
-            a = self._xor_all(op, BITS_AND, and_shape)
-            b = self._xor_all(op, BITS_AND + 1, and_shape)
-            rho = self._xor_all(op, BITS_RHO_B, shape) & np.uint64(1)
-            corr = np.concatenate([
-                (r ^ self._xor_all(op, BITS_RB, shape, skip_last=True))[None],
-                ((a & b) ^ self._xor_all(op, BITS_AND + 2, and_shape, skip_last=True)).reshape(2 * levels, n),
-                (rho - self._sum(op, BITS_RHO_A, shape, skip_last=True))[None],
-            ])
-            mine = self._own_bits(op, n, levels, corr)
-            self._deliver(op, corr)
-            return mine
-        return await self._receive(op, lambda corr: self._own_bits(op, n, levels, corr), (2 * levels + 2, n))
-
-    def _own_bits(self, op: Op, n: int, levels: int, corr: np.ndarray | None) -> BitsMaterial | None:
-        me = self.party.name
-        if me not in self.compute:
-            return None
-        shape, and_shape = (n,), (levels, 2, n)
-        last = me == self.last
-        assert corr is not None or not last
-        return BitsMaterial(
-            r=self._stream(me, op, R, shape),
-            r_bits=corr[0] if last else self._stream(me, op, BITS_RB, shape),
-            and_a=self._stream(me, op, BITS_AND, and_shape),
-            and_b=self._stream(me, op, BITS_AND + 1, and_shape),
-            and_c=corr[1:1 + 2 * levels].reshape(and_shape) if last else self._stream(me, op, BITS_AND + 2,
-                                                                                       and_shape),
-            rho_bits=self._stream(me, op, BITS_RHO_B, shape) & np.uint64(1),
-            rho=corr[-1] if last else self._stream(me, op, BITS_RHO_A, shape),
-        )
-
-    def _xor_all(self, op: Op, purpose: int, shape: tuple[int, ...], skip_last: bool = False) -> np.ndarray:
-        total = np.zeros(shape, dtype=np.uint64)
+            _, corrections, public = self.evaluate(op, spec)
         for name in self.compute:
-            if not (skip_last and name == self.last):
-                total ^= self._stream(name, op, purpose, shape)
-        return total
+            payload = np.concatenate([corrections, public]) if name == self.last else public
+            if payload.size:
+                self.party.send(name, op, payload, step=DEALER_STEP)
 
-    # -- derivation ---------------------------------------------------------------------------------
-    def _stream(self, name: str, op: Op, purpose: int, shape: tuple[int, ...]) -> np.ndarray:
-        return self._prg[name].ring(shape, op.id, purpose)
-
-    def _sum(self, op: Op, purpose: int, shape: tuple[int, ...], skip_last: bool = False) -> np.ndarray:
-        total = np.zeros(shape, dtype=np.uint64)
-        for name in self.compute:
-            if not (skip_last and name == self.last):
-                total += self._stream(name, op, purpose, shape)
-        return total
-
-    def _own_part(self, op: Op, pa: int, pb: int, pc: int, shape_a: tuple[int, ...], shape_b: tuple[int, ...],
-                  shape_c: tuple[int, ...], last_c: np.ndarray | None) -> Triple | None:
-        me = self.party.name
-        if me not in self.compute:
-            return None
-        c = last_c if me == self.last else self._stream(me, op, pc, shape_c)
-        assert c is not None
-        return Triple(self._stream(me, op, pa, shape_a), self._stream(me, op, pb, shape_b), c)
-
-    def _own_trunc(self, op: Op, shape: tuple[int, ...], corr: np.ndarray | None) -> TruncPair | None:
-        me = self.party.name
-        if me not in self.compute:
-            return None
-        r = self._stream(me, op, R, shape)
-        if me == self.last:
-            assert corr is not None
-            return TruncPair(r, corr[0], corr[1])
-        return TruncPair(r, self._stream(me, op, R_MSB, shape), self._stream(me, op, R_LOW, shape))
-
-    # -- who sends what -----------------------------------------------------------------------------
-    def _knows_all(self) -> bool:
-        raise NotImplementedError
-
-    def _deliver(self, op: Op, correction: np.ndarray) -> None:
-        raise NotImplementedError
-
-    async def _receive(self, op: Op, finish: Callable[[np.ndarray | None], object], shape: tuple[int, ...]):
-        raise NotImplementedError
-
-
-class HelperMaterial(SeededMaterial):
-    """Material dealt by the helper party: seeds at setup, one correction array per op to the last party."""
-
-    def _knows_all(self) -> bool:
-        return self.party.is_helper
-
-    def _deliver(self, op: Op, correction: np.ndarray) -> None:
-        self.party.send(self.last, op, correction, step=DEALER_STEP)
-
-    async def _receive(self, op, finish, shape):
-        if self.party.name != self.last:
-            return finish(None)
-        assert self.party.helper is not None
-        msg = await self.party.recv(self.party.helper, op, step=DEALER_STEP, dtype=np.uint64, shape=shape)
-        return finish(msg.array)  # dealer material is offline: its depth does not count as a round
+    async def fetch(self, op: Op, spec: Spec) -> Material:
+        n_corr = sum(i.size for i in spec.of_kind("shared")) if self.party.name == self.last else 0
+        n_pub = sum(i.size for i in spec.of_kind("public"))
+        words = np.zeros(0, dtype=np.uint64)
+        if n_corr + n_pub:
+            helper = self.party.helper
+            assert helper is not None
+            # dealer material is offline: its depth does not count as a round
+            msg = await self.party.recv(helper, op, step=DEALER_STEP, dtype=np.uint64, shape=(n_corr + n_pub,))
+            words = msg.array
+        return self.own_material(op, spec, words[:n_corr], words[n_corr:])
 
     @staticmethod
-    async def setup(party: Party, op: Op) -> HelperMaterial:
+    async def setup(party: Party, op: Op) -> HelperProvider:
         """The helper draws a fresh seed per compute party and sends it over that party's link."""
         helper = party.helper
         if helper is None:
@@ -283,12 +138,12 @@ class HelperMaterial(SeededMaterial):
             seeds = {name: new_seed() for name in party.compute_parties}
             for name, seed in seeds.items():
                 party.send(name, op, np.frombuffer(seed, dtype=np.uint8), step=DEALER_STEP)
-            return HelperMaterial(party, seeds)
+            return HelperProvider(party, seeds)
         msg = await party.recv(helper, op, step=DEALER_STEP, dtype=np.uint8, shape=(16,))
-        return HelperMaterial(party, {party.name: msg.array.tobytes()})
+        return HelperProvider(party, {party.name: msg.array.tobytes()})
 
 
-class LocalDealerMaterial(SeededMaterial):
+class LocalTestProvider(SeededProvider):
     """TESTS ONLY: every party derives everything from one shared seed. Offers no secrecy at all."""
 
     def __init__(self, party: Party, test_seed: bytes):
@@ -297,12 +152,16 @@ class LocalDealerMaterial(SeededMaterial):
         super().__init__(party, seeds)
         log.warning("%s: using the in-process test dealer: NOT SECURE", party.name)
 
-    def _knows_all(self) -> bool:
-        return True
+    async def deal(self, op: Op, spec: Spec) -> None:
+        """Nothing to send: every compute party evaluates the spec itself."""
 
-    def _deliver(self, op: Op, correction: np.ndarray) -> None:
-        pass
+    async def fetch(self, op: Op, spec: Spec) -> Material:
+        if spec.heavy:
+            _, corrections, public = await asyncio.to_thread(self.evaluate, op, spec)
+        else:
+            _, corrections, public = self.evaluate(op, spec)
+        return self.own_material(op, spec, corrections, public)
 
-    async def _receive(self, op, finish, shape):  # pragma: no cover - never called: knows all seeds
-        raise AssertionError
 
+def _flat(parts: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint64)

@@ -3,10 +3,14 @@
 Operators return at once; the share is computed when its inputs are ready, on the event loop, so
 independent operations issued together share their round without the program saying so. Local
 operations (add, negate, index, reshape, ...) cost no communication and run as soon as their inputs
-are resolved. On the helper (dealer mode) a SharedArray has a shape but no share: the helper only deals.
+are resolved. On the helper (dealer mode) a SharedArray is a shape-only placeholder: the helper runs the
+program to deal each operation's randomness, never to compute on shares.
 
 `frac` is the number of fractional bits of the encoding: 0 for integers mod 2^64, `frac_bits` for fixed
 point. A product of two fixed-point values is truncated back to `frac_bits` (see protocols/truncation.py).
+
+This module imports no other protocol module: operators reach the protocols through the array's context,
+which implements `Ops` (protocols/context.py).
 """
 
 from __future__ import annotations
@@ -14,22 +18,41 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from mpc.ring import encode_fixed, ring
 
-if TYPE_CHECKING:
-    from protocols.context import Context
+NO_SHARE = np.zeros(0, dtype=np.uint64)
+"""What a helper's placeholder holds: it never computes on shares, and no protocol body runs there."""
 
 
 @dataclass(frozen=True, slots=True)
 class Shares:
-    """This party's share (None on the helper) and the round (depth) at which it is available."""
+    """This party's share and the round (depth) at which it is available."""
 
-    share: np.ndarray | None
+    share: np.ndarray
     depth: int
+
+
+class Ops(Protocol):
+    """The operations a SharedArray's operators need from its party's context."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def is_dealer(self) -> bool: ...
+    @property
+    def frac_bits(self) -> int: ...
+    @property
+    def compute_parties(self) -> list[str]: ...
+    def spawn(self, coro: Any) -> Any: ...
+    def add(self, x: Any, y: Any) -> SharedArray: ...
+    def mul(self, x: Any, y: Any, truncate: bool = True) -> SharedArray: ...
+    def matmul(self, x: Any, y: Any, truncate: bool = True) -> SharedArray: ...
+    def less(self, x: Any, y: Any, method: str | None = None) -> SharedArray: ...
+    def equal(self, x: Any, y: Any, method: str | None = None) -> SharedArray: ...
 
 
 class SharedArray:
@@ -38,7 +61,7 @@ class SharedArray:
     __array_priority__ = 1000  # make `ndarray op SharedArray` use our reflected operators
     __hash__ = None  # type: ignore[assignment]  # `==` is elementwise
 
-    def __init__(self, ctx: Context, shape: tuple[int, ...], frac: int, fut: asyncio.Future[Shares]):
+    def __init__(self, ctx: Ops, shape: tuple[int, ...], frac: int, fut: asyncio.Future[Shares]):
         self.ctx = ctx
         self.shape = tuple(int(d) for d in shape)
         self.frac = frac
@@ -128,7 +151,7 @@ class SharedArray:
 
     def sum(self, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> SharedArray:
         shape = np.empty(self.shape, dtype=np.bool_).sum(axis=axis, keepdims=keepdims).shape
-        return self.local(lambda s: np.sum(s, axis=axis, keepdims=keepdims, dtype=np.uint64), shape)
+        return self.local(lambda s: np.asarray(np.sum(s, axis=axis, keepdims=keepdims, dtype=np.uint64)), shape)
 
     def dot(self, other: Any) -> SharedArray:
         return self.ctx.matmul(self, other)
@@ -170,18 +193,34 @@ def _probe(shape: tuple[int, ...]) -> np.ndarray:
     return np.broadcast_to(np.empty((), dtype=np.bool_), shape)
 
 
-def derive(ctx: Context, sources: Sequence[SharedArray], fn: Callable[[list[np.ndarray]], np.ndarray],
+def placeholder(ctx: Ops, shape: tuple[int, ...], frac: int) -> SharedArray:
+    """A shape-only shared array for the helper (dealer mode): it is resolved at once and holds no share."""
+    fut: asyncio.Future[Shares] = asyncio.get_running_loop().create_future()
+    fut.set_result(Shares(NO_SHARE, 0))
+    return SharedArray(ctx, tuple(int(d) for d in shape), frac, fut)
+
+
+def resolved(ctx: Ops, shape: tuple[int, ...], frac: int, share: np.ndarray, depth: int = 0) -> SharedArray:
+    """A shared array whose share is known now (a placeholder on the helper)."""
+    if ctx.is_dealer:
+        return placeholder(ctx, shape, frac)
+    fut: asyncio.Future[Shares] = asyncio.get_running_loop().create_future()
+    fut.set_result(Shares(share, depth))
+    return SharedArray(ctx, tuple(int(d) for d in shape), frac, fut)
+
+
+def derive(ctx: Ops, sources: Sequence[SharedArray], fn: Callable[[list[np.ndarray]], np.ndarray],
            shape: tuple[int, ...], frac: int) -> SharedArray:
     """A shared array computed locally from `sources`: at once if they are resolved, else when they are."""
+    if ctx.is_dealer:
+        return placeholder(ctx, shape, frac)
     loop = asyncio.get_running_loop()
     futs = [s._fut for s in sources]
 
     def compute(inputs: list[Shares]) -> Shares:
         depth = max((i.depth for i in inputs), default=0)
-        if ctx.is_dealer:
-            return Shares(None, depth)
         with np.errstate(over="ignore"):  # ring arithmetic wraps by design
-            out = np.asarray(fn([i.share for i in inputs]), dtype=np.uint64)  # type: ignore[misc]
+            out = np.asarray(fn([i.share for i in inputs]), dtype=np.uint64)
         if out.shape != shape:
             out = np.broadcast_to(out, shape)
         return Shares(out, depth)
@@ -197,7 +236,7 @@ def derive(ctx: Context, sources: Sequence[SharedArray], fn: Callable[[list[np.n
     return SharedArray(ctx, shape, frac, fut)
 
 
-def split(ctx: Context, task: asyncio.Future[tuple[Shares, ...]],
+def split(ctx: Ops, task: asyncio.Future[tuple[Shares, ...]],
           specs: Sequence[tuple[tuple[int, ...], int]]) -> list[SharedArray]:
     """Several shared arrays (shape, frac) computed together by one task returning a tuple of Shares."""
     loop = asyncio.get_running_loop()
@@ -215,6 +254,43 @@ def split(ctx: Context, task: asyncio.Future[tuple[Shares, ...]],
 
     task.add_done_callback(done)
     return [SharedArray(ctx, shape, frac, fut) for fut, (shape, frac) in zip(futs, specs, strict=True)]
+
+
+def constant(ctx: Ops, value: Any) -> SharedArray:
+    """A public array as a shared value (the first compute party holds it, the others zero). 0 rounds."""
+    arr = np.asarray(value)
+    frac = ctx.frac_bits if arr.dtype.kind == "f" else 0
+    encoded = public_ring(arr, frac)
+    share = encoded.copy() if ctx.name == ctx.compute_parties[0] else np.zeros(arr.shape, dtype=np.uint64)
+    return resolved(ctx, arr.shape, frac, share)
+
+
+def rescale(x: SharedArray, frac: int) -> SharedArray:
+    """The same value with more fractional bits (exact, local)."""
+    if frac == x.frac:
+        return x
+    factor = np.uint64(1 << (frac - x.frac))
+    return x.local(lambda s: np.asarray(np.multiply(s, factor, dtype=np.uint64)), x.shape, frac=frac)
+
+
+def concatenate(xs: Sequence[SharedArray], axis: int = 0) -> SharedArray:
+    """numpy.concatenate of shared arrays of one party's context (local)."""
+    if not xs:
+        raise ValueError("concatenate: need at least one array")
+    frac = max(x.frac for x in xs)
+    parts = [rescale(x, frac) for x in xs]
+    shape = np.concatenate([np.empty(x.shape, np.bool_) for x in xs], axis=axis).shape
+    return derive(xs[0].ctx, parts, lambda s: np.concatenate(s, axis=axis), shape, frac)
+
+
+def stack(xs: Sequence[SharedArray], axis: int = 0) -> SharedArray:
+    """numpy.stack of shared arrays of one party's context (local)."""
+    if not xs:
+        raise ValueError("stack: need at least one array")
+    frac = max(x.frac for x in xs)
+    parts = [rescale(x, frac) for x in xs]
+    shape = np.stack([np.empty(x.shape, np.bool_) for x in xs], axis=axis).shape
+    return derive(xs[0].ctx, parts, lambda s: np.stack(s, axis=axis), shape, frac)
 
 
 def public_ring(value: Any, frac: int) -> np.ndarray:

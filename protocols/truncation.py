@@ -17,21 +17,17 @@ party 1 shifts the negation of its share. 0 rounds, error at most 1 except with 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
-from protocols.shared import SharedArray, Shares
-
-if TYPE_CHECKING:
-    from protocols.context import Context
+from protocols.core import Engine, Exchange, Material, Spec, run_protocol
+from protocols.shared import SharedArray
 
 OFFSET_BITS = 62
 TOP = np.uint64(63)
 LOW_MASK = np.uint64(2**63 - 1)
 
 
-def truncate(ctx: Context, x: SharedArray, bits: int, method: str | None = None) -> SharedArray:
+def truncate(ctx: Engine, x: SharedArray, bits: int, method: str | None = None) -> SharedArray:
     """Shared floor(x / 2^bits), within one unit. Collective; dealer: 1 round, local: 0 rounds."""
     method = method or ctx.truncation
     if bits == 0:
@@ -43,7 +39,7 @@ def truncate(ctx: Context, x: SharedArray, bits: int, method: str | None = None)
     raise ValueError(f"unknown truncation method {method!r} (dealer | local)")
 
 
-def _local(ctx: Context, x: SharedArray, bits: int) -> SharedArray:
+def _local(ctx: Engine, x: SharedArray, bits: int) -> SharedArray:
     if len(ctx.compute_parties) != 2:
         raise ValueError("local truncation is only sound for two compute parties; use 'dealer'")
     shift = np.uint64(bits)
@@ -52,33 +48,31 @@ def _local(ctx: Context, x: SharedArray, bits: int) -> SharedArray:
     return x.local(lambda s: np.negative(np.right_shift(np.negative(s), shift)), x.shape, frac=x.frac - bits)
 
 
-def _dealer(ctx: Context, x: SharedArray, bits: int) -> SharedArray:
-    op = ctx.party.new_op("trunc")
-    material = ctx.deal(ctx.material.trunc_pair(op, x.shape, bits))
-    first = ctx.name == ctx.compute_parties[0]
+def pair_spec(shape: tuple[int, ...], bits: int) -> Spec:
+    """A truncation pair: uniform r, shares of msb(r) and of (r mod 2^63) >> bits."""
+    return (Spec().random("r", shape)
+            .shared("msb", shape, lambda env: np.right_shift(env["r"], TOP))
+            .shared("low", shape, lambda env: np.right_shift(env["r"] & LOW_MASK, np.uint64(bits))))
+
+
+def _dealer(ctx: Engine, x: SharedArray, bits: int) -> SharedArray:
     shift = np.uint64(bits)
 
-    async def run() -> Shares:
-        xs = await x.resolve()
-        pair = await material
-        await ctx.online_gate()
-        if pair is None:
-            return Shares(None, 0)
-        assert xs.share is not None
-        masked = np.add(xs.share, pair.r, dtype=np.uint64)
-        if first:
+    async def body(io: Exchange, mat: Material, xs: np.ndarray) -> np.ndarray:
+        masked = np.add(xs, mat.r, dtype=np.uint64)
+        if io.first:
             masked += np.uint64(1 << OFFSET_BITS)
-        c, depth = await ctx.open_shares(op, masked, xs.depth)
+        c = await io.open(masked)
         c_msb = np.right_shift(c, TOP)
         # [b] = c_msb + [msb] - 2 c_msb [msb]: linear in the shared bit since c_msb is public.
-        out = pair.msb * (np.uint64(1) - np.uint64(2) * c_msb)
-        if first:
+        out = mat.msb * (np.uint64(1) - np.uint64(2) * c_msb)
+        if io.first:
             out += c_msb
         out *= np.uint64(1 << (63 - bits))
-        out -= pair.low_shifted
-        if first:
+        out -= mat.low
+        if io.first:
             out += np.right_shift(c & LOW_MASK, shift)
             out -= np.uint64(1 << (OFFSET_BITS - bits))
-        return Shares(out, depth)
+        return out
 
-    return SharedArray(ctx, x.shape, x.frac - bits, ctx.spawn(run()))
+    return run_protocol(ctx, "trunc", pair_spec(x.shape, bits), body, [x], [(x.shape, x.frac - bits)])[0]

@@ -208,7 +208,7 @@ def test_dcf_traffic(make_topology) -> None:
 
     out = run_local(make_topology(2), program)
     assert out["bank_a"].value[0] == 8 * n + HEADER_SIZE
-    helper = out["helper"].stats.total("offline", "dcf").bytes_sent
+    helper = out["helper"].stats.total("offline", "sign").bytes_sent
     # to bank_a the correction words; to bank_b the same plus its share of msb(r)
     assert helper == 8 * n * (2 * words_per_key(63, 1) + 1) + 2 * HEADER_SIZE
     assert words_per_key(63, 1) * 8 == 1536  # per party per comparison; plus the 16-byte root seed, derived
@@ -238,9 +238,9 @@ def test_dcf_refused_for_three_parties(make_topology) -> None:
 
 
 def test_dcf_keys_dealt_in_chunks(make_topology, monkeypatch) -> None:
-    import protocols.comparison as comparison
+    import protocols.gates as gates
 
-    monkeypatch.setattr(comparison, "DCF_CHUNK", 100)
+    monkeypatch.setattr(gates, "DCF_CHUNK", 100)
     a, b = _pairs(350)
 
     async def program(ctx: Context):
