@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from mpc.config import ConfigError, Topology, load_topology
+from mpc.config import ConfigError, Topology, latency_problems, load_topology, topology_warnings
 
 EXIT_CONFIG = 2
 
@@ -27,9 +27,15 @@ class CliError(click.ClickException):
         click.echo(f"error: {self.format_message()}", err=True)  # the same form as every other error line
 
 
-def _load(config: str) -> Topology:
+def _load(config: str, latency_ms: float | None = None, bandwidth_mbps: float | None = None,
+          timeout_s: float | None = None) -> Topology:
+    """The topology with the command line's network overrides, checked again with them (exit 2 if bad)."""
     try:
-        return load_topology(config)
+        topo = load_topology(config).with_network(latency_ms, bandwidth_mbps)
+        overridden = latency_problems(topo, timeout_s)
+        if overridden:
+            raise ConfigError(config, [f"{p} (with --latency-ms/--timeout-s)" for p in overridden])
+        return topo
     except ConfigError as exc:
         click.echo(f"error: invalid topology {exc.source}", err=True)
         for problem in exc.problems:
@@ -79,9 +85,14 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @cli.command()
 @click.argument("config", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the validated topology as JSON.")
-def check(config: str, as_json: bool) -> None:
+@click.option("--strict", is_flag=True, help="Treat warnings (a topology no secure program can run on) as errors.")
+def check(config: str, as_json: bool, strict: bool) -> None:
     """Validate a topology file: print a summary, or every problem with its field (exit 2)."""
     topo = _load(config)
+    for warning in topology_warnings(topo):
+        click.echo(f"{'error' if strict else 'warning'}: {config}: {warning}", err=True)
+    if strict and topology_warnings(topo):
+        sys.exit(EXIT_CONFIG)
     if as_json:
         click.echo(json.dumps(topo.model_dump(mode="json"), indent=2))
         return
@@ -125,7 +136,7 @@ def run(ctx: click.Context, config: str, party_name: str, program: str, params: 
         timeout_s: float | None, latency_ms: float | None, bandwidth_mbps: float | None, secret_key: str | None,
         as_json: bool) -> None:
     """Run one party (one per host in a deployment over several machines)."""
-    topo = _load(config).with_network(latency_ms, bandwidth_mbps)
+    topo = _load(config, latency_ms, bandwidth_mbps, timeout_s)
     if party_name not in topo.names:
         raise CliError(f"{config}: no party named {party_name!r} (parties: {', '.join(topo.names)})")
     from threadpoolctl import threadpool_limits
@@ -170,6 +181,7 @@ def run(ctx: click.Context, config: str, party_name: str, program: str, params: 
 def launch(ctx: click.Context, config: str, program: str, params: tuple[str, ...], timeout_s: float | None,
            latency_ms: float | None, bandwidth_mbps: float | None, as_json: bool) -> None:
     """Run every party of CONFIG as its own process on this host; fail if any party fails."""
+    _load(config, latency_ms, bandwidth_mbps, timeout_s)  # checked with the overrides the children will get
     topo = _load(config)
     from mpc.launcher import launch as launch_all
     from parties.programs import bind_params
