@@ -283,7 +283,8 @@ def _listen_clashes(topo: Topology) -> list[str]:
                 _is_loopback(a.host) and _is_loopback(b.host))
             wild = {"*", "0.0.0.0"}
             same_address = _canonical_host(host_a) == _canonical_host(host_b)
-            if (same_address and (same_machine or host_a not in wild)) or (
+            machine_local = host_a in wild or _is_loopback(host_a)  # the same text on two hosts differs
+            if (same_address and (same_machine or not machine_local)) or (
                     same_machine and (host_a in wild or host_b in wild)):
                 field = "bind" if b.bind is not None else "port"
                 problems.append(f"parties[{j}] ({b.name}).{field}: listens on {host_b}:{port_b}, where {a.name} "
@@ -294,7 +295,7 @@ def _listen_clashes(topo: Topology) -> list[str]:
 def latency_problems(topo: Topology, timeout_s: float | None = None) -> list[str]:
     """An emulated one-way latency at or above the timeout: every wait on that peer would time out."""
     timeout = topo.timeout_s if timeout_s is None else timeout_s
-    fields = [("network.latency_ms", topo.network.latency_ms)]
+    fields: list[tuple[str, float | None]] = [("network.latency_ms", topo.network.latency_ms)]
     fields += [(f"network.links[{i}].latency_ms", link.latency_ms) for i, link in enumerate(topo.network.links)]
     return [f"{field}: {latency:g} ms one-way is not below the timeout ({timeout:g} s): every wait on a peer "
             "would time out; lower the latency or raise timeout_s"

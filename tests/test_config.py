@@ -73,7 +73,8 @@ BAD = {
     "duplicate key in a party": (GOOD.replace("port: 7001}", "port: 7001, port: 7009}"),
                                  "parties[0] (bank_a).port: given twice (lines 4 and 4)"),
     "duplicate top-level key": (GOOD + "timeout_s: 5\ntimeout_s: 50\n", "timeout_s: given twice (lines 7 and 8)"),
-    "port true": (GOOD.replace("port: 7001", "port: true"), "parties[0] (bank_a).port: Input should be a valid integer"),
+    "port true": (GOOD.replace("port: 7001", "port: true"),
+                  "parties[0] (bank_a).port: Input should be a valid integer"),
     "port as text": (GOOD.replace("port: 7001", "port: '7001'"), "parties[0] (bank_a).port: Input should be a valid"),
     "timeout true": (GOOD + "timeout_s: true\n", "timeout_s: Input should be a valid number"),
     "insecure as text": (GOOD + "insecure: 'no'\n", "insecure: Input should be a valid boolean"),
@@ -156,6 +157,11 @@ def test_same_wildcard_bind_on_different_hosts_is_fine(tmp_path: Path) -> None:
                     "  - {name: bank_b, role: compute, host: 10.0.0.2, port: 5601, bind: '0.0.0.0:5601'}\n"
                     "  - {name: helper, role: helper, host: helper.example.org, port: 5601}\n")
     assert load_topology(path).party("bank_b").listen_address == ("0.0.0.0", 5601)
+    path.write_text(path.read_text().replace("0.0.0.0", "127.0.0.1"))  # each host's own loopback
+    assert load_topology(path).party("bank_b").listen_address == ("127.0.0.1", 5601)
+    path.write_text(path.read_text().replace("127.0.0.1:5601", "10.0.0.9:5601"))  # one address: one machine
+    with pytest.raises(ConfigError, match=r"parties\[1\] \(bank_b\).bind: listens on 10.0.0.9:5601"):
+        load_topology(path)
 
 
 def test_not_utf8_names_the_file(tmp_path: Path) -> None:
@@ -192,7 +198,8 @@ def test_key_files_must_be_curve_public_keys(tmp_path: Path) -> None:
     good = {n: (tmp_path / "k" / f"{n}.key").read_text() for n in ("bank_a", "bank_b", "helper")}
     assert load_topology(_keyed(tmp_path, good)).party("bank_a").public_key
     cases = {
-        "bank_b": ("-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE\n", "is not a CURVE public key file"),
+        "bank_b": ("-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE\n",
+                   "is not a CURVE public key file"),
         "helper": ('curve\n    public-key = "short"\n', "is not a CURVE public key file"),
         "bank_a": ((tmp_path / "k" / "bank_a.key_secret").read_text(), "holds a secret key"),
     }
