@@ -6,10 +6,12 @@ Higher layers (programs, demos, benchmarks) are imported inside the commands tha
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -360,13 +362,22 @@ def fraud(ctx: click.Context, config: str | None, data_dir: str | None, accounts
         out = fraud_data.write(fraud_data.generate(accounts, seed), write_data)
         click.echo(f"wrote {out}/accounts.csv, bank_a.csv, bank_b.csv, labels.csv ({accounts:,} accounts)")
         return
+    console = _console(stderr=True)
+    t0 = time.perf_counter()
+    status = console.status("fraud demo") if console.is_terminal else contextlib.nullcontext()
+
+    def progress(stage: str, detail: str) -> None:
+        """Each stage as a line on stderr (stdout stays the report, or clean JSON), and a spinner on a tty."""
+        console.print(f"[{time.perf_counter() - t0:5.1f} s] {stage}: {detail}", markup=False, highlight=False)
+        if console.is_terminal:
+            status.update(f"{stage}: {detail}")  # type: ignore[union-attr]
+
     opts = DemoOptions(config=_load(config) if config else None, data_dir=data_dir, accounts=accounts, seed=seed,
                        latency_ms=latency_ms, reveal_scores=reveal_scores, flags_to=flags_to, query=query,
-                       method=method, debug=ctx.obj["debug"])
-    if not as_json:
-        click.echo("starting bank_a, bank_b and the helper as separate processes...", err=True)
+                       method=method, debug=ctx.obj["debug"], progress=progress)
     try:
-        report = run(opts)
+        with status:
+            report = run(opts)
     except DemoError as exc:
         raise CliError(str(exc)) from None
     if as_json:
