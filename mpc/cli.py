@@ -260,8 +260,14 @@ def _latency_list(ctx: click.Context, param: click.Parameter, value: str | None)
 def bench(ctx: click.Context, config: str | None, ops: str, methods: str, n: int, repeat: int,
           latencies: list[float | None], bandwidth_mbps: float | None, plot_path: str | None, as_json: bool) -> None:
     """Measure secure operations: online rounds, bytes, messages and wall time; dealer bytes and time."""
-    from mpc.benchmark import default_topology, fit_latency_model, plot, run_bench
+    from mpc.benchmark import check_plot, default_topology, fit_latency_model, plot, run_bench
     from parties.bench import OPS
+
+    if plot_path:
+        try:
+            check_plot(plot_path)  # before the benchmark, which can take minutes
+        except RuntimeError as exc:
+            raise click.BadParameter(str(exc).removeprefix("--plot: "), param_hint="--plot") from None
 
     names = [o.strip() for o in ops.split(",") if o.strip()]
     unknown = [o for o in names if o not in OPS]
@@ -277,6 +283,13 @@ def bench(ctx: click.Context, config: str | None, ops: str, methods: str, n: int
     else:
         plan = [(method_list[0], names)]
     topo = _load(config) if config else default_topology()
+    for latency in latencies:
+        try:
+            too_slow = latency_problems(topo.with_network(latency, bandwidth_mbps))
+        except ConfigError as exc:
+            too_slow = exc.problems
+        if too_slow:
+            raise click.BadParameter(f"{too_slow[0]}", param_hint="--latency-ms/--bandwidth-mbps")
     records: list[dict[str, Any]] = []
     try:
         from rich.progress import Progress
@@ -291,17 +304,18 @@ def bench(ctx: click.Context, config: str | None, ops: str, methods: str, n: int
     except RuntimeError as exc:
         raise CliError(str(exc)) from None
     records = fit_latency_model(records)
+    # The results first: a plot that fails (the disk filled up meanwhile) must not lose them.
+    if as_json:
+        click.echo(json.dumps(records))
+    else:
+        _print_bench_table(records, repeat)
     if plot_path:
         try:
             plot(records, plot_path)
         except RuntimeError as exc:
-            raise CliError(str(exc)) from None
-    if as_json:
-        click.echo(json.dumps(records))
-        return
-    _print_bench_table(records, repeat)
-    if plot_path:
-        click.echo(f"plot written to {plot_path}")
+            raise CliError(f"{exc} (the results are above)") from None
+        if not as_json:
+            click.echo(f"plot written to {plot_path}")
 
 
 @cli.group()

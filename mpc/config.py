@@ -190,11 +190,15 @@ class Topology(_Strict):
             )
             for link in net.links
         )
-        new_net = NetworkSpec(
-            latency_ms=net.latency_ms if latency_ms is None else latency_ms,
-            bandwidth_mbps=net.bandwidth_mbps if bandwidth_mbps is None else bandwidth_mbps,
-            links=links,
-        )
+        try:
+            new_net = NetworkSpec(
+                latency_ms=net.latency_ms if latency_ms is None else latency_ms,
+                bandwidth_mbps=net.bandwidth_mbps if bandwidth_mbps is None else bandwidth_mbps,
+                links=links,
+            )
+        except ValidationError as exc:  # an override out of range: the same check as in a file
+            raise ConfigError("command line", [f"network.{_field(e['loc'], {})}: {e['msg']}"
+                                               for e in exc.errors()]) from None
         return self.model_copy(update={"network": new_net})
 
 
