@@ -128,6 +128,13 @@ class Topology(_Strict):
     frac_bits: StrictInt = Field(default=16, ge=0, le=40)
     timeout_s: StrictFloat = Field(default=30.0, gt=0, le=3600)
     max_message_mb: StrictFloat = Field(default=1024.0, gt=0, le=16_384)
+    # Received but not yet used, per peer (early arrivals, messages held by the emulated network); at least
+    # max_message_mb in effect. Over it, the run stops naming the peer instead of exhausting memory.
+    max_buffered_mb: StrictFloat = Field(default=4096.0, gt=0, le=1_048_576)
+    # ZeroMQ heartbeats: a frozen peer is named after heartbeat_timeout_s of silence. Generous by default: a
+    # saturated host (or a large frame in flight, which delays the answer to a ping) must not look dead.
+    heartbeat_s: StrictFloat = Field(default=1.0, gt=0, le=600)
+    heartbeat_timeout_s: StrictFloat = Field(default=15.0, gt=0, le=3600)
     truncation: Literal["dealer", "local"] = "dealer"
     comparison: Literal["auto", "dcf", "bits"] = "auto"
     insecure: StrictBool = False
