@@ -65,20 +65,21 @@ def _dealer(ctx: Context, x: SharedArray, bits: int) -> SharedArray:
         if pair is None:
             return Shares(None, 0)
         assert xs.share is not None
-        masked = np.add(xs.share, pair.r, dtype=np.uint64)
+        # 1-d throughout (a 0-d value too): numpy scalars would warn on the ring's wrap-around
+        masked = np.add(xs.share.ravel(), pair.r.ravel(), dtype=np.uint64)
         if first:
             masked += np.uint64(1 << OFFSET_BITS)
         c, depth = await ctx.open_shares(op, masked, xs.depth)
         c_msb = np.right_shift(c, TOP)
         # [b] = c_msb + [msb] - 2 c_msb [msb]: linear in the shared bit since c_msb is public.
-        out = pair.msb * (np.uint64(1) - np.uint64(2) * c_msb)
+        out = pair.msb.ravel() * (np.uint64(1) - np.uint64(2) * c_msb)
         if first:
             out += c_msb
         out *= np.uint64(1 << (63 - bits))
-        out -= pair.low_shifted
+        out -= pair.low_shifted.ravel()
         if first:
             out += np.right_shift(c & LOW_MASK, shift)
             out -= np.uint64(1 << (OFFSET_BITS - bits))
-        return Shares(out, depth)
+        return Shares(out.reshape(x.shape), depth)
 
     return SharedArray(ctx, x.shape, x.frac - bits, ctx.spawn(run()))
