@@ -340,9 +340,8 @@ class Context:
         return comparison.equal(self, x, y, method)
 
     def sign(self, x: SharedArray, method: str | None = None) -> SharedArray:
-        """-1, 0 or 1 like numpy.sign: [x > 0] - [x < 0] in one batched gate."""
-        both = comparison.sign_gate(self, self.stack([x, -x]), method=method)[0]
-        return both[1] - both[0]
+        """-1, 0 or 1 like numpy.sign, for every value: [x < 0] and [x == 0] side by side, same rounds as `<`."""
+        return comparison.sign(self, x, method)
 
     def relu(self, x: SharedArray, method: str | None = None) -> SharedArray:
         """max(x, 0). dcf: 1 round; bits: 9 rounds.

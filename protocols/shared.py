@@ -135,7 +135,7 @@ class SharedArray:
 
     def sum(self, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> SharedArray:
         shape = np.empty(self.shape, dtype=np.bool_).sum(axis=axis, keepdims=keepdims).shape
-        return self.local(lambda s: np.sum(s, axis=axis, keepdims=keepdims, dtype=np.uint64), shape)
+        return self.local(lambda s: np.asarray(np.sum(s, axis=axis, keepdims=keepdims, dtype=np.uint64)), shape)
 
     def dot(self, other: Any) -> SharedArray:
         return self.ctx.matmul(self, other)
