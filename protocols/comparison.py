@@ -114,7 +114,7 @@ def _dcf_gate(ctx: Context, x: SharedArray, relu: bool) -> tuple[SharedArray, Sh
 
 
 def relu_truncate(ctx: Context, x: SharedArray, bits: int, method: str | None = None) -> SharedArray:
-    """relu(x) >> bits (within one unit), e.g. after a product at 2f fractional bits.
+    """relu(x) >> bits (floor, or one more), e.g. after a product at 2f fractional bits.
 
     dcf: one round for both, by the fused gate of protocols/gates.py; bits: ReLU (9 rounds), then
     truncation (1 round with the dealer, 0 with local truncation)."""

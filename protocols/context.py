@@ -327,7 +327,7 @@ class Context:
         return shared.local(lambda s: fn(c, s), shape, frac=shared.frac + cfrac)
 
     def truncate(self, x: SharedArray, bits: int, method: str | None = None) -> SharedArray:
-        """floor(x / 2^bits) within one unit; dealer: 1 round, local: 0 (see protocols/truncation.py)."""
+        """floor(x / 2^bits) or one more; dealer: 1 round, local: 0 (see protocols/truncation.py)."""
         return truncation.truncate(self, x, bits, method)
 
     # -- comparisons (protocols/comparison.py): method None = the topology's `comparison` ---------

@@ -8,11 +8,15 @@ Circuits" (CRYPTO 2020): for |x| < 2^62, let x' = x + 2^62 (so 0 <= x' < 2^63). 
 a uniform r, of msb(r), and of (r mod 2^63) >> bits. The parties open c = x' + r (1 round, 8 bytes per
 element to each peer; perfectly hiding since r is uniform) and compute locally
   b = msb(c) XOR msb(r),     x' >> bits = (c mod 2^63) >> bits + b * 2^(63-bits) - (r mod 2^63) >> bits,
-then subtract 2^(62-bits). Result: floor(x / 2^bits) or one less; never a large error while |x| < 2^62.
+then subtract 2^(62-bits). Result: floor(x / 2^bits) or one more, never less: (c mod 2^63) >> bits minus
+(r mod 2^63) >> bits is floor of the difference plus the borrow of the dropped low bits, which is 1 with
+probability (x mod 2^bits) / 2^bits. So x / 2^bits is rounded down or up at random, unbiased, and exact
+when the dropped bits are zero; never a large error while |x| < 2^62.
 
 `local` (two compute parties only; SecureML, Mohassel and Zhang, S&P 2017): party 0 shifts its share,
-party 1 shifts the negation of its share. 0 rounds, error at most 1 except with probability about
-2^(k + 1 - 64) for |x| < 2^k, when the result is wrong by about 2^(64-bits): see README.
+party 1 shifts the negation of its share. 0 rounds, floor(x / 2^bits) or one more (the same borrow, from
+the two shares' low bits) except with probability about 2^(k + 1 - 64) for |x| < 2^k, when the result is
+wrong by about 2^(64-bits): see README.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ LOW_MASK = np.uint64(2**63 - 1)
 
 
 def truncate(ctx: Context, x: SharedArray, bits: int, method: str | None = None) -> SharedArray:
-    """Shared floor(x / 2^bits), within one unit. Collective; dealer: 1 round, local: 0 rounds."""
+    """Shared floor(x / 2^bits) or one more (see above). Collective; dealer: 1 round, local: 0 rounds."""
     method = method or ctx.truncation
     if bits == 0:
         return x

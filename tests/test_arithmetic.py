@@ -439,3 +439,27 @@ def test_opened_values_and_shares_keep_their_shape(make_topology) -> None:
 
     out = run_local(make_topology(2, helper=False), program, dealer="local-test")
     assert out["bank_a"].value.shape == () and int(out["bank_a"].value) == 3
+
+
+@pytest.mark.parametrize("method", ["dealer", "local"])
+def test_truncation_is_floor_or_one_lsb_above_and_unbiased(make_topology, method: str) -> None:
+    """As documented: a truncated product is floor(x*y) or one LSB above, never below; up with probability
+    the dropped fraction (so unbiased); exact when no bit is dropped. Also the fused ReLU-truncation gate."""
+    n = 3000
+    raw_a, raw_b = RNG.integers(-(2**20), 2**20, n), RNG.integers(-(2**20), 2**20, n)
+    raw_b[:300] = 1 << F  # times exactly 1.0: nothing dropped
+
+    async def program(ctx: Context):
+        ctx.truncation = method
+        x, y = await share(ctx, "bank_a", raw_a / 2**F), await share(ctx, "bank_b", raw_b / 2**F)
+        return await ctx.reveal(x * y), await ctx.reveal(ctx.relu(ctx.mul(x, y, truncate=False), "dcf"))
+
+    product, rectified = opened(run_local(make_topology(2), program))
+    floor = (raw_a * raw_b) >> F
+    dropped = ((raw_a * raw_b) % 2**F) / 2**F
+    up = np.round(product * 2**F).astype(np.int64) - floor
+    assert set(np.unique(up)) == {0, 1}
+    assert (up[:300] == 0).all()
+    assert abs((up - dropped).mean()) < 0.05  # ~5 standard errors: rounding up follows the dropped fraction
+    up_relu = np.round(rectified * 2**F).astype(np.int64) - np.maximum(floor, 0)
+    assert set(np.unique(up_relu)) == {0, 1}

@@ -364,3 +364,30 @@ def test_every_comparison_op_with_parties_as_processes() -> None:
     for (op, method), r in got.items():
         assert r["correct"] is True, (op, method)
         assert r["rounds"] == (1 if method == "dcf" else 8 if op in ("lt", "eq") else 9), (op, method, r["rounds"])
+
+
+@pytest.mark.parametrize(("method", "online_per_element", "messages"), [("dcf", 8, 1), ("bits", 112, 8)])
+def test_equality_traffic(make_topology, method: str, online_per_element: int, messages: int) -> None:
+    """`==` costs the rounds of `<` and less traffic: one masked value (dcf), or 6 one-word AND levels (bits)."""
+    from mpc.transport.frames import HEADER_SIZE
+    from protocols.dcf import words_per_key
+
+    n = 500
+    a, b = _pairs(n)
+
+    async def program(ctx: Context):
+        x, y = await share(ctx, "bank_a", a), await share(ctx, "bank_b", b)
+        d = x - y
+        await d.resolve()
+        before = ctx.party.stats.copy()
+        eq = ctx.equal(x, y, method)
+        rounds = await depths([x, y], [eq])
+        return rounds, ctx.party.stats.since(before).total("online").bytes_sent, await ctx.reveal(eq)
+
+    out = run_local(make_topology(2), program)
+    assert rounds_of(out) == (1 if method == "dcf" else 8)
+    assert out["bank_a"].value[1] == online_per_element * n + messages * HEADER_SIZE
+    np.testing.assert_array_equal(out["bank_a"].value[2], (a == b).astype(np.int64))
+    if method == "dcf":  # one key of a 2-word payload per element and party, and bank_b's share of msb(r)
+        assert out["helper"].stats.total("offline", "eq").bytes_sent == 8 * n * (2 * words_per_key(63, 2) + 1) + \
+            2 * HEADER_SIZE
