@@ -114,7 +114,7 @@ def _dcf_gate(ctx: Context, x: SharedArray, relu: bool) -> tuple[SharedArray, Sh
 
 
 def relu_truncate(ctx: Context, x: SharedArray, bits: int, method: str | None = None) -> SharedArray:
-    """relu(x) >> bits (within one unit), e.g. after a product at 2f fractional bits.
+    """relu(x) >> bits (floor, or one more), e.g. after a product at 2f fractional bits.
 
     dcf: one round for both, by the fused gate of protocols/gates.py; bits: ReLU (9 rounds), then
     truncation (1 round with the dealer, 0 with local truncation)."""
@@ -133,9 +133,10 @@ def relu_truncate(ctx: Context, x: SharedArray, bits: int, method: str | None = 
 
 
 def run_dcf_gate(ctx: Context, x: SharedArray, spec: GateSpec, finish, fracs: list[int],
-                 label: str = "dcf") -> list[SharedArray]:
+                 label: str = "dcf", points: int = 1) -> list[SharedArray]:
     """Deal a DCF gate for every element of x (in chunks), open x^ = x + r in one round, evaluate the
-    keys at x^ mod 2^63, and let `finish(x^, r, dcf_out, dealt, first)` combine this party's shares."""
+    keys at z = x^ mod 2^63 (and at z - 1, ..., z - points + 1 mod 2^63, side by side along the payload
+    axis), and let `finish(x^, r, dcf_out, dealt, first)` combine this party's shares."""
     op = ctx.party.new_op(label)
     n = x.size
     # Keys are dealt in chunks: bounded messages (~50 MB) and bounded temporaries at both ends.
@@ -146,17 +147,24 @@ def run_dcf_gate(ctx: Context, x: SharedArray, spec: GateSpec, finish, fracs: li
 
     async def run() -> tuple[Shares, ...]:
         xs = await x.resolve()
-        mats = [await c for c in chunks]
+        dealt_chunks = [await c for c in chunks]
         await ctx.online_gate()
-        if mats[0] is None:
+        mats = [m for m in dealt_chunks if m is not None]
+        if not mats:  # the helper: dealt, nothing more to do
             return tuple(Shares(None, 0) for _ in fracs)
-        assert xs.share is not None
+        assert xs.share is not None and len(mats) == len(bounds)
         r = np.concatenate([m.r for m in mats])
         dealt = [np.concatenate([m.dealt[k] for m in mats]) for k in range(spec.n_dealt)]
         xhat, depth = await ctx.open_shares(op, xs.share.ravel() + r, xs.depth)
         low = xhat & LOW63
-        y = np.concatenate([eval_dcf(index, mat.keys, low[lo:hi]) for mat, (lo, hi) in zip(mats, bounds, strict=True)]
-                           ) if n else np.zeros((0, spec.width), np.uint64)
+
+        def evaluate(z: np.ndarray) -> np.ndarray:
+            if not n:
+                return np.zeros((0, spec.width), np.uint64)
+            return np.concatenate([eval_dcf(index, mat.keys, z[lo:hi])
+                                   for mat, (lo, hi) in zip(mats, bounds, strict=True)])
+
+        y = np.concatenate([evaluate((low - np.uint64(k)) & LOW63) for k in range(points)], axis=1)
         return tuple(Shares(out.reshape(x.shape), depth) for out in finish(xhat, r, y, dealt, first))
 
     return split(ctx, ctx.spawn(run()), [(x.shape, f) for f in fracs])
@@ -170,10 +178,43 @@ def less_than(ctx: Context, x: SharedArray | object, y: SharedArray | object, me
 
 
 def equal(ctx: Context, x: SharedArray | object, y: SharedArray | object, method: str | None = None) -> SharedArray:
-    """[x == y] = 1 - [x < y] - [y < x]: both signs in one batched gate, so the same rounds as `<`."""
+    """[x == y] = [x - y == 0], exact for every pair of ring values, so always 0 or 1 (1 - [d < 0] - [-d < 0]
+    would give -1 for d = 2^63, where d and -d are both negative). dcf: 1 round; bits: 8 rounds."""
     d = _diff(ctx, x, y)
-    both = sign_gate(ctx, ctx.stack([d, -d]), method=method)[0]
-    return 1 - both[0] - both[1]
+    chosen = choose_method(ctx, d.size, method)
+    ctx.last_comparison_method = chosen
+    return _dcf_is_zero(ctx, d) if chosen == "dcf" else binary.is_zero_bits(ctx, d)
+
+
+def sign(ctx: Context, x: SharedArray, method: str | None = None) -> SharedArray:
+    """-1, 0 or 1 as numpy.sign, for every ring value: 1 - 2 [x < 0] - [x == 0], both gates in one round
+    (not [x > 0] - [x < 0] by the sign of -x, which is negative too for x = -2^63)."""
+    return 1 - 2 * sign_gate(ctx, x, method=method)[0] - equal(ctx, x, 0, method)
+
+
+def _is_zero_payload(r: np.ndarray) -> np.ndarray:
+    return np.stack([np.ones_like(r), r >> TOP], axis=1)
+
+
+IS_ZERO = GateSpec("eq", 2, 1, _is_zero_payload, lambda r: [r >> TOP])
+
+
+def _dcf_is_zero(ctx: Context, x: SharedArray) -> SharedArray:
+    """[x == 0] in one round with one DCF key evaluated at two points.
+
+    x == 0 iff x^ == r, iff z == alpha (z = x^ mod 2^63, alpha = r mod 2^63) and m == m_r (their top bits).
+    With payload (1, m_r): [z == alpha] (1, m_r) = [z - 1 < alpha] (1, m_r) - [z < alpha] (1, m_r), and
+    where z = 0 the first term is (1, m_r) itself; then [m == m_r] = (1 - m) + (2m - 1) m_r is linear."""
+    def finish(xhat: np.ndarray, r: np.ndarray, y: np.ndarray, dealt: list[np.ndarray], first: bool) -> list:
+        m = xhat >> TOP
+        at_z, below_z = y[:, :2], y[:, 2:].copy()
+        zero = (xhat & LOW63) == 0
+        below_z[zero, 0] = ONE if first else np.uint64(0)
+        below_z[zero, 1] = dealt[0][zero]
+        eq_low = below_z - at_z  # shares of [z == alpha] and [z == alpha] m_r
+        return [(ONE - m) * eq_low[:, 0] + (TWO * m - ONE) * eq_low[:, 1]]
+
+    return run_dcf_gate(ctx, x, IS_ZERO, finish, [0], label="eq", points=2)[0]
 
 
 def relu(ctx: Context, x: SharedArray, method: str | None = None) -> SharedArray:
@@ -208,36 +249,40 @@ def where(ctx: Context, bit: SharedArray, a: SharedArray | object, b: SharedArra
 
 def max_along(ctx: Context, x: SharedArray, axis: int = -1, method: str | None = None) -> SharedArray:
     """max over `axis` by a tree of maximums: ceil(log2 k) gates (dcf: that many rounds)."""
-    x = _moveaxis_last(x, axis)
+    x = _reduction_axis_last(x, axis, "max")
     while x.shape[-1] > 1:
-        half = x.shape[-1] // 2
-        top = maximum(ctx, x[..., :half], x[..., half:2 * half], method)
-        x = ctx.concatenate([top, x[..., 2 * half:]], axis=-1) if x.shape[-1] % 2 else top
+        a, b, rest = _pairs(x)
+        top = maximum(ctx, a, b, method)
+        x = ctx.concatenate([top, rest], axis=-1) if rest is not None else top
     return x[..., 0]
 
 
 def argmax_along(ctx: Context, x: SharedArray, axis: int = -1, method: str | None = None) -> SharedArray:
-    """Shared index of the (first) maximum along `axis`: per tree level one sign gate on a - b giving
-    both [a < b] and relu(a - b), then one product to select the index (dcf: 2 rounds per level)."""
-    x = _moveaxis_last(x, axis)
-    k = x.shape[-1]
-    if k == 0:
-        raise ValueError("argmax of an empty axis")
-    idx = ctx.constant(np.broadcast_to(np.arange(k, dtype=np.int64), x.shape))
+    """Shared index of the first maximum along `axis`, as numpy's argmax: per tree level one sign gate on
+    a - b giving both [a < b] and relu(a - b), then one product to select the index (dcf: 2 rounds per
+    level). Neighbours are paired, so each node covers a contiguous run and a tie keeps the left one."""
+    x = _reduction_axis_last(x, axis, "argmax")
+    idx = ctx.constant(np.broadcast_to(np.arange(x.shape[-1], dtype=np.int64), x.shape))
     while x.shape[-1] > 1:
-        half = x.shape[-1] // 2
-        a, b = x[..., :half], x[..., half:2 * half]
-        ia, ib = idx[..., :half], idx[..., half:2 * half]
+        a, b, rest = _pairs(x)
+        ia, ib, irest = _pairs(idx)
         a_lt_b, gap = sign_gate(ctx, a - b, relu=True, method=method)
         assert gap is not None
         top = b + gap
         top_idx = ia + ctx.mul(a_lt_b, ib - ia, truncate=False)
-        if x.shape[-1] % 2:
-            x = ctx.concatenate([top, x[..., 2 * half:]], axis=-1)
-            idx = ctx.concatenate([top_idx, idx[..., 2 * half:]], axis=-1)
+        if rest is not None and irest is not None:
+            x, idx = ctx.concatenate([top, rest], axis=-1), ctx.concatenate([top_idx, irest], axis=-1)
         else:
             x, idx = top, top_idx
     return idx[..., 0]
+
+
+def _pairs(x: SharedArray) -> tuple[SharedArray, SharedArray, SharedArray | None]:
+    """Elements 0, 2, 4, ... and 1, 3, 5, ... of the last axis, and the odd one out at the end (or None):
+    neighbours, so that the tree keeps the order of the elements (the first of equal maxima wins)."""
+    pairs = x.shape[-1] // 2
+    rest = x[..., 2 * pairs:] if x.shape[-1] % 2 else None
+    return x[..., 0:2 * pairs:2], x[..., 1:2 * pairs:2], rest
 
 
 def _diff(ctx: Context, x: object, y: object) -> SharedArray:
@@ -256,8 +301,13 @@ def _both_shared(ctx: Context, x: object, y: object) -> tuple[SharedArray, Share
     return xs, ys
 
 
-def _moveaxis_last(x: SharedArray, axis: int) -> SharedArray:
+def _reduction_axis_last(x: SharedArray, axis: int, what: str) -> SharedArray:
+    """x with `axis` moved last, after checking it exists and is not empty (a clear error, not numpy's)."""
+    if not -x.ndim <= axis < x.ndim:
+        raise ValueError(f"{what}: axis {axis} does not exist for a shared array of shape {x.shape}")
     axis = axis % x.ndim
+    if x.shape[axis] == 0:
+        raise ValueError(f"{what} of an empty axis: axis {axis} of shape {x.shape} has no elements")
     if axis == x.ndim - 1:
         return x
     order = [i for i in range(x.ndim) if i != axis] + [axis]

@@ -160,7 +160,7 @@ class Context:
                                  f"not match the declared shape {shape} ({'fixed' if fixed else 'integer'})")
             encoded = encode_fixed(arr, frac) if frac else ring(arr)
             await self.online_gate()
-            mine = encoded.copy()
+            mine = np.array(encoded, dtype=np.uint64)  # a copy, and an array even for a 0-d value
             for peer in peers:
                 if not declared:
                     party.send(peer, op, np.array([frac, arr.ndim, *arr.shape], dtype=np.uint64), step=META_STEP)
@@ -199,7 +199,8 @@ class Context:
     def reveal(self, x: SharedArray, to: Sequence[str] | None = None) -> asyncio.Task[np.ndarray | None]:
         """Open x to the compute parties in `to` (default: all). Collective, 1 round.
 
-        Returns float64 for fixed point, int64 for integers; None on parties not in `to` and the helper.
+        Returns an ndarray of x's shape (0-d included): float64 for fixed point, int64 for integers; None on
+        parties not in `to` and the helper.
         """
         recipients = list(self.compute_parties if to is None else to)
         unknown = [r for r in recipients if r not in self.compute_parties]
@@ -223,7 +224,7 @@ class Context:
             for peer in self.compute_parties:
                 if peer != party.name:
                     total += (await party.recv(peer, op, dtype=np.uint64, shape=x.shape)).array
-            return decode_fixed(total, x.frac) if x.frac else signed(total).copy()
+            return np.asarray(decode_fixed(total, x.frac) if x.frac else signed(total).copy())  # 0-d: an array too
 
         return self.spawn(run())
 
@@ -236,8 +237,9 @@ class Context:
     async def open_shares(self, op: Op, share: np.ndarray, depth: int, *, step: int = 0,
                           xor: bool = False) -> tuple[np.ndarray, int]:
         """Every compute party sends its share to every other and adds (or XORs) what it receives: the
-        opened value and its depth. One round; the building block of every protocol's exchange."""
-        share = np.ascontiguousarray(share)
+        opened value (of the share's shape, 0-d included) and its depth. One round; the building block of
+        every protocol's exchange."""
+        share = np.require(share, dtype=np.uint64, requirements="C")  # not ascontiguousarray: it makes 0-d 1-d
         for peer in self.compute_parties:
             if peer != self.name:
                 self.party.send(peer, op, share, step=step, depth=depth)
@@ -325,7 +327,7 @@ class Context:
         return shared.local(lambda s: fn(c, s), shape, frac=shared.frac + cfrac)
 
     def truncate(self, x: SharedArray, bits: int, method: str | None = None) -> SharedArray:
-        """floor(x / 2^bits) within one unit; dealer: 1 round, local: 0 (see protocols/truncation.py)."""
+        """floor(x / 2^bits) or one more; dealer: 1 round, local: 0 (see protocols/truncation.py)."""
         return truncation.truncate(self, x, bits, method)
 
     # -- comparisons (protocols/comparison.py): method None = the topology's `comparison` ---------
@@ -338,9 +340,8 @@ class Context:
         return comparison.equal(self, x, y, method)
 
     def sign(self, x: SharedArray, method: str | None = None) -> SharedArray:
-        """-1, 0 or 1 like numpy.sign: [x > 0] - [x < 0] in one batched gate."""
-        both = comparison.sign_gate(self, self.stack([x, -x]), method=method)[0]
-        return both[1] - both[0]
+        """-1, 0 or 1 like numpy.sign, for every value: [x < 0] and [x == 0] side by side, same rounds as `<`."""
+        return comparison.sign(self, x, method)
 
     def relu(self, x: SharedArray, method: str | None = None) -> SharedArray:
         """max(x, 0). dcf: 1 round; bits: 9 rounds.

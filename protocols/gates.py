@@ -13,7 +13,8 @@ Identities used (m = msb(x^), m_r = msb(r), K = 2^(64 - f), R = r >> f):
     x = x^ - r + 2^64 (w - msb(x))                       (exact, as signed integers)
     floor(x / 2^f) = (x^ >> f) - R + K (w - msb(x)) - c,  c in {0, 1} (the low bits' borrow)
 so ReLU with truncation, relu(x) >> f = (1 - msb(x)) floor(x / 2^f), also costs one round, for any x,
-with the usual probabilistic-truncation error of at most one unit in the last place.
+with the error of probabilistic truncation: without the borrow c the result is floor(relu(x) / 2^f) or one
+unit in the last place above, never below.
 """
 
 from __future__ import annotations

@@ -75,8 +75,15 @@ class SharedArray:
         return self
 
     async def resolve(self) -> Shares:
-        """This party's share and its depth (for protocols and measurement, not for users)."""
-        return await self._fut
+        """This party's share and its depth (for protocols and measurement, not for users).
+
+        Checks the share's shape here, so that a protocol that got it wrong fails on this party with the
+        shape it made, instead of making its peers abort on a message of an unexpected shape."""
+        shares = await self._fut
+        if shares.share is not None and np.shape(shares.share) != self.shape:
+            raise RuntimeError(f"internal error: a share of shape {np.shape(shares.share)} for a shared array "
+                               f"of shape {self.shape}")
+        return shares
 
     async def depth(self) -> int:
         return (await self._fut).depth
@@ -128,7 +135,7 @@ class SharedArray:
 
     def sum(self, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> SharedArray:
         shape = np.empty(self.shape, dtype=np.bool_).sum(axis=axis, keepdims=keepdims).shape
-        return self.local(lambda s: np.sum(s, axis=axis, keepdims=keepdims, dtype=np.uint64), shape)
+        return self.local(lambda s: np.asarray(np.sum(s, axis=axis, keepdims=keepdims, dtype=np.uint64)), shape)
 
     def dot(self, other: Any) -> SharedArray:
         return self.ctx.matmul(self, other)
