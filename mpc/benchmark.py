@@ -12,6 +12,7 @@ Latency model: across the latencies run, wall = a + rounds x L + bytes / bandwid
 
 from __future__ import annotations
 
+import os
 import socket
 import statistics
 import tempfile
@@ -147,8 +148,20 @@ def fit_latency_model(records: list[Record]) -> list[Record]:
     return records
 
 
-def plot(records: list[Record], path: str) -> None:
-    """Wall time against latency per op and method, labelled with the measured rounds, with the model."""
+def check_plot(path: str) -> None:
+    """Raise RuntimeError now if `plot` could not write `path` later: before a long benchmark, not after."""
+    _pyplot()
+    target = Path(path)
+    if target.is_dir():
+        raise RuntimeError(f"--plot: {path} is a directory; give a file name such as {target / 'latency.png'}")
+    parent = target.parent
+    if not parent.is_dir():
+        raise RuntimeError(f"--plot: {path}: the directory {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        raise RuntimeError(f"--plot: {path}: not writable (permission denied)")
+
+
+def _pyplot() -> Any:
     try:
         import matplotlib
 
@@ -156,6 +169,12 @@ def plot(records: list[Record], path: str) -> None:
         import matplotlib.pyplot as plt
     except ImportError as exc:
         raise RuntimeError("--plot needs matplotlib: pip install 'mpc[plot]'") from exc
+    return plt
+
+
+def plot(records: list[Record], path: str) -> None:
+    """Wall time against latency per op and method, labelled with the measured rounds, with the model."""
+    plt = _pyplot()
     groups: dict[tuple[str, str], list[Record]] = defaultdict(list)
     for r in records:
         groups[(r["op"], r["method"])].append(r)
@@ -176,5 +195,9 @@ def plot(records: list[Record], path: str) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    try:
+        fig.savefig(path)
+    except OSError as exc:
+        raise RuntimeError(f"--plot: cannot write {path}: {exc.strerror or exc}") from None
+    finally:
+        plt.close(fig)

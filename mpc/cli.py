@@ -6,16 +6,18 @@ Higher layers (programs, demos, benchmarks) are imported inside the commands tha
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import click
 
-from mpc.config import ConfigError, Topology, load_topology
+from mpc.config import ConfigError, Topology, latency_problems, load_topology, topology_warnings
 
 EXIT_CONFIG = 2
 
@@ -27,9 +29,15 @@ class CliError(click.ClickException):
         click.echo(f"error: {self.format_message()}", err=True)  # the same form as every other error line
 
 
-def _load(config: str) -> Topology:
+def _load(config: str, latency_ms: float | None = None, bandwidth_mbps: float | None = None,
+          timeout_s: float | None = None) -> Topology:
+    """The topology with the command line's network overrides, checked again with them (exit 2 if bad)."""
     try:
-        return load_topology(config)
+        topo = load_topology(config).with_network(latency_ms, bandwidth_mbps)
+        overridden = latency_problems(topo, timeout_s)
+        if overridden:
+            raise ConfigError(config, [f"{p} (with --latency-ms/--timeout-s)" for p in overridden])
+        return topo
     except ConfigError as exc:
         click.echo(f"error: invalid topology {exc.source}", err=True)
         for problem in exc.problems:
@@ -80,9 +88,14 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @cli.command()
 @click.argument("config", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the validated topology as JSON.")
-def check(config: str, as_json: bool) -> None:
+@click.option("--strict", is_flag=True, help="Treat warnings (a topology no secure program can run on) as errors.")
+def check(config: str, as_json: bool, strict: bool) -> None:
     """Validate a topology file: print a summary, or every problem with its field (exit 2)."""
     topo = _load(config)
+    for warning in topology_warnings(topo):
+        click.echo(f"{'error' if strict else 'warning'}: {config}: {warning}", err=True)
+    if strict and topology_warnings(topo):
+        sys.exit(EXIT_CONFIG)
     if as_json:
         click.echo(json.dumps(topo.model_dump(mode="json"), indent=2))
         return
@@ -126,7 +139,7 @@ def run(ctx: click.Context, config: str, party_name: str, program: str, params: 
         timeout_s: float | None, latency_ms: float | None, bandwidth_mbps: float | None, secret_key: str | None,
         as_json: bool) -> None:
     """Run one party (one per host in a deployment over several machines)."""
-    topo = _load(config).with_network(latency_ms, bandwidth_mbps)
+    topo = _load(config, latency_ms, bandwidth_mbps, timeout_s)
     if party_name not in topo.names:
         raise CliError(f"{config}: no party named {party_name!r} (parties: {', '.join(topo.names)})")
     from threadpoolctl import threadpool_limits
@@ -171,6 +184,7 @@ def run(ctx: click.Context, config: str, party_name: str, program: str, params: 
 def launch(ctx: click.Context, config: str, program: str, params: tuple[str, ...], timeout_s: float | None,
            latency_ms: float | None, bandwidth_mbps: float | None, as_json: bool) -> None:
     """Run every party of CONFIG as its own process on this host; fail if any party fails."""
+    _load(config, latency_ms, bandwidth_mbps, timeout_s)  # checked with the overrides the children will get
     topo = _load(config)
     from mpc.launcher import launch as launch_all
     from parties.programs import bind_params
@@ -247,8 +261,14 @@ def _latency_list(ctx: click.Context, param: click.Parameter, value: str | None)
 def bench(ctx: click.Context, config: str | None, ops: str, methods: str, n: int, repeat: int,
           latencies: list[float | None], bandwidth_mbps: float | None, plot_path: str | None, as_json: bool) -> None:
     """Measure secure operations: online rounds, bytes, messages and wall time; dealer bytes and time."""
-    from mpc.benchmark import default_topology, fit_latency_model, plot, run_bench
+    from mpc.benchmark import check_plot, default_topology, fit_latency_model, plot, run_bench
     from parties.bench import OPS
+
+    if plot_path:
+        try:
+            check_plot(plot_path)  # before the benchmark, which can take minutes
+        except RuntimeError as exc:
+            raise click.BadParameter(str(exc).removeprefix("--plot: "), param_hint="--plot") from None
 
     names = [o.strip() for o in ops.split(",") if o.strip()]
     unknown = [o for o in names if o not in OPS]
@@ -264,6 +284,13 @@ def bench(ctx: click.Context, config: str | None, ops: str, methods: str, n: int
     else:
         plan = [(method_list[0], names)]
     topo = _load(config) if config else default_topology()
+    for latency in latencies:
+        try:
+            too_slow = latency_problems(topo.with_network(latency, bandwidth_mbps))
+        except ConfigError as exc:
+            too_slow = exc.problems
+        if too_slow:
+            raise click.BadParameter(f"{too_slow[0]}", param_hint="--latency-ms/--bandwidth-mbps")
     records: list[dict[str, Any]] = []
     try:
         from rich.progress import Progress
@@ -278,17 +305,18 @@ def bench(ctx: click.Context, config: str | None, ops: str, methods: str, n: int
     except RuntimeError as exc:
         raise CliError(str(exc)) from None
     records = fit_latency_model(records)
+    # The results first: a plot that fails (the disk filled up meanwhile) must not lose them.
+    if as_json:
+        click.echo(json.dumps(records))
+    else:
+        _print_bench_table(records, repeat)
     if plot_path:
         try:
             plot(records, plot_path)
         except RuntimeError as exc:
-            raise CliError(str(exc)) from None
-    if as_json:
-        click.echo(json.dumps(records))
-        return
-    _print_bench_table(records, repeat)
-    if plot_path:
-        click.echo(f"plot written to {plot_path}")
+            raise CliError(f"{exc} (the results are above)") from None
+        if not as_json:
+            click.echo(f"plot written to {plot_path}")
 
 
 @cli.group()
@@ -349,13 +377,22 @@ def fraud(ctx: click.Context, config: str | None, data_dir: str | None, accounts
         out = fraud_data.write(fraud_data.generate(accounts, seed), write_data)
         click.echo(f"wrote {out}/accounts.csv, bank_a.csv, bank_b.csv, labels.csv ({accounts:,} accounts)")
         return
+    console = _console(stderr=True)
+    t0 = time.perf_counter()
+    status = console.status("fraud demo") if console.is_terminal else contextlib.nullcontext()
+
+    def progress(stage: str, detail: str) -> None:
+        """Each stage as a line on stderr (stdout stays the report, or clean JSON), and a spinner on a tty."""
+        console.print(f"[{time.perf_counter() - t0:5.1f} s] {stage}: {detail}", markup=False, highlight=False)
+        if console.is_terminal:
+            status.update(f"{stage}: {detail}")  # type: ignore[union-attr]
+
     opts = DemoOptions(config=_load(config) if config else None, data_dir=data_dir, accounts=accounts, seed=seed,
                        latency_ms=latency_ms, reveal_scores=reveal_scores, flags_to=flags_to, query=query,
-                       method=method, debug=ctx.obj["debug"])
-    if not as_json:
-        click.echo("starting bank_a, bank_b and the helper as separate processes...", err=True)
+                       method=method, debug=ctx.obj["debug"], progress=progress)
     try:
-        report = run(opts)
+        with status:
+            report = run(opts)
     except DemoError as exc:
         raise CliError(str(exc)) from None
     if as_json:

@@ -7,16 +7,19 @@ field it concerns, all at once, so a user fixes a config in one pass instead of 
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, ValidationError, field_validator
 
 Role = Literal["compute", "helper"]
 NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_\-]{0,31}$"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*$")
 
 
 class ConfigError(Exception):
@@ -38,7 +41,7 @@ class PartySpec(_Strict):
     name: str = Field(pattern=NAME_PATTERN)
     role: Role
     host: str = "127.0.0.1"
-    port: int = Field(ge=1, le=65535)
+    port: StrictInt = Field(ge=1, le=65535)
     public_key: str | None = None
     secret_key: str | None = None
     bind: str | None = None  # HOST:PORT to listen on, when it differs from host:port (NAT, a proxy in front)
@@ -51,6 +54,9 @@ class PartySpec(_Strict):
         host, sep, port = v.rpartition(":")
         if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
             raise ValueError("bind must be HOST:PORT with a port in 1..65535, e.g. 0.0.0.0:5601")
+        problem = _host_problem(host, listen=True)
+        if problem:
+            raise ValueError(f"bind: {problem}")
         return v
 
     @property
@@ -63,25 +69,53 @@ class PartySpec(_Strict):
 
     @field_validator("host")
     @classmethod
-    def _host_nonempty(cls, v: str) -> str:
-        if not v.strip() or any(c.isspace() for c in v):
-            raise ValueError("host must be a hostname or IP address without spaces")
+    def _host_dialable(cls, v: str) -> str:
+        problem = _host_problem(v, listen=False)
+        if problem:
+            raise ValueError(problem)
         return v
+
+
+def _host_problem(host: str, listen: bool) -> str | None:
+    """Why `host` cannot be used as an address (None if it can). Only IPv4 and DNS names work with the
+    transport's `tcp://HOST:PORT` endpoints; a wildcard is an address to listen on, never to dial."""
+    if ":" in host:
+        try:
+            ipaddress.IPv6Address(host.strip("[]"))
+            return f"{host!r} is an IPv6 address; only IPv4 addresses and hostnames are supported"
+        except ValueError:
+            pass
+        name, _, port = host.rpartition(":")
+        if port.isdigit() and name:
+            where = "bind: HOST:PORT holds one port" if listen else f"host: {name} and port: {port}"
+            return f"{host!r} includes a port; write {where}"
+        return f"{host!r} is not an IPv4 address or a hostname"
+    if host in ("*", "0.0.0.0"):
+        return None if listen else (f"{host!r} is an address to listen on, not one the other parties can "
+                                    "connect to; give the host's address, and bind: 0.0.0.0:PORT to listen on all")
+    try:
+        ipaddress.IPv4Address(host)
+        return None
+    except ValueError:
+        pass
+    if _HOSTNAME.match(host) and not host.replace(".", "").isdigit():
+        return None
+    return f"{host!r} is not an IPv4 address or a hostname (letters, digits, '-' and '.')"
 
 
 class LinkSpec(_Strict):
     """Per-link override of the emulated network between two parties (both directions)."""
 
     between: tuple[str, str]
-    latency_ms: float | None = Field(default=None, ge=0, le=60_000)
-    bandwidth_mbps: float | None = Field(default=None, gt=0, le=1_000_000)
+    latency_ms: StrictFloat | None = Field(default=None, ge=0, le=60_000)
+    bandwidth_mbps: StrictFloat | None = Field(default=None, gt=0, le=1_000_000)
 
 
 class NetworkSpec(_Strict):
     """Emulated one-way latency and bandwidth for every link; 0 / null mean none."""
 
-    latency_ms: float = Field(default=0.0, ge=0, le=60_000)
-    bandwidth_mbps: float | None = Field(default=None, gt=0, le=1_000_000)
+    latency_ms: StrictFloat = Field(default=0.0, ge=0, le=60_000)
+    bandwidth_mbps: StrictFloat | None = Field(default=None, gt=0, le=1_000_000)
     links: tuple[LinkSpec, ...] = ()
 
 
@@ -90,12 +124,20 @@ class Topology(_Strict):
 
     name: str = "topology"
     parties: tuple[PartySpec, ...]
-    frac_bits: int = Field(default=16, ge=0, le=40)
-    timeout_s: float = Field(default=30.0, gt=0, le=3600)
-    max_message_mb: float = Field(default=1024.0, gt=0, le=16_384)
+    # Strict numbers: YAML's `true` must not become port 1, nor a quoted "30" a timeout.
+    frac_bits: StrictInt = Field(default=16, ge=0, le=40)
+    timeout_s: StrictFloat = Field(default=30.0, gt=0, le=3600)
+    max_message_mb: StrictFloat = Field(default=1024.0, gt=0, le=16_384)
+    # Received but not yet used, per peer (early arrivals, messages held by the emulated network); at least
+    # max_message_mb in effect. Over it, the run stops naming the peer instead of exhausting memory.
+    max_buffered_mb: StrictFloat = Field(default=4096.0, gt=0, le=1_048_576)
+    # ZeroMQ heartbeats: a frozen peer is named after heartbeat_timeout_s of silence. Generous by default: a
+    # saturated host (or a large frame in flight, which delays the answer to a ping) must not look dead.
+    heartbeat_s: StrictFloat = Field(default=1.0, gt=0, le=600)
+    heartbeat_timeout_s: StrictFloat = Field(default=15.0, gt=0, le=3600)
     truncation: Literal["dealer", "local"] = "dealer"
     comparison: Literal["auto", "dcf", "bits"] = "auto"
-    insecure: bool = False
+    insecure: StrictBool = False
     network: NetworkSpec = NetworkSpec()
 
     # -- lookups -------------------------------------------------------------------------------
@@ -155,11 +197,15 @@ class Topology(_Strict):
             )
             for link in net.links
         )
-        new_net = NetworkSpec(
-            latency_ms=net.latency_ms if latency_ms is None else latency_ms,
-            bandwidth_mbps=net.bandwidth_mbps if bandwidth_mbps is None else bandwidth_mbps,
-            links=links,
-        )
+        try:
+            new_net = NetworkSpec(
+                latency_ms=net.latency_ms if latency_ms is None else latency_ms,
+                bandwidth_mbps=net.bandwidth_mbps if bandwidth_mbps is None else bandwidth_mbps,
+                links=links,
+            )
+        except ValidationError as exc:  # an override out of range: the same check as in a file
+            raise ConfigError("command line", [f"network.{_field(e['loc'], {})}: {e['msg']}"
+                                               for e in exc.errors()]) from None
         return self.model_copy(update={"network": new_net})
 
 
@@ -205,6 +251,8 @@ def _cross_checks(topo: Topology) -> list[str]:
         endpoints.setdefault(key, p.name)
         if (p.public_key is None) != (p.secret_key is None) and p.public_key is None:
             problems.append(f"parties[{i}] ({p.name}).public_key: a secret_key is given without its public_key")
+    problems += _listen_clashes(topo)
+    problems += latency_problems(topo)
     n_compute = len(topo.compute_parties)
     if n_compute == 0:
         problems.append("parties: no party has role 'compute'; at least one is needed (two for any secrecy)")
@@ -232,6 +280,55 @@ def _cross_checks(topo: Topology) -> list[str]:
     if topo.truncation == "local" and n_compute > 2:
         problems.append("truncation: 'local' share truncation is only sound for two compute parties; use 'dealer'")
     return problems
+
+
+def _listen_clashes(topo: Topology) -> list[str]:
+    """Two parties that would listen on the same address of the same machine: the second cannot start."""
+    problems = []
+    for j, b in enumerate(topo.parties):
+        for a in topo.parties[:j]:
+            (host_a, port_a), (host_b, port_b) = a.listen_address, b.listen_address
+            if port_a != port_b or (a.bind is None and b.bind is None):
+                continue  # two plain host:port endpoints are compared above
+            same_machine = _canonical_host(a.host) == _canonical_host(b.host) or (
+                _is_loopback(a.host) and _is_loopback(b.host))
+            wild = {"*", "0.0.0.0"}
+            same_address = _canonical_host(host_a) == _canonical_host(host_b)
+            machine_local = host_a in wild or _is_loopback(host_a)  # the same text on two hosts differs
+            if (same_address and (same_machine or not machine_local)) or (
+                    same_machine and (host_a in wild or host_b in wild)):
+                field = "bind" if b.bind is not None else "port"
+                problems.append(f"parties[{j}] ({b.name}).{field}: listens on {host_b}:{port_b}, where {a.name} "
+                                f"listens too ({host_a}:{port_a}); two parties on one machine need different ports")
+    return problems
+
+
+def latency_problems(topo: Topology, timeout_s: float | None = None) -> list[str]:
+    """An emulated one-way latency at or above the timeout: every wait on that peer would time out."""
+    timeout = topo.timeout_s if timeout_s is None else timeout_s
+    fields: list[tuple[str, float | None]] = [("network.latency_ms", topo.network.latency_ms)]
+    fields += [(f"network.links[{i}].latency_ms", link.latency_ms) for i, link in enumerate(topo.network.links)]
+    return [f"{field}: {latency:g} ms one-way is not below the timeout ({timeout:g} s): every wait on a peer "
+            "would time out; lower the latency or raise timeout_s"
+            for field, latency in fields if latency is not None and latency >= timeout * 1000]
+
+
+def topology_warnings(topo: Topology) -> list[str]:
+    """What is valid but cannot run the secure programs (shown by `mpc check`, fatal with --strict)."""
+    warnings = []
+    compute = topo.compute_parties
+    if len(compute) == 1:
+        warnings.append(f"parties: only one compute party ({compute[0].name}): secure programs need two or more "
+                        "(one party alone shares its data with nobody); only mesh, pingpong and crash run")
+    if topo.helper is None:
+        warnings.append("parties: no helper: secure programs (arith, bench, fraud) need one to deal randomness; "
+                        "add a party with role: helper; only mesh, pingpong and crash run")
+    if topo.insecure and all(p.public_key is None for p in topo.parties):
+        remote = [p.name for p in topo.parties if not _is_loopback(p.host)]
+        if remote:
+            warnings.append(f"insecure: links to {', '.join(remote)} are plain TCP: neither encrypted nor "
+                            "authenticated")
+    return warnings
 
 
 def _is_loopback(host: str) -> bool:
@@ -277,10 +374,17 @@ def load_topology(path: str | Path) -> Topology:
     path = Path(path)
     source = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except OSError as exc:
         raise ConfigError(source, [f"cannot read file: {exc.strerror or exc}"]) from None
     try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise ConfigError(source, [f"(file): not UTF-8 text (byte 0x{raw[exc.start]:02x} on line {line}); "
+                                   "save the topology as UTF-8"]) from None
+    try:
+        duplicates = _duplicate_keys(yaml.compose(text, Loader=yaml.SafeLoader))
         data = yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
@@ -288,13 +392,92 @@ def load_topology(path: str | Path) -> Topology:
         raise ConfigError(source, [f"YAML syntax error at {where}: {exc.problem}"]) from None
     except yaml.YAMLError as exc:
         raise ConfigError(source, [f"YAML error: {exc}"]) from None
+    if duplicates:
+        raise ConfigError(source, duplicates)
+    if data is None:
+        raise ConfigError(source, ["(top level): the file is empty; expected the fields of a topology "
+                                   "(name, parties, ...)"])
     topo = _resolve_key_paths(parse_topology(data, source), path.parent)
     # Every party needs every public key (to dial and to admit its peers); secret keys live on their own host.
-    missing = [f"parties[{i}] ({p.name}).public_key: no such file {p.public_key}"
-               for i, p in enumerate(topo.parties) if p.public_key is not None and not Path(p.public_key).is_file()]
-    if missing:
-        raise ConfigError(source, missing)
+    problems = _key_file_problems(topo)
+    if problems:
+        raise ConfigError(source, problems)
     return topo
+
+
+def _duplicate_keys(root: yaml.Node | None) -> list[str]:
+    """Keys given twice in one mapping: YAML keeps the last silently, a topology must say which it means."""
+    problems: list[str] = []
+    visited: set[int] = set()
+
+    def walk(node: yaml.Node, field: str) -> None:
+        if id(node) in visited:  # an alias: already checked where its anchor is
+            return
+        visited.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            first: dict[str, int] = {}
+            for key, value in node.value:
+                name = str(key.value) if isinstance(key, yaml.ScalarNode) else "?"
+                sub = f"{field}.{name}" if field else name
+                line = key.start_mark.line + 1
+                if name in first:
+                    problems.append(f"{sub}: given twice (lines {first[name]} and {line}); keep one")
+                first.setdefault(name, line)
+                walk(value, sub)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                walk(item, f"{field}[{i}]{_item_label(item)}")
+
+    if root is not None:
+        walk(root, "")
+    return problems
+
+
+def _item_label(node: yaml.Node) -> str:
+    """' (bank_b)' for a list item with a name, as in pydantic-based messages."""
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode) and key.value == "name" and isinstance(value, yaml.ScalarNode):
+                return f" ({value.value})"
+    return ""
+
+
+def _key_file_problems(topo: Topology) -> list[str]:
+    """Each listed public key file must hold one party's CURVE public key, and no secret key."""
+    problems = []
+    owners: dict[bytes, str] = {}
+    for i, p in enumerate(topo.parties):
+        if p.public_key is None:
+            continue
+        field = f"parties[{i}] ({p.name}).public_key"
+        public, problem = _read_public_key(Path(p.public_key))
+        if problem:
+            problems.append(f"{field}: {problem}")
+        elif public in owners:
+            problems.append(f"{field}: {p.public_key}: the same key as {owners[public]}'s; every party needs "
+                            "its own keypair (mpc keys generate)")
+        else:
+            owners[public] = p.name
+    return problems
+
+
+def _read_public_key(path: Path) -> tuple[bytes, str | None]:
+    """The z85 public key in a ZeroMQ certificate file, or why there is none."""
+    import zmq.auth
+    from zmq.utils import z85
+
+    if not path.is_file():
+        return b"", f"no such file {path}"
+    try:
+        public, secret = zmq.auth.load_certificate(str(path))
+        if len(public) != 40 or len(z85.decode(public)) != 32:
+            raise ValueError("malformed public-key")
+    except Exception:  # any content that is not a certificate: binary, truncated, another format
+        return b"", f"{path} is not a CURVE public key file (make one with `mpc keys generate`)"
+    if secret:
+        return b"", (f"{path} holds a secret key: list the public NAME.key file here, and keep NAME.key_secret "
+                     "on its own host only")
+    return public, None
 
 
 def _resolve_key_paths(topo: Topology, base: Path) -> Topology:

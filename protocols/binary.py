@@ -10,6 +10,12 @@ Protocol (arithmetic-to-binary with dealer randomness and a log-depth adder, as 
      [msb] = c + (1 - 2c)[rho].
 Cost: 8 online rounds; per party and peer 8 + 6 * 32 + 8 = 208 bytes per element (+ headers);
 dealer: 8 (2 * 6 + 2) = 112 bytes per element to the last party.
+
+Equality, [x == 0], the same way but simpler: x == 0 iff x^ == r, iff every bit of x^ XOR r is 0. The
+parties hold XOR shares of its complement ~(x^ XOR r) locally and AND its 64 bits together by folding
+(w & w >> 32, then >> 16, ...: 6 levels of one word-AND each), then convert bit 0 to arithmetic.
+Exact for every ring value. Cost: 8 online rounds, 8 + 6 * 16 + 8 = 112 bytes per element per peer;
+dealer: 8 (6 + 2) = 64 bytes per element.
 """
 
 from __future__ import annotations
@@ -36,11 +42,24 @@ async def _and(io: Exchange, step: int, x: np.ndarray, y: np.ndarray, a: np.ndar
     return z
 
 
+async def _to_arithmetic(io: Exchange, mat: Material, bit: np.ndarray) -> np.ndarray:
+    """XOR-shared bits to arithmetic shares: open c = bit XOR rho (1 round), [bit] = c + (1 - 2c)[rho]."""
+    c = await io.open(bit ^ (mat.rho_bits & ONE), step=1 + len(SHIFTS), xor=True)
+    out = (ONE - np.uint64(2) * c) * mat.rho
+    if io.first:
+        out += c
+    return out
+
+
 def bits_spec(n: int, levels: int) -> Spec:
     """r in both forms (arithmetic, XOR of its bits), `levels` x 2 binary AND triples, and a random bit
     rho in both forms (its XOR shares are bit 0 of each party's draw). Dealer: 8 (2 levels + 2) words
     per element to the last party."""
-    shape, and_shape = (n,), (levels, 2, n)
+    return _spec(n, (levels, 2, n))
+
+
+def _spec(n: int, and_shape: tuple[int, ...]) -> Spec:
+    shape = (n,)
     return (Spec().random("r", shape)
             .shared("r_bits", shape, lambda env: env["r"], sharing="xor")
             .random("and_a", and_shape, sharing="xor")
@@ -67,10 +86,21 @@ def msb_bits(ctx: Engine, x: SharedArray) -> SharedArray:
             gen, prop = gen ^ z[0], z[1]
         top = (xhat ^ b) if io.first else b
         bit = ((top >> np.uint64(63)) ^ (gen >> np.uint64(62))) & ONE
-        c = await io.open(bit ^ (mat.rho_bits & ONE), step=1 + len(SHIFTS), xor=True)
-        msb = (ONE - np.uint64(2) * c) * mat.rho
-        if io.first:
-            msb += c
-        return msb
+        return await _to_arithmetic(io, mat, bit)
 
     return run_protocol(ctx, "bits", bits_spec(x.size, len(SHIFTS)), body, [x], [(x.shape, 0)])[0]
+
+
+def is_zero_bits(ctx: Engine, x: SharedArray) -> SharedArray:
+    """Arithmetic shares of [x == 0], exact for every ring value. Collective, 8 rounds."""
+
+    async def body(io: Exchange, mat: Material, xs: np.ndarray) -> np.ndarray:
+        xhat = await io.open(xs.ravel() + mat.r)
+        w = mat.r_bits ^ ~xhat if io.first else mat.r_bits  # XOR shares of ~(x^ XOR r): all ones iff x == 0
+        for level, shift in enumerate(reversed(SHIFTS)):
+            w = await _and(io, 1 + level, w, w >> np.uint64(shift), mat.and_a[level], mat.and_b[level],
+                           mat.and_c[level])
+        return await _to_arithmetic(io, mat, w & ONE)
+
+    spec = _spec(x.size, (len(SHIFTS), x.size))  # one word-AND per level
+    return run_protocol(ctx, "eq_bits", spec, body, [x], [(x.shape, 0)])[0]

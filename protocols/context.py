@@ -178,7 +178,7 @@ class Context:
                                  f"not match the declared shape {shape} ({'fixed' if fixed else 'integer'})")
             encoded = encode_fixed(arr, frac) if frac else ring(arr)
             await self.online_gate()
-            mine = encoded.copy()
+            mine = np.array(encoded, dtype=np.uint64)  # a copy, and an array even for a 0-d value
             for peer in peers:
                 if not declared:
                     party.send(peer, op, np.array([frac, arr.ndim, *arr.shape], dtype=np.uint64), step=META_STEP)
@@ -220,7 +220,8 @@ class Context:
     def reveal(self, x: SharedArray, to: Sequence[str] | None = None) -> asyncio.Task[np.ndarray | None]:
         """Open x to the compute parties in `to` (default: all). Collective, 1 round.
 
-        Returns float64 for fixed point, int64 for integers; None on parties not in `to` and the helper.
+        Returns an ndarray of x's shape (0-d included): float64 for fixed point, int64 for integers; None on
+        parties not in `to` and the helper.
         """
         recipients = list(self.compute_parties if to is None else to)
         unknown = [r for r in recipients if r not in self.compute_parties]
@@ -243,7 +244,7 @@ class Context:
             for peer in self.compute_parties:
                 if peer != party.name:
                     total += (await party.recv(peer, op, dtype=np.uint64, shape=x.shape)).array
-            return decode_fixed(total, x.frac) if x.frac else signed(total).copy()
+            return np.asarray(decode_fixed(total, x.frac) if x.frac else signed(total).copy())  # 0-d: an array too
 
         return self.spawn(run())
 
@@ -296,7 +297,7 @@ class Context:
         return arithmetic.product(self, x, y, kind, frac_bits=self.frac_bits, truncate=truncate)
 
     def truncate(self, x: SharedArray, bits: int, method: str | None = None) -> SharedArray:
-        """floor(x / 2^bits) within one unit; dealer: 1 round, local: 0 (see protocols/truncation.py)."""
+        """floor(x / 2^bits) or one more; dealer: 1 round, local: 0 (see protocols/truncation.py)."""
         return truncation.truncate(self, x, bits, method)
 
     # -- comparisons (protocols/comparison.py): method None = the topology's `comparison` ---------
@@ -309,9 +310,8 @@ class Context:
         return comparison.equal(self, x, y, method)
 
     def sign(self, x: SharedArray, method: str | None = None) -> SharedArray:
-        """-1, 0 or 1 like numpy.sign: [x > 0] - [x < 0] in one batched gate."""
-        both = comparison.sign_gate(self, stack([x, -x]), method=method)[0]
-        return both[1] - both[0]
+        """-1, 0 or 1 like numpy.sign, for every value: [x < 0] and [x == 0] side by side, same rounds as `<`."""
+        return comparison.sign(self, x, method)
 
     def relu(self, x: SharedArray, method: str | None = None) -> SharedArray:
         """max(x, 0). dcf: 1 round; bits: 9 rounds.

@@ -142,7 +142,7 @@ class Exchange:
         """Every compute party sends its share to every other and adds (or XORs) what it receives: the
         opened value. One round: the depth becomes one more than the deepest input."""
         party = self._ctx.party
-        share = np.ascontiguousarray(share, dtype=np.uint64)
+        share = np.require(share, dtype=np.uint64, requirements="C")  # not ascontiguousarray: it makes 0-d 1-d
         for peer in self.parties:
             if peer != self.name:
                 party.send(peer, self.op, share, step=step, depth=self.depth)

@@ -19,7 +19,8 @@ Identities used (m = msb(x^), m_r = msb(r), K = 2^(64 - f), R = r >> f or r):
     x = x^ - r (mod 2^64)       x = x^ - r + 2^64 (w - msb(x))   (exact, as signed integers)
     floor(x / 2^f) = (x^ >> f) - R + K (w - msb(x)) - c,  c in {0, 1} (the low bits' borrow)
 so ReLU with truncation, relu(x) >> f = (1 - msb(x)) floor(x / 2^f), also costs one round, for any x,
-with the usual probabilistic-truncation error of at most one unit in the last place.
+with the error of probabilistic truncation: without the borrow c the result is floor(relu(x) / 2^f) or one
+unit in the last place above, never below.
 """
 
 from __future__ import annotations
@@ -101,7 +102,8 @@ Build = Callable[[np.ndarray, np.ndarray, int], Sequence[Form]]
 class Plan:
     """How a gate's outputs map to payload words and dealt arrays (found by probing its formula)."""
 
-    words: tuple[tuple[tuple[Monomial, int], ...], ...]  # per payload word: (monomial, factor k) ...
+    words: tuple[tuple[tuple[Monomial, int], ...], ...]  # per payload word q: its (monomial without lt, factor k)
+    uses: tuple[tuple[tuple[Monomial, int], ...], ...]  # per point: (lead monomial, payload word index)
     dealt: tuple[Monomial, ...]  # monomials without lt, each a shared array
 
     @property
@@ -111,13 +113,28 @@ class Plan:
         return w if w <= 1 or w % 2 == 0 else w + 1
 
 
+def lt_symbol(point: int) -> str:
+    """The DCF output bit at the gate's point `point`: [(x^ - offset) mod 2^63 < r mod 2^63]."""
+    return "lt" if point == 0 else f"lt{point}"
+
+
+def _lt_in(mono: Monomial) -> str | None:
+    found = [s for s in mono if s.startswith("lt")]
+    if len(found) > 1:
+        raise ValueError("a gate's monomial may hold at most one DCF output bit")
+    return found[0] if found else None
+
+
 @dataclass(frozen=True)
 class Gate:
-    """A one-round DCF gate: its outputs as Forms of (x^, m = msb(x^), f)."""
+    """A one-round DCF gate: its outputs as Forms of (x^, m = msb(x^), f). One key per element, evaluated
+    at each of `offsets`: at (x^ - offset) mod 2^63, giving the bit `lt_symbol(i)` for offset i. (One key
+    at several public points is as secure as one: the evaluations are local functions of the key.)"""
 
     name: str
     build: Build
     uses_r_shift: bool  # R = r >> f (else R = r)
+    offsets: tuple[int, ...] = (0,)
 
     def plan(self, frac: int) -> Plan:
         return _plan(self, frac)
@@ -139,9 +156,9 @@ class Gate:
 
         def payload(r: np.ndarray) -> np.ndarray:
             out = np.zeros((r.size, width), dtype=np.uint64)
-            for k, group in enumerate(plan.words):
-                for mono, factor in group:
-                    out[:, k] += np.uint64(factor) * self.value(mono - {"lt"}, r, frac)
+            for k, word in enumerate(plan.words):
+                for mono, factor in word:
+                    out[:, k] += np.uint64(factor) * self.value(mono, r, frac)
             return out
 
         def keys(env: Env) -> np.ndarray:
@@ -163,9 +180,10 @@ class Gate:
         """The monomial R when R = r: the parties' shares of the mask r serve, nothing more is dealt."""
         return mono == frozenset(["R"]) and not self.uses_r_shift
 
-    def combine(self, xhat: np.ndarray, frac: int, first: bool, words: np.ndarray,
+    def combine(self, xhat: np.ndarray, frac: int, first: bool, words: Sequence[np.ndarray],
                 dealt: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """This party's shares of the outputs from the public x^, its DCF outputs and its dealt shares."""
+        """This party's shares of the outputs from the public x^, its DCF outputs at each point (N, width)
+        and its dealt shares."""
         plan = self.plan(frac)
         outs = []
         for form in self.build(xhat, xhat >> TOP, frac):
@@ -174,12 +192,12 @@ class Gate:
                 if not mono:
                     if first:
                         out += coeff  # type: ignore[arg-type]
-                elif "lt" not in mono:
+                elif _lt_in(mono) is None:
                     out += coeff * dealt[plan.dealt.index(mono)]  # type: ignore[operator]
-            for k, group in enumerate(plan.words):
-                lead = group[0][0]
-                if lead in form.terms:
-                    out += form.terms[lead] * words[:, k]  # type: ignore[operator]
+            for point, uses in enumerate(plan.uses):
+                for lead, k in uses:
+                    if lead in form.terms:
+                        out += form.terms[lead] * words[point][:, k]  # type: ignore[operator]
             outs.append(out)
         return outs
 
@@ -193,8 +211,9 @@ def _probe_points() -> tuple[np.ndarray, np.ndarray]:
 
 @cache
 def _plan(gate: Gate, frac: int) -> Plan:
-    """Group the lt-monomials whose public coefficients (over every output) are proportional, by probing
-    the formula on fixed points: each group costs one payload word instead of one per monomial."""
+    """Group each point's lt-monomials whose public coefficients (over every output) are proportional, by
+    probing the formula on fixed points: each group costs one payload word instead of one per monomial,
+    and points that need the same word share it."""
     xhat, m = _probe_points()
     forms = gate.build(xhat, m, frac)
     monos = sorted({mono for f in forms for mono in f.terms}, key=lambda mo: (len(mo), sorted(mo)))
@@ -203,18 +222,29 @@ def _plan(gate: Gate, frac: int) -> Plan:
         return np.concatenate([np.broadcast_to(np.asarray(f.terms.get(mono, np.uint64(0)), np.uint64),
                                                xhat.shape) for f in forms])
 
-    groups: list[tuple[np.ndarray, list[tuple[Monomial, int]]]] = []
-    for mono in (mo for mo in monos if "lt" in mo):
-        c = coeffs(mono)
-        for rep, members in groups:
-            factor = _ratio(rep, c)
-            if factor is not None:
-                members.append((mono, factor))
-                break
-        else:
-            groups.append((c, [(mono, 1)]))
-    dealt = tuple(mo for mo in monos if mo and "lt" not in mo)
-    return Plan(tuple(tuple(members) for _, members in groups), dealt)
+    words: list[tuple[tuple[Monomial, int], ...]] = []
+    uses: list[tuple[tuple[Monomial, int], ...]] = []
+    for point in range(len(gate.offsets)):
+        lt = lt_symbol(point)
+        groups: list[tuple[np.ndarray, list[tuple[Monomial, int]]]] = []
+        for mono in (mo for mo in monos if _lt_in(mo) == lt):
+            c = coeffs(mono)
+            for rep, members in groups:
+                factor = _ratio(rep, c)
+                if factor is not None:
+                    members.append((mono, factor))
+                    break
+            else:
+                groups.append((c, [(mono, 1)]))
+        point_uses = []
+        for members in (g for _, g in groups):
+            word = tuple(sorted(((mo - {lt}, k) for mo, k in members), key=lambda t: (len(t[0]), sorted(t[0]))))
+            if word not in words:
+                words.append(word)
+            point_uses.append((members[0][0], words.index(word)))
+        uses.append(tuple(point_uses))
+    dealt = tuple(mo for mo in monos if mo and _lt_in(mo) is None)
+    return Plan(tuple(words), tuple(uses), dealt)
 
 
 def _ratio(rep: np.ndarray, c: np.ndarray) -> int | None:
@@ -248,7 +278,8 @@ def _chunk(ctx: Engine, gate: Gate, x: SharedArray, frac: int, out_fracs: Sequen
     async def body(io: Exchange, mat: Material, xs: np.ndarray) -> tuple[np.ndarray, ...]:
         xhat = await io.open(xs + mat.r)
         keys = dcf.DcfKeys.from_words(DCF_BITS, plan.width, mat.root, mat.keys)
-        words = dcf.eval_dcf(io.index, keys, xhat & LOW63) if n else np.zeros((0, plan.width), np.uint64)
+        words = [dcf.eval_dcf(io.index, keys, (xhat - np.uint64(offset % 2**64)) & LOW63) if n
+                 else np.zeros((0, plan.width), np.uint64) for offset in gate.offsets]
         dealt = [mat.r if gate.is_mask(mono) else mat[f"dealt{k}"] for k, mono in enumerate(plan.dealt)]
         return tuple(gate.combine(xhat, frac, io.first, words, dealt))
 
@@ -291,5 +322,16 @@ RELU = Gate("relu", _relu, uses_r_shift=False)
 """max(x, 0), exact for every ring value."""
 SIGN_RELU = Gate("sign_relu", _sign_relu, uses_r_shift=False)
 """([x < 0], max(x, 0)) from one key (argmax's tree)."""
+def _is_zero(xhat: np.ndarray, m: np.ndarray, frac: int) -> list[Form]:
+    # x == 0 iff z == alpha (z = x^ mod 2^63, alpha = r mod 2^63) and m == m_r. [z == alpha] = [z - 1 < alpha]
+    # - [z < alpha], except at z = 0, where [z - 1 < alpha] = [2^63 - 1 < alpha] = 0 and [0 == alpha] =
+    # 1 - [0 < alpha]: so add the public [z == 0]. Then [m == m_r] = (1 - m) + (2m - 1) m_r.
+    at_zero = ((xhat & LOW63) == 0).astype(np.uint64)
+    eq_low = at_zero + Form.sym(lt_symbol(1)) - Form.sym(lt_symbol(0))
+    return [eq_low * ((ONE - m) + (TWO * m - ONE) * Form.sym("mr"))]
+
+
 RELU_TRUNC = Gate("relu_trunc", _relu_trunc, uses_r_shift=True)
-"""max(x, 0) >> f within one unit, e.g. after a product kept at 2f fractional bits."""
+"""max(x, 0) >> f: floor, or one unit in the last place above; e.g. after a product kept at 2f bits."""
+IS_ZERO = Gate("eq", _is_zero, uses_r_shift=False, offsets=(0, 1))
+"""[x == 0], exact for every ring value: one key (payload 1, m_r) at two points."""

@@ -98,8 +98,15 @@ class SharedArray:
         return self
 
     async def resolve(self) -> Shares:
-        """This party's share and its depth (for protocols and measurement, not for users)."""
-        return await self._fut
+        """This party's share and its depth (for protocols and measurement, not for users).
+
+        Checks the share's shape here, so that a protocol that got it wrong fails on this party with the
+        shape it made, instead of making its peers abort on a message of an unexpected shape."""
+        shares = await self._fut
+        if shares.share is not NO_SHARE and np.shape(shares.share) != self.shape:
+            raise RuntimeError(f"internal error: a share of shape {np.shape(shares.share)} for a shared array "
+                               f"of shape {self.shape}")
+        return shares
 
     async def depth(self) -> int:
         return (await self._fut).depth

@@ -8,11 +8,15 @@ Circuits" (CRYPTO 2020): for |x| < 2^62, let x' = x + 2^62 (so 0 <= x' < 2^63). 
 a uniform r, of msb(r), and of (r mod 2^63) >> bits. The parties open c = x' + r (1 round, 8 bytes per
 element to each peer; perfectly hiding since r is uniform) and compute locally
   b = msb(c) XOR msb(r),     x' >> bits = (c mod 2^63) >> bits + b * 2^(63-bits) - (r mod 2^63) >> bits,
-then subtract 2^(62-bits). Result: floor(x / 2^bits) or one less; never a large error while |x| < 2^62.
+then subtract 2^(62-bits). Result: floor(x / 2^bits) or one more, never less: (c mod 2^63) >> bits minus
+(r mod 2^63) >> bits is floor of the difference plus the borrow of the dropped low bits, which is 1 with
+probability (x mod 2^bits) / 2^bits. So x / 2^bits is rounded down or up at random, unbiased, and exact
+when the dropped bits are zero; never a large error while |x| < 2^62.
 
 `local` (two compute parties only; SecureML, Mohassel and Zhang, S&P 2017): party 0 shifts its share,
-party 1 shifts the negation of its share. 0 rounds, error at most 1 except with probability about
-2^(k + 1 - 64) for |x| < 2^k, when the result is wrong by about 2^(64-bits): see README.
+party 1 shifts the negation of its share. 0 rounds, floor(x / 2^bits) or one more (the same borrow, from
+the two shares' low bits) except with probability about 2^(k + 1 - 64) for |x| < 2^k, when the result is
+wrong by about 2^(64-bits): see README.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ LOW_MASK = np.uint64(2**63 - 1)
 
 
 def truncate(ctx: Engine, x: SharedArray, bits: int, method: str | None = None) -> SharedArray:
-    """Shared floor(x / 2^bits), within one unit. Collective; dealer: 1 round, local: 0 rounds."""
+    """Shared floor(x / 2^bits) or one more (see above). Collective; dealer: 1 round, local: 0 rounds."""
     method = method or ctx.truncation
     if bits == 0:
         return x
@@ -59,17 +63,18 @@ def _dealer(ctx: Engine, x: SharedArray, bits: int) -> SharedArray:
     shift = np.uint64(bits)
 
     async def body(io: Exchange, mat: Material, xs: np.ndarray) -> np.ndarray:
-        masked = np.add(xs, mat.r, dtype=np.uint64)
+        # 1-d throughout (a 0-d value too): numpy scalars would warn on the ring's wrap-around
+        masked = np.add(xs.ravel(), mat.r.ravel(), dtype=np.uint64)
         if io.first:
             masked += np.uint64(1 << OFFSET_BITS)
         c = await io.open(masked)
         c_msb = np.right_shift(c, TOP)
         # [b] = c_msb + [msb] - 2 c_msb [msb]: linear in the shared bit since c_msb is public.
-        out = mat.msb * (np.uint64(1) - np.uint64(2) * c_msb)
+        out = mat.msb.ravel() * (np.uint64(1) - np.uint64(2) * c_msb)
         if io.first:
             out += c_msb
         out *= np.uint64(1 << (63 - bits))
-        out -= mat.low
+        out -= mat.low.ravel()
         if io.first:
             out += np.right_shift(c & LOW_MASK, shift)
             out -= np.uint64(1 << (OFFSET_BITS - bits))

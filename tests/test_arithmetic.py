@@ -9,7 +9,7 @@ import pytest
 
 from mpc.transport.frames import HEADER_SIZE
 from protocols.context import Context, run_local
-from protocols.shared import SharedArray
+from protocols.shared import SharedArray, Shares
 
 RNG = np.random.default_rng(20261121)  # test data only; shares use the cryptographic PRG
 F = 16
@@ -349,3 +349,117 @@ def test_a_failed_run_prints_one_error_not_a_traceback_per_pending_operation(
         run_local(make_topology(2), program)
     gc.collect()  # unretrieved task exceptions are reported when the tasks are collected
     assert "never retrieved" not in caplog.text
+
+
+# -- every operation on 0-d, empty and size-1 shapes ---------------------------------------------------
+
+EDGE_SHAPES = [(), (0,), (1,), (1, 1), (0, 3)]
+
+
+def _edge_values(shape: tuple[int, ...], seed: int) -> np.ndarray:
+    """Values on the fixed-point grid, so every result but a truncated product is exact."""
+    rng = np.random.default_rng(seed)
+    return np.asarray(np.round(rng.uniform(-8, 8, shape) * 2**F) / 2**F)
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # numpy scalars warn on ring wrap-around
+@pytest.mark.parametrize(("truncation", "comparison"), [("dealer", "dcf"), ("local", "bits")])
+@pytest.mark.parametrize("shape", EDGE_SHAPES, ids=str)
+def test_every_operation_on_0d_empty_and_size_1_shapes(make_topology, shape, truncation: str,
+                                                       comparison: str) -> None:
+    """Each result has numpy's shape and value, and opening it is accepted by the peers (a 0-d product
+    once came back from truncation as shape (1,), and its reveal aborted the session)."""
+    a, b = _edge_values(shape, 1), _edge_values(shape, 2)
+    ints = np.asarray(RNG.integers(-50, 50, shape))
+
+    async def program(ctx: Context):
+        ctx.truncation = truncation
+        x, y = await share(ctx, "bank_a", a), await share(ctx, "bank_b", b)
+        k = await share(ctx, "bank_b", ints)
+        outs = {"input": x, "add": x + y, "sub": x - y, "add public": 1.5 - x, "neg": -x, "mul": x * y,
+                "mul public": x * 2.5, "mul int": x * 3, "int mul": k * k, "sum": x.sum(), "sum mul": x.sum() * 0.2,
+                "sum sum": (x * y).sum(), "truncate": ctx.truncate(ctx.mul(x, y, truncate=False), F),
+                "lt": x < y, "le": x <= y, "gt": x > y, "ge": x >= y, "eq": x == y, "ne": x != y, "lt public": x < 0.5,
+                "eq int": k == 3, "sign": ctx.sign(x), "relu": ctx.relu(x), "maximum": ctx.maximum(x, y),
+                "minimum": ctx.minimum(x, 0.25), "where": ctx.where(x < y, x, y),
+                "where public": ctx.where(k < 0, 1, 2)}
+        if len(shape) >= 1 and shape[-1] > 0:
+            outs.update({"max": ctx.max(x), "argmax": ctx.argmax(x), "dot": x.dot(y.T if x.ndim > 1 else y),
+                         "matmul public": x @ np.ones(shape[-1])})
+        got = {name: await ctx.reveal(v) for name, v in outs.items()}
+        got["reveal to one"] = await ctx.reveal(x * y, to=["bank_b"])
+        return got
+
+    got = run_local(make_topology(2, comparison=comparison), program)["bank_b"].value
+    with np.errstate(over="ignore"):
+        want = {"input": a, "add": a + b, "sub": a - b, "add public": 1.5 - a, "neg": -a, "mul": a * b,
+                "mul public": a * 2.5, "mul int": a * 3, "int mul": ints * ints, "sum": a.sum(),
+                "sum mul": a.sum() * 0.2,
+                "sum sum": (a * b).sum(), "truncate": a * b, "lt": a < b, "le": a <= b, "gt": a > b, "ge": a >= b,
+                "eq": a == b, "ne": a != b, "lt public": a < 0.5, "eq int": ints == 3, "sign": np.sign(a),
+                "relu": np.maximum(a, 0), "maximum": np.maximum(a, b), "minimum": np.minimum(a, 0.25),
+                "where": np.where(a < b, a, b), "where public": np.where(ints < 0, 1, 2), "reveal to one": a * b}
+    if len(shape) >= 1 and shape[-1] > 0:
+        want.update({"max": a.max(axis=-1), "argmax": a.argmax(axis=-1), "dot": a.dot(b.T if a.ndim > 1 else b),
+                     "matmul public": a @ np.ones(shape[-1])})
+    assert set(got) == set(want)
+    for name, w in want.items():
+        g, w = got[name], np.asarray(w)
+        assert isinstance(g, np.ndarray) and g.shape == w.shape, (name, getattr(g, "shape", g), w.shape)
+        # products are truncated: within an LSB per product term (a sum of k terms: k LSBs)
+        np.testing.assert_allclose(g, w, atol=(max(shape[-1:], default=1) + 1) * LSB, err_msg=name)
+
+
+@pytest.mark.parametrize(("sa", "sb"), [((0,), (0,)), ((1,), (1,)), ((3,), (3,)), ((1,), (1, 1)), ((1, 1), (1,)),
+                                        ((2, 0), (0, 3)), ((0, 2), (2, 1))], ids=str)
+def test_matmul_and_dot_on_edge_shapes(make_topology, sa, sb) -> None:
+    """A vector dot product has a 0-d result; an inner dimension of 0 gives zeros."""
+    a, b = _edge_values(sa, 3), _edge_values(sb, 4)
+
+    async def program(ctx: Context):
+        x, y = await share(ctx, "bank_a", a), await share(ctx, "bank_b", b)
+        return [await ctx.reveal(v) for v in (x @ y, x.dot(y), ctx.dot(x, b), a @ y)]
+
+    for got in opened(run_local(make_topology(2), program)):
+        want = a @ b
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got, want, atol=(max(sa[-1:], default=1) + 1) * LSB)
+
+
+def test_opened_values_and_shares_keep_their_shape(make_topology) -> None:
+    """The class behind a 0-d product's failed reveal: an opening keeps a 0-d shape, and a share whose
+    shape differs from its array's is caught on the party that made it, not by its peers."""
+    async def program(ctx: Context):
+        op = ctx.party.new_op("probe")
+        opened_0d, _ = await ctx.open_shares(op, np.array(ctx.compute_parties.index(ctx.name) + 1, np.uint64), 0)
+        wrong = ctx._resolved((), 0, Shares(np.zeros(1, np.uint64), 0))
+        with pytest.raises(RuntimeError, match=r"a share of shape \(1,\) for a shared array of shape \(\)"):
+            await wrong.resolve()
+        return opened_0d
+
+    out = run_local(make_topology(2, helper=False), program, dealer="local-test")
+    assert out["bank_a"].value.shape == () and int(out["bank_a"].value) == 3
+
+
+@pytest.mark.parametrize("method", ["dealer", "local"])
+def test_truncation_is_floor_or_one_lsb_above_and_unbiased(make_topology, method: str) -> None:
+    """As documented: a truncated product is floor(x*y) or one LSB above, never below; up with probability
+    the dropped fraction (so unbiased); exact when no bit is dropped. Also the fused ReLU-truncation gate."""
+    n = 3000
+    raw_a, raw_b = RNG.integers(-(2**20), 2**20, n), RNG.integers(-(2**20), 2**20, n)
+    raw_b[:300] = 1 << F  # times exactly 1.0: nothing dropped
+
+    async def program(ctx: Context):
+        ctx.truncation = method
+        x, y = await share(ctx, "bank_a", raw_a / 2**F), await share(ctx, "bank_b", raw_b / 2**F)
+        return await ctx.reveal(x * y), await ctx.reveal(ctx.relu(ctx.mul(x, y, truncate=False), "dcf"))
+
+    product, rectified = opened(run_local(make_topology(2), program))
+    floor = (raw_a * raw_b) >> F
+    dropped = ((raw_a * raw_b) % 2**F) / 2**F
+    up = np.round(product * 2**F).astype(np.int64) - floor
+    assert set(np.unique(up)) == {0, 1}
+    assert (up[:300] == 0).all()
+    assert abs((up - dropped).mean()) < 0.05  # ~5 standard errors: rounding up follows the dropped fraction
+    up_relu = np.round(rectified * 2**F).astype(np.int64) - np.maximum(floor, 0)
+    assert set(np.unique(up_relu)) == {0, 1}

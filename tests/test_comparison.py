@@ -138,6 +138,75 @@ def test_max_and_argmax_along_axis(make_topology, method: str) -> None:
     np.testing.assert_array_equal(got[3], a.argmax(axis=0))
 
 
+@pytest.mark.parametrize("method", ["dcf", "bits"])
+def test_argmax_returns_the_first_maximum_like_numpy(make_topology, method: str) -> None:
+    """Ties go to the first maximum at every length (odd lengths carry an element up the tree)."""
+    ties = RNG.integers(0, 3, (40, 17))  # few distinct values: many ties at every position
+    long = np.zeros(257, np.int64)
+    long[[12, 224]] = 5
+    vectors = [np.array([0, 1, 1, 0]), long, np.array([7]), np.array([2, 2, 2, 1, 2])]
+
+    async def program(ctx: Context):
+        x = await share(ctx, "bank_a", ties)
+        vs = [await share(ctx, "bank_b", v) for v in vectors]
+        outs = [ctx.argmax(x[:, :k], axis=1, method=method) for k in range(1, 18)]
+        outs += [ctx.argmax(x, axis=0, method=method), ctx.max(x, axis=0, method=method)]
+        outs += [ctx.argmax(v, method=method) for v in vs]
+        return [await ctx.reveal(o) for o in outs]
+
+    got = run_local(make_topology(2), program)["bank_a"].value
+    want = [ties[:, :k].argmax(axis=1) for k in range(1, 18)] + [ties.argmax(axis=0), ties.max(axis=0)]
+    want += [v.argmax() for v in vectors]
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_array_equal(g, w)
+
+
+@pytest.mark.parametrize("method", ["dcf", "bits"])
+def test_equality_and_sign_exact_for_every_ring_difference(make_topology, method: str) -> None:
+    """`==` is 0 or 1 and `sign` is numpy's even where x - y or x is 2^63 (d and -d both look negative)."""
+    top = -(2**63)
+    rand = RNG.integers(-(2**63), 2**63 - 1, (2, 300))
+    a = np.concatenate([[0, top, 2**63 - 1, 5, top, 0, 1, -1, 2**62, top + 1], rand[0]])
+    b = np.concatenate([[top, 0, -1, 5, top, 0, top + 1, 2**63 - 1, -(2**62), 1], rand[1]])
+    b[-100:] = a[-100:]
+
+    async def program(ctx: Context):
+        x, y = await share(ctx, "bank_a", a), await share(ctx, "bank_b", b)
+        outs = [ctx.equal(x, y, method), 1 - ctx.equal(x, y, method), ctx.equal(x, top, method),
+                ctx.sign(x, method), ctx.sign(x - y, method)]
+        return [await ctx.reveal(o) for o in outs]
+
+    eq, ne, eq_top, sign_x, sign_d = run_local(make_topology(2), program)["bank_b"].value
+    with np.errstate(over="ignore"):
+        d = a - b  # wraps mod 2^64, as the ring does
+    np.testing.assert_array_equal(eq, (a == b).astype(np.int64))
+    np.testing.assert_array_equal(ne, (a != b).astype(np.int64))
+    np.testing.assert_array_equal(eq_top, (a == top).astype(np.int64))
+    np.testing.assert_array_equal(sign_x, np.sign(a))
+    np.testing.assert_array_equal(sign_d, np.sign(d))
+
+
+@pytest.mark.parametrize("method", ["dcf", "bits"])
+def test_max_and_argmax_need_a_nonempty_existing_axis(make_topology, method: str) -> None:
+    """Both raise the same clear ValueError (not numpy's IndexError or a ZeroDivisionError) on every party."""
+    async def program(ctx: Context):
+        x = await share(ctx, "bank_a", np.zeros((2, 0)))
+        s = await share(ctx, "bank_a", np.float64(1.0))
+        for fn in (ctx.max, ctx.argmax):
+            name = fn.__name__
+            with pytest.raises(ValueError, match=rf"^{name} of an empty axis: axis 1 of shape \(2, 0\)"):
+                fn(x, method=method)
+            with pytest.raises(ValueError, match=rf"^{name}: axis -1 does not exist for .* shape \(\)"):
+                fn(s, method=method)
+            with pytest.raises(ValueError, match=rf"^{name}: axis 2 does not exist"):
+                fn(x, axis=2, method=method)
+        return await ctx.reveal(ctx.max(x, axis=0, method=method))  # reducing the other axis is fine
+
+    for name, outcome in run_local(make_topology(2), program).items():
+        if name != "helper":
+            assert outcome.value.shape == (0,)
+
+
 @pytest.mark.parametrize("n", [3, 4])
 def test_bits_method_with_more_parties(make_topology, n: int) -> None:
     a, b = _pairs(200)
@@ -295,3 +364,30 @@ def test_every_comparison_op_with_parties_as_processes() -> None:
     for (op, method), r in got.items():
         assert r["correct"] is True, (op, method)
         assert r["rounds"] == (1 if method == "dcf" else 8 if op in ("lt", "eq") else 9), (op, method, r["rounds"])
+
+
+@pytest.mark.parametrize(("method", "online_per_element", "messages"), [("dcf", 8, 1), ("bits", 112, 8)])
+def test_equality_traffic(make_topology, method: str, online_per_element: int, messages: int) -> None:
+    """`==` costs the rounds of `<` and less traffic: one masked value (dcf), or 6 one-word AND levels (bits)."""
+    from mpc.transport.frames import HEADER_SIZE
+    from protocols.dcf import words_per_key
+
+    n = 500
+    a, b = _pairs(n)
+
+    async def program(ctx: Context):
+        x, y = await share(ctx, "bank_a", a), await share(ctx, "bank_b", b)
+        d = x - y
+        await d.resolve()
+        before = ctx.party.stats.copy()
+        eq = ctx.equal(x, y, method)
+        rounds = await depths([x, y], [eq])
+        return rounds, ctx.party.stats.since(before).total("online").bytes_sent, await ctx.reveal(eq)
+
+    out = run_local(make_topology(2), program)
+    assert rounds_of(out) == (1 if method == "dcf" else 8)
+    assert out["bank_a"].value[1] == online_per_element * n + messages * HEADER_SIZE
+    np.testing.assert_array_equal(out["bank_a"].value[2], (a == b).astype(np.int64))
+    if method == "dcf":  # one key of a 2-word payload per element and party, and bank_b's share of msb(r)
+        assert out["helper"].stats.total("offline", "eq").bytes_sent == 8 * n * (2 * words_per_key(63, 2) + 1) + \
+            2 * HEADER_SIZE

@@ -69,6 +69,34 @@ BAD = {
             .replace("port: 7003}", "port: 7003, public_key: keys/helper.key}"),
         "parties[0] (bank_a).public_key: no such file",
     ),
+    # YAML and type loopholes: a repeated key silently replaced the first, `true` became port 1
+    "duplicate key in a party": (GOOD.replace("port: 7001}", "port: 7001, port: 7009}"),
+                                 "parties[0] (bank_a).port: given twice (lines 4 and 4)"),
+    "duplicate top-level key": (GOOD + "timeout_s: 5\ntimeout_s: 50\n", "timeout_s: given twice (lines 7 and 8)"),
+    "port true": (GOOD.replace("port: 7001", "port: true"),
+                  "parties[0] (bank_a).port: Input should be a valid integer"),
+    "port as text": (GOOD.replace("port: 7001", "port: '7001'"), "parties[0] (bank_a).port: Input should be a valid"),
+    "timeout true": (GOOD + "timeout_s: true\n", "timeout_s: Input should be a valid number"),
+    "insecure as text": (GOOD + "insecure: 'no'\n", "insecure: Input should be a valid boolean"),
+    # hosts the transport cannot use
+    "ipv6 host": (GOOD.replace("host: 127.0.0.1, port: 7001", "host: '::1', port: 7001"), "'::1' is an IPv6 address"),
+    "host with a port": (GOOD.replace("host: 127.0.0.1, port: 7001", "host: '127.0.0.1:6631', port: 7001"),
+                         "parties[0] (bank_a).host: Value error, '127.0.0.1:6631' includes a port"),
+    "wildcard host": (GOOD.replace("host: 127.0.0.1, port: 7001", "host: 0.0.0.0, port: 7001"),
+                      "'0.0.0.0' is an address to listen on"),
+    "host with a scheme": (GOOD.replace("host: 127.0.0.1, port: 7001", "host: 'tcp://a', port: 7001"),
+                           "is not an IPv4 address or a hostname"),
+    "ipv6 bind": (GOOD.replace("port: 7001}", "port: 7001, bind: '[::1]:7001'}"), "'[::1]' is an IPv6 address"),
+    "same bind twice": (GOOD.replace("port: 7001}", "port: 7001, bind: '0.0.0.0:7100'}")
+                        .replace("port: 7002}", "port: 7002, bind: '0.0.0.0:7100'}"),
+                        "parties[1] (bank_b).bind: listens on 0.0.0.0:7100, where bank_a listens too"),
+    "bind on another party's port": (GOOD.replace("port: 7001}", "port: 7001, bind: '127.0.0.1:7002'}"),
+                                     "parties[1] (bank_b).port: listens on 127.0.0.1:7002, where bank_a listens"),
+    "latency above the timeout": (GOOD + "timeout_s: 1\nnetwork: {latency_ms: 1500}\n",
+                                  "network.latency_ms: 1500 ms one-way is not below the timeout (1 s)"),
+    "link latency above the timeout": (
+        GOOD + "timeout_s: 2\nnetwork:\n  links:\n    - {between: [bank_a, helper], latency_ms: 2000}\n",
+        "network.links[0].latency_ms: 2000 ms one-way is not below the timeout (2 s)"),
     "dcf with three parties": (
         GOOD.replace("  - {name: helper", "  - {name: bank_c, role: compute, port: 7004}\n  - {name: helper")
         + "comparison: dcf\n",
@@ -120,3 +148,93 @@ def test_cli_check_good_and_bad(tmp_path: Path) -> None:
     assert res.exit_code == 2
     assert f"{bad}: frac_bits" in res.output
     assert "Traceback" not in res.output
+
+
+def test_same_wildcard_bind_on_different_hosts_is_fine(tmp_path: Path) -> None:
+    path = tmp_path / "ok.yaml"
+    path.write_text("insecure: true\nparties:\n"
+                    "  - {name: bank_a, role: compute, host: 10.0.0.1, port: 5601, bind: '0.0.0.0:5601'}\n"
+                    "  - {name: bank_b, role: compute, host: 10.0.0.2, port: 5601, bind: '0.0.0.0:5601'}\n"
+                    "  - {name: helper, role: helper, host: helper.example.org, port: 5601}\n")
+    assert load_topology(path).party("bank_b").listen_address == ("0.0.0.0", 5601)
+    path.write_text(path.read_text().replace("0.0.0.0", "127.0.0.1"))  # each host's own loopback
+    assert load_topology(path).party("bank_b").listen_address == ("127.0.0.1", 5601)
+    path.write_text(path.read_text().replace("127.0.0.1:5601", "10.0.0.9:5601"))  # one address: one machine
+    with pytest.raises(ConfigError, match=r"parties\[1\] \(bank_b\).bind: listens on 10.0.0.9:5601"):
+        load_topology(path)
+
+
+def test_not_utf8_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(GOOD.replace("name: t", "name: caf\xe9").encode("latin-1"))
+    res = CliRunner().invoke(cli, ["check", str(path)])
+    assert res.exit_code == 2
+    assert f"{path}: (file): not UTF-8 text (byte 0xe9 on line 2)" in res.output
+    bom = tmp_path / "bom.yaml"  # a byte-order mark is UTF-8 all the same
+    bom.write_bytes(b"\xef\xbb\xbf" + GOOD.encode())
+    assert load_topology(bom).name == "t"
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("# nothing yet\n")
+    with pytest.raises(ConfigError, match="the file is empty"):
+        load_topology(empty)
+
+
+def _keyed(tmp_path: Path, files: dict[str, str]) -> Path:
+    """GOOD with a public_key per party, each file written with the given content."""
+    text = GOOD
+    for name, port in (("bank_a", 7001), ("bank_b", 7002), ("helper", 7003)):
+        text = text.replace(f"port: {port}}}", f"port: {port}, public_key: {name}.key}}")
+    path = tmp_path / "keyed.yaml"
+    path.write_text(text)
+    for name, content in files.items():
+        (tmp_path / f"{name}.key").write_text(content)
+    return path
+
+
+def test_key_files_must_be_curve_public_keys(tmp_path: Path) -> None:
+    from mpc.keys import generate
+
+    generate(tmp_path / "k", ["bank_a", "bank_b", "helper"])
+    good = {n: (tmp_path / "k" / f"{n}.key").read_text() for n in ("bank_a", "bank_b", "helper")}
+    assert load_topology(_keyed(tmp_path, good)).party("bank_a").public_key
+    cases = {
+        "bank_b": ("-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE\n",
+                   "is not a CURVE public key file"),
+        "helper": ('curve\n    public-key = "short"\n', "is not a CURVE public key file"),
+        "bank_a": ((tmp_path / "k" / "bank_a.key_secret").read_text(), "holds a secret key"),
+    }
+    for name, (content, expected) in cases.items():
+        path = _keyed(tmp_path, {**good, name: content})
+        with pytest.raises(ConfigError) as info:
+            load_topology(path)
+        index = ["bank_a", "bank_b", "helper"].index(name)
+        assert f"{path}: parties[{index}] ({name}).public_key: " in str(info.value) and expected in str(info.value)
+    with pytest.raises(ConfigError, match=r"parties\[1\] \(bank_b\).public_key: .* the same key as bank_a's"):
+        load_topology(_keyed(tmp_path, {**good, "bank_b": good["bank_a"]}))
+
+
+@pytest.mark.parametrize(("parties", "warning"), [
+    ("  - {name: bank_a, role: compute, port: 7001}\n  - {name: helper, role: helper, port: 7003}\n",
+     "parties: only one compute party (bank_a)"),
+    ("  - {name: bank_a, role: compute, port: 7001}\n  - {name: bank_b, role: compute, port: 7002}\n",
+     "parties: no helper"),
+])
+def test_check_warns_of_topologies_no_secure_program_runs_on(tmp_path: Path, parties: str, warning: str) -> None:
+    path = tmp_path / "thin.yaml"
+    path.write_text("parties:\n" + parties)
+    res = CliRunner().invoke(cli, ["check", str(path)])
+    assert res.exit_code == 0 and f"warning: {path}: {warning}" in res.output
+    strict = CliRunner().invoke(cli, ["check", "--strict", str(path)])
+    assert strict.exit_code == 2 and f"error: {path}: {warning}" in strict.output
+    good = CliRunner().invoke(cli, ["check", "--strict", str(CONFIGS / "local-2banks-helper.yaml")])
+    assert good.exit_code == 0 and "warning" not in good.output
+
+
+def test_latency_override_above_the_timeout_is_refused_before_start() -> None:
+    config = str(CONFIGS / "local-2banks-helper.yaml")
+    for command in (["run", config, "--party", "bank_a"], ["launch", config]):
+        res = CliRunner().invoke(cli, [*command, "--latency-ms", "40000"])
+        assert res.exit_code == 2, res.output
+        assert "network.latency_ms: 40000 ms one-way is not below the timeout (30 s)" in res.output
+        res = CliRunner().invoke(cli, [*command, "--latency-ms", "500", "--timeout-s", "0.2"])
+        assert res.exit_code == 2 and "not below the timeout (0.2 s)" in res.output

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import struct
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from mpc.transport.frames import (
     DTYPES,
     HEADER_SIZE,
     MAX_NDIM,
+    VERSION,
     FrameError,
     Header,
     Kind,
@@ -20,6 +22,7 @@ from mpc.transport.frames import (
     decode_payload,
     encode_header,
     payload_view,
+    split_frames,
 )
 
 BOUND = 1 << 30
@@ -90,3 +93,55 @@ def test_unsendable_dtype() -> None:
     h = Header(Kind.DATA, bytes(16), 1, 0, 0, np.dtype("complex128"), (1,), 0, 0)
     with pytest.raises(FrameError, match="cannot be sent"):
         encode_header(h)
+
+
+# -- the whole header -> payload path, headers packed by hand (encode_header's own checks bypassed) ----------
+
+RAW = struct.Struct(f"<2sBB16sQIHBBIQQ{MAX_NDIM}Q")
+dims = st.one_of(st.integers(0, 4), st.sampled_from([2**31, 2**32, 2**62, 2**63, 2**64 - 1]))
+
+
+@st.composite
+def raw_frames(draw: st.DrawFn) -> tuple[bytes, bytes]:
+    """Any header a peer could send (valid or not in every field) and a payload of a plausible size."""
+    ndim = draw(st.integers(0, MAX_NDIM + 2))
+    shape = draw(st.lists(dims, min_size=MAX_NDIM, max_size=MAX_NDIM))
+    code = draw(st.integers(0, 9))
+    kind = draw(st.integers(0, 6))
+    raw = RAW.pack(b"MP", VERSION, kind, bytes(16), 1, 0, 1, code, ndim, 0, 0, 0, *shape)
+    n = 1
+    for d in shape[:min(ndim, MAX_NDIM)]:
+        n *= d
+    size = draw(st.sampled_from([0, 1, 8, 16, n * DTYPES.get(code, np.dtype("u1")).itemsize]))
+    return raw, bytes(min(size, 4096))
+
+
+@given(raw_frames())
+def test_decoding_fails_only_with_frame_error(frame: tuple[bytes, bytes]) -> None:
+    """decode_header then decode_payload: a consistent array or a FrameError, never numpy's own errors."""
+    raw, payload = frame
+    try:
+        h = decode_header(raw, BOUND)
+        a = decode_payload(h, payload)
+    except FrameError:
+        return
+    assert a.shape == h.shape and a.nbytes == len(payload) <= BOUND
+
+
+@pytest.mark.parametrize("shape", [(0, 2**63), (0, 2**62, 4), (0, 2**40, 2**40), (2**64 - 1, 0)])
+def test_empty_shapes_that_overflow_are_rejected(shape: tuple[int, ...]) -> None:
+    raw = RAW.pack(b"MP", VERSION, int(Kind.DATA), bytes(16), 1, 0, 1, 1, len(shape), 0, 0, 0,
+                   *shape, *(0,) * (MAX_NDIM - len(shape)))
+    with pytest.raises(FrameError, match="bound"):
+        decode_header(raw, BOUND)
+
+
+def test_frames_packed_in_one_message_split_back() -> None:
+    a, b = np.arange(3, dtype=np.uint64), np.ones((2, 2), dtype=np.int32)
+    body = b"".join(encode_header(Header(Kind.DATA, bytes(16), 1, i, 0, x.dtype, x.shape, 0, i)) + x.tobytes()
+                    for i, x in enumerate((a, b)))
+    got = [decode_payload(h, p) for h, p in split_frames(memoryview(body), BOUND)]
+    np.testing.assert_array_equal(got[0], a)
+    np.testing.assert_array_equal(got[1], b)
+    with pytest.raises(FrameError, match="payload"):
+        list(split_frames(memoryview(body[:-1]), BOUND))

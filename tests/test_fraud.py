@@ -68,6 +68,13 @@ BAD_ROWS = {
     "timestamp": ("ACx,yesterday,in,5,CP1", "row 3, column timestamp: 'yesterday' is not an integer"),
     "columns": ("ACx,10,in,5", "row 3: expected 5 columns"),
     "empty id": (",10,in,5,CP1", "row 3, column account_id: '' is empty"),
+    "20-digit timestamp": ("ACx,99999999999999999999,in,5,CP1",
+                           "row 3, column timestamp: '99999999999999999999' is not an integer number of seconds"),
+    "negative timestamp": ("ACx,-1,in,5,CP1", "row 3, column timestamp: '-1' is not an integer number of seconds"),
+    "NUL byte": ("ACx,10,in,5,CP\x001", "row 3, column counterparty: 'CP\\x001' contains a control character"),
+    "NUL byte in an id": ("AC\x00x,10,in,5,CP1", "row 3, column account_id: 'AC\\x00x' contains a control"),
+    "line break in a quoted id": ('"AC\nx",10,in,5,CP1', "row 3, column account_id: 'AC\\nx' contains a line break"),
+    "unbalanced quote": ('ACx,10,in,5,"CP1', "row 3 (from line 3, read up to line 3): unexpected end of data"),
 }
 
 
@@ -83,11 +90,78 @@ def test_bad_csv_names_file_row_column(tmp_path: Path, case: str) -> None:
 
 def test_bad_header_and_accounts(tmp_path: Path) -> None:
     (tmp_path / "bank_a.csv").write_text("id,when,dir,amount,cp\n")
-    with pytest.raises(data.DataError, match="row 1: expected the header"):
+    with pytest.raises(data.DataError, match="row 1: no column 'account_id' in the header 'id,when,dir,amount,cp'"):
         data.read_transactions(tmp_path / "bank_a.csv")
     (tmp_path / "accounts.csv").write_text("account_id\nA1\nA2\nA1\n")
     with pytest.raises(data.DataError, match="row 4, column account_id: 'A1' is listed twice"):
         data.read_accounts(tmp_path / "accounts.csv")
+
+
+def _big_bank_file(path: Path, rows: int = 20_000) -> list[str]:
+    lines = [",".join(data.COLUMNS)] + [f"AC{i % 977},{i},{'in' if i % 2 else 'out'},{i % 50 + 1}.25,CP{i}"
+                                        for i in range(rows)]
+    path.write_text("\n".join(lines) + "\n")
+    return lines
+
+
+@pytest.mark.parametrize("closing", [False, True])
+def test_unbalanced_quote_in_a_large_file_names_its_row(tmp_path: Path, closing: bool) -> None:
+    """A quote left open swallows the rest of the file (or up to the next quote): the error names the row
+    where it opened, not the end of the file."""
+    path = tmp_path / "bank_b.csv"
+    lines = _big_bank_file(path)
+    lines[12_345] = lines[12_345].replace(",CP", ',"CP')  # data row 12,345 is row 12,346 of the file
+    if closing:
+        lines[15_000] = lines[15_000].replace(",CP", ',"CP') + '"'
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(data.DataError) as info:
+        data.read_transactions(path)
+    assert str(info.value).startswith(f"{path}: row 12346 (from line 12346, read up to line ")
+    assert "left open" in str(info.value) and len(str(info.value)) < 300
+
+
+def test_exports_with_a_bom_other_column_order_and_extra_columns(tmp_path: Path) -> None:
+    """Excel's "CSV UTF-8" starts with a byte-order mark; other tools order columns their own way."""
+    plain = tmp_path / "plain.csv"
+    lines = _big_bank_file(plain, 200)
+    order = [4, 2, 0, 3, 1]
+    rows = [line.split(",") for line in lines]
+    export = tmp_path / "export.csv"
+    export.write_bytes(b"\xef\xbb\xbf" + "\r\n".join(
+        ",".join([f"{r[i]}" if k else r[i].upper() if n == 0 else r[i] for k, i in enumerate(order)] + ["note"])
+        for n, r in enumerate(rows)).encode() + b"\r\n\r\n")
+    a, b = data.read_transactions(plain), data.read_transactions(export)
+    for field in ("account", "timestamp", "inflow", "amount", "counterparty"):
+        np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+    (tmp_path / "accounts.csv").write_bytes(b"\xef\xbb\xbfaccount_id\r\nAC1\r\n")
+    assert data.read_accounts(tmp_path / "accounts.csv").tolist() == ["AC1"]
+    twice = tmp_path / "twice.csv"
+    twice.write_text("account_id,amount,timestamp,direction,amount,counterparty\n")
+    with pytest.raises(data.DataError, match="row 1: two columns named 'amount'"):
+        data.read_transactions(twice)
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes(",".join(data.COLUMNS).encode() + b"\nAC1,1,in,5,caf\xe9\n")
+    with pytest.raises(data.DataError, match=r"latin.csv: line 2: not UTF-8 text \(byte 0xe9\)"):
+        data.read_transactions(latin)
+
+
+def test_labels_for_some_accounts_are_evaluated_on_those(tmp_path: Path) -> None:
+    from parties.fraud.demo import _metrics
+
+    accounts = np.array(["A1", "A2", "A3", "A4"])
+    path = tmp_path / "labels.csv"
+    path.write_text("account_id,is_mule\nA3,1\nA4,0\nZZ,1\n")  # A1, A2 unlabelled; ZZ not listed
+    labels = data.read_labels(path, accounts)
+    assert labels.tolist() == [data.UNLABELLED, data.UNLABELLED, 1, 0]
+    # flags: A1 (unlabelled) and A3 (a mule) flagged: precision 1/1 and recall 1/1 over the labelled ones
+    assert _metrics(np.array([1, 0, 1, 0]), labels) == (1.0, 1.0)
+    assert _metrics(np.array([1, 0, 0, 1]), labels) == (0.0, 0.0)
+    path.write_text("account_id,is_mule\nZZ,1\n")
+    with pytest.raises(data.DataError, match="none of the 4 listed accounts has a label"):
+        data.read_labels(path, accounts)
+    path.write_text("account_id,is_mule\nA1,1\nA1,0\n")
+    with pytest.raises(data.DataError, match="row 3, column is_mule: '0' contradicts the earlier label"):
+        data.read_labels(path, accounts)
 
 
 # -- the secure pipeline in one process ------------------------------------------------------------------
@@ -138,7 +212,9 @@ def test_demo_end_to_end_json(small_data: Path) -> None:
 def test_demo_default_synthetic_own_flags_and_query() -> None:
     res = mpc("demo", "fraud", "--accounts", "600", "--seed", "3", "--flags-to", "own", "--json")
     assert res.returncode == 0, res.stderr
-    r = json.loads(res.stdout)
+    r = json.loads(res.stdout)  # the progress lines go to stderr: stdout is the JSON alone
+    stages = [line.split("] ", 1)[1].split(":", 1)[0] for line in res.stderr.splitlines() if line.startswith("[")]
+    assert stages == ["data", "start", "features", "dealing", "online", "report"], res.stderr
     assert r["flags_match_plaintext"] is True and r["scores_opened_to_banks"] is False
     assert 0 < r["max_score_error"] <= r["score_error_bound"]  # from the banks' shares, by the auditor
     assert "its own customers" in r["learned"]["bank_a"]
@@ -162,6 +238,53 @@ def test_demo_bad_csv_is_a_clear_error(small_data: Path, tmp_path: Path) -> None
     assert res.returncode != 0
     assert f"{bad / 'bank_b.csv'}: row 5, column direction" in res.stderr
     assert "Traceback" not in res.stderr
+    assert "start" not in res.stderr  # nothing was started
+
+
+def test_demo_query_of_an_unknown_account_says_where_ids_are(small_data: Path) -> None:
+    res = mpc("demo", "fraud", "--accounts", "40", "--seed", "2", "--query", "NOPE")
+    first = data.generate(40, seed=2).accounts[0]
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert "--query: account 'NOPE' is not among the 40 synthetic accounts of seed 2" in res.stderr
+    assert "--accounts 40 --seed 2 --write-data DIR" in res.stderr and f"e.g. {first}" in res.stderr
+    assert "mpc-fraud-" not in res.stderr  # no temporary file that is gone by the time it is read
+    res = mpc("demo", "fraud", "--data", str(small_data), "--query", "NOPE")
+    assert f"is not among {small_data / 'accounts.csv'} (1,500 accounts); e.g. " in res.stderr
+
+
+def _report(**changes: object) -> dict[str, object]:
+    report: dict[str, object] = {
+        "accounts": 5000, "labelled_accounts": 5000, "source": "synthetic, seed 7", "flagged": 210,
+        "precision_joint": 0.96, "recall_joint": 1.0, "precision_bank_a_alone": 0.7, "recall_bank_a_alone": 0.5,
+        "precision_bank_b_alone": 0.7, "recall_bank_b_alone": 0.6, "flags_match_plaintext": True,
+        "flag_mismatches": 0, "scores_opened_to_banks": False, "max_score_error": 6e-4, "score_error_bound": 2e-2,
+        "rounds": 30, "bytes_online": 29_243_472, "wall_s": 0.13, "comparison_method": "bits", "latency_ms": 0.0,
+        "bytes_offline": 16_881_264, "dealer_s": 0.44, "end_to_end_s": 1.5,
+        "learned": {"bank_a": "its own transactions and features, the public account list and model (5000 "
+                              "accounts); the flags of all listed accounts; nothing of bank_b's data"}}
+    return {**report, **changes}
+
+
+@pytest.mark.parametrize("width", [64, 100, 180])
+def test_report_fits_the_terminal(width: int) -> None:
+    import io
+
+    from rich.console import Console
+
+    from parties.fraud.demo import print_report
+
+    out = io.StringIO()
+    print_report(_report(), Console(file=out, width=width, force_terminal=True, color_system=None))
+    lines = out.getvalue().splitlines()
+    assert max(len(line) for line in lines) <= width
+    assert "cross-bank fraud detection: 5,000 accounts (synthetic, seed 7)" in out.getvalue().replace("\n", " ")
+    assert out.getvalue().count("5,000") == 1  # the title says the count once
+    if width > 150:  # long lines use the room there is
+        assert max(len(line) for line in lines) > 120
+    piped = io.StringIO()  # not a terminal (a log, a pipe): lines are not broken at all
+    print_report(_report(labelled_accounts=1234), Console(file=piped, width=80))
+    assert "precision and recall over the 1,234 of 5,000 accounts that labels.csv labels" in piped.getvalue()
+    assert any(len(line) > 150 and line.startswith("largest score error") for line in piped.getvalue().splitlines())
 
 
 def test_the_multi_host_steps_of_the_readme(small_data: Path, tmp_path: Path) -> None:

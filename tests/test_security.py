@@ -7,10 +7,12 @@ import contextlib
 import logging
 import os
 import signal
+import struct
 import subprocess
 import sys
 import time
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -23,8 +25,9 @@ from mpc import keys as mpc_keys
 from mpc.config import ConfigError, load_topology, parse_topology
 from mpc.runtime import Party, run_local, run_local_async, run_party
 from mpc.stats import Stats
-from mpc.transport import PeerRefused, PeerTimeout, ProtocolViolation, ZmqTransport
-from mpc.transport.frames import HEADER_SIZE, Header, Kind, encode_header
+from mpc.transport import PeerAborted, PeerRefused, PeerTimeout, ProtocolViolation, ZmqTransport
+from mpc.transport.frames import HEADER_SIZE, MAX_NDIM, VERSION, Header, Kind, encode_header
+from mpc.transport.zmq_transport import _NO_SESSION
 from parties.diagnostics import mesh, pingpong
 from tests.conftest import free_ports
 
@@ -90,7 +93,7 @@ def test_non_local_hosts_need_keys_or_insecure(tmp_path: Path, caplog: pytest.Lo
 # -- rogue sockets ---------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("curve", [True, False])
-async def test_rogue_socket_changes_nothing(make_topology, curve: bool) -> None:
+async def test_rogue_socket_changes_nothing(make_topology, curve: bool, caplog: pytest.LogCaptureFixture) -> None:
     # a small frame bound, so that the rogue's oversized frame trips ZMQ_MAXMSGSIZE
     topo = make_topology(2, helper=False, network={"latency_ms": 20}, max_message_mb=0.05)
     target = topo.party("bank_a")
@@ -123,12 +126,23 @@ async def test_rogue_socket_changes_nothing(make_topology, curve: bool) -> None:
         ctx.term()
         return sent
 
+    caplog.set_level(logging.WARNING)
     attacker = asyncio.create_task(rogue())
     out = await run_local_async(topo, lambda p: pingpong(p, steps=12), curve=curve)
     stop.set()
     assert await attacker > 0
     assert out["bank_a"].value["token"] == 12 or out["bank_b"].value["token"] == 12
     assert max(o.stats.rounds for o in out.values()) == 12
+    if curve:  # the rogue speaks no CURVE: ZeroMQ drops its connections, and says so in our log
+        assert "bank_a: dropped a connection that failed the CURVE handshake" in caplog.text
+
+
+def wait_for_session(proc: subprocess.Popen[str]) -> None:
+    """Readiness, not a guessed time: the party logs that its session started (it then runs its program)."""
+    for line in proc.stderr or ():
+        if "session" in line and "started" in line:
+            return
+    raise AssertionError(f"the party exited (code {proc.wait()}) before its session started")
 
 
 # -- a killed party ---------------------------------------------------------------------------------------
@@ -136,7 +150,7 @@ async def test_rogue_socket_changes_nothing(make_topology, curve: bool) -> None:
 @pytest.mark.parametrize("how", ["kill", "freeze"])
 def test_dead_or_frozen_party_stops_the_others_naming_it(tmp_path: Path, how: str) -> None:
     """SIGKILL (the connection drops) or SIGSTOP (it stays open; ZeroMQ heartbeats go unanswered)."""
-    config = keyed_config(tmp_path)
+    config = keyed_config(tmp_path, heartbeat_timeout_s=3)
     procs = {
         name: subprocess.Popen([sys.executable, "-m", "mpc", "run", str(config), "--party", name, "--program",
                                 "pingpong", "-p", "steps=600", "--latency-ms", "10", "--timeout-s", "8"],
@@ -144,7 +158,7 @@ def test_dead_or_frozen_party_stops_the_others_naming_it(tmp_path: Path, how: st
         for name in ("bank_a", "bank_b", "helper")
     }
     try:
-        time.sleep(2.0)  # the session is up and the token is travelling (600 hops of 10 ms)
+        wait_for_session(procs["bank_b"])  # the session is up and the token is travelling (600 hops of 10 ms)
         assert all(p.poll() is None for p in procs.values())
         procs["bank_b"].send_signal(signal.SIGKILL if how == "kill" else signal.SIGSTOP)
         t0 = time.monotonic()
@@ -159,6 +173,32 @@ def test_dead_or_frozen_party_stops_the_others_naming_it(tmp_path: Path, how: st
             if p.poll() is None:
                 p.send_signal(signal.SIGKILL)
             p.communicate()  # reaps it and closes its pipes
+
+
+def test_a_party_paused_for_longer_than_the_old_heartbeat_limit_is_waited_for(tmp_path: Path) -> None:
+    """A saturated host can starve a party for seconds: with the default heartbeat (15 s) a 4 s pause
+    (SIGSTOP, then SIGCONT) does not stop the run. The old fixed limit, 3 x 0.8 s here, did."""
+    config = keyed_config(tmp_path, ("bank_a", "bank_b"))
+    procs = {
+        name: subprocess.Popen([sys.executable, "-m", "mpc", "run", str(config), "--party", name, "--program",
+                                "pingpong", "-p", "steps=400", "--latency-ms", "10", "--timeout-s", "8"],
+                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for name in ("bank_a", "bank_b")
+    }
+    try:
+        wait_for_session(procs["bank_b"])
+        procs["bank_b"].send_signal(signal.SIGSTOP)
+        time.sleep(4.0)  # the pause under test, not a wait for readiness
+        procs["bank_b"].send_signal(signal.SIGCONT)
+        for name, p in procs.items():
+            _, err = p.communicate(timeout=30)
+            assert p.returncode == 0, f"{name}: {err[-800:]}"
+    finally:
+        for p in procs.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGCONT)
+                p.send_signal(signal.SIGKILL)
+            p.communicate()
 
 
 # -- frames a party must reject ---------------------------------------------------------------------------
@@ -266,3 +306,125 @@ def test_party_runs_keep_working_after_fuzzing(make_topology) -> None:
         return party.index
 
     assert {o.value for o in run_local(make_topology(2), program).values()} == {0, 1, 2}
+
+
+# -- the whole header -> payload -> inbox path, and a real keyed peer sending what decode must refuse -----
+
+RAW = struct.Struct(f"<2sBB16sQIHBBIQQ{MAX_NDIM}Q")
+
+
+def raw_frame(shape: tuple[int, ...], *, seq: int, session: bytes = b"S" * 16, sender: int = 1, code: int = 1,
+              kind: int = int(Kind.DATA), payload: bytes = b"") -> tuple[bytes, bytes]:
+    """A header packed by hand, so that encode_header's own checks cannot stop a malformed one."""
+    slots = (*shape, *(0,) * (MAX_NDIM - len(shape)))[:MAX_NDIM]
+    return RAW.pack(b"MP", VERSION, kind, session, 7, 0, sender, code, len(shape), 0, seq, 0, *slots), payload
+
+
+dims = st.one_of(st.integers(0, 3), st.sampled_from([2**32, 2**62, 2**63, 2**64 - 1]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.lists(dims, max_size=MAX_NDIM + 1).map(tuple), st.integers(0, 9), st.integers(0, 6),
+                          st.integers(0, 64), st.integers(0, 3)), min_size=1, max_size=6),
+       st.booleans())
+def test_fuzzed_headers_reach_the_inbox_or_are_dropped(frames: list[tuple[tuple[int, ...], int, int, int, int]],
+                                                       early: bool) -> None:
+    """Shapes, dims, sizes, dtypes and kinds: before or after the session is agreed, every frame is dropped,
+    stops the run naming its sender, or lands consistent in the inbox; nothing raises, and the link works on."""
+    from mpc.config import localhost_topology
+
+    async def feed() -> None:
+        t = ZmqTransport(localhost_topology(2, helper=False), "bank_a", Stats(), timeout_s=5)
+        t.session = _NO_SESSION if early else b"S" * 16
+        t._hello_done = asyncio.get_running_loop().create_future()
+        t._bye_done = asyncio.get_running_loop().create_future()
+        for shape, code, kind, size, seq in frames:
+            header, payload = raw_frame(shape, seq=seq, code=code, kind=kind, payload=bytes(size))
+            t._handle_frame("bank_b", header, payload)
+            t._handle_message("bank_b", memoryview(header + payload))
+        if early:  # what start() does once every hello is in
+            t.session = b"S" * 16
+            for peer, header, array in t._early:
+                t._accept_data(peer, header, array)
+        assert t.failure is None or t.failure.peer == "bank_b"
+        for fut in t._inbox.values():
+            if fut.done() and fut.exception() is None:
+                assert fut.result().array.dtype.kind in "uifb"
+        if t.failure is None:
+            seq = t._next_seq_in["bank_b"]
+            assert t._handle_frame("bank_b", *frame(seq, op=99))  # the link still works
+
+    asyncio.run(feed())
+
+
+@pytest.mark.parametrize("when", ["before the session", "mid-run"])
+async def test_keyed_peer_sending_an_overflowing_empty_shape_is_dropped(tmp_path: Path, when: str,
+                                                                       caplog: pytest.LogCaptureFixture) -> None:
+    """bank_b holds a real key and sends a DATA header of shape (0, 2**63), which numpy cannot build: dropped
+    with a warning naming bank_b, and the run goes on (before: the victim failed, or its reader died)."""
+    topo = load_topology(keyed_config(tmp_path, ("bank_a", "bank_b")))
+    caplog.set_level(logging.WARNING)
+
+    def inject(party: Party | ZmqTransport) -> None:
+        t = party if isinstance(party, ZmqTransport) else party._transport
+        header, _ = raw_frame((0, 2**63), seq=t._next_seq_out["bank_a"], session=t.session, sender=1)
+        t._queue_frames("bank_a", header, memoryview(b""))  # its sequence number is not taken: the link goes on
+        t._flush()  # a message of its own (a bad frame drops the rest of its message: a sequence gap, an abort)
+
+    async def program(party: Party) -> dict[str, object]:
+        if party.name == "bank_b" and when == "mid-run":
+            inject(party)
+        return await mesh(party)
+
+    original_start = ZmqTransport.start
+
+    async def start(self: ZmqTransport) -> bytes:
+        if self.me == "bank_b" and when == "before the session":
+            self._links = {}
+            task = asyncio.create_task(original_start(self))
+            while "bank_a" not in self._links:  # the sockets exist once start() has created its links
+                await asyncio.sleep(0.001)
+            inject(self)
+            return await task
+        return await original_start(self)
+
+    with mock.patch.object(ZmqTransport, "start", start):
+        out = await run_local_async(topo, program)
+    assert all(o.value["checked"] for o in out.values())
+    assert "bank_a: dropped a frame from bank_b: claimed shape (0, 9223372036854775808) exceeds" in caplog.text
+
+
+async def test_buffered_bytes_from_a_peer_are_bounded(make_topology) -> None:
+    """Messages under op ids nobody awaits: over max_buffered_mb the run stops naming the sender."""
+    topo = make_topology(2, helper=False, max_message_mb=1, max_buffered_mb=4, timeout_s=20)
+
+    async def program(party: Party) -> None:
+        op = party.new_op("flood")
+        if party.name == "bank_b":
+            for step in range(40):  # 40 MiB under keys bank_a never awaits
+                party.send("bank_a", op, np.zeros(2**17, dtype=np.uint64), step=step)
+        await party.recv("bank_b" if party.name == "bank_a" else "bank_a", party.new_op("never"))
+
+    t0 = time.monotonic()
+    a, b = await asyncio.gather(run_party(topo, "bank_a", program), run_party(topo, "bank_b", program),
+                                return_exceptions=True)
+    assert time.monotonic() - t0 < 10  # not the 20 s timeout
+    assert isinstance(a, ProtocolViolation) and a.peer == "bank_b", a
+    assert "bank_b sent 5 MiB that this party has not used yet, over the max_buffered_mb bound of 4 MiB" in str(a)
+    assert isinstance(b, PeerAborted) and "max_buffered_mb" in str(b)
+
+
+async def test_abort_before_the_session_is_heard(transport: ZmqTransport) -> None:
+    """A party that failed before agreeing the session (say, its start timed out) still stops the others."""
+    reason = np.frombuffer(b"bank_b stopped because of something", dtype=np.uint8)
+    transport._handle_frame("bank_b", *frame(5, kind=Kind.ABORT, session=_NO_SESSION, payload=reason))
+    assert isinstance(transport.failure, PeerAborted) and "stopped because of something" in str(transport.failure)
+
+
+async def test_stale_session_is_dropped_whatever_its_sequence(transport: ZmqTransport,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING)
+    assert not transport._handle_frame("bank_b", *frame(17, session=b"O" * 16))  # a previous session's frame
+    assert "stale session" in caplog.text and transport.failure is None
+    assert transport._handle_frame("bank_b", *frame(0))  # and it took no sequence number
+

@@ -241,3 +241,20 @@ async def test_many_small_messages_in_one_turn_coalesce(make_topology) -> None:
         assert o.stats.total().messages_sent == 100
         assert o.stats.rounds == 1
         assert o.value == 2  # the hello, then all 100 messages in one multipart send
+
+
+async def test_abort_is_not_held_by_the_emulated_latency(make_topology) -> None:
+    """With 1 s one-way latency the abort must arrive before the disconnect is noticed (0.5 s grace):
+    the others report the abort's reason, not `lost the connection`."""
+    topo = make_topology(2, helper=True, network={"latency_ms": 1000}, timeout_s=20)
+
+    async def program(party: Party) -> None:
+        op = party.new_op("x")
+        if party.name == "helper":
+            raise RuntimeError("the helper's disk is full")
+        await party.recv("helper", op)
+
+    results = await asyncio.gather(*(run_party(topo, n, program) for n in topo.names), return_exceptions=True)
+    for name, r in zip(topo.names[:2], results, strict=False):
+        assert isinstance(r, PeerAborted) and r.peer == "helper", (name, r)
+        assert "the helper's disk is full" in str(r)

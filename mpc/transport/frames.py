@@ -1,19 +1,22 @@
 """Wire format: a fixed-size `struct` header followed by the raw array buffer. Nothing is ever unpickled.
 
-One ZeroMQ message carries one or more (header, payload) frame pairs: the messages a party queues for a
-peer within one event-loop turn go out as one multipart send (one round, one syscall).
+One ZeroMQ message is a single part holding one or more (header, payload) frames back to back: the
+messages a party queues for a peer within one event-loop turn go out as one send (one round, one syscall).
+Single-part on purpose: libzmq aborts the process (session_base.cpp:233, clean_pipes) when a connection
+fails while a half-sent multipart message can no longer be read from a closing socket's pipe.
 """
 
 from __future__ import annotations
 
 import enum
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
 MAGIC = b"MP"
-VERSION = 1
+VERSION = 2  # 2: one single-part ZeroMQ message per send (1 sent header and payload as parts)
 MAX_NDIM = 7
 SESSION_BYTES = 16
 
@@ -107,12 +110,13 @@ def decode_header(buf: bytes | memoryview, max_payload: int) -> Header:
         raise FrameError("non-zero unused shape slots")
     dims = tuple(shape[:ndim])
     header = Header(kind, bytes(session), op, step, sender, DTYPES[code], dims, depth, seq, due)
-    # Bound the claimed size before any arithmetic on it can overflow or allocate.
+    # Bound the claimed size before any arithmetic on it can overflow or allocate. Zero-size dimensions are
+    # skipped, so that (0, 2**63) is refused too: numpy would fail building even an empty array of that shape.
     size = DTYPES[code].itemsize
     for d in dims:
-        size *= d
+        size *= d or 1
         if size > max_payload:
-            raise FrameError(f"claimed payload exceeds the {max_payload}-byte bound")
+            raise FrameError(f"claimed shape {dims} exceeds the {max_payload}-byte bound")
     return header
 
 
@@ -121,11 +125,26 @@ def payload_view(array: np.ndarray) -> memoryview:
     arr = np.require(array, requirements="C")
     if arr.dtype.byteorder == ">":
         arr = arr.astype(arr.dtype.newbyteorder("<"))
-    return memoryview(arr).cast("B") if arr.size else memoryview(b"")
+    return arr.data.cast("B") if arr.size else memoryview(b"")
 
 
 def decode_payload(header: Header, buf: memoryview | bytes) -> np.ndarray:
-    """A read-only array over the received buffer (no copy); raise FrameError if sizes disagree."""
+    """A read-only array over the received buffer (no copy); raise FrameError if it cannot be built."""
     if len(buf) != header.payload_size:
         raise FrameError(f"payload has {len(buf)} bytes, header claims {header.payload_size}")
-    return np.frombuffer(buf, dtype=header.dtype).reshape(header.shape)
+    try:
+        return np.frombuffer(buf, dtype=header.dtype).reshape(header.shape)
+    except ValueError as exc:  # only for a header that skipped decode_header's checks; never an escape
+        raise FrameError(f"payload does not fit shape {header.shape}: {exc}") from None
+
+
+def split_frames(buf: memoryview, max_payload: int) -> Iterator[tuple[Header, memoryview]]:
+    """The (header, payload) frames packed back to back in one message; FrameError at the first bad one."""
+    offset = 0
+    while offset < len(buf):
+        header = decode_header(buf[offset:offset + HEADER_SIZE], max_payload)
+        start = offset + HEADER_SIZE
+        offset = start + header.payload_size
+        if offset > len(buf):
+            raise FrameError(f"payload has {len(buf) - start} bytes, header claims {header.payload_size}")
+        yield header, buf[start:offset]

@@ -50,6 +50,7 @@ from mpc.transport.frames import (
     decode_payload,
     encode_header,
     payload_view,
+    split_frames,
 )
 
 log = logging.getLogger("mpc.transport")
@@ -63,6 +64,11 @@ DISCONNECT_GRACE_S = 0.5
 MONITOR_EVENTS = (zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED
                   | zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
                   | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+# On the listening side: connections that fail the handshake are dropped by ZeroMQ; we log them (unknown
+# keys are logged by the ZAP handler, which refuses them).
+ROUTER_EVENTS = zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+# What a received frame carries once checked: an array for data, the raw bytes for control frames.
+Body = np.ndarray | memoryview
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +93,7 @@ class _Link:
         self.sock = sock
         self.latency_ns = int(params.latency_ms * 1e6)
         self.bytes_per_ns = params.bandwidth_mbps * 1e6 / 8 / 1e9 if params.bandwidth_mbps else None
-        self.queue: asyncio.Queue[list[object]] = asyncio.Queue()
+        self.queue: asyncio.Queue[list[bytes | memoryview]] = asyncio.Queue()
         self.busy_until = 0
         self.task: asyncio.Task[None] | None = None
 
@@ -107,7 +113,8 @@ class _Link:
         while True:
             frames = await self.queue.get()
             try:
-                await self.sock.send_multipart(frames, copy=False)
+                # One single-part message (see frames.py: why never multipart).
+                await self.sock.send(frames[0] if len(frames) == 1 else b"".join(frames), copy=False)
             finally:
                 self.queue.task_done()
 
@@ -115,14 +122,16 @@ class _Link:
 class _Inbound:
     """One incoming link's FIFO of frames not yet due (emulated network): applied in order when due."""
 
-    def __init__(self, apply: Callable[[str, Header, memoryview], None], peer: str):
+    def __init__(self, apply: Callable[[str, Header, Body], None], peer: str,
+                 on_error: Callable[[str, Exception], None]):
         self.apply = apply
+        self.on_error = on_error
         self.peer = peer
-        self.queue: collections.deque[tuple[Header, memoryview]] = collections.deque()
+        self.queue: collections.deque[tuple[Header, Body]] = collections.deque()
         self.wakeup = asyncio.Event()
         self.task = asyncio.get_running_loop().create_task(self.run(), name=f"inbound-{peer}")
 
-    def push(self, header: Header, payload: memoryview) -> None:
+    def push(self, header: Header, payload: Body) -> None:
         self.queue.append((header, payload))
         self.wakeup.set()
 
@@ -137,7 +146,10 @@ class _Inbound:
             if wait > 0:
                 await asyncio.sleep(wait)
             self.queue.popleft()
-            self.apply(self.peer, header, payload)
+            try:
+                self.apply(self.peer, header, payload)
+            except Exception as exc:  # never a dead task: the run stops naming the peer
+                self.on_error(self.peer, exc)
 
 
 class ZmqTransport:
@@ -152,6 +164,8 @@ class ZmqTransport:
         self.stats = stats
         self.timeout_s = timeout_s if timeout_s is not None else topology.timeout_s
         self.max_payload = int(topology.max_message_mb * 1024 * 1024)
+        self.max_buffered = max(int(topology.max_buffered_mb * 1024 * 1024), self.max_payload)
+        self._buffered: dict[str, int] = {p: 0 for p in self.peers}  # received bytes not yet used, per peer
         self.session = _NO_SESSION
         # Opaque settings every party must share (the runtime fills them in); sent with the hello and
         # compared, so that a mismatch stops the start rather than the middle of a run, or worse.
@@ -159,7 +173,7 @@ class ZmqTransport:
         self._ctx: zmq.asyncio.Context | None = None
         self._router: zmq.asyncio.Socket | None = None
         self._links: dict[str, _Link] = {}
-        self._pending_out: dict[str, list[object]] = {}
+        self._pending_out: dict[str, list[bytes | memoryview]] = {}
         self._inbound: dict[str, _Inbound] = {}
         self._flush_scheduled = False
         self._inbox: dict[tuple[int, int, int], asyncio.Future[Message]] = {}
@@ -167,8 +181,9 @@ class ZmqTransport:
         self._next_seq_in: dict[str, int] = {p: 0 for p in self.peers}
         self._hello: dict[str, bytes] = {}
         self._hello_done: asyncio.Future[None] | None = None
-        self._early: list[tuple[str, Header, memoryview]] = []
+        self._early: list[tuple[str, Header, np.ndarray]] = []
         self._bye: set[str] = set()
+        self._bye_seen: set[str] = set()  # goodbyes arrived, maybe still behind data the emulation holds
         self._aborted: set[str] = set()
         self._bye_done: asyncio.Future[None] | None = None
         self._failure: PeerError | None = None
@@ -192,7 +207,7 @@ class ZmqTransport:
         router = self._ctx.socket(zmq.ROUTER)
         self._sockets.append(router)
         router.setsockopt(zmq.LINGER, 0)
-        router.setsockopt(zmq.MAXMSGSIZE, self.max_payload + 64 * HEADER_SIZE)
+        router.setsockopt(zmq.MAXMSGSIZE, self.max_payload + HEADER_SIZE)
         router.setsockopt(zmq.RCVHWM, 0)
         if self.keys is not None:
             # CURVE: encrypted links, and a ZAP handler that admits only the topology's keys and
@@ -211,7 +226,12 @@ class ZmqTransport:
             await self._shutdown()
             raise OSError(f"{self.me}: cannot listen on {host}:{port}: {exc}") from None
         self._router = router
-        heartbeat_ms = int(min(1.0, self.timeout_s / 10) * 1000)
+        if self.keys is not None:
+            monitor = router.get_monitor_socket(ROUTER_EVENTS)
+            self._sockets.append(monitor)
+            self._monitors.append(loop.create_task(self._watch_router(monitor), name=f"{self.me}-watch-in"))
+        heartbeat_ms = max(1, int(self.topology.heartbeat_s * 1000))
+        heartbeat_timeout_ms = max(1, int(self.topology.heartbeat_timeout_s * 1000))
         for peer in self.peers:
             spec = self.topology.party(peer)
             sock = self._ctx.socket(zmq.DEALER)
@@ -219,9 +239,9 @@ class ZmqTransport:
             sock.setsockopt(zmq.ROUTING_ID, self.me.encode())
             sock.setsockopt(zmq.SNDHWM, 0)
             sock.setsockopt(zmq.LINGER, int(min(self.timeout_s, 5.0) * 1000))
-            # ZMQ heartbeats: a peer that dies or freezes is noticed in about 4 intervals, not never.
+            # ZMQ heartbeats: a peer that freezes is noticed heartbeat_timeout_s after it stopped answering.
             sock.setsockopt(zmq.HEARTBEAT_IVL, heartbeat_ms)
-            sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 3 * heartbeat_ms)
+            sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, heartbeat_timeout_ms)
             if self.keys is not None:
                 sock.curve_serverkey = self.keys.public_of(peer)
                 sock.curve_publickey = self.keys.public_of(self.me)
@@ -234,6 +254,7 @@ class ZmqTransport:
             link.task = loop.create_task(link.run(), name=f"{self.me}->{peer}")
             self._links[peer] = link
         self._reader = loop.create_task(self._read_loop(), name=f"{self.me}-reader")
+        self._reader.add_done_callback(self._reader_done)
 
         nonce = secrets.token_bytes(SESSION_BYTES)
         self._hello[self.me] = nonce
@@ -318,8 +339,9 @@ class ZmqTransport:
     async def _shutdown(self, linger_ms: int | None = None) -> None:
         self._closing = True
         try:
-            for link in self._links.values():
-                link.sock.disable_monitor()  # before its monitor socket closes, or closing blocks
+            for sock in [*(link.sock for link in self._links.values()), self._router]:
+                if sock is not None and not sock.closed:
+                    sock.disable_monitor()  # before its monitor socket closes, or closing blocks
             tasks = [t for t in [self._reader, *(lk.task for lk in self._links.values()), *self._monitors,
                                  *(ib.task for ib in self._inbound.values())] if t is not None]
             for t in tasks:
@@ -369,10 +391,13 @@ class ZmqTransport:
         self.stats.record_send(phase, tag, HEADER_SIZE + len(view), depth)
 
     def _send_control(self, peer: str, kind: Kind, payload: np.ndarray, session: bytes | None = None) -> None:
+        """Hello, goodbye or abort. Goodbyes and aborts are never held by the emulated network: a peer that
+        stops must be heard before its disconnect is, or the others would blame the wrong party."""
         link = self._links.get(peer)
+        emulated = kind is Kind.HELLO and link is not None
         header = Header(kind, session or self.session, 0, 0, self.my_index, np.dtype(payload.dtype),
                         tuple(payload.shape), 0, self._take_seq(peer),
-                        link.due(HEADER_SIZE + payload.nbytes) if link else 0)
+                        link.due(HEADER_SIZE + payload.nbytes) if emulated and link else 0)
         self._queue_frames(peer, encode_header(header), payload_view(payload))
 
     def _take_seq(self, peer: str) -> int:
@@ -395,8 +420,25 @@ class ZmqTransport:
         for peer, frames in pending.items():
             link = self._links.get(peer)
             if link is not None:  # none yet only if start() failed part-way
-                link.queue.put_nowait(frames)
-                self.stats.transport_sends += 1
+                for message in self._pack(frames):
+                    link.queue.put_nowait(message)
+                    self.stats.transport_sends += 1
+
+    def _pack(self, frames: list[bytes | memoryview]) -> list[list[bytes | memoryview]]:
+        """Group (header, payload) pairs into messages no larger than one maximal frame, which is what the
+        receiving socket admits (ZMQ_MAXMSGSIZE): many small frames share a message, a large one goes alone."""
+        limit = self.max_payload + HEADER_SIZE
+        messages: list[list[bytes | memoryview]] = []
+        size = limit + 1
+        for i in range(0, len(frames), 2):
+            pair = frames[i:i + 2]
+            nbytes = len(pair[0]) + len(pair[1])
+            if size + nbytes > limit:
+                messages.append([])
+                size = 0
+            messages[-1].extend(pair)
+            size += nbytes
+        return messages
 
     # -- receiving ------------------------------------------------------------------------------
     async def recv(
@@ -435,6 +477,7 @@ class ZmqTransport:
         finally:
             if fut.done():
                 self._inbox.pop(key, None)
+        self._buffered[peer] -= msg.array.nbytes
         if dtype is not None and msg.array.dtype != np.dtype(dtype):
             raise self._fail(ProtocolViolation(peer, f"{self.me}: {peer} sent dtype {msg.array.dtype} for "
                                                      f"{what or tag}, expected {np.dtype(dtype)}"))
@@ -459,17 +502,50 @@ class ZmqTransport:
                     log.warning("%s: dropped a message claiming to be from %s but authenticated as %s",
                                 self.me, peer, authenticated)
                     continue
-            if len(parts) < 3 or len(parts) % 2 == 0:
-                log.warning("%s: dropped a malformed message from %s (%d frames)", self.me, peer, len(parts))
+            if len(parts) != 2:
+                log.warning("%s: dropped a malformed message from %s (%d parts)", self.me, peer, len(parts))
                 continue
-            for i in range(1, len(parts), 2):
-                if not self._handle_frame(peer, parts[i].buffer, parts[i + 1].buffer):
-                    break
+            try:
+                self._handle_message(peer, parts[1].buffer)
+            except Exception as exc:  # a bug's last line of defence: never a dead reader
+                self._on_handler_error(peer, exc)
 
-    def _handle_frame(self, peer: str, raw_header: memoryview, payload: memoryview) -> bool:
-        """Validate one frame pair and route it; False stops processing the rest of its message."""
+    def _reader_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None and not self._closing:
+            exc = task.exception()
+            self._fail(PeerError(self.me, f"{self.me}: the receive path failed ({type(exc).__name__}: {exc})"))
+
+    def _on_handler_error(self, peer: str, exc: Exception) -> None:
+        log.debug("%s: error handling a message from %s", self.me, peer, exc_info=exc)
+        self._fail(ProtocolViolation(peer, f"{self.me}: could not handle a message from {peer} "
+                                           f"({type(exc).__name__}); stopping"))
+
+    def _handle_message(self, peer: str, body: memoryview) -> None:
+        """Route every frame packed in one message; a malformed one drops it and the rest of the message."""
+        try:
+            for header, payload in split_frames(body, self.max_payload):
+                if not self._handle_decoded(peer, header, payload):
+                    return
+        except FrameError as exc:
+            log.warning("%s: dropped a frame from %s: %s", self.me, peer, exc)
+
+    def _handle_frame(self, peer: str, raw_header: memoryview | bytes, payload: memoryview | bytes) -> bool:
+        """Validate one (header, payload) frame and route it; False: dropped or failed."""
         try:
             header = decode_header(raw_header, self.max_payload)
+        except FrameError as exc:
+            log.warning("%s: dropped a frame from %s: %s", self.me, peer, exc)
+            return False
+        return self._handle_decoded(peer, header, memoryview(payload))
+
+    def _handle_decoded(self, peer: str, header: Header, payload: memoryview) -> bool:
+        """Check a decoded frame against its link (sender, session, sequence) and route it.
+
+        Order matters: whatever is dropped (malformed, stale) does not take a sequence number; an abort is
+        acted on at once, whatever its sequence number and even from a party that never agreed the session.
+        """
+        body: Body = payload
+        try:
             if header.sender != self.topology.index(peer):
                 if header.kind is Kind.HELLO:
                     # the peer's own topology lists the parties in another order: nothing could be routed
@@ -479,10 +555,19 @@ class ZmqTransport:
                               "same topology, parties in the same order"))
                     return False
                 raise FrameError(f"header claims sender index {header.sender}, socket says {peer}")
-            if len(payload) != header.payload_size:
+            if header.kind is Kind.DATA:
+                body = decode_payload(header, payload)  # every check numpy makes, before anything is kept
+            elif len(payload) != header.payload_size:
                 raise FrameError(f"payload has {len(payload)} bytes, header claims {header.payload_size}")
         except FrameError as exc:
             log.warning("%s: dropped a frame from %s: %s", self.me, peer, exc)
+            return False
+        if header.kind is Kind.ABORT and (_NO_SESSION in (self.session, header.session)
+                                          or header.session == self.session):
+            self._on_abort(peer, payload)
+            return False
+        if header.kind is not Kind.HELLO and self.session != _NO_SESSION and header.session != self.session:
+            log.warning("%s: dropped a frame from %s with a stale session id", self.me, peer)
             return False
         expected = self._next_seq_in[peer]
         if header.seq != expected:
@@ -490,34 +575,51 @@ class ZmqTransport:
                 peer, f"{self.me}: link from {peer} lost or replayed messages (sequence {header.seq}, "
                       f"expected {expected}); stopping rather than computing on incomplete data"))
             return False
-        if header.kind is not Kind.HELLO and self.session != _NO_SESSION and header.session != self.session:
-            log.warning("%s: dropped a frame from %s with a stale session id", self.me, peer)
-            return False
         self._next_seq_in[peer] = expected + 1
+        if isinstance(body, np.ndarray) and not self._buffer(peer, body.nbytes):
+            return False
+        if header.kind is Kind.BYE:
+            self._bye_seen.add(peer)
         inbound = self._inbound.get(peer)
         if header.due > time.monotonic_ns() or (inbound is not None and inbound.queue):
             if inbound is None:
-                inbound = self._inbound[peer] = _Inbound(self._dispatch, peer)
-            inbound.push(header, payload)
+                inbound = self._inbound[peer] = _Inbound(self._dispatch, peer, self._on_handler_error)
+            inbound.push(header, body)
         else:
-            self._dispatch(peer, header, payload)
+            self._dispatch(peer, header, body)
         return True
 
-    def _dispatch(self, peer: str, header: Header, payload: memoryview) -> None:
+    def _buffer(self, peer: str, nbytes: int) -> bool:
+        """Count what `peer` makes us hold until it is used; over max_buffered_mb the run stops."""
+        self._buffered[peer] += nbytes
+        if self._buffered[peer] <= self.max_buffered:
+            return True
+        self._fail(ProtocolViolation(
+            peer, f"{self.me}: {peer} sent {self._buffered[peer] / 2**20:.0f} MiB that this party has not used "
+                  f"yet, over the max_buffered_mb bound of {self.max_buffered / 2**20:.0f} MiB; stopping rather "
+                  "than running out of memory (raise max_buffered_mb if such a backlog is expected)"))
+        return False
+
+    def _on_abort(self, peer: str, payload: memoryview) -> None:
+        reason = bytes(payload).decode("utf-8", "replace")
+        self._aborted.add(peer)
+        self._fail(PeerAborted(peer, f"{peer} aborted: {reason}"))
+
+    def _dispatch(self, peer: str, header: Header, payload: Body) -> None:
         """Act on a valid frame once it is due: hello, data (buffered by key), goodbye or abort."""
         if header.kind is Kind.HELLO:
+            assert isinstance(payload, memoryview)
             self._on_hello(peer, header, payload)
         elif header.kind is Kind.DATA:
+            assert isinstance(payload, np.ndarray)
             if self.session == _NO_SESSION:
                 self._early.append((peer, header, payload))
             else:
                 self._accept_data(peer, header, payload)
         elif header.kind is Kind.BYE:
             self._on_bye(peer)
-        elif header.kind is Kind.ABORT:
-            reason = bytes(payload).decode("utf-8", "replace")
-            self._aborted.add(peer)
-            self._fail(PeerAborted(peer, f"{peer} aborted: {reason}"))
+        elif header.kind is Kind.ABORT:  # a stale abort: sent in a session not agreed, nor yet agreed by us
+            log.warning("%s: dropped an abort from %s of another session", self.me, peer)
 
     async def _watch(self, peer: str, monitor: zmq.asyncio.Socket) -> None:
         """Turn connection events on the link to `peer` into errors that name it."""
@@ -537,14 +639,30 @@ class ZmqTransport:
                 elif kind == zmq.EVENT_DISCONNECTED and peer in self._connected and not self._closing:
                     self._connected.discard(peer)
                     # Its goodbye or abort may still be in flight on the other socket: look again shortly.
-                    asyncio.get_running_loop().call_later(DISCONNECT_GRACE_S, self._check_gone, peer)
+                    # Mid-run even a quick reconnect is a failure: ZeroMQ does not resend what was in flight.
+                    mid_run = self.session != _NO_SESSION
+                    asyncio.get_running_loop().call_later(DISCONNECT_GRACE_S, self._check_gone, peer, mid_run)
         except (asyncio.CancelledError, zmq.ZMQError):
             pass
         finally:
             monitor.close(0)
 
-    def _check_gone(self, peer: str) -> None:
-        if self._closing or peer in self._connected or peer in self._bye or peer in self._aborted:
+    async def _watch_router(self, monitor: zmq.asyncio.Socket) -> None:
+        """Log connections to our socket that fail the CURVE handshake (ZeroMQ drops them by itself)."""
+        try:
+            while True:
+                event = parse_monitor_message(await monitor.recv_multipart())
+                log.warning("%s: dropped a connection that failed the CURVE handshake (ZMTP error %#x); a party "
+                            "without our key, an old key, or not an mpc party", self.me, event["value"])
+        except (asyncio.CancelledError, zmq.ZMQError):
+            pass
+        finally:
+            monitor.close(0)
+
+    def _check_gone(self, peer: str, mid_run: bool = False) -> None:
+        if self._closing or peer in self._bye_seen or peer in self._aborted:
+            return
+        if peer in self._connected and not mid_run:
             return
         self._fail(PeerGone(peer, f"{self.me}: lost the connection to {peer} (its process died, froze, or the "
                                   "network failed)"))
@@ -571,9 +689,10 @@ class ZmqTransport:
         if len(self._hello) == len(self.peers) + 1 and self._hello_done and not self._hello_done.done():
             self._hello_done.set_result(None)
 
-    def _accept_data(self, peer: str, header: Header, payload: memoryview) -> None:
+    def _accept_data(self, peer: str, header: Header, array: np.ndarray) -> None:
         if header.session != self.session:
             log.warning("%s: dropped a frame from %s with a stale session id", self.me, peer)
+            self._buffered[peer] -= array.nbytes
             return
         key = (header.sender, header.op, header.step)
         fut = self._inbox.get(key)
@@ -582,7 +701,7 @@ class ZmqTransport:
         elif fut.done():
             self._fail(ProtocolViolation(peer, f"{self.me}: {peer} sent op {header.op:#x} step {header.step} twice"))
             return
-        fut.set_result(Message(decode_payload(header, payload), header.depth + 1))
+        fut.set_result(Message(array, header.depth + 1))
 
     def _on_bye(self, peer: str) -> None:
         self._bye.add(peer)
@@ -648,10 +767,15 @@ async def _in_own_thread(fn: Callable[[], object], name: str) -> None:
         try:
             fn()
         finally:
-            loop.call_soon_threadsafe(lambda: done.done() or done.set_result(None))
+            loop.call_soon_threadsafe(_set_done, done)
 
     threading.Thread(target=run, name=name, daemon=True).start()
     await asyncio.shield(done)
+
+
+def _set_done(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
 
 
 def _consume_exception(fut: asyncio.Future[Any]) -> None:

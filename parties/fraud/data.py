@@ -20,6 +20,9 @@ combination, with matching volumes, is unusual.
 from __future__ import annotations
 
 import csv
+import io
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,7 +56,7 @@ class Dataset:
     accounts: np.ndarray  # the ids to score, in order
     bank_a: Transactions
     bank_b: Transactions
-    labels: np.ndarray | None  # 0/1 per account, or None
+    labels: np.ndarray | None  # 0/1 per account (UNLABELLED = -1 where labels.csv has none), or None
 
 
 # -- generation ------------------------------------------------------------------------------------------
@@ -167,95 +170,170 @@ def write(data: Dataset, directory: str | Path) -> Path:
     return out
 
 
-def _rows(path: Path, header: list[str]) -> list[list[str]]:
+@dataclass
+class _Table:
+    """A CSV file's columns by header name, with each data row's row number in the file (header = 1)."""
+
+    path: Path
+    columns: dict[str, np.ndarray]  # str values, stripped of surrounding spaces
+    row_numbers: np.ndarray
+
+    def bad(self, column: str, index: int, why: str) -> DataError:
+        value = _show(str(self.columns[column][index]))
+        return DataError(f"{self.path}: row {int(self.row_numbers[index])}, column {column}: {value} {why}")
+
+
+def _show(value: str, limit: int = 40) -> str:
+    """A value for an error message: quoted, and cut short (a runaway quoted field can hold a whole file)."""
+    return repr(value) if len(value) <= limit else repr(value[:limit]) + f"... ({len(value):,} characters)"
+
+
+# Control characters have no place in ids or numbers; a line break inside a field means a stray quote.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def _read_table(path: Path, header: list[str]) -> _Table:
+    """The columns `header` names, in any order (other columns are ignored); UTF-8 with or without a BOM.
+    Every problem names the file, the row and, where there is one, the column."""
     try:
-        with path.open(newline="", encoding="utf-8") as f:
-            rows = list(csv.reader(f))
+        raw = path.read_bytes()
     except OSError as exc:
         raise DataError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise DataError(f"{path}: not a readable CSV file: {exc}") from None
-    if not rows or [c.strip() for c in rows[0]] != header:
-        got = ",".join(rows[0]) if rows else "(empty file)"
-        raise DataError(f"{path}: row 1: expected the header {','.join(header)!r}, got {got!r}")
-    for i, row in enumerate(rows[1:], start=2):
-        if len(row) != len(header):
-            raise DataError(f"{path}: row {i}: expected {len(header)} columns ({','.join(header)}), got {len(row)}")
-    return rows[1:]
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise DataError(f"{path}: line {line}: not UTF-8 text (byte 0x{raw[exc.start]:02x}); export the file "
+                        "as CSV UTF-8") from None
+    rows, numbers = _parse(path, text)
+    if not rows:
+        raise DataError(f"{path}: row 1: expected a header with the columns {','.join(header)}; the file is empty")
+    names = [c.strip().lower() for c in rows[0]]
+    index = {}
+    for col in header:
+        where = [i for i, name in enumerate(names) if name == col]
+        if len(where) != 1:
+            how = "no column" if not where else "two columns named"
+            raise DataError(f"{path}: row 1: {how} {col!r} in the header {_show(','.join(rows[0]), 120)}; "
+                            f"expected the columns {','.join(header)} (in any order)")
+        index[col] = where[0]
+    for row, number in zip(rows[1:], numbers[1:], strict=True):
+        if len(row) != len(names):
+            spans = " (a field spans several lines: an unbalanced quote?)" if any("\n" in f for f in row) else ""
+            raise DataError(f"{path}: row {number}: expected {len(names)} columns like the header, got "
+                            f"{len(row)}{spans}")
+        for col, i in index.items():
+            if _CONTROL.search(row[i]):
+                what = "a line break (an unbalanced quote?)" if "\n" in row[i] or "\r" in row[i] else \
+                    "a control character such as a NUL byte"
+                raise DataError(f"{path}: row {number}, column {col}: {_show(row[i])} contains {what}")
+    data = rows[1:]
+    columns = {col: np.array([r[i].strip() for r in data], dtype=str) for col, i in index.items()}
+    return _Table(path, columns, np.array(numbers[1:], dtype=np.int64))
+
+
+def _parse(path: Path, text: str) -> tuple[list[list[str]], list[int]]:
+    """Non-empty CSV records and their row numbers; a quote left open names the row where it opened."""
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    rows: list[list[str]] = []
+    numbers: list[int] = []
+    number, line = 0, 0
+    try:
+        for row in reader:
+            number += 1
+            line = reader.line_num
+            if row:  # blank lines (a trailing one, say) are skipped
+                rows.append(row)
+                numbers.append(number)
+    except csv.Error as exc:
+        raise DataError(f"{path}: row {number + 1} (from line {line + 1}, read up to line {reader.line_num}): "
+                        f"{exc}; is a quote (\") in this row left open?") from None
+    return rows, numbers
 
 
 def read_transactions(path: str | Path) -> Transactions:
     """Read one bank's transactions; DataError names the file, row and column of the first problem."""
-    path = Path(path)
-    rows = _rows(path, COLUMNS)
-    cols = list(zip(*rows, strict=True)) if rows else [()] * len(COLUMNS)
-    account, ts, direction, amount, cp = (np.array(c, dtype=str) for c in cols)
-
-    def bad(column: str, index: int, why: str) -> DataError:
-        return DataError(f"{path}: row {index + 2}, column {column}: {rows[index][COLUMNS.index(column)]!r} {why}")
-
-    for column, values in (("account_id", account), ("counterparty", cp)):
-        empty = np.flatnonzero(np.char.str_len(np.char.strip(values)) == 0)
+    table = _read_table(Path(path), COLUMNS)
+    cols = table.columns
+    for column in ("account_id", "counterparty"):
+        empty = np.flatnonzero(np.char.str_len(cols[column]) == 0)
         if len(empty):
-            raise bad(column, int(empty[0]), "is empty")
-    try:
-        timestamp = ts.astype(np.int64)
-    except ValueError:
-        raise bad("timestamp", _first_bad(ts, int), "is not an integer number of seconds") from None
-    if (timestamp < 0).any():
-        raise bad("timestamp", int(np.flatnonzero(timestamp < 0)[0]), "is negative")
-    lowered = np.char.lower(np.char.strip(direction))
+            raise table.bad(column, int(empty[0]), "is empty")
+    timestamp = _convert(table, "timestamp", _seconds, "is not an integer number of seconds (0 to 2^63-1)")
+    lowered = np.char.lower(cols["direction"])
     unknown = np.flatnonzero((lowered != "in") & (lowered != "out"))
     if len(unknown):
-        raise bad("direction", int(unknown[0]), "is not 'in' or 'out'")
-    try:
-        money = amount.astype(np.float64)
-    except ValueError:
-        raise bad("amount", _first_bad(amount, float), "is not a number") from None
+        raise table.bad("direction", int(unknown[0]), "is not 'in' or 'out'")
+    money = _convert(table, "amount", float, "is not a number")
     invalid = np.flatnonzero(~np.isfinite(money) | (money <= 0))
     if len(invalid):
-        raise bad("amount", int(invalid[0]), "is not a positive finite amount")
-    return Transactions(np.char.strip(account), timestamp, lowered == "in", money, cp)
+        raise table.bad("amount", int(invalid[0]), "is not a positive finite amount")
+    return Transactions(cols["account_id"], timestamp, lowered == "in", money, cols["counterparty"])
 
 
-def _first_bad(values: np.ndarray, convert: type) -> int:
-    for i, v in enumerate(values.tolist()):
-        try:
-            convert(v)
-        except ValueError:
-            return i
-    return 0
+def _seconds(value: str) -> int:
+    """An int64 timestamp, or ValueError (numpy would raise OverflowError, naming nothing, for 20 digits)."""
+    seconds = int(value)
+    if not 0 <= seconds < 2**63:
+        raise ValueError(value)
+    return seconds
+
+
+def _convert(table: _Table, column: str, convert: Callable[[str], object], why: str) -> np.ndarray:
+    """A column as int64 or float64 (vectorised); else DataError at the first value `convert` refuses."""
+    values = table.columns[column]
+    dtype = np.int64 if convert is _seconds else np.float64
+    try:
+        out = values.astype(dtype)
+        if dtype == np.int64 and len(out) and out.min() < 0:
+            raise ValueError("negative")
+        return out
+    except (ValueError, OverflowError):
+        for i, v in enumerate(values.tolist()):
+            try:
+                convert(v)
+            except (ValueError, OverflowError):
+                raise table.bad(column, i, why) from None
+        raise AssertionError("numpy refused a value Python accepts") from None
 
 
 def read_accounts(path: str | Path) -> np.ndarray:
-    path = Path(path)
-    rows = _rows(path, ["account_id"])
-    ids = np.array([r[0].strip() for r in rows], dtype=str)
+    table = _read_table(Path(path), ["account_id"])
+    ids = table.columns["account_id"]
     if len(ids) == 0:
         raise DataError(f"{path}: no accounts listed")
     empty = np.flatnonzero(np.char.str_len(ids) == 0)
     if len(empty):
-        raise DataError(f"{path}: row {int(empty[0]) + 2}, column account_id: is empty")
+        raise DataError(f"{path}: row {int(table.row_numbers[empty[0]])}, column account_id: is empty")
     uniq, counts = np.unique(ids, return_counts=True)
     if (counts > 1).any():
         dup = str(uniq[counts > 1][0])
-        raise DataError(f"{path}: row {int(np.flatnonzero(ids == dup)[1]) + 2}, column account_id: "
-                        f"{dup!r} is listed twice")
+        second = int(np.flatnonzero(ids == dup)[1])
+        raise DataError(f"{path}: row {int(table.row_numbers[second])}, column account_id: "
+                        f"{_show(dup)} is listed twice")
     return ids
 
 
+UNLABELLED = -1
+
+
 def read_labels(path: str | Path, accounts: np.ndarray) -> np.ndarray:
-    path = Path(path)
-    rows = _rows(path, ["account_id", "is_mule"])
-    lookup = {}
-    for i, (acct, value) in enumerate(rows, start=2):
-        if value.strip() not in ("0", "1"):
-            raise DataError(f"{path}: row {i}, column is_mule: {value!r} is not 0 or 1")
-        lookup[acct.strip()] = int(value)
-    missing = [a for a in accounts[:3] if a not in lookup]
-    if missing:
-        raise DataError(f"{path}: no label for account {missing[0]!r}")
-    return np.array([lookup.get(a, 0) for a in accounts], dtype=np.int64)
+    """0/1 per listed account, UNLABELLED (-1) for an account labels.csv does not mention (the evaluation
+    then uses the labelled ones only). Labels of accounts not listed are ignored."""
+    table = _read_table(Path(path), ["account_id", "is_mule"])
+    ids, values = table.columns["account_id"], table.columns["is_mule"]
+    invalid = np.flatnonzero((values != "0") & (values != "1"))
+    if len(invalid):
+        raise table.bad("is_mule", int(invalid[0]), "is not 0 or 1")
+    lookup: dict[str, int] = {}
+    for i, (acct, value) in enumerate(zip(ids.tolist(), values.tolist(), strict=True)):
+        if lookup.setdefault(acct, int(value)) != int(value):
+            raise table.bad("is_mule", i, f"contradicts the earlier label of account {_show(acct)}")
+    labels = np.array([lookup.get(a, UNLABELLED) for a in accounts.tolist()], dtype=np.int64)
+    if not (labels != UNLABELLED).any():
+        raise DataError(f"{path}: none of the {len(accounts):,} listed accounts has a label (first listed: "
+                        f"{_show(str(accounts[0]))}); label some, or remove labels.csv to run without evaluation")
+    return labels
 
 
 def read_dataset(directory: str | Path, banks: tuple[str, ...] = ("bank_a", "bank_b")) -> Dataset:

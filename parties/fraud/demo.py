@@ -8,11 +8,14 @@ single-bank baselines, and checks the secure flags against them.
 
 from __future__ import annotations
 
+import io
+import re
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
 import numpy as np
 
@@ -23,7 +26,11 @@ from mpc.ring import decode_fixed
 from parties.fraud import data, features
 from parties.fraud.model import MODEL_FILE, load
 
+if TYPE_CHECKING:
+    from rich.console import Console
+
 WAN_LATENCY_MS, WAN_BANDWIDTH_MBPS = 25.0, 100.0
+Progress = Callable[[str, str], None]  # (stage, what happens in it): data, start, features, dealing, online, report
 
 
 @dataclass
@@ -39,6 +46,7 @@ class DemoOptions:
     method: str | None = None
     model_file: str = str(MODEL_FILE)
     debug: bool = False
+    progress: Progress | None = None
 
 
 class DemoError(RuntimeError):
@@ -47,20 +55,9 @@ class DemoError(RuntimeError):
 
 def run(opts: DemoOptions) -> dict[str, Any]:
     t0 = time.perf_counter()
+    say = opts.progress or (lambda stage, detail: None)
     with tempfile.TemporaryDirectory(prefix="mpc-fraud-") as tmp:
-        if opts.data_dir is None:
-            dataset = data.generate(opts.accounts, opts.seed)
-            data_dir = data.write(dataset, Path(tmp) / "data")
-            source = f"synthetic, {opts.accounts:,} accounts, seed {opts.seed}"
-        else:
-            data_dir = Path(opts.data_dir)
-            try:
-                dataset = data.read_dataset(data_dir)  # validate every file before starting any party
-            except data.DataError as exc:
-                raise DemoError(str(exc)) from None
-            source = str(data_dir)
-        if opts.query and opts.query not in set(dataset.accounts.tolist()):
-            raise DemoError(f"--query: account {opts.query!r} is not in {data_dir / 'accounts.csv'}")
+        dataset, data_dir, source = _prepare_data(opts, Path(tmp), say)
         topo = _topology(opts)
         path = write_topology(secured(topo, Path(tmp)), Path(tmp) / "topology.yaml")
         params = {"data_dir": str(data_dir), "reveal_scores": opts.reveal_scores, "flags_to": opts.flags_to,
@@ -68,16 +65,66 @@ def run(opts: DemoOptions) -> dict[str, Any]:
         args = ["--program", "fraud"]
         for key, value in params.items():
             args += ["-p", f"{key}={_param(value)}"]
-        results = launch(str(path), topo.names, args, global_args=["--debug"] if opts.debug else [], sink=None)
+        say("start", f"{', '.join(topo.names[:-1])} and {topo.names[-1]} as separate processes")
+        sink = _StageSink(say)
+        results = launch(str(path), topo.names, args, global_args=["--debug"] if opts.debug else [],
+                         sink=cast(TextIO, sink))
     failed = [r for r in results if r.returncode != 0 or r.output is None]
     if failed:
         detail = "\n".join(f"{r.name} (exit {r.returncode}): " + "\n  ".join(r.stderr_tail[-4:]) for r in failed)
         raise DemoError(f"a party failed:\n{detail}")
+    say("report", "checking the flags against the same pipeline in plain numpy")
     outputs = {r.name: r.output["result"] for r in results if r.output is not None}
     report = _report(opts, topo, dataset, outputs)
     report["source"] = source
     report["end_to_end_s"] = time.perf_counter() - t0
     return report
+
+
+def _prepare_data(opts: DemoOptions, tmp: Path, say: Progress) -> tuple[data.Dataset, Path, str]:
+    """The data set (synthetic, or the user's files checked before any party starts) and where it is."""
+    if opts.data_dir is None:
+        say("data", f"generating {opts.accounts:,} synthetic accounts (seed {opts.seed})")
+        dataset = data.generate(opts.accounts, opts.seed)
+        data_dir = data.write(dataset, tmp / "data")
+        source = f"synthetic, seed {opts.seed}"
+        where = (f"the {opts.accounts:,} synthetic accounts of seed {opts.seed}; `mpc demo fraud --accounts "
+                 f"{opts.accounts} --seed {opts.seed} --write-data DIR` writes their ids to DIR/accounts.csv")
+    else:
+        data_dir = Path(opts.data_dir)
+        say("data", f"checking the files in {data_dir}")
+        try:
+            dataset = data.read_dataset(data_dir)  # validate every file before starting any party
+        except data.DataError as exc:
+            raise DemoError(str(exc)) from None
+        source = str(data_dir)
+        where = f"{data_dir / 'accounts.csv'} ({len(dataset.accounts):,} accounts)"
+    if opts.query and opts.query not in set(dataset.accounts.tolist()):
+        examples = ", ".join(dataset.accounts[:3].tolist())
+        raise DemoError(f"--query: account {opts.query!r} is not among {where}; e.g. {examples}")
+    return dataset, data_dir, source
+
+
+class _StageSink(io.TextIOBase):
+    """Reads the parties' log lines as the launcher forwards them and reports each stage they reach once
+    (the fraud program logs `progress: STAGE`); everything else is dropped, as before."""
+
+    DETAILS = {"features": "each bank computes its own customers' features",
+               "dealing": "the helper deals the correlated randomness",
+               "online": "the banks score the accounts on secret shares"}
+
+    def __init__(self, say: Progress):
+        self.say, self.seen, self.buffer = say, set[str](), ""
+
+    def write(self, text: str) -> int:
+        self.buffer += text
+        *lines, self.buffer = self.buffer.split("\n")
+        for line in lines:
+            match = re.search(r"\bprogress: (\w+)", line)
+            if match and match.group(1) in self.DETAILS and match.group(1) not in self.seen:
+                self.seen.add(match.group(1))
+                self.say(match.group(1), self.DETAILS[match.group(1)])
+        return len(text)
 
 
 def _param(value: object) -> str:
@@ -103,11 +150,14 @@ def _topology(opts: DemoOptions) -> Topology:
 
 
 def _metrics(flags: np.ndarray, labels: np.ndarray | None) -> tuple[float | None, float | None]:
-    if labels is None:
+    """Precision and recall over the accounts that have a label (None without any)."""
+    if labels is None or not (labels != data.UNLABELLED).any():
         return None, None
-    tp = int((flags.astype(bool) & (labels == 1)).sum())
-    precision = tp / int(flags.sum()) if flags.sum() else 0.0
-    recall = tp / int(labels.sum()) if labels.sum() else 0.0
+    known = labels != data.UNLABELLED
+    flagged, mule = flags[known].astype(bool), labels[known] == 1
+    tp = int((flagged & mule).sum())
+    precision = tp / int(flagged.sum()) if flagged.sum() else 0.0
+    recall = tp / int(mule.sum()) if mule.sum() else 0.0
     return precision, recall
 
 
@@ -144,6 +194,7 @@ def _report(opts: DemoOptions, topo: Topology, ds: data.Dataset, outputs: dict[s
     wall = max(o["t_end"] for o in bank_out) - max(o["t_start"] for o in bank_out)
     report: dict[str, Any] = {
         "accounts": int(len(accounts)),
+        "labelled_accounts": None if labels is None else int((labels != data.UNLABELLED).sum()),
         "flagged": int(flags.sum()),
         "flags_match_plaintext": mismatches == 0,
         "flag_mismatches": mismatches,
@@ -188,20 +239,26 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
-def print_report(report: dict[str, Any]) -> None:
+def print_report(report: dict[str, Any], console: Console | None = None) -> None:
+    """The report for people, as wide as the terminal (unwrapped lines when the output is not one)."""
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(width=110)
+    console = console or Console()
+    wrap = console.is_terminal
+
+    def say(text: str, markup: bool = True) -> None:
+        console.print(text, markup=markup, soft_wrap=not wrap)
+
     if "query" in report:
         verdict = "FLAGGED" if report["query_flag"] else "not flagged"
         same = ("same as plaintext" if report["query_flag"] == report["query_flag_plaintext"]
                 else "DIFFERS from plaintext")
-        console.print(f"account {report['query']}: [bold]{verdict}[/bold] ({same})"
-                      + (f", score {report['query_score']:.4f}" if "query_score" in report else ""))
-        console.print(f"answered in {report['wall_s'] * 1000:.0f} ms online, {report['rounds']} rounds, "
-                      f"{report['latency_ms']:g} ms one-way links ({report['comparison_method']} comparisons); "
-                      f"randomness dealt beforehand in {report['dealer_s']:.2f} s")
+        say(f"account {report['query']}: [bold]{verdict}[/bold] ({same})"
+            + (f", score {report['query_score']:.4f}" if "query_score" in report else ""))
+        say(f"answered in {report['wall_s'] * 1000:.0f} ms online, {report['rounds']} rounds, "
+            f"{report['latency_ms']:g} ms one-way links ({report['comparison_method']} comparisons); "
+            f"randomness dealt beforehand in {report['dealer_s']:.2f} s")
     else:
         table = Table(title=f"cross-bank fraud detection: {report['accounts']:,} accounts ({report['source']})")
         for col in ("model", "flagged", "precision", "recall"):
@@ -213,17 +270,23 @@ def print_report(report: dict[str, Any]) -> None:
         table.add_row("bank_b alone (plaintext, own features)", "", _fmt(report["precision_bank_b_alone"]),
                       _fmt(report["recall_bank_b_alone"]))
         console.print(table)
+        labelled = report.get("labelled_accounts")
+        if labelled is None:
+            say("no labels.csv: precision and recall cannot be measured")
+        elif labelled < report["accounts"]:
+            say(f"precision and recall over the {labelled:,} of {report['accounts']:,} accounts that labels.csv "
+                "labels")
         match = "yes" if report["flags_match_plaintext"] else f"NO ({report['flag_mismatches']} differ)"
-        console.print(f"flags identical to the plaintext pipeline: {match}")
+        say(f"flags identical to the plaintext pipeline: {match}")
         seen = ("opened to both banks (--reveal-scores)" if report["scores_opened_to_banks"] else
                 "kept secret from both banks; this harness, the auditor that reads every bank's file anyway, "
                 "added the banks' shares to check them")
-        console.print(f"largest score error: {report['max_score_error']:.2e} (fixed-point bound "
-                      f"{report['score_error_bound']:.2e}); scores {seen}")
-        console.print(f"online: {report['rounds']} rounds, {report['bytes_online']:,} bytes sent per bank, "
-                      f"{report['wall_s']:.3f} s ({report['comparison_method']} comparisons, "
-                      f"{report['latency_ms']:g} ms one-way); dealer: {report['bytes_offline']:,} bytes, "
-                      f"{report['dealer_s']:.2f} s; end to end {report['end_to_end_s']:.1f} s")
-    console.print("what each party learned:")
+        say(f"largest score error: {report['max_score_error']:.2e} (fixed-point bound "
+            f"{report['score_error_bound']:.2e}); scores {seen}")
+        say(f"online: {report['rounds']} rounds, {report['bytes_online']:,} bytes sent per bank, "
+            f"{report['wall_s']:.3f} s ({report['comparison_method']} comparisons, "
+            f"{report['latency_ms']:g} ms one-way); dealer: {report['bytes_offline']:,} bytes, "
+            f"{report['dealer_s']:.2f} s; end to end {report['end_to_end_s']:.1f} s")
+    say("what each party learned:")
     for name, learned in report["learned"].items():
-        console.print(f"  {name}: {learned}", markup=False)
+        say(f"  {name}: {learned}", markup=False)

@@ -10,6 +10,7 @@ shipped two-layer model), whatever the number of accounts.
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from parties.fraud.model import MLP, MODEL_FILE, load
 from protocols import Context, SharedArray
 
 N_FEATURES = len(features.FEATURES)
+log = logging.getLogger(__name__)  # `progress: STAGE` lines: the demo's harness shows them
 
 
 def score(ctx: Context, x_a: SharedArray, x_b: SharedArray, model: MLP) -> tuple[SharedArray, SharedArray]:
@@ -64,12 +66,15 @@ async def fraud(ctx: Context, data_dir: str, reveal_scores: bool = False, flags_
     own = None
     present = None
     if me in bank_names:
+        log.info("progress: features (%d accounts)", n)
         part = bank_names.index(me)
         tx = data.read_transactions(directory / f"{('bank_a', 'bank_b')[part]}.csv")
         raw = features.compute(tx, accounts)
         own = standardised_part(model, raw, part)
         present = raw[:, 0].astype(np.int64)
 
+    if me in bank_names:  # the helper deals from the start; the banks reach this point after their features
+        log.info("progress: dealing")
     t_deal = time.time()
     ctx.hold()  # deal everything first, then run the online phase alone (and measure it)
     x_a = ctx.input(bank_names[0], own if me == bank_names[0] else None, shape=(n, N_FEATURES), fixed=True)
@@ -83,6 +88,7 @@ async def fraud(ctx: Context, data_dir: str, reveal_scores: bool = False, flags_
     opened_scores = ctx.reveal(scores) if reveal_scores else None
     await ctx.release()
     deal_s = time.time() - t_deal
+    log.info("progress: online")
     t_start = time.time()
     flag_values = [await o for o in opened]
     score_values = await opened_scores if opened_scores is not None else None
