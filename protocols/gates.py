@@ -267,7 +267,7 @@ def evaluate(ctx: Engine, gate: Gate, x: SharedArray, frac: int, out_fracs: Sequ
     bounds = [(lo, min(n, lo + DCF_CHUNK)) for lo in range(0, n, DCF_CHUNK)] or [(0, 0)]
     parts = [_chunk(ctx, gate, flat[lo:hi], frac, out_fracs, label) for lo, hi in bounds]
     outs = parts[0] if len(parts) == 1 else [concatenate([p[k] for p in parts]) for k in range(len(out_fracs))]
-    return [o.reshape(*x.shape) for o in outs]
+    return [o.reshape(x.shape) for o in outs]
 
 
 def _chunk(ctx: Engine, gate: Gate, x: SharedArray, frac: int, out_fracs: Sequence[int],

@@ -9,7 +9,8 @@ import pytest
 
 from mpc.transport.frames import HEADER_SIZE
 from protocols.context import Context, run_local
-from protocols.shared import SharedArray, Shares
+from protocols.core import Exchange
+from protocols.shared import SharedArray, resolved
 
 RNG = np.random.default_rng(20261121)  # test data only; shares use the cryptographic PRG
 F = 16
@@ -430,9 +431,9 @@ def test_opened_values_and_shares_keep_their_shape(make_topology) -> None:
     """The class behind a 0-d product's failed reveal: an opening keeps a 0-d shape, and a share whose
     shape differs from its array's is caught on the party that made it, not by its peers."""
     async def program(ctx: Context):
-        op = ctx.party.new_op("probe")
-        opened_0d, _ = await ctx.open_shares(op, np.array(ctx.compute_parties.index(ctx.name) + 1, np.uint64), 0)
-        wrong = ctx._resolved((), 0, Shares(np.zeros(1, np.uint64), 0))
+        io = Exchange(ctx, ctx.party.new_op("probe"), 0)
+        opened_0d = await io.open(np.array(ctx.compute_parties.index(ctx.name) + 1, np.uint64))
+        wrong = resolved(ctx, (), 0, np.zeros(1, np.uint64))
         with pytest.raises(RuntimeError, match=r"a share of shape \(1,\) for a shared array of shape \(\)"):
             await wrong.resolve()
         return opened_0d
