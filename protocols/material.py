@@ -98,6 +98,7 @@ class SeededMaterial:
         self.compute = party.compute_parties
         self.last = self.compute[-1]
         self._prg = {name: PRG(seed) for name, seed in seeds.items()}
+        self._dealing_dcf = False  # said once in the log: a long phase starts
 
     # -- the interface the protocols use -----------------------------------------------------------
     async def triple(self, op: Op, shape_a: tuple[int, ...], shape_b: tuple[int, ...], shape_c: tuple[int, ...],
@@ -136,6 +137,9 @@ class SeededMaterial:
         if self._knows_all():
             r = self._sum(op, R, shape)
             roots = [self._stream(name, op, DCF_ROOT, (n, 2)) for name in self.compute]
+            if not self._dealing_dcf:
+                self._dealing_dcf = True
+                log.info("%s: generating DCF keys in worker threads", self.party.name)
             # In a worker thread: sends of earlier chunks go on meanwhile, and numpy releases the GIL, so
             # chunks dealt together are generated on several cores where the machine has them. Once the run
             # has stopped (a peer died), queued chunks never start and nobody waits for those under way.
