@@ -347,3 +347,39 @@ def test_party_runs_keep_working_after_fuzzing(make_topology) -> None:
         return party.index
 
     assert {o.value for o in run_local(make_topology(2), program).values()} == {0, 1, 2}
+
+
+def test_work_in_worker_threads_is_abandoned_once_the_run_stops(make_topology) -> None:
+    """Blocking work (say, dealing) in worker threads: once a peer fails, queued work never starts and
+    the party does not wait for work under way; long work sees the stop signal between its chunks."""
+    import threading
+
+    from mpc.runtime import MAX_WORKERS, PartyFailed
+
+    started, chunks_after_stop = [], []
+    release = threading.Event()
+
+    def chunked(party: Party) -> None:
+        started.append(1)
+        while not party.stop.is_set():  # one chunk of work, then look again
+            release.wait(0.01)
+        chunks_after_stop.append(1)
+
+    async def program(party: Party) -> None:
+        op = party.new_op("x")
+        if party.name == "bank_b":
+            await asyncio.sleep(0.2)
+            raise ValueError("bank_b stops")
+        if party.name == "bank_a":
+            await asyncio.gather(*(party.run_in_worker(chunked, party) for _ in range(3 * MAX_WORKERS)))
+        await party.recv("bank_b", op)
+
+    t0 = time.monotonic()
+    with pytest.raises(PartyFailed, match="bank_b stops"):
+        run_local(make_topology(2), program)
+    assert time.monotonic() - t0 < 5
+    assert len(started) <= MAX_WORKERS  # the queued rest never started
+    deadline = time.monotonic() + 2  # the run did not wait for them: they see the signal on their own
+    while len(chunks_after_stop) < len(started) and time.monotonic() < deadline:
+        release.wait(0.01)
+    assert len(chunks_after_stop) == len(started)  # every running one saw the signal and gave up
