@@ -138,27 +138,33 @@ def test_a_killed_party_is_named_by_every_other_and_the_launch(tmp_path: Path) -
     assert_gone(list(parties), "mpc-launch-")
 
 
-@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm", "sigterm-while-dealing"])
 def test_interrupted_launch_stops_every_party(tmp_path: Path, how: str) -> None:
-    """Ctrl-C reaches the whole process group; SIGTERM only the launcher, which must stop its children."""
+    """Ctrl-C reaches the whole process group; SIGTERM only the launcher, which must stop its children,
+    promptly even while the helper generates 10^6 DCF keys in worker threads (no SIGKILL needed)."""
     config = _config(tmp_path)
-    proc = subprocess.Popen([sys.executable, "-m", "mpc", "launch", str(config), "--program", "pingpong",
-                             "-p", "steps=2000", "--latency-ms", "20"], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    dealing = ["--program", "bench", "-p", "ops=lt", "-p", "n=1000000", "-p", "method=dcf", "-p", "repeat=1"]
+    pingpong = ["--program", "pingpong", "-p", "steps=2000", "--latency-ms", "20"]
+    program = dealing if how == "sigterm-while-dealing" else pingpong
+    proc = subprocess.Popen([sys.executable, "-m", "mpc", "launch", str(config), *program], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     assert proc.stderr is not None
     started = 0
-    while started < 3:  # every party has its session: the run is under way
+    ready = 4 if how == "sigterm-while-dealing" else 3
+    while started < ready:  # every party has its session (and the helper deals): the run is under way
         line = proc.stderr.readline()
         assert line, "the launch ended before every party started"
-        started += "started with" in line
+        started += "started with" in line or "generating DCF keys" in line
     parties = list(children(proc.pid))
     assert len(parties) == 3
     if how == "ctrl-c":
         os.killpg(proc.pid, signal.SIGINT)
     else:
         proc.send_signal(signal.SIGTERM)
+    t0 = time.monotonic()
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
+    assert time.monotonic() - t0 < 4.5, err  # every party stopped on SIGTERM, none needed the SIGKILL
     assert "interrupted" in err and "Traceback" not in err and "never retrieved" not in err
     assert_gone(parties, "mpc-launch-")
 
