@@ -14,7 +14,6 @@ Two implementations of one interface:
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 from collections.abc import Callable
@@ -99,6 +98,7 @@ class SeededMaterial:
         self.compute = party.compute_parties
         self.last = self.compute[-1]
         self._prg = {name: PRG(seed) for name, seed in seeds.items()}
+        self._dealing_dcf = False  # said once in the log: a long phase starts
 
     # -- the interface the protocols use -----------------------------------------------------------
     async def triple(self, op: Op, shape_a: tuple[int, ...], shape_b: tuple[int, ...], shape_c: tuple[int, ...],
@@ -137,11 +137,14 @@ class SeededMaterial:
         if self._knows_all():
             r = self._sum(op, R, shape)
             roots = [self._stream(name, op, DCF_ROOT, (n, 2)) for name in self.compute]
-            # Off the event loop: sends of earlier chunks go on meanwhile, and numpy releases the GIL, so
-            # chunks dealt together are generated on several cores where the machine has them. Not at all
-            # once the run has failed: the chunks still queued would only delay the stop.
-            self.party.raise_if_failed()
-            keys0, _ = await asyncio.to_thread(dcf.gen, r & LOW63, spec.payload(r), DCF_BITS, roots[0], roots[1])
+            if not self._dealing_dcf:
+                self._dealing_dcf = True
+                log.info("%s: generating DCF keys in worker threads", self.party.name)
+            # In a worker thread: sends of earlier chunks go on meanwhile, and numpy releases the GIL, so
+            # chunks dealt together are generated on several cores where the machine has them. Once the run
+            # has stopped (a peer died), queued chunks never start and nobody waits for those under way.
+            keys0, _ = await self.party.run_in_worker(dcf.gen, r & LOW63, spec.payload(r), DCF_BITS, roots[0],
+                                                      roots[1])
             words = keys0.correction_words()
             first = self.compute[0]
             corr = [value - self._stream(first, op, DCF_DEALT + k, shape) for k, value in enumerate(spec.dealt(r))]
