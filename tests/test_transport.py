@@ -259,4 +259,5 @@ async def test_abort_is_not_held_by_the_emulated_latency(make_topology) -> None:
     results = await asyncio.gather(*(run_party(topo, n, program) for n in topo.names), return_exceptions=True)
     for name, r in zip(topo.names[:2], results, strict=False):
         assert isinstance(r, PeerAborted) and r.peer == "helper", (name, r)
-        assert "the helper's disk is full" in str(r)
+        assert "helper failed with RuntimeError" in str(r)  # the abort's reason (its detail stays on the helper)
+        assert "lost the connection" not in str(r)
