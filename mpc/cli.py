@@ -12,14 +12,16 @@ import logging
 import signal
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
 from mpc.config import ConfigError, Topology, latency_problems, load_topology, topology_warnings
 
 EXIT_CONFIG = 2
+T = TypeVar("T")
 
 
 class CliError(click.ClickException):
@@ -155,24 +157,72 @@ def run(ctx: click.Context, config: str, party_name: str, program: str, params: 
         raise click.BadParameter(str(exc), param_hint="--program") from None
     _setup_logging(ctx.obj["debug"], prefix="" if as_json else f"{party_name}: ")
 
-    async def main() -> Any:
+    def main() -> Any:
+        return run_party(topo, party_name, prog, timeout_s=timeout_s, secret_key=secret_key, setup=setup)
+
+    role = topo.party(party_name).role
+    with threadpool_limits(1):
+        try:
+            outcome = _run_party_process(main, ctx.obj["debug"])
+        except BaseException as exc:
+            if as_json:  # the launcher reads who failed, and because of whom, from here
+                click.echo(json.dumps(_failure_record(party_name, role, exc)))
+            if isinstance(exc, asyncio.CancelledError):
+                raise CliError(f"{party_name}: interrupted") from None
+            raise
+    summary = {"role": role, **outcome.summary(), "result": outcome.value}
+    if as_json:
+        click.echo(json.dumps(summary, default=_jsonable))
+    else:
+        _print_launch_table({"program": program, "config": config, "parties": [summary]})
+
+
+def _failure_record(name: str, role: str, exc: BaseException) -> dict[str, Any]:
+    """A failed party's JSON line: the error and the peer it names as the cause (None: its own error)."""
+    from mpc.transport import PeerError
+
+    return {"name": name, "role": role, "ok": False, "error_class": type(exc).__name__,
+            "error": "interrupted" if isinstance(exc, asyncio.CancelledError) else str(exc),
+            "cause": exc.peer if isinstance(exc, PeerError) else None}
+
+
+def _run_party_process(main: Callable[[], Awaitable[T]], debug: bool) -> T:
+    """asyncio.run(main()) for a party's process: SIGTERM/SIGINT cancel it (the party aborts cleanly),
+    and tasks it leaves behind are cancelled and awaited here, quietly, before the loop closes; a task
+    failing as it is cancelled would otherwise print tracebacks at asyncio.run's shutdown."""
+
+    async def supervised() -> T:
         task = asyncio.current_task()
         loop = asyncio.get_running_loop()
         assert task is not None
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, task.cancel)
-        return await run_party(topo, party_name, prog, timeout_s=timeout_s, secret_key=secret_key, setup=setup)
-
-    with threadpool_limits(1):
+        if not debug:
+            loop.set_exception_handler(_log_loop_error)
         try:
-            outcome = asyncio.run(main())
-        except asyncio.CancelledError:
-            raise CliError(f"{party_name}: interrupted") from None
-    summary = {"role": topo.party(party_name).role, **outcome.summary(), "result": outcome.value}
-    if as_json:
-        click.echo(json.dumps(summary, default=_jsonable))
-    else:
-        _print_launch_table({"program": program, "config": config, "parties": [summary]})
+            return await main()
+        finally:
+            await _cancel_leftover_tasks()
+
+    return asyncio.run(supervised())
+
+
+async def _cancel_leftover_tasks(timeout_s: float = 2.0) -> None:
+    me = asyncio.current_task()
+    left = [t for t in asyncio.all_tasks() if t is not me and not t.done()]
+    for t in left:
+        t.cancel()
+    if left:
+        done, _ = await asyncio.wait(left, timeout=timeout_s)
+        for t in done:
+            if not t.cancelled():
+                t.exception()  # retrieved: the run's error is reported once, by the party itself
+
+
+def _log_loop_error(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """An error asyncio could not hand to anyone: one log line, no traceback (--debug shows it)."""
+    exc = context.get("exception")
+    logging.getLogger("mpc").debug("%s: %r", context.get("message"), exc)
 
 
 @cli.command()
@@ -186,6 +236,7 @@ def launch(ctx: click.Context, config: str, program: str, params: tuple[str, ...
     """Run every party of CONFIG as its own process on this host; fail if any party fails."""
     _load(config, latency_ms, bandwidth_mbps, timeout_s)  # checked with the overrides the children will get
     topo = _load(config)
+    from mpc.launcher import failure_summary
     from mpc.launcher import launch as launch_all
     from parties.programs import bind_params
 
@@ -210,8 +261,9 @@ def launch(ctx: click.Context, config: str, program: str, params: tuple[str, ...
         # a key-less topology runs with ephemeral keys: every party here gets a copy that names them
         path = str(Path(config)) if keyed is topo else str(write_topology(keyed, Path(tmp) / "topology.yaml"))
         results = launch_all(path, topo.names, args, global_args=global_args)
-    failed = [r for r in results if r.returncode != 0 or r.output is None]
-    parties = [{"name": r.name, "exit_code": r.returncode, **(r.output or {})} for r in results]
+    failed = [r for r in results if not r.ok]
+    parties: list[dict[str, Any]] = [{"name": r.name, "exit_code": r.returncode, "pid": r.pid, **(r.output or {}),
+                **({"status": r.describe()} if failed else {})} for r in results]
     report = {
         "ok": not failed,
         "config": config,
@@ -221,11 +273,10 @@ def launch(ctx: click.Context, config: str, program: str, params: tuple[str, ...
     }
     if as_json:
         click.echo(json.dumps(report, default=_jsonable))
-    else:
+    elif not failed:  # a failed run has no counters to show: its summary (stderr) says what happened
         _print_launch_table(report)
     if failed:
-        names = ", ".join(f"{r.name} (exit {r.returncode})" for r in failed)
-        raise CliError(f"launch failed: {names}")
+        raise CliError(failure_summary(results))
 
 
 def _latency_list(ctx: click.Context, param: click.Parameter, value: str | None) -> list[float | None]:

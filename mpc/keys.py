@@ -85,6 +85,11 @@ def load(topo: Topology, me: str, secret_key: str | Path | None = None) -> Curve
         raise ConfigError("<topology>", [f"parties ({me}).secret_key: {me} needs its secret key file "
                                          "(in the topology, or `mpc run --secret-key PATH`)"])
     secret = _read(path, me, secret=True)
+    if zmq.curve_public(secret) != public[me]:
+        # Caught here, in one line: otherwise every handshake fails and each party times out blaming a peer.
+        raise ConfigError(str(path), [f"this secret key is not {me}'s: its public half is not {me}'s public_key "
+                                      f"in the topology ({topo.party(me).public_key}); is it {me}'s own "
+                                      ".key_secret file?"])
     return CurveKeys(public, secret)
 
 

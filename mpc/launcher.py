@@ -1,8 +1,10 @@
 """Start every party of a topology as its own OS process on this host and supervise them.
 
 Each child is `python -m mpc run CONFIG --party NAME --json`; its log lines are forwarded prefixed with
-its name, its JSON result is collected from stdout. If any child fails, the others are stopped (SIGTERM,
-which makes a party abort cleanly, then SIGKILL after a grace period) and the launch fails.
+its name, its JSON result (or failure) is collected from stdout, its final `error:` line kept for the
+launch's summary (one line per party, the root cause first). If a child fails, the others are given
+SETTLE_S to notice and stop by themselves (naming the party that failed); any still running are then
+stopped (SIGTERM, which makes a party abort cleanly, then SIGKILL after GRACE_S) and the launch fails.
 """
 
 from __future__ import annotations
@@ -20,6 +22,10 @@ from typing import TextIO
 CHILD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
              "PYTHONUNBUFFERED": "1"}
 GRACE_S = 5.0
+# A party learns of a peer's failure within about a second (an abort at once, a dropped connection after
+# 0.5 s) and stops within two more: this long the launcher lets it stop by itself, naming the cause.
+SETTLE_S = 4.0
+ERROR_PREFIX = "error: "
 
 
 @dataclass
@@ -28,14 +34,75 @@ class ChildResult:
     returncode: int
     output: dict[str, object] | None
     stderr_tail: list[str] = field(default_factory=list)
+    pid: int | None = None
+    error: str | None = None  # the party's own final error line
+    stopped_by_launcher: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0 and self.output is not None and self.output.get("ok", True) is not False
+
+    @property
+    def cause(self) -> str | None:
+        """The peer this party's failure names as its cause, if it stopped because of a peer."""
+        cause = (self.output or {}).get("cause")
+        return cause if isinstance(cause, str) and cause != self.name else None
+
+    def describe(self) -> str:
+        """One line: what became of this party."""
+        if self.ok:
+            return "finished"
+        if self.stopped_by_launcher:
+            return f"stopped by the launcher (it had not stopped by itself {SETTLE_S:g} s after another party failed)"
+        if self.returncode < 0:
+            return f"killed by {_signal_name(-self.returncode)} (not by the launcher)"
+        error = self.error or (self.stderr_tail[-1] if self.stderr_tail else "no error message")
+        return error.removeprefix(f"{self.name}: ")
 
 
-async def _pump(stream: asyncio.StreamReader, prefix: str, sink: TextIO | None, tail: list[str]) -> None:
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def by_cause(results: Sequence[ChildResult]) -> list[ChildResult]:
+    """Failed parties, the root cause first: one whose failure names no other party (its own error, or
+    killed), then those that stopped because of it, then the ones the launcher stopped."""
+    failed = {r.name: r for r in results if not r.ok}
+
+    def hops(r: ChildResult) -> int:
+        seen = {r.name}
+        while r.cause in failed and r.cause not in seen:
+            r = failed[r.cause]
+            seen.add(r.name)
+        return len(seen)
+
+    return sorted(failed.values(), key=lambda r: (r.stopped_by_launcher, hops(r)))
+
+
+def failure_summary(results: Sequence[ChildResult]) -> str:
+    """The launch's failure: the root cause on the first line, then one line for every other party."""
+    ordered = by_cause(results)
+    if not ordered:
+        return ""
+    first, rest = ordered[0], ordered[1:]
+    lines = [f"launch failed: {first.name}: {first.describe()}"]
+    lines += [f"  {r.name}: {r.describe()}" for r in [*rest, *(r for r in results if r.ok)]]
+    return "\n".join(lines)
+
+
+async def _pump(stream: asyncio.StreamReader, prefix: str, sink: TextIO | None, tail: list[str],
+                errors: list[str]) -> None:
+    """Forward a child's log lines; its `error:` lines are kept for the summary instead of repeated."""
     while line := await stream.readline():
         text = line.decode("utf-8", "replace").rstrip("\n")
         tail.append(text)
         del tail[:-20]
-        if sink is not None:
+        if text.startswith(ERROR_PREFIX):
+            errors.append(text.removeprefix(ERROR_PREFIX))
+        elif sink is not None:
             print(f"{prefix}{text}", file=sink, flush=True)
 
 
@@ -47,9 +114,10 @@ async def _run_child(name: str, argv: list[str], width: int, sink: TextIO | None
     )
     started[name] = proc
     tail: list[str] = []
+    errors: list[str] = []
     assert proc.stdout is not None and proc.stderr is not None
     out_task = asyncio.create_task(proc.stdout.read())
-    await _pump(proc.stderr, f"{name:<{width}} | ", sink, tail)
+    await _pump(proc.stderr, f"{name:<{width}} | ", sink, tail, errors)
     stdout = await out_task
     code = await proc.wait()
     output = None
@@ -58,12 +126,14 @@ async def _run_child(name: str, argv: list[str], width: int, sink: TextIO | None
             output = json.loads(stdout.decode().strip().splitlines()[-1])
         except (json.JSONDecodeError, IndexError):
             output = None
-    return ChildResult(name, code, output, tail)
+    return ChildResult(name, code, output, tail, proc.pid, errors[-1] if errors else None)
 
 
-async def _terminate(procs: Sequence[asyncio.subprocess.Process]) -> None:
+async def _terminate(procs: Sequence[asyncio.subprocess.Process], stopped: set[int]) -> None:
+    """SIGTERM every child still running (recording it in `stopped`), SIGKILL after GRACE_S."""
     alive = [p for p in procs if p.returncode is None]
     for p in alive:
+        stopped.add(p.pid)
         p.send_signal(signal.SIGTERM)
     try:
         await asyncio.wait_for(asyncio.gather(*(p.wait() for p in alive)), GRACE_S)
@@ -91,13 +161,16 @@ async def launch_async(config: str, names: Sequence[str], run_args: Sequence[str
         for name in names
     }
     pending = set(tasks.values())
+    stopped: set[int] = set()
     try:
         while pending:
             done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
             if any(t.exception() is not None or t.result().returncode != 0 for t in done) and pending:
-                await _terminate(list(started.values()))
+                # the others learn of it themselves and stop naming the cause; stop whoever does not
+                _, pending = await asyncio.wait(pending, timeout=SETTLE_S)
+                await _terminate(list(started.values()), stopped)
     except BaseException:
-        await _terminate(list(started.values()))
+        await _terminate(list(started.values()), stopped)
         raise
     finally:
         if pending:
@@ -106,9 +179,11 @@ async def launch_async(config: str, names: Sequence[str], run_args: Sequence[str
     for name, task in tasks.items():
         exc = task.exception()
         if exc is not None:
-            results.append(ChildResult(name, -1, None, [f"could not start: {exc}"]))
+            results.append(ChildResult(name, -1, None, [f"could not start: {exc}"], error=f"could not start: {exc}"))
         else:
-            results.append(task.result())
+            result = task.result()
+            result.stopped_by_launcher = result.pid in stopped and result.returncode != 0
+            results.append(result)
     return results
 
 

@@ -9,8 +9,11 @@ instead of touching the counter.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
+import os
+import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -28,6 +31,34 @@ from mpc.transport import Message, PeerAborted, PeerError, PeerGone, ZmqTranspor
 log = logging.getLogger("mpc.runtime")
 
 T = TypeVar("T")
+# Worker threads a party runs blocking work in at once (asyncio's default executor size).
+MAX_WORKERS = min(32, (os.cpu_count() or 1) + 4)
+
+
+class Stopped(RuntimeError):
+    """Raised in long local work once its run has stopped (a peer failed, the program raised, an interrupt)."""
+
+
+class StopSignal:
+    """Set once when a run stops. Work in worker threads checks it between chunks and gives up, so a
+    party stops promptly whatever it is computing; any number of threads (or pools) may share it."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.reason: BaseException | None = None
+
+    def set(self, reason: BaseException) -> None:
+        if not self._event.is_set():
+            self.reason = reason
+            self._event.set()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def check(self) -> None:
+        """Raise `Stopped` if the run has stopped: call between chunks of long work."""
+        if self._event.is_set():
+            raise Stopped(f"stopped: {type(self.reason).__name__}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +77,8 @@ class Op:
 class Party:
     """One party's context in a run: who it is, who the others are, and how to talk to them."""
 
-    def __init__(self, topology: Topology, name: str, transport: ZmqTransport, stats: Stats):
+    def __init__(self, topology: Topology, name: str, transport: ZmqTransport, stats: Stats,
+                 stop: StopSignal | None = None):
         spec = topology.party(name)
         self.topology = topology
         self.name = name
@@ -60,6 +92,8 @@ class Party:
         self.peers: list[str] = [n for n in topology.names if n != name]
         self._transport = transport
         self._next_op = 1
+        self.stop = stop or StopSignal()
+        self._slots = asyncio.Semaphore(MAX_WORKERS)
 
     @property
     def is_helper(self) -> bool:
@@ -79,6 +113,31 @@ class Party:
         """Raise the run's failure, if a peer has failed: lets long local work stop early."""
         if self._transport.failure is not None:
             raise self._transport.failure
+        self.stop.check()
+
+    async def run_in_worker(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(*args)` in a worker thread, off the event loop (at most MAX_WORKERS at once).
+
+        Once the run has stopped, queued work never starts and the caller stops waiting for work under
+        way: the thread is a daemon, so the process can exit without it (long work should also take
+        `self.stop` and check it between its chunks, to free the core)."""
+        async with self._slots:
+            self.raise_if_failed()
+            loop = asyncio.get_running_loop()
+            done: asyncio.Future[T] = loop.create_future()
+            stop = self.stop
+
+            def work() -> None:
+                try:
+                    stop.check()
+                    result = fn(*args)
+                except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task
+                    _resolve(loop, done, None, exc)
+                else:
+                    _resolve(loop, done, result, None)
+
+            threading.Thread(target=work, name=f"{self.name}-worker", daemon=True).start()
+            return await done
 
     def _phase(self, peer: str) -> str:
         """Traffic to or from the helper is dealer (offline) traffic; all else is online."""
@@ -102,6 +161,21 @@ class Party:
             src, op.id, step, tag=op.label, phase=self._phase(src), dtype=dtype, shape=shape,
             what=f"{op.label} step {step}",
         )
+
+
+def _resolve(loop: asyncio.AbstractEventLoop, fut: asyncio.Future[Any], result: Any,
+             exc: BaseException | None) -> None:
+    """Complete `fut` from a worker thread; nothing to do if it was cancelled or its loop has closed."""
+
+    def settle() -> None:
+        if not fut.done():
+            if exc is None:
+                fut.set_result(result)
+            else:
+                fut.set_exception(exc)
+
+    with contextlib.suppress(RuntimeError):  # the loop closed: the run is over, nobody waits any more
+        loop.call_soon_threadsafe(settle)
 
 
 Program = Callable[[Party], Awaitable[T]]
@@ -151,26 +225,51 @@ async def run_party(
     stats = Stats()
     agreement = {**topology.agreed_settings(), **(setup or {})}
     transport = ZmqTransport(topology, name, stats, timeout_s=timeout_s, keys=keys, agreement=agreement)
+    stop = StopSignal()
     try:
         await transport.start()
-        party = Party(topology, name, transport, stats)
+        party = Party(topology, name, transport, stats, stop)
         log.info("%s: session %s started with %s", name, party.session_id[:12], ", ".join(party.peers) or "-")
         t0 = time.perf_counter()
-        value = await program(party)
+        value = await _until_failure(program(party), transport, stop)
         wall = time.perf_counter() - t0
     except BaseException as exc:
-        await transport.abort(_reason(name, exc))
+        stop.set(exc)
+        failure = transport.failure
+        await transport.abort(_reason(name, exc, failure))
+        if failure is not None and isinstance(exc, asyncio.CancelledError | Stopped):
+            raise failure from None  # interrupted after a peer failed: name the peer, not the interrupt
         raise
     await transport.close()
     return PartyOutcome(name, value, stats, wall, party.session_id)
 
 
-def _reason(name: str, exc: BaseException) -> str:
-    if isinstance(exc, PeerError):
-        return f"{name} stopped because {exc}"
+async def _until_failure(work: Awaitable[T], transport: ZmqTransport, stop: StopSignal) -> T:
+    """Run the program, but stop it the moment the run fails, whatever it is doing: waits on peers fail
+    by themselves; local work (dealing in worker threads) would not notice, so it is cancelled."""
+    task = asyncio.ensure_future(work)
+
+    def stop_program(error: PeerError) -> None:
+        stop.set(error)
+        task.cancel()
+
+    transport.on_failure(stop_program)
+    if transport.failure is not None:
+        stop_program(transport.failure)
+    return await task
+
+
+def _reason(name: str, exc: BaseException, failure: PeerError | None = None) -> str:
+    """The reason sent to peers in an abort: the party, the error's class and a generic reason.
+
+    Never the error's own text: it may hold this party's private data (a value from its input file, a
+    local path). That detail stays here, in this party's own error message and log."""
+    if isinstance(exc, PeerError) or (failure is not None and isinstance(exc, asyncio.CancelledError | Stopped)):
+        # the runtime's own messages: party names, addresses, op labels, nothing private
+        return f"{name} stopped because {exc if isinstance(exc, PeerError) else failure}"
     if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):
         return f"{name} was interrupted"
-    return f"{name} failed: {type(exc).__name__}: {exc}"
+    return f"{name} failed with {type(exc).__name__} (the details are in {name}'s own log)"
 
 
 async def run_local_async(

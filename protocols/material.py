@@ -15,7 +15,6 @@ Providers (the `RandomnessProvider` interface of protocols/core.py):
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 
@@ -39,6 +38,16 @@ class SeededProvider:
         self.compute = party.compute_parties
         self.last = self.compute[-1]
         self._prg = {name: PRG(seed) for name, seed in seeds.items()}
+        self._said_heavy = False  # said once in the log: a long phase starts
+
+    async def _evaluate_heavy(self, op: Op, spec: Spec) -> tuple[Env, np.ndarray, np.ndarray]:
+        """A heavy spec (DCF keys) in a worker thread: sends of earlier material go on meanwhile, and numpy
+        and AES release the GIL, so chunks dealt together use several cores. Once the run has stopped (a
+        peer died), queued work never starts and nobody waits for work under way."""
+        if not self._said_heavy:
+            self._said_heavy = True
+            log.info("%s: generating DCF keys in worker threads", self.party.name)
+        return await self.party.run_in_worker(self.evaluate, op, spec)
 
     # -- derivation -----------------------------------------------------------------------------
     def _stream(self, name: str, op: Op, purpose: int, item: Item) -> np.ndarray:
@@ -103,11 +112,9 @@ class HelperProvider(SeededProvider):
     compute party (corrections to the last, public arrays to all)."""
 
     async def deal(self, op: Op, spec: Spec) -> None:
-        # A heavy spec (DCF keys) is evaluated off the event loop: sends of earlier material go on
-        # meanwhile, and numpy and AES release the GIL. Not at all once the run has failed.
         self.party.raise_if_failed()
         if spec.heavy:
-            _, corrections, public = await asyncio.to_thread(self.evaluate, op, spec)
+            _, corrections, public = await self._evaluate_heavy(op, spec)
         else:
             _, corrections, public = self.evaluate(op, spec)
         for name in self.compute:
@@ -157,7 +164,7 @@ class LocalTestProvider(SeededProvider):
 
     async def fetch(self, op: Op, spec: Spec) -> Material:
         if spec.heavy:
-            _, corrections, public = await asyncio.to_thread(self.evaluate, op, spec)
+            _, corrections, public = await self._evaluate_heavy(op, spec)
         else:
             _, corrections, public = self.evaluate(op, spec)
         return self.own_material(op, spec, corrections, public)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -60,45 +60,139 @@ def test_launch_pingpong_with_latency_override(tmp_path: Path) -> None:
     assert max(p["wall_s"] for p in report["parties"]) >= 9 * 0.010
 
 
+def children(pid: int) -> dict[int, str]:
+    """The processes whose parent is `pid` (a process this test started), with their command lines."""
+    out = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:
+                out[int(stat.parent.name)] = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, IndexError, ValueError):
+            continue  # it ended meanwhile
+    return out
+
+
+def assert_gone(pids: list[int], marker: str) -> None:
+    """None of these processes (recognised by `marker` in their command line) is still running."""
+    for pid in pids:
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        assert marker not in cmdline, f"party process {pid} left behind: {cmdline}"
+
+
+def summary_lines(stderr: str) -> list[str]:
+    return stderr[stderr.index("error: launch failed"):].splitlines()
+
+
 def test_failing_party_stops_the_launch(tmp_path: Path) -> None:
     config = _config(tmp_path)
-    res = mpc("launch", str(config), "--program", "crash", "-p", "who=bank_b", "-p", "after_s=0.5", "--json")
-    assert res.returncode != 0
-    assert "bank_b crashed on purpose" in res.stderr
-    assert "launch failed" in res.stderr
+    args = ("launch", str(config), "--program", "crash", "-p", "who=bank_b", "-p", "after_s=0.5")
+    res = mpc(*args, "--json")
+    assert res.returncode == 1
     assert "Traceback" not in res.stderr
+    # one line per party, the root cause first; the others stopped by themselves, naming it
+    first, *others = summary_lines(res.stderr)
+    assert first == "error: launch failed: bank_b: bank_b crashed on purpose (program 'crash')"
+    assert sorted(line.split(":")[0].strip() for line in others) == ["bank_a", "helper"]
+    assert all("bank_b" in line and "launcher" not in line for line in others), others
+    assert res.stderr.count("crashed on purpose") == 1 and "exit -15" not in res.stderr
     report = json.loads(res.stdout)
     assert report["ok"] is False
-    assert all(p["exit_code"] != 0 for p in report["parties"])
+    assert all(p["exit_code"] == 1 and p["ok"] is False for p in report["parties"])
+    assert [p["cause"] for p in report["parties"]][1] is None  # bank_b's own error
     # no party process is left behind (their command lines name the launch's temporary topology)
-    if shutil.which("pgrep"):
-        left = subprocess.run(["pgrep", "-f", f"mpc-launch-.*|{tmp_path}"], capture_output=True, text=True).stdout
-        assert not [pid for pid in left.split() if int(pid) != os.getpid()]
+    assert_gone([p["pid"] for p in report["parties"]], "mpc-launch-")
+    text = mpc(*args)
+    assert text.returncode == 1 and text.stdout == ""  # no table of placeholders for a failed run
+    assert summary_lines(text.stderr)[0] == first
 
 
-@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_a_killed_party_is_named_by_every_other_and_the_launch(tmp_path: Path) -> None:
+    """bank_b killed while the helper deals 10^6 DCF keys: the others stop by themselves, within seconds,
+    naming bank_b (not `interrupted`); the launcher never has to stop them."""
+    proc = subprocess.Popen([sys.executable, "-m", "mpc", "launch", str(_config(tmp_path)), "--program", "bench",
+                             "-p", "ops=lt", "-p", "n=1000000", "-p", "method=dcf", "-p", "repeat=1"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        while "generating DCF keys" not in (line := proc.stderr.readline()):  # the helper is dealing
+            assert line, "the launch ended before the helper started dealing"
+        parties = children(proc.pid)
+        bank_b = next(pid for pid, cmd in parties.items() if "--party bank_b" in cmd)
+        os.kill(bank_b, signal.SIGKILL)
+        t0 = time.monotonic()
+        out, err = proc.communicate(timeout=60)
+        assert time.monotonic() - t0 < 5, err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 1 and out == ""
+    first, *others = summary_lines(err)
+    assert first == "error: launch failed: bank_b: killed by SIGKILL (not by the launcher)"
+    assert len(others) == 2 and all("bank_b" in line for line in others), err
+    assert "interrupted" not in err and "launcher" not in "".join(others) and "Traceback" not in err
+    assert_gone(list(parties), "mpc-launch-")
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm", "sigterm-while-dealing"])
 def test_interrupted_launch_stops_every_party(tmp_path: Path, how: str) -> None:
-    """Ctrl-C reaches the whole process group; SIGTERM only the launcher, which must stop its children."""
+    """Ctrl-C reaches the whole process group; SIGTERM only the launcher, which must stop its children,
+    promptly even while the helper generates 10^6 DCF keys in worker threads (no SIGKILL needed)."""
     config = _config(tmp_path)
-    proc = subprocess.Popen([sys.executable, "-m", "mpc", "launch", str(config), "--program", "pingpong",
-                             "-p", "steps=2000", "--latency-ms", "20"], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    dealing = ["--program", "bench", "-p", "ops=lt", "-p", "n=1000000", "-p", "method=dcf", "-p", "repeat=1"]
+    pingpong = ["--program", "pingpong", "-p", "steps=2000", "--latency-ms", "20"]
+    program = dealing if how == "sigterm-while-dealing" else pingpong
+    proc = subprocess.Popen([sys.executable, "-m", "mpc", "launch", str(config), *program], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     assert proc.stderr is not None
     started = 0
-    while started < 3:  # every party has its session: the run is under way
+    ready = 4 if how == "sigterm-while-dealing" else 3
+    while started < ready:  # every party has its session (and the helper deals): the run is under way
         line = proc.stderr.readline()
         assert line, "the launch ended before every party started"
-        started += "started with" in line
+        started += "started with" in line or "generating DCF keys" in line
+    parties = list(children(proc.pid))
+    assert len(parties) == 3
     if how == "ctrl-c":
         os.killpg(proc.pid, signal.SIGINT)
     else:
         proc.send_signal(signal.SIGTERM)
+    t0 = time.monotonic()
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
+    assert time.monotonic() - t0 < 4.5, err  # every party stopped on SIGTERM, none needed the SIGKILL
     assert "interrupted" in err and "Traceback" not in err and "never retrieved" not in err
-    if shutil.which("pgrep"):
-        left = subprocess.run(["pgrep", "-f", f"mpc-launch-.*|{tmp_path}"], capture_output=True, text=True).stdout
-        assert not [pid for pid in left.split() if int(pid) != os.getpid()]
+    assert_gone(parties, "mpc-launch-")
+
+
+def test_leftover_tasks_failing_as_they_are_cancelled_print_no_traceback(capsys: pytest.CaptureFixture[str],
+                                                                         caplog: pytest.LogCaptureFixture) -> None:
+    """A party's process ends with tasks still pending (after a peer's abort): they are cancelled and
+    awaited quietly, not reported by asyncio.run's shutdown with tracebacks."""
+    import asyncio
+    import logging
+
+    from mpc.cli import _run_party_process
+
+    async def stubborn() -> None:
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            raise RuntimeError("failed while being cancelled") from None
+
+    async def program() -> None:
+        asyncio.get_running_loop().create_task(stubborn())
+        await asyncio.sleep(0)
+        raise ValueError("the party's own error")
+
+    caplog.set_level(logging.DEBUG, logger="asyncio")
+    with pytest.raises(ValueError, match="the party's own error"):
+        _run_party_process(program, debug=False)
+    assert "unhandled exception" not in caplog.text + capsys.readouterr().err
 
 
 def test_run_single_party_reports_missing_peer(tmp_path: Path) -> None:

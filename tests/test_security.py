@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -147,32 +148,112 @@ def wait_for_session(proc: subprocess.Popen[str]) -> None:
 
 # -- a killed party ---------------------------------------------------------------------------------------
 
+def start_parties(config: Path, *args: str, names: tuple[str, ...] = ("bank_a", "bank_b", "helper"),
+                  ready: str = "started with") -> dict[str, subprocess.Popen[str]]:
+    """One `mpc run` process per party; returns once every party has its session (its log says so), and
+    the helper has logged `ready`."""
+    procs = {name: subprocess.Popen([sys.executable, "-m", "mpc", "run", str(config), "--party", name, *args],
+                                    cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for name in names}
+    for name, proc in procs.items():
+        assert proc.stderr is not None
+        seen = []
+        wait_for = ready if name == "helper" else "started with"
+        while wait_for not in (line := proc.stderr.readline()):  # readiness: a log line, not a delay
+            assert line, f"{name} ended before its session started: {''.join(seen)[-500:]}"
+            seen.append(line)
+    return procs
+
+
+def stop_all(procs: dict[str, subprocess.Popen[str]]) -> None:
+    for p in procs.values():
+        if p.poll() is None:
+            p.send_signal(signal.SIGKILL)
+        p.communicate()  # reaps it and closes its pipes
+
+
+def assert_stop_naming(procs: dict[str, subprocess.Popen[str]], dead: str, within_s: float, t0: float) -> None:
+    """Every other party exits non-zero within `within_s` of t0, its last line naming `dead`, no traceback."""
+    for name in procs:
+        if name == dead:
+            continue
+        _, err = procs[name].communicate(timeout=30)
+        took = time.monotonic() - t0
+        assert procs[name].returncode != 0, err
+        assert dead in err.splitlines()[-1] and "interrupted" not in err, err[-500:]
+        assert "Traceback" not in err and "unhandled exception" not in err
+        assert took < within_s, f"{name} stopped {took:.1f} s after {dead} died"
+
+
 @pytest.mark.parametrize("how", ["kill", "freeze"])
 def test_dead_or_frozen_party_stops_the_others_naming_it(tmp_path: Path, how: str) -> None:
     """SIGKILL (the connection drops) or SIGSTOP (it stays open; ZeroMQ heartbeats go unanswered)."""
-    config = keyed_config(tmp_path, heartbeat_timeout_s=3)
-    procs = {
-        name: subprocess.Popen([sys.executable, "-m", "mpc", "run", str(config), "--party", name, "--program",
-                                "pingpong", "-p", "steps=600", "--latency-ms", "10", "--timeout-s", "8"],
-                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for name in ("bank_a", "bank_b", "helper")
-    }
+    # 3000 hops of 10 ms: still under way whenever the kill lands, however busy this machine is
+    procs = start_parties(keyed_config(tmp_path, heartbeat_timeout_s=3), "--program", "pingpong", "-p",
+                          "steps=3000", "--latency-ms", "10", "--timeout-s", "8")
     try:
-        wait_for_session(procs["bank_b"])  # the session is up and the token is travelling (600 hops of 10 ms)
-        assert all(p.poll() is None for p in procs.values())
         procs["bank_b"].send_signal(signal.SIGKILL if how == "kill" else signal.SIGSTOP)
-        t0 = time.monotonic()
-        for name in ("bank_a", "helper"):
-            _, err = procs[name].communicate(timeout=20)
-            assert procs[name].returncode != 0, err
-            assert "bank_b" in err.splitlines()[-1], err[-500:]
-            assert "Traceback" not in err
-        assert time.monotonic() - t0 < 7.5  # within the 8 s timeout: heartbeats and disconnects notice it
+        # within the 8 s timeout: heartbeats and disconnects notice it
+        assert_stop_naming(procs, "bank_b", 7.5, time.monotonic())
     finally:
-        for p in procs.values():
-            if p.poll() is None:
-                p.send_signal(signal.SIGKILL)
-            p.communicate()  # reaps it and closes its pipes
+        stop_all(procs)
+
+
+def test_party_busy_dealing_stops_at_once_when_a_bank_dies(tmp_path: Path) -> None:
+    """The helper generating DCF keys for 10^6 comparisons (about 20 s of work in worker threads) stops
+    within 2 s of learning that a bank died (it learns within a second), as does the other bank."""
+    procs = start_parties(keyed_config(tmp_path), "--program", "bench", "-p", "ops=lt", "-p", "n=1000000",
+                          "-p", "method=dcf", "-p", "repeat=1", ready="generating DCF keys")
+    try:
+        procs["bank_b"].send_signal(signal.SIGKILL)
+        assert_stop_naming(procs, "bank_b", 4.0, time.monotonic())
+    finally:
+        stop_all(procs)
+
+
+def test_a_secret_key_that_is_not_the_partys_own_is_refused_at_start(tmp_path: Path) -> None:
+    config = keyed_config(tmp_path)
+    cfg = load_topology(config)
+    with pytest.raises(ConfigError, match="this secret key is not bank_a's"):
+        mpc_keys.load(cfg, "bank_a", cfg.party("bank_b").secret_key)
+    t0 = time.monotonic()
+    res = subprocess.run([sys.executable, "-m", "mpc", "run", str(config), "--party", "bank_a", "--secret-key",
+                          str(cfg.party("bank_b").secret_key)], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 1 and time.monotonic() - t0 < 8  # at start, not after the 10 s timeout
+    assert res.stderr.strip().splitlines() == [
+        f"error: {cfg.party('bank_b').secret_key}: this secret key is not bank_a's: its public half is not "
+        f"bank_a's public_key in the topology ({cfg.party('bank_a').public_key}); is it bank_a's own .key_secret "
+        "file?"]
+
+
+# -- private values stay with their party ------------------------------------------------------------------
+
+PLANTED = "-31337.77"
+
+
+def test_a_private_value_in_an_error_never_reaches_another_party(tmp_path: Path) -> None:
+    """bank_a's own CSV has a bad amount: bank_a reports it (row, column, value); the others learn only that
+    bank_a failed and with which class of error, never the value or bank_a's local path."""
+    from parties.fraud import data
+
+    directory = data.write(data.generate(60, seed=5), tmp_path / "data")
+    bank_a_csv = directory / "bank_a.csv"
+    lines = bank_a_csv.read_text().splitlines()
+    fields = lines[4].split(",")
+    fields[3] = PLANTED  # row 5, column amount
+    lines[4] = ",".join(fields)
+    bank_a_csv.write_text("\n".join(lines) + "\n")
+    res = subprocess.run([sys.executable, "-m", "mpc", "launch", str(keyed_config(tmp_path)), "--program", "fraud",
+                          "-p", f"data_dir={directory}", "--json"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 1, res.stderr
+    summary = res.stderr[res.stderr.index("error: launch failed"):].splitlines()
+    assert summary[0].startswith("error: launch failed: bank_a: ") and PLANTED in summary[0]  # its own detail
+    others = [line for line in res.stderr.splitlines() if line.startswith(("bank_b", "helper", "  bank_b", "  helper"))]
+    others += [json.dumps(p) for p in json.loads(res.stdout)["parties"] if p["name"] != "bank_a"]
+    assert len(others) >= 4 and any("bank_a" in line and "DataError" in line for line in others), res.stderr
+    for line in others:
+        assert "31337" not in line and str(bank_a_csv) not in line and "bank_a.csv" not in line, line
 
 
 def test_a_party_paused_for_longer_than_the_old_heartbeat_limit_is_waited_for(tmp_path: Path) -> None:
@@ -428,3 +509,37 @@ async def test_stale_session_is_dropped_whatever_its_sequence(transport: ZmqTran
     assert "stale session" in caplog.text and transport.failure is None
     assert transport._handle_frame("bank_b", *frame(0))  # and it took no sequence number
 
+def test_work_in_worker_threads_is_abandoned_once_the_run_stops(make_topology) -> None:
+    """Blocking work (say, dealing) in worker threads: once a peer fails, queued work never starts and
+    the party does not wait for work under way; long work sees the stop signal between its chunks."""
+    import threading
+
+    from mpc.runtime import MAX_WORKERS, PartyFailed
+
+    started, chunks_after_stop = [], []
+    release = threading.Event()
+
+    def chunked(party: Party) -> None:
+        started.append(1)
+        while not party.stop.is_set():  # one chunk of work, then look again
+            release.wait(0.01)
+        chunks_after_stop.append(1)
+
+    async def program(party: Party) -> None:
+        op = party.new_op("x")
+        if party.name == "bank_b":
+            await asyncio.sleep(0.2)
+            raise ValueError("bank_b stops")
+        if party.name == "bank_a":
+            await asyncio.gather(*(party.run_in_worker(chunked, party) for _ in range(3 * MAX_WORKERS)))
+        await party.recv("bank_b", op)
+
+    t0 = time.monotonic()
+    with pytest.raises(PartyFailed, match="bank_b stops"):
+        run_local(make_topology(2), program)
+    assert time.monotonic() - t0 < 5
+    assert len(started) <= MAX_WORKERS  # the queued rest never started
+    deadline = time.monotonic() + 2  # the run did not wait for them: they see the signal on their own
+    while len(chunks_after_stop) < len(started) and time.monotonic() < deadline:
+        release.wait(0.01)
+    assert len(chunks_after_stop) == len(started)  # every running one saw the signal and gave up

@@ -187,6 +187,7 @@ class ZmqTransport:
         self._aborted: set[str] = set()
         self._bye_done: asyncio.Future[None] | None = None
         self._failure: PeerError | None = None
+        self._failure_callbacks: list[Callable[[PeerError], None]] = []
         self._reader: asyncio.Task[None] | None = None
         self.keys = keys
         self._auth: AsyncioAuthenticator | None = None
@@ -721,7 +722,9 @@ class ZmqTransport:
         """Record the first failure and fail every wait with it (the run cannot continue soundly)."""
         if self._failure is None:
             self._failure = error
-            log.error("%s", error)
+            log.debug("%s", error)  # the runtime reports it, once
+            for callback in self._failure_callbacks:
+                callback(error)
         for fut in (self._hello_done, self._bye_done, *self._inbox.values()):
             if fut is not None and not fut.done():
                 fut.set_exception(self._failure)
@@ -731,6 +734,10 @@ class ZmqTransport:
     @property
     def failure(self) -> PeerError | None:
         return self._failure
+
+    def on_failure(self, callback: Callable[[PeerError], None]) -> None:
+        """Call `callback(error)` when the run fails (a peer died, aborted, or broke the protocol)."""
+        self._failure_callbacks.append(callback)
 
     def _addr(self, peer: str) -> str:
         spec = self.topology.party(peer)
