@@ -27,12 +27,11 @@ async def joint_stats(ctx, data_dir: Path = Path("examples/data"), edges: str = 
               for bank in ctx.compute_parties]
     x = ctx.concatenate(await asyncio.gather(*inputs))  # all banks' amounts, secret-shared
     n = x.shape[0]
-    mean = x.sum() * (1 / n)
-    centred = x - mean
-    variance = (centred * centred).sum() * (1 / n)
-    below = ctx.less(x.reshape(n, 1), bounds).sum(axis=0)  # how many amounts lie below each edge
+    mean = np.mean(x)
+    variance = np.mean((x - mean) ** 2)
+    below = np.sum(x.reshape(n, 1) < bounds, axis=0)  # how many amounts lie below each edge
     total, mean, variance, below = await asyncio.gather(
-        ctx.reveal(x.sum()), ctx.reveal(mean), ctx.reveal(variance), ctx.reveal(below))
+        ctx.reveal(np.sum(x)), ctx.reveal(mean), ctx.reveal(variance), ctx.reveal(below))
     if total is None:
         return None  # the helper: it only dealt randomness
     counts = np.diff(np.concatenate([[0], below, [n]]))

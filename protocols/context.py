@@ -24,7 +24,7 @@ from mpc.config import Topology
 from mpc.prg import random_ring
 from mpc.ring import decode_fixed, encode_fixed, ring, signed
 from mpc.runtime import Party, PartyOutcome, run_local_async
-from protocols import arithmetic, comparison, truncation
+from protocols import arithmetic, comparison, numpy_api, truncation
 from protocols.core import RandomnessProvider
 from protocols.material import HelperProvider, LocalTestProvider
 from protocols.shared import (
@@ -339,6 +339,27 @@ class Context:
     def where(self, bit: SharedArray, a: Any, b: Any) -> SharedArray:
         """bit ? a : b for a shared 0/1 integer `bit`. 1 round."""
         return comparison.where(self, bit, a, b)
+
+    # -- numpy on shared values (protocols/numpy_api.py) -----------------------------------------
+    def numpy(self, kind: str, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """numpy's dispatch for SharedArray: kind 'ufunc' (args = method, *inputs) or 'function'."""
+        if kind == "ufunc":
+            return numpy_api.array_ufunc(self, fn, args[0], args[1:], kwargs)
+        return numpy_api.array_function(self, fn, args, kwargs)
+
+    def divide(self, x: Any, y: Any) -> SharedArray:
+        """x / y: by a public y, 1 round (a truncation); by a shared y, a reciprocal (ctx.div)."""
+        return numpy_api.divide(self, x, y)
+
+    def abs(self, x: SharedArray, method: str | None = None) -> SharedArray:
+        """|x|: one ReLU gate on x and -x together (dcf: 1 round)."""
+        return numpy_api.absolute(self, x, method)
+
+    def clip(self, x: SharedArray, lo: Any = None, hi: Any = None, method: str | None = None) -> SharedArray:
+        return numpy_api.clip(self, x, lo, hi, method)
+
+    def mean(self, x: SharedArray, axis: int | tuple[int, ...] | None = None) -> SharedArray:
+        return numpy_api.mean(self, x, axis)
 
     # -- array helpers --------------------------------------------------------------------------
     def concatenate(self, xs: Sequence[SharedArray], axis: int = 0) -> SharedArray:

@@ -53,13 +53,27 @@ class Ops(Protocol):
     def matmul(self, x: Any, y: Any, truncate: bool = True) -> SharedArray: ...
     def less(self, x: Any, y: Any, method: str | None = None) -> SharedArray: ...
     def equal(self, x: Any, y: Any, method: str | None = None) -> SharedArray: ...
+    def numpy(self, kind: str, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any: ...
 
 
 class SharedArray:
     """A secret-shared array. Use operators and methods; `await ctx.reveal(x)` to open it."""
 
-    __array_priority__ = 1000  # make `ndarray op SharedArray` use our reflected operators
+    __array_priority__ = 1000
     __hash__ = None  # type: ignore[assignment]  # `==` is elementwise
+
+    # -- numpy's dispatch: numpy functions on shared values compute securely or raise TypeError -----
+    def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        """`np.maximum(x, 0)`, `ndarray + x`, `np.exp(x)`, ...: protocols/numpy_api.py."""
+        return self.ctx.numpy("ufunc", ufunc, (method, *inputs), kwargs)
+
+    def __array_function__(self, func: Any, types: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """`np.sum(x)`, `np.mean(x)`, `np.dot(x, w)`, `np.where(bit, a, b)`, ...: protocols/numpy_api.py."""
+        return self.ctx.numpy("function", func, args, kwargs)
+
+    def __array__(self, *args: Any, **kwargs: Any) -> np.ndarray:
+        raise TypeError("a shared value cannot become a numpy array: reveal it (await ctx.reveal(x)) or keep "
+                        "computing on it")
 
     def __init__(self, ctx: Ops, shape: tuple[int, ...], frac: int, fut: asyncio.Future[Shares]):
         self.ctx = ctx
@@ -155,6 +169,58 @@ class SharedArray:
 
     def __ne__(self, other: Any) -> SharedArray:  # type: ignore[override]
         return 1 - self.ctx.equal(self, other)
+
+    def __truediv__(self, other: Any) -> SharedArray:
+        return self.ctx.numpy("ufunc", np.true_divide, ("__call__", self, other), {})  # type: ignore[no-any-return]
+
+    def __rtruediv__(self, other: Any) -> SharedArray:
+        return self.ctx.numpy("ufunc", np.true_divide, ("__call__", other, self), {})  # type: ignore[no-any-return]
+
+    def __floordiv__(self, other: Any) -> SharedArray:
+        return self.ctx.numpy("ufunc", np.floor_divide, ("__call__", self, other), {})  # type: ignore[no-any-return]
+
+    def __pow__(self, other: Any) -> SharedArray:
+        return self.ctx.numpy("ufunc", np.power, ("__call__", self, other), {})  # type: ignore[no-any-return]
+
+    def __abs__(self) -> SharedArray:
+        return self.ctx.numpy("ufunc", np.absolute, ("__call__", self), {})  # type: ignore[no-any-return]
+
+    def __and__(self, other: Any) -> SharedArray:
+        return self.ctx.numpy("ufunc", np.bitwise_and, ("__call__", self, other), {})  # type: ignore[no-any-return]
+
+    __rand__ = __and__
+
+    def __or__(self, other: Any) -> SharedArray:
+        return self.ctx.numpy("ufunc", np.bitwise_or, ("__call__", self, other), {})  # type: ignore[no-any-return]
+
+    __ror__ = __or__
+
+    def __xor__(self, other: Any) -> SharedArray:
+        return self.ctx.numpy("ufunc", np.bitwise_xor, ("__call__", self, other), {})  # type: ignore[no-any-return]
+
+    __rxor__ = __xor__
+
+    def __invert__(self) -> SharedArray:
+        return self.ctx.numpy("ufunc", np.invert, ("__call__", self), {})  # type: ignore[no-any-return]
+
+    # -- reductions -----------------------------------------------------------------------------
+    def mean(self, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> SharedArray:
+        return self.ctx.numpy("function", np.mean, (self,), {"axis": axis, "keepdims": keepdims})  # type: ignore[no-any-return]
+
+    def max(self, axis: int | None = None) -> SharedArray:
+        return self.ctx.numpy("function", np.max, (self,), {"axis": axis})  # type: ignore[no-any-return]
+
+    def min(self, axis: int | None = None) -> SharedArray:
+        return self.ctx.numpy("function", np.min, (self,), {"axis": axis})  # type: ignore[no-any-return]
+
+    def argmax(self, axis: int | None = None) -> SharedArray:
+        return self.ctx.numpy("function", np.argmax, (self,), {"axis": axis})  # type: ignore[no-any-return]
+
+    def argmin(self, axis: int | None = None) -> SharedArray:
+        return self.ctx.numpy("function", np.argmin, (self,), {"axis": axis})  # type: ignore[no-any-return]
+
+    def clip(self, min: Any = None, max: Any = None) -> SharedArray:  # noqa: A002 - numpy's names
+        return self.ctx.numpy("function", np.clip, (self, min, max), {})  # type: ignore[no-any-return]
 
     def sum(self, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> SharedArray:
         shape = np.empty(self.shape, dtype=np.bool_).sum(axis=axis, keepdims=keepdims).shape

@@ -81,3 +81,45 @@ def _dealer(ctx: Engine, x: SharedArray, bits: int) -> SharedArray:
         return out
 
     return run_protocol(ctx, "trunc", pair_spec(x.shape, bits), body, [x], [(x.shape, x.frac - bits)])[0]
+
+
+def divisor_spec(shape: tuple[int, ...], d: np.ndarray) -> Spec:
+    """A pair for division by a public integer d > 0: uniform r, msb(r), (r mod 2^63) // d, and d itself
+    (sent back so each party checks that the dealer divided by its own d: a divisor computed differently on
+    the helper would otherwise give a wrong result silently)."""
+    return (Spec().random("r", shape)
+            .shared("msb", shape, lambda env: np.right_shift(env["r"], TOP))
+            .shared("low", shape, lambda env: (env["r"] & LOW_MASK) // np.broadcast_to(d, shape))
+            .public("d", d.shape, lambda env: d))
+
+
+def divide_public(ctx: Engine, x: SharedArray, divisor: np.ndarray) -> SharedArray:
+    """floor(x / d) for a public integer d > 0 (an array broadcasting with x, or a scalar) within 3 units in
+    the last place, one round, for |x| < 2^62 in ring units: the truncation above with d for 2^bits
+    (Escudero et al. divide by any public d the same way). The error does not grow with x / d, unlike
+    multiplying by a rounded 1/d."""
+    d = np.asarray(divisor, dtype=np.uint64)
+    if np.any(d == 0):
+        raise ZeroDivisionError("division of a shared value by a public zero")
+    shape = tuple(np.broadcast_shapes(x.shape, d.shape))
+    dd = np.broadcast_to(d, shape).ravel()
+    offset = np.uint64(1 << OFFSET_BITS)
+
+    async def body(io: Exchange, mat: Material, xs: np.ndarray) -> np.ndarray:
+        if not np.array_equal(mat.d, d):
+            raise ValueError("divide: the helper divided by another public divisor than this party: every party "
+                             "must compute the same public values (as it does shapes)")
+        masked = np.add(np.broadcast_to(xs, shape).ravel(), mat.r.ravel(), dtype=np.uint64)
+        if io.first:
+            masked += offset
+        c = await io.open(masked)
+        c_msb = np.right_shift(c, TOP)
+        wrap = mat.msb.ravel() * (np.uint64(1) - np.uint64(2) * c_msb)  # [b] = c_msb XOR [msb]
+        if io.first:
+            wrap += c_msb
+        out = wrap * (np.uint64(1 << 63) // dd) - mat.low.ravel()
+        if io.first:
+            out += (c & LOW_MASK) // dd - offset // dd
+        return out
+
+    return run_protocol(ctx, "div_public", divisor_spec(shape, d), body, [x], [(shape, x.frac)])[0]

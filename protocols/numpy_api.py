@@ -1,0 +1,289 @@
+"""numpy on shared values: what `np.sum(x)`, `np.maximum(x, 0)`, `x / 2`, `abs(x)`, `x ** 2` do.
+
+`SharedArray` implements numpy's dispatch protocols (`__array_ufunc__`, `__array_function__`) by handing
+the call to its context, which comes here. A numpy function either computes securely with the same
+result as numpy (exact for integers, within the stated bound for fixed point, 0-d, empty and broadcast
+shapes included) or raises a TypeError naming the operation and what to use instead. Nothing is ever
+computed on a revealed value behind the user's back.
+
+Costs (online rounds, dcf / bits): linear operations 0; `*`, `@` with a shared operand 1 (+1 truncation
+for fixed point); comparisons 1 / 8; `abs` 1 / 9 (one ReLU gate on x and -x side by side); `x / c` and
+`np.mean` by public values: 1 (a truncation); `x // d` (integers, public d > 0): 2 / 9, exact; `x ** k` for a
+small public k: one product level per bit of k; `& | ^` on comparison bits: 1 (a product), `~`: 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from protocols import arithmetic, comparison, truncation
+from protocols.shared import SharedArray, concatenate, stack
+
+if TYPE_CHECKING:
+    from protocols.core import Engine
+
+MAX_POWER = 64  # x ** k for 0 <= k <= MAX_POWER: ceil(log2 k) + popcount(k) - 1 products
+
+
+# -- arithmetic beyond the operators ------------------------------------------------------------
+
+def divide(ctx: Engine, x: Any, y: Any) -> SharedArray:
+    """x / y. By a public y: one round, within 3 units in the last place whatever x / y for an integer y
+    (the division of protocols/truncation.py, for every representable x); any other y is k / 2^e, the same
+    division by the integer k after a local scaling by 2^e (valid while |x| 2^e < 2^(62 - f)). By a shared
+    y: ctx.div (a reciprocal, protocols/functions.py). Public / shared: y's reciprocal times x."""
+    if isinstance(y, SharedArray):
+        if not isinstance(x, SharedArray):
+            return ctx.mul(ctx.reciprocal(y), np.asarray(x, dtype=np.float64))  # type: ignore[attr-defined]
+        return ctx.div(x, y)  # type: ignore[attr-defined, no-any-return]
+    divisor = np.asarray(y, dtype=np.float64)
+    if np.any(divisor == 0) or not np.all(np.isfinite(divisor)):
+        raise ZeroDivisionError("division of a shared value by a public zero (or a non-finite value)")
+    x = x if x.frac else x * 1.0  # an integer divided gives a real, as in numpy: to fixed point (local)
+    sign = np.where(divisor < 0, -1, 1).astype(np.int64)
+    magnitude = np.abs(divisor)
+    e = 0
+    if not np.all(magnitude == np.rint(magnitude)):
+        # |y| ~ k / 2^e with k >= 2^(f+2): x / y = (x 2^e) // k, 1/8 unit of relative error at most, for
+        # |x 2^e| < 2^62 in ring units (e = f + 2 - floor(log2 |y|); 0.1: e = 21, |x| < 2^25 at f = 16)
+        e = max(0, ctx.frac_bits + 2 - int(np.floor(np.log2(magnitude.min()))))
+    k = np.rint(magnitude * 2.0**e).astype(np.int64)
+    scaled = x if not e else x.local(lambda s: np.multiply(s, np.uint64(1 << e), dtype=np.uint64), x.shape)
+    q = truncation.divide_public(ctx, scaled, k)
+    return q if np.all(sign == 1) else q * sign
+
+
+def floor_divide(ctx: Engine, x: SharedArray, d: Any) -> SharedArray:
+    """x // d for a shared integer x and a public integer d > 0, exact as numpy's for |x| < 2^62: the
+    one-round division of protocols/truncation.py (off by -1..2), then the remainder x - q d compared with
+    -d, 0 and d in one batched comparison fixes it (dcf: 2 rounds; bits: 9)."""
+    if isinstance(d, SharedArray):
+        raise TypeError("x // y with a shared y is not supported; use x / y (fixed point)")
+    if x.frac:
+        raise TypeError("// of a fixed-point shared value is not supported; use x / d (numpy's floor of a "
+                        "float has no exact secure counterpart here)")
+    div = np.asarray(d)
+    if div.dtype.kind not in "iu" or np.any(div <= 0):
+        raise TypeError("x // d needs a public positive integer d")
+    q0 = truncation.divide_public(ctx, x, div)
+    rem = x - q0 * div
+    below = comparison.less_than(ctx, stack([rem + div, rem, rem - div]), 0)  # [rem < -d], [rem < 0], [rem < d]
+    return q0 - below[0] - below[1] + (1 - below[2])
+
+
+def power(ctx: Engine, x: SharedArray, k: Any) -> SharedArray:
+    """x ** k for a small public integer k >= 0 by square-and-multiply (x ** 0 is ones)."""
+    if isinstance(k, SharedArray) or np.ndim(k) or not float(k).is_integer():
+        raise TypeError("x ** k needs a public integer k; use ctx.exp(k * ctx.log(x)) for other powers")
+    k = int(k)
+    if not 0 <= k <= MAX_POWER:
+        raise TypeError(f"x ** k supports 0 <= k <= {MAX_POWER}; use ctx.reciprocal for negative powers")
+    if k == 0:
+        ones = np.ones(x.shape, dtype=np.float64 if x.frac else np.int64)
+        return x * 0 + ones
+    result: SharedArray | None = None
+    base = x
+    while k:
+        if k & 1:
+            result = base if result is None else result * base
+        k >>= 1
+        if k:
+            base = base * base
+    assert result is not None
+    return result
+
+
+def absolute(ctx: Engine, x: SharedArray, method: str | None = None) -> SharedArray:
+    """|x| = relu(x) + relu(-x): both in one batched gate (dcf: 1 round)."""
+    both = comparison.relu(ctx, stack([x, -x]), method)
+    return both[0] + both[1]
+
+
+def bit_and(ctx: Engine, a: Any, b: Any) -> SharedArray:
+    """a AND b for comparison bits (shared 0/1 integers): a * b, 1 round."""
+    return _bits_product(ctx, a, b)
+
+
+def bit_or(ctx: Engine, a: Any, b: Any) -> SharedArray:
+    """a OR b for comparison bits: a + b - ab, 1 round."""
+    return ctx.add(ctx.add(a, b), -_bits_product(ctx, a, b))
+
+
+def bit_xor(ctx: Engine, a: Any, b: Any) -> SharedArray:
+    """a XOR b for comparison bits: a + b - 2ab, 1 round."""
+    return ctx.add(ctx.add(a, b), -2 * _bits_product(ctx, a, b))
+
+
+def bit_not(x: SharedArray) -> SharedArray:
+    _check_bits(x)
+    return 1 - x
+
+
+def _check_bits(x: Any) -> None:
+    if isinstance(x, SharedArray) and x.frac:
+        raise TypeError("& | ^ ~ work on comparison bits (shared 0/1 integers), not on fixed-point values")
+
+
+def _bits_product(ctx: Engine, a: Any, b: Any) -> SharedArray:
+    _check_bits(a)
+    _check_bits(b)
+    return arithmetic.product(ctx, a, b, "mul", frac_bits=ctx.frac_bits, truncate=False)
+
+
+# -- reductions ---------------------------------------------------------------------------------
+
+def mean(ctx: Engine, x: SharedArray, axis: int | tuple[int, ...] | None = None,
+         keepdims: bool = False) -> SharedArray:
+    """The mean along `axis` (None: all): a local sum, then one division by the public count."""
+    reduced = np.empty(x.shape, np.bool_).sum(axis=axis, keepdims=keepdims)
+    count = x.size // max(1, reduced.size)
+    if count == 0:
+        raise ValueError(f"mean of an empty axis (shape {x.shape})")
+    return divide(ctx, x.sum(axis=axis, keepdims=keepdims), count)
+
+
+def reduce_max(ctx: Engine, x: SharedArray, axis: int | None = None, which: str = "max",
+               method: str | None = None) -> SharedArray:
+    """max / min / argmax / argmin along `axis` (None: over the flattened array, as numpy)."""
+    if axis is None:
+        x, axis = x.reshape(-1), 0
+    if which == "max":
+        return comparison.max_along(ctx, x, axis, method)
+    if which == "min":
+        return -comparison.max_along(ctx, -x, axis, method)
+    if which == "argmax":
+        return comparison.argmax_along(ctx, x, axis, method)
+    return comparison.argmax_along(ctx, -x, axis, method)
+
+
+def clip(ctx: Engine, x: SharedArray, lo: Any = None, hi: Any = None, method: str | None = None) -> SharedArray:
+    """np.clip: max(lo, min(x, hi)); each bound costs one ReLU gate (dcf: 1 round each)."""
+    out = x
+    if hi is not None:
+        out = comparison.minimum(ctx, out, hi, method)
+    if lo is not None:
+        out = comparison.maximum(ctx, out, lo, method)
+    return out
+
+
+# -- numpy's dispatch ---------------------------------------------------------------------------
+
+def _ufuncs(ctx: Engine) -> dict[Any, Callable[..., Any]]:
+    def sub(a: Any, b: Any) -> SharedArray:
+        return a - b if isinstance(a, SharedArray) else ctx.add(-b, a)
+
+    return {
+        np.add: ctx.add,
+        np.subtract: sub,
+        np.multiply: ctx.mul,
+        np.matmul: ctx.matmul,
+        np.negative: lambda a: -a,
+        np.positive: lambda a: a,
+        np.true_divide: lambda a, b: divide(ctx, a, b),
+        np.floor_divide: lambda a, b: floor_divide(ctx, a, b),
+        np.power: lambda a, b: power(ctx, a, b),
+        np.square: lambda a: a * a,
+        np.absolute: lambda a: absolute(ctx, a),
+        np.less: lambda a, b: ctx.less(a, b),
+        np.greater: lambda a, b: ctx.less(b, a),
+        np.less_equal: lambda a, b: 1 - ctx.less(b, a),
+        np.greater_equal: lambda a, b: 1 - ctx.less(a, b),
+        np.equal: lambda a, b: ctx.equal(a, b),
+        np.not_equal: lambda a, b: 1 - ctx.equal(a, b),
+        np.maximum: lambda a, b: comparison.maximum(ctx, a, b),
+        np.minimum: lambda a, b: comparison.minimum(ctx, a, b),
+        np.sign: lambda a: comparison.sign(ctx, a),
+        np.bitwise_and: lambda a, b: bit_and(ctx, a, b),
+        np.bitwise_or: lambda a, b: bit_or(ctx, a, b),
+        np.bitwise_xor: lambda a, b: bit_xor(ctx, a, b),
+        np.invert: bit_not,
+        np.logical_not: bit_not,
+        np.exp: lambda a: ctx.exp(a),  # type: ignore[attr-defined]
+        np.log: lambda a: ctx.log(a),  # type: ignore[attr-defined]
+        np.sqrt: lambda a: ctx.sqrt(a),  # type: ignore[attr-defined]
+        np.tanh: lambda a: ctx.tanh(a),  # type: ignore[attr-defined]
+        np.reciprocal: lambda a: ctx.reciprocal(a),  # type: ignore[attr-defined]
+    }
+
+
+_INSTEAD = {
+    "sin": "a polynomial of x", "cos": "a polynomial of x", "floor": "x // d on integers",
+    "ceil": "x // d on integers", "round": "fixed point rounds already", "sort": "ctx.max / ctx.argmax",
+    "argsort": "ctx.argmax", "unique": "reveal what may be revealed first", "nonzero": "ctx.where",
+    "isnan": "nothing: shared values are always finite", "isfinite": "nothing: shared values are finite",
+}
+
+
+def array_ufunc(ctx: Engine, ufunc: Any, method: str, inputs: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """numpy.<ufunc>(...) with a shared operand."""
+    name = getattr(ufunc, "__name__", str(ufunc))
+    if method == "reduce" and ufunc is np.add:
+        return inputs[0].sum(axis=kwargs.get("axis", 0), keepdims=kwargs.get("keepdims", False))
+    if method != "__call__":
+        raise TypeError(f"numpy.{name}.{method} is not supported on shared values")
+    if kwargs.get("out") is not None or kwargs.get("where", True) is not True:
+        raise TypeError(f"numpy.{name}: out= and where= are not supported on shared values")
+    handler = _ufuncs(ctx).get(ufunc)
+    if handler is None:
+        hint = _INSTEAD.get(name)
+        raise TypeError(f"numpy.{name} is not supported on shared values" + (f"; use {hint}" if hint else ""))
+    try:
+        return handler(*inputs)
+    except AttributeError as exc:  # a function family not available in this version
+        raise TypeError(f"numpy.{name} is not supported on shared values ({exc})") from None
+
+
+def _axis(kwargs: dict[str, Any], args: tuple[Any, ...], position: int) -> Any:
+    return kwargs.get("axis", args[position] if len(args) > position else None)
+
+
+def array_function(ctx: Engine, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """numpy.<function>(...) with a shared argument."""
+    name = func.__name__
+    x: Any = args[0] if args else None
+    if name == "sum":
+        return x.sum(axis=_axis(kwargs, args, 1), keepdims=kwargs.get("keepdims", False))
+    if name == "mean":
+        return mean(ctx, x, _axis(kwargs, args, 1), kwargs.get("keepdims", False))
+    if name in ("max", "amax", "min", "amin", "argmax", "argmin"):
+        which = {"amax": "max", "amin": "min"}.get(name, name)
+        if kwargs.get("keepdims"):
+            raise TypeError(f"numpy.{name}: keepdims is not supported on shared values")
+        return reduce_max(ctx, x, _axis(kwargs, args, 1), which)
+    if name in ("dot", "matmul"):
+        return ctx.matmul(args[0], args[1])
+    if name == "concatenate":
+        return concatenate(list(args[0]), kwargs.get("axis", args[1] if len(args) > 1 else 0))
+    if name == "stack":
+        return stack(list(args[0]), kwargs.get("axis", args[1] if len(args) > 1 else 0))
+    if name == "where":
+        if len(args) != 3:
+            raise TypeError("numpy.where on shared values needs all three arguments: np.where(bit, a, b)")
+        cond = args[0]
+        if not isinstance(cond, SharedArray):
+            raise TypeError("numpy.where with a public condition and shared values: index them instead")
+        return comparison.where(ctx, cond, args[1], args[2])
+    if name == "clip":
+        lo = kwargs.get("a_min", kwargs.get("min", args[1] if len(args) > 1 else None))
+        hi = kwargs.get("a_max", kwargs.get("max", args[2] if len(args) > 2 else None))
+        return clip(ctx, x, lo, hi)
+    if name == "reshape":
+        return x.reshape(kwargs.get("newshape", kwargs.get("shape", args[1] if len(args) > 1 else None)))
+    if name == "transpose":
+        axes = kwargs.get("axes", args[1] if len(args) > 1 else None)
+        return x.transpose() if axes is None else x.transpose(*axes)
+    if name == "abs":
+        return absolute(ctx, x)
+    if name in ("square",):
+        return x * x
+    if name == "shape":
+        return x.shape
+    if name == "ndim":
+        return x.ndim
+    if name == "size":
+        return x.size
+    hint = _INSTEAD.get(name)
+    raise TypeError(f"numpy.{name} is not supported on shared values" + (f"; use {hint}" if hint else ""))
