@@ -14,6 +14,7 @@ scheduling) fixes every message key.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, TypeVar
@@ -43,7 +44,7 @@ from protocols.shared import (
 log = logging.getLogger("mpc.protocols")
 
 T = TypeVar("T")
-META_STEP, SHARE_STEP = 1, 0
+META_STEP, SHARE_STEP, NAMES_STEP = 1, 0, 2
 
 
 class Context:
@@ -151,6 +152,9 @@ class Context:
               fixed: bool | None = None) -> Awaitable[SharedArray]:
         """Secret-share `owner`'s array (floats as fixed point, integers mod 2^64). Collective, 1 round.
 
+        `value` may be a numpy array or a pandas DataFrame of numeric columns (a 2-D array, integers if every
+        column is, else fixed point); its column names are sent with the shape, so every party can select
+        columns by name (`x["amount"]`) and label results: the names become public, as the shape is.
         Only the owner passes `value`; every other party learns only its shape and encoding. The owner
         sends each other compute party a fresh uniform share and keeps x minus their sum. Await the
         result. If every party passes `shape` and `fixed`, nobody waits for the owner's metadata: the
@@ -168,10 +172,12 @@ class Context:
         frac_declared = self.frac_bits if fixed else 0
         peers = [p for p in party.peers if p != owner and (not declared or p in self.compute_parties)]
 
+        table, columns = _tabular(owner, value) if party.name == owner else (None, None)
+
         async def share_out() -> Shares:
             if value is None:
                 raise ValueError(f"{owner}: input() needs the value on its owner")
-            arr = np.asarray(value)
+            arr = np.asarray(value) if table is None else table
             frac = self.frac_bits if arr.dtype.kind == "f" else 0
             if declared and (tuple(arr.shape) != tuple(shape) or frac != frac_declared):  # type: ignore[arg-type]
                 raise ValueError(f"{owner}: input of shape {arr.shape} ({'fixed' if frac else 'integer'}) does "
@@ -181,7 +187,11 @@ class Context:
             mine = np.array(encoded, dtype=np.uint64)  # a copy, and an array even for a 0-d value
             for peer in peers:
                 if not declared:
-                    party.send(peer, op, np.array([frac, arr.ndim, *arr.shape], dtype=np.uint64), step=META_STEP)
+                    meta = [frac, arr.ndim, int(columns is not None), *arr.shape]
+                    party.send(peer, op, np.array(meta, dtype=np.uint64), step=META_STEP)
+                    if columns is not None:
+                        names = np.frombuffer(json.dumps(list(columns)).encode(), dtype=np.uint8)
+                        party.send(peer, op, names, step=NAMES_STEP)
                 if peer in self.compute_parties:
                     share = random_ring(arr.shape)
                     party.send(peer, op, share, step=SHARE_STEP)
@@ -202,18 +212,26 @@ class Context:
 
         async def run() -> SharedArray:
             if party.name == owner:
-                arr = np.asarray(value)
+                arr = np.asarray(value) if table is None else table
                 frac = self.frac_bits if arr.dtype.kind == "f" else 0
-                return SharedArray(self, arr.shape, frac, self.spawn(share_out()))
+                out = SharedArray(self, arr.shape, frac, self.spawn(share_out()))
+                out.columns = columns
+                return out
             msg = await party.recv(owner, op, step=META_STEP, dtype=np.uint64)
-            frac, ndim = int(msg.array[0]), int(msg.array[1])
-            got = tuple(int(d) for d in msg.array[2:])
-            if len(got) != ndim or frac not in (0, self.frac_bits):
+            if msg.array.size < 3:
                 raise ValueError(f"{owner} sent malformed input metadata")
+            frac, ndim, named = int(msg.array[0]), int(msg.array[1]), int(msg.array[2])
+            got = tuple(int(d) for d in msg.array[3:])
+            if len(got) != ndim or frac not in (0, self.frac_bits) or named not in (0, 1) or (named and ndim != 2):
+                raise ValueError(f"{owner} sent malformed input metadata")
+            names = await _receive_names(party, owner, op, got[1]) if named else None
             if self.is_dealer:
-                return placeholder(self, got, frac)
-            shares = await share_in(got)
-            return resolved(self, got, frac, shares.share, shares.depth)
+                out = placeholder(self, got, frac)
+            else:
+                shares = await share_in(got)
+                out = resolved(self, got, frac, shares.share, shares.depth)
+            out.columns = names
+            return out
 
         return self.spawn(run())
 
@@ -373,6 +391,34 @@ class Context:
 
     def dot(self, x: SharedArray | Any, y: SharedArray | Any) -> SharedArray:
         return self.matmul(x, y)
+
+
+def _tabular(owner: str, value: Any) -> tuple[np.ndarray | None, tuple[str, ...] | None]:
+    """A pandas DataFrame (or anything with its interface) as a 2-D array and its column names; other
+    values: (None, None). Only numeric (and boolean) columns: the error names the first other one."""
+    if not (hasattr(value, "columns") and hasattr(value, "dtypes") and hasattr(value, "to_numpy")):
+        return None, None
+    kinds = {str(name): np.dtype(dtype).kind if isinstance(dtype, np.dtype) else "O"
+             for name, dtype in zip(value.columns, value.dtypes, strict=True)}
+    for name, kind in kinds.items():
+        if kind not in "iufb":
+            dtype = value.dtypes.iloc[list(kinds).index(name)]
+            raise ValueError(f"{owner}: input: column {name!r} is not numeric ({dtype}); select the numeric "
+                             "columns or encode this one as numbers")
+    integral = all(kind in "iub" for kind in kinds.values())
+    table = value.to_numpy(dtype=np.int64 if integral else np.float64)
+    return table, tuple(kinds)
+
+
+async def _receive_names(party: Party, owner: str, op: Any, width: int) -> tuple[str, ...]:
+    msg = await party.recv(owner, op, step=NAMES_STEP, dtype=np.uint8)
+    try:
+        names = json.loads(msg.array.tobytes().decode())
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        names = None
+    if not isinstance(names, list) or len(names) != width or not all(isinstance(n, str) for n in names):
+        raise ValueError(f"{owner} sent malformed column names with its input")
+    return tuple(names)
 
 
 def secure(program: Callable[[Context], Awaitable[T]], *, dealer: str = "helper",

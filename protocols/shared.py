@@ -60,6 +60,7 @@ class SharedArray:
     """A secret-shared array. Use operators and methods; `await ctx.reveal(x)` to open it."""
 
     __array_priority__ = 1000
+    columns: tuple[str, ...] | None = None  # an input DataFrame's column names (public, like the shape)
     __hash__ = None  # type: ignore[assignment]  # `==` is elementwise
 
     # -- numpy's dispatch: numpy functions on shared values compute securely or raise TypeError -----
@@ -233,7 +234,24 @@ class SharedArray:
     def __getitem__(self, key: Any) -> SharedArray:
         if isinstance(key, SharedArray):
             raise TypeError("indexing with a shared index is not supported; use ctx.where()")
+        if isinstance(key, str) or (isinstance(key, list) and key and all(isinstance(k, str) for k in key)):
+            return self._columns(key)
         return self.local(lambda s: s[key], _probe(self.shape)[key].shape)
+
+    def _columns(self, names: str | list[str]) -> SharedArray:
+        """Columns of an input DataFrame by name: x["amount"] (1-D) or x[["amount", "count"]] (2-D)."""
+        if self.columns is None:
+            raise KeyError(f"{names!r}: this shared array has no column names (only an input DataFrame has)")
+        wanted = [names] if isinstance(names, str) else names
+        missing = [n for n in wanted if n not in self.columns]
+        if missing:
+            raise KeyError(f"no column {missing[0]!r}; columns: {', '.join(self.columns)}")
+        idx = [self.columns.index(n) for n in wanted]
+        if isinstance(names, str):
+            return self[:, idx[0]]
+        out = self[:, idx]
+        out.columns = tuple(wanted)
+        return out
 
     def reshape(self, *shape: Any) -> SharedArray:
         new = _probe(self.shape).reshape(*shape).shape
