@@ -35,9 +35,10 @@ async def joint_stats(ctx, data_dir: Path = Path("examples/data"), edges: str = 
     if total is None:
         return None  # the helper: it only dealt randomness
     counts = np.diff(np.concatenate([[0], below, [n]]))
-    labels = [f"< {bounds[0]:g}"] + [f"{a:g}-{b:g}" for a, b in zip(bounds, bounds[1:])] + [f">= {bounds[-1]:g}"]
+    labels = [f"< {bounds[0]:g}", *(f"{a:g}-{b:g}" for a, b in zip(bounds, bounds[1:], strict=False)),
+              f">= {bounds[-1]:g}"]
     return {"count": n, "sum": float(total), "mean": float(mean), "variance": float(variance),
-            "histogram": dict(zip(labels, counts.tolist()))}
+            "histogram": dict(zip(labels, counts.tolist(), strict=True))}
 
 
 joint_stats.own_params = ("data_dir",)  # each bank points at its own files; every other parameter must agree

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from protocols.core import Engine, Exchange, Material, Spec, run_protocol
+from protocols.core import Cost, Engine, Exchange, Material, Spec, run_protocol
 from protocols.shared import SharedArray
 
 SHIFTS = (1, 2, 4, 8, 16, 32)
@@ -88,7 +88,12 @@ def msb_bits(ctx: Engine, x: SharedArray) -> SharedArray:
         bit = ((top >> np.uint64(63)) ^ (gen >> np.uint64(62))) & ONE
         return await _to_arithmetic(io, mat, bit)
 
-    return run_protocol(ctx, "bits", bits_spec(x.size, len(SHIFTS)), body, [x], [(x.shape, 0)])[0]
+    def plain(xv: np.ndarray) -> np.ndarray:
+        return (xv >> np.uint64(63)).astype(np.uint64)
+
+    cost = Cost(2 + len(SHIFTS), 2 + len(SHIFTS), (8 + 2 * 16 * len(SHIFTS) + 8) * x.size)
+    return run_protocol(ctx, "bits", bits_spec(x.size, len(SHIFTS)), body, [x], [(x.shape, 0)],
+                        plain=plain, cost=cost)[0]
 
 
 def is_zero_bits(ctx: Engine, x: SharedArray) -> SharedArray:
@@ -102,5 +107,9 @@ def is_zero_bits(ctx: Engine, x: SharedArray) -> SharedArray:
                            mat.and_c[level])
         return await _to_arithmetic(io, mat, w & ONE)
 
+    def plain(xv: np.ndarray) -> np.ndarray:
+        return (xv == 0).astype(np.uint64)
+
     spec = _spec(x.size, (len(SHIFTS), x.size))  # one word-AND per level
-    return run_protocol(ctx, "eq_bits", spec, body, [x], [(x.shape, 0)])[0]
+    cost = Cost(2 + len(SHIFTS), 2 + len(SHIFTS), (8 + 16 * len(SHIFTS) + 8) * x.size)
+    return run_protocol(ctx, "eq_bits", spec, body, [x], [(x.shape, 0)], plain=plain, cost=cost)[0]

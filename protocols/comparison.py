@@ -9,6 +9,8 @@ Results of comparisons are shared integers 0/1 (frac 0), usable in further arith
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from mpc.settings import Comparison, check_parties, choices
@@ -180,11 +182,34 @@ def _pairs(x: SharedArray) -> tuple[SharedArray, SharedArray, SharedArray | None
 
 
 def _diff(ctx: Engine, x: object, y: object) -> SharedArray:
+    emulator = getattr(ctx, "emulator", None)
+    if emulator is not None:
+        _check_difference(ctx, emulator, x, y)
     if isinstance(x, SharedArray):
         return x - y
     if isinstance(y, SharedArray):
         return ctx.add(-y, x)
     raise TypeError("a comparison needs at least one shared operand")
+
+
+def _check_difference(ctx: Engine, emulator: Any, x: object, y: object) -> None:
+    """Emulation: a comparison is exact while |x - y| < 2^63 ring units; report operands further apart."""
+    shared = [a for a in (x, y) if isinstance(a, SharedArray)]
+    frac = max(a.frac for a in shared)
+
+    def values(v: object, got: list[np.ndarray]) -> np.ndarray:
+        if isinstance(v, SharedArray):
+            return got.pop(0).view(np.int64).astype(np.float64) * 2.0 ** (frac - v.frac)
+        return np.asarray(v, dtype=np.float64) * 2.0**frac
+
+    def check(*got_values: np.ndarray) -> None:
+        got = list(got_values)
+        gap = np.abs(values(x, got) - values(y, got))
+        if float(np.max(gap, initial=0.0)) >= 2.0**63:
+            emulator.report(ctx, "compare", f"operands {float(np.max(gap)) / 2.0**frac:.4g} apart: a comparison "
+                            f"is exact only while |x - y| < 2^{63 - frac}")
+
+    emulator.check_later(ctx, "compare", shared, check)
 
 
 def _both_shared(ctx: Engine, x: object, y: object) -> tuple[SharedArray, SharedArray]:

@@ -92,6 +92,13 @@ class Context:
     def compute_parties(self) -> list[str]:
         return self._compute
 
+    @property
+    def holds_public(self) -> bool:
+        """Whether this party's share carries public constants (the first compute party's does)."""
+        return self.name == self._compute[0]
+
+    emulator: Any = None  # set by emulation (protocols/emulation.py): protocols then run on cleartext
+
     # -- tasks and phases -----------------------------------------------------------------------
     def spawn(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         """Run part of an operation on the loop; `finish()` waits for all of them."""
@@ -288,7 +295,7 @@ class Context:
         xa = self.rescale(x, frac)
         c = public_ring(const, frac)
         shape = tuple(np.broadcast_shapes(x.shape, c.shape))
-        if self.name == self.compute_parties[0]:
+        if self.holds_public:
             return xa.local(lambda s: np.add(s, c, dtype=np.uint64), shape)
         return xa.local(lambda s: np.broadcast_to(s, shape), shape)
 

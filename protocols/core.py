@@ -121,6 +121,7 @@ class Engine(Ops, Protocol):
     truncation: str  # the default truncation method (dealer | local)
     comparison: str  # the default comparison method (auto | dcf | bits)
     last_comparison_method: str | None  # what `auto` chose last (for measurement)
+    emulator: Any  # None, or the emulation running this program on cleartext (protocols/emulation.py)
 
     def deal(self, coro: Any) -> Any: ...
     async def online_gate(self) -> None: ...
@@ -162,15 +163,32 @@ class Exchange:
 
 
 Body = Callable[..., Awaitable[np.ndarray | tuple[np.ndarray, ...]]]
+Plain = Callable[..., np.ndarray | tuple[np.ndarray, ...]]
+
+
+@dataclass(frozen=True)
+class Cost:
+    """A protocol's online cost, for emulation's prediction (the secure run measures its own): rounds,
+    and per compute party the messages and payload bytes it sends to each other compute party."""
+
+    rounds: int
+    messages: int
+    payload_bytes: int
 
 
 def run_protocol(ctx: Engine, label: str, spec: Spec | None, body: Body, operands: Sequence[SharedArray],
-                 outputs: Sequence[tuple[tuple[int, ...], int]]) -> list[SharedArray]:
+                 outputs: Sequence[tuple[tuple[int, ...], int]], *, plain: Plain | None = None,
+                 cost: Cost | None = None) -> list[SharedArray]:
     """Run one call of a protocol: `outputs` gives each result's (shape, frac). Collective.
 
     The op id is taken now, so the program's call order fixes every message key; material is dealt or
     fetched at once (ahead of the online phase); the body runs when the operands are ready and the
-    online gate is open. Returns the results as shared arrays at once (placeholders on the helper)."""
+    online gate is open. Returns the results as shared arrays at once (placeholders on the helper).
+    `plain(*values)` is the protocol's meaning on cleartext ring values and `cost` its online cost:
+    emulation (protocols/emulation.py) runs those instead of the protocol."""
+    emulator = getattr(ctx, "emulator", None)
+    if emulator is not None:
+        return emulator.run(ctx, label, operands, outputs, plain, cost)  # type: ignore[no-any-return]
     op = ctx.party.new_op(label)
     if ctx.is_dealer:
         if spec is not None and spec.items:

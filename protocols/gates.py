@@ -32,7 +32,7 @@ from functools import cache, partial
 import numpy as np
 
 from protocols import dcf
-from protocols.core import Engine, Env, Exchange, Material, Spec, run_protocol
+from protocols.core import Cost, Engine, Env, Exchange, Material, Spec, run_protocol
 from protocols.shared import SharedArray, concatenate
 
 Monomial = frozenset[str]
@@ -283,7 +283,14 @@ def _chunk(ctx: Engine, gate: Gate, x: SharedArray, frac: int, out_fracs: Sequen
         dealt = [mat.r if gate.is_mask(mono) else mat[f"dealt{k}"] for k, mono in enumerate(plan.dealt)]
         return tuple(gate.combine(xhat, frac, io.first, words, dealt))
 
-    return run_protocol(ctx, label, gate.spec(n, frac), body, [x], [((n,), f) for f in out_fracs])
+    def plain(xv: np.ndarray) -> tuple[np.ndarray, ...]:
+        # the gate's meaning: its formula with the mask r = 0 (then every DCF bit and dealt value is 0)
+        zero_words = [np.zeros((n, plan.width), np.uint64) for _ in gate.offsets]
+        zero_dealt = [np.zeros(n, np.uint64) for _ in plan.dealt]
+        return tuple(gate.combine(np.asarray(xv, np.uint64).ravel(), frac, True, zero_words, zero_dealt))
+
+    return run_protocol(ctx, label, gate.spec(n, frac), body, [x], [((n,), f) for f in out_fracs],
+                        plain=plain, cost=Cost(1, 1, 8 * n))
 
 
 # -- the gates ------------------------------------------------------------------------------------

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from protocols.core import Engine, Exchange, Material, Spec, run_protocol
+from mpc.ring import signed as ring_signed
+from protocols.core import Cost, Engine, Exchange, Material, Spec, run_protocol
 from protocols.shared import SharedArray
 
 OFFSET_BITS = 62
@@ -47,6 +48,8 @@ def _local(ctx: Engine, x: SharedArray, bits: int) -> SharedArray:
     if len(ctx.compute_parties) != 2:
         raise ValueError("local truncation is only sound for two compute parties; use 'dealer'")
     shift = np.uint64(bits)
+    if getattr(ctx, "emulator", None) is not None:  # the whole value: floor (the rare large error is not emulated)
+        return x.local(lambda s: (ring_signed(s) >> np.int64(bits)).view(np.uint64), x.shape, frac=x.frac - bits)
     if ctx.name == ctx.compute_parties[0]:
         return x.local(lambda s: np.right_shift(s, shift), x.shape, frac=x.frac - bits)
     return x.local(lambda s: np.negative(np.right_shift(np.negative(s), shift)), x.shape, frac=x.frac - bits)
@@ -80,7 +83,29 @@ def _dealer(ctx: Engine, x: SharedArray, bits: int) -> SharedArray:
             out -= np.uint64(1 << (OFFSET_BITS - bits))
         return out
 
-    return run_protocol(ctx, "trunc", pair_spec(x.shape, bits), body, [x], [(x.shape, x.frac - bits)])[0]
+    def plain(xv: np.ndarray) -> np.ndarray:
+        check_magnitude(ctx, "trunc", xv, OFFSET_BITS, x.frac, "before truncation")
+        return round_randomly(ctx, xv, bits)
+
+    return run_protocol(ctx, "trunc", pair_spec(x.shape, bits), body, [x], [(x.shape, x.frac - bits)],
+                        plain=plain, cost=Cost(1, 1, 8 * x.size))[0]
+
+
+def round_randomly(ctx: Engine, xv: np.ndarray, bits: int) -> np.ndarray:
+    """Emulation's truncation: floor(x / 2^bits), one more with probability (x mod 2^bits) / 2^bits, as the
+    secure truncation does (the draw is the emulator's, the same on every emulated party)."""
+    low = (xv & np.uint64((1 << bits) - 1)).astype(np.float64) / 2.0**bits
+    up = (ctx.emulator.uniform(xv.shape) < low).astype(np.uint64)
+    return (ring_signed(xv) >> np.int64(bits)).view(np.uint64) + up
+
+
+def check_magnitude(ctx: Engine, label: str, xv: np.ndarray, log2_limit: int, frac: int, what: str) -> None:
+    """Emulation: report ring values of magnitude 2^log2_limit or more (the operation is wrong there)."""
+    big = np.abs(ring_signed(xv).astype(np.float64))
+    worst = float(np.max(big, initial=0.0))
+    if worst >= 2.0**log2_limit:
+        ctx.emulator.report(ctx, label, f"a value of magnitude {worst / 2.0**frac:.4g} {what} is beyond "
+                            f"2^{log2_limit - frac} = {2.0**(log2_limit - frac):.4g}: the secure result would be wrong")
 
 
 def divisor_spec(shape: tuple[int, ...], d: np.ndarray) -> Spec:
@@ -122,4 +147,10 @@ def divide_public(ctx: Engine, x: SharedArray, divisor: np.ndarray) -> SharedArr
             out += (c & LOW_MASK) // dd - offset // dd
         return out
 
-    return run_protocol(ctx, "div_public", divisor_spec(shape, d), body, [x], [(shape, x.frac)])[0]
+    def plain(xv: np.ndarray) -> np.ndarray:
+        check_magnitude(ctx, "div_public", xv, OFFSET_BITS, x.frac, "divided")
+        q = np.floor_divide(np.broadcast_to(ring_signed(xv), shape), d.astype(np.int64))
+        return np.asarray(q, dtype=np.int64).view(np.uint64)
+
+    return run_protocol(ctx, "div_public", divisor_spec(shape, d), body, [x], [(shape, x.frac)],
+                        plain=plain, cost=Cost(1, 1, 8 * int(np.prod(shape, dtype=np.int64))))[0]

@@ -1,0 +1,302 @@
+"""Emulation: run every compute party's side of a secure program in one process, on cleartext.
+
+The secure run is oblivious: no party ever sees a value, so none can notice that a product left the
+fixed-point range or that a comparison's operands were too far apart; it just gives a wrong answer.
+Emulation runs the same program with the same encodings (fixed point at `frac_bits`, integers mod 2^64,
+the same ring wrap-around and the same randomised truncation) but with every value in the clear, so it
+can check each one. Every protocol gives its meaning on cleartext ring values (`plain`) and its online
+cost (`Cost`) to `run_protocol` (protocols/core.py); emulation runs those instead of dealing and
+exchanging: no sockets, no dealer, no helper process. It reports every value that leaves the range where
+the secure computation is correct, with the operation and the line of the user's program, and predicts
+the online rounds and bytes the secure run will take.
+
+Each emulated party holds the whole value where a real one holds a share, so the local operations
+(addition, indexing, reshaping) run unchanged; public constants are added by every emulated party.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import json
+import linecache
+import os
+import sys
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import numpy as np
+
+from mpc.config import Topology
+from mpc.ring import decode_fixed, encode_fixed, ring, signed
+from mpc.runtime import Party
+from mpc.stats import Stats
+from mpc.transport.frames import HEADER_SIZE
+from protocols.context import Context, _tabular
+from protocols.core import Cost, Plain
+from protocols.shared import SharedArray, Shares, resolved, split
+
+T = TypeVar("T")
+_PACKAGES = tuple(os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep + p + os.sep
+                  for p in ("protocols", "mpc", "parties"))
+_WHERE: contextvars.ContextVar[str | None] = contextvars.ContextVar("emulation_where", default=None)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A value the secure run would get wrong: the operation, the user's line and what is wrong."""
+
+    op: str
+    where: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.op}: {self.message}"
+
+
+@dataclass
+class EmulationReport:
+    """What emulation found and predicts, and each compute party's result."""
+
+    results: dict[str, Any]
+    findings: list[Finding]
+    rounds: int
+    online_bytes_per_party: dict[str, int]
+    messages_per_party: dict[str, int]
+    ops: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings
+
+
+class Emulator:
+    """The state the emulated parties of one run share: inputs in flight, findings, costs, randomness."""
+
+    def __init__(self, topology: Topology, seed: int = 0):
+        self.topology = topology
+        self.compute = [p.name for p in topology.compute_parties]
+        self.findings: list[Finding] = []
+        self._seen: set[tuple[str, str, str]] = set()
+        self._inputs: dict[int, asyncio.Future[tuple[np.ndarray, int, tuple[str, ...] | None]]] = {}
+        self._draws: dict[tuple[int, str], np.random.Generator] = {}
+        self.seed = seed
+        self.bytes: dict[str, int] = dict.fromkeys(self.compute, 0)
+        self.messages: dict[str, int] = dict.fromkeys(self.compute, 0)
+        self.depth: dict[str, int] = dict.fromkeys(self.compute, 0)
+        self.ops: dict[str, int] = {}
+
+    # -- where in the user's program --------------------------------------------------------------
+    def caller(self) -> str:
+        """The innermost frame outside this project's packages and asyncio: the user's line."""
+        frame = sys._getframe(1)
+        while frame is not None:
+            name = os.path.abspath(frame.f_code.co_filename)
+            if not name.startswith(_PACKAGES) and f"{os.sep}asyncio{os.sep}" not in name:
+                line = linecache.getline(name, frame.f_lineno).strip()
+                return f"{frame.f_code.co_filename}:{frame.f_lineno}" + (f" ({line})" if line else "")
+            frame = frame.f_back  # type: ignore[assignment]
+        return "<unknown>"
+
+    @contextlib.contextmanager
+    def at(self, where: str) -> Iterator[None]:
+        token = _WHERE.set(where)
+        try:
+            yield
+        finally:
+            _WHERE.reset(token)
+
+    def report(self, ctx: Any, op: str, message: str) -> None:
+        """A finding, once per operation and line (every emulated party computes the same values)."""
+        where = _WHERE.get() or self.caller()
+        key = (op, where, message)
+        if key not in self._seen:
+            self._seen.add(key)
+            self.findings.append(Finding(op, where, message))
+
+    def uniform(self, shape: tuple[int, ...]) -> np.ndarray:
+        """Draws for randomised truncation, identical on every emulated party (keyed by op and party's
+        call order: every party issues the same operations in the same order)."""
+        op_id = _CURRENT_OP.get()
+        gen = self._draws.setdefault((op_id, "u"), np.random.default_rng([self.seed, op_id]))
+        return gen.random(shape)
+
+    # -- inputs -----------------------------------------------------------------------------------
+    def input_slot(self, op_id: int) -> asyncio.Future[tuple[np.ndarray, int, tuple[str, ...] | None]]:
+        if op_id not in self._inputs:
+            self._inputs[op_id] = asyncio.get_running_loop().create_future()
+        return self._inputs[op_id]
+
+    # -- protocols --------------------------------------------------------------------------------
+    def run(self, ctx: Any, label: str, operands: Sequence[SharedArray],
+            outputs: Sequence[tuple[tuple[int, ...], int]], plain: Plain | None,
+            cost: Cost | None) -> list[SharedArray]:
+        """A protocol's call, emulated: its plain meaning on the operands' values, its cost counted."""
+        if plain is None or cost is None:
+            raise NotImplementedError(f"{label}: this protocol gives no cleartext meaning, so it cannot be emulated")
+        op_id = ctx.party.new_op(label).id
+        where = self.caller()
+        name = ctx.name
+        if name == self.compute[0]:
+            self.ops[label] = self.ops.get(label, 0) + 1
+        peers = len(self.compute) - 1
+        self.messages[name] += cost.messages * peers
+        self.bytes[name] += (cost.payload_bytes + cost.messages * HEADER_SIZE) * peers
+
+        async def go() -> tuple[Shares, ...]:
+            shares = [await x.resolve() for x in operands]
+            depth = max((s.depth for s in shares), default=0) + cost.rounds
+            token = _CURRENT_OP.set(op_id)
+            try:
+                with self.at(where), np.errstate(over="ignore"):
+                    result = plain(*(s.share for s in shares))
+            finally:
+                _CURRENT_OP.reset(token)
+            arrays = result if isinstance(result, tuple) else (result,)
+            self.depth[name] = max(self.depth[name], depth)
+            return tuple(Shares(np.asarray(a, dtype=np.uint64).reshape(shape), depth)
+                         for a, (shape, _) in zip(arrays, outputs, strict=True))
+
+        return split(ctx, ctx.spawn(go()), outputs)
+
+    def check_later(self, ctx: Any, label: str, arrays: Sequence[SharedArray],
+                    check: Callable[..., None]) -> None:
+        """Run `check(*values)` once the arrays are known, reporting against the current user line."""
+        where = self.caller()
+
+        async def go() -> None:
+            values = [(await a.resolve()).share for a in arrays]
+            with self.at(where), np.errstate(over="ignore"):
+                check(*values)
+
+        ctx.spawn(go())
+
+
+_CURRENT_OP: contextvars.ContextVar[int] = contextvars.ContextVar("emulation_op", default=0)
+
+
+def encode_input(value: np.ndarray, frac_bits: int) -> tuple[np.ndarray, int]:
+    arr = np.asarray(value)
+    frac = frac_bits if arr.dtype.kind == "f" else 0
+    return (encode_fixed(arr, frac) if frac else ring(arr)), frac
+
+
+def decode(value: np.ndarray, frac: int) -> np.ndarray:
+    return np.asarray(decode_fixed(value, frac) if frac else signed(value).copy())
+
+
+class EmulatedContext(Context):
+    """A compute party's Context in emulation: whole values instead of shares, no transport, no dealer."""
+
+    def __init__(self, topology: Topology, name: str, emulator: Emulator):
+        party = Party(topology, name, _NoTransport(), Stats())  # type: ignore[arg-type]
+        super().__init__(party, _NoDealer())
+        self.emulator = emulator
+
+    @property
+    def holds_public(self) -> bool:
+        return True  # every emulated party holds the whole value
+
+    def input(self, owner: str, value: Any = None, *, shape: tuple[int, ...] | None = None,
+              fixed: bool | None = None) -> Any:
+        if owner not in self.compute_parties:
+            raise ValueError(f"input owner must be a compute party ({', '.join(self.compute_parties)}), "
+                             f"not {owner!r}")
+        slot = self.emulator.input_slot(self.party.new_op("input").id)
+        name = self.name
+        declared = shape is not None and fixed is not None
+        if name == owner:
+            if value is None:
+                raise ValueError(f"{owner}: input() needs the value on its owner")
+            table, columns = _tabular(owner, value)
+            encoded, frac = encode_input(np.asarray(value) if table is None else table, self.frac_bits)
+            if shape is not None and tuple(encoded.shape) != tuple(shape):
+                raise ValueError(f"{owner}: input of shape {encoded.shape} does not match the declared shape {shape}")
+            slot.set_result((encoded, frac, columns))
+        emulator = self.emulator
+
+        async def run() -> SharedArray:
+            encoded, frac, columns = await slot
+            out = resolved(self, encoded.shape, frac, encoded.copy(), 1)
+            out.columns = columns
+            emulator.depth[name] = max(emulator.depth[name], 1)
+            if name == owner and not declared:  # to each other compute party: metadata, names, share
+                peers = len(self.compute_parties) - 1
+                sent = [8 * (3 + encoded.ndim), encoded.nbytes]
+                if columns is not None:
+                    sent.append(len(json.dumps(list(columns)).encode()))
+                emulator.bytes[name] += sum(b + HEADER_SIZE for b in sent) * peers
+                emulator.messages[name] += len(sent) * peers
+            elif name == owner:
+                peers = len(self.compute_parties) - 1
+                emulator.bytes[name] += (encoded.nbytes + HEADER_SIZE) * peers
+                emulator.messages[name] += peers
+            return out
+
+        return self.spawn(run())
+
+    def reveal(self, x: SharedArray, to: Sequence[str] | None = None) -> Any:
+        recipients = list(self.compute_parties if to is None else to)
+        self.party.new_op("reveal")
+        name, emulator = self.name, self.emulator
+        others = [r for r in recipients if r != name]
+        emulator.bytes[name] += (8 * x.size + HEADER_SIZE) * len(others)
+        emulator.messages[name] += len(others)
+
+        async def run() -> np.ndarray | None:
+            shares = await x.resolve()
+            emulator.depth[name] = max(emulator.depth[name], shares.depth + 1)
+            return decode(shares.share, x.frac) if name in recipients else None
+
+        return self.spawn(run())
+
+    async def own_share(self, x: SharedArray) -> np.ndarray | None:
+        return (await x.resolve()).share  # the whole value: emulation has no secrets
+
+    async def release(self) -> None:
+        if self._gate is not None and not self._gate.done():
+            self._gate.set_result(None)
+
+
+class _NoTransport:
+    """Emulation sends nothing: inputs and reveals pass through the emulator."""
+
+    session = bytes(16)
+
+    def failure(self) -> None:
+        return None
+
+
+class _NoDealer:
+    """Emulation deals nothing: every protocol runs its cleartext meaning."""
+
+    async def fetch(self, op: Any, spec: Any) -> Any:
+        raise AssertionError("emulation fetches no material")
+
+    async def deal(self, op: Any, spec: Any) -> None:
+        raise AssertionError("emulation deals no material")
+
+
+async def emulate_async(topology: Topology, program: Callable[[Any], Awaitable[T]], *,
+                        seed: int = 0) -> EmulationReport:
+    """Run `program(ctx)` as every compute party of `topology` on cleartext, in this event loop."""
+    emulator = Emulator(topology, seed)
+    names = list(emulator.compute)
+    contexts = [EmulatedContext(topology, name, emulator) for name in names]
+    results = await asyncio.gather(*(_run_one(ctx, program) for ctx in contexts))
+    return EmulationReport(dict(zip(names, results, strict=True)), emulator.findings,
+                           max(emulator.depth.values(), default=0), emulator.bytes, emulator.messages,
+                           emulator.ops)
+
+
+async def _run_one(ctx: Any, program: Callable[[Any], Awaitable[T]]) -> T:
+    result = await program(ctx)
+    await ctx.finish()
+    return result
+
+
+def emulate(topology: Topology, program: Callable[[Any], Awaitable[T]], *, seed: int = 0) -> EmulationReport:
+    """Emulate a secure program (see the module doc): its results, findings and predicted costs."""
+    return asyncio.run(emulate_async(topology, program, seed=seed))
