@@ -39,7 +39,7 @@ _CONVERT_TWEAKS = _TWEAKS[:8] | np.array([0, 1], dtype=np.uint64)
 ONE = np.uint64(1)
 CLEAR_LSB = np.uint64(0xFFFF_FFFF_FFFF_FFFE)
 # Keys per block of work: the working set (a few arrays of 2 x BLOCK x 3 AES blocks) stays in L2.
-BLOCK = 4096
+BLOCK = 8192
 
 
 @dataclass(frozen=True)
@@ -163,29 +163,30 @@ def _gen_block(mmo: _Mmo, alpha: np.ndarray, beta: np.ndarray, bits: int, seeds:
     is the difference of the payload sums the parties accumulated on the path so far."""
     width, n = beta.shape
     blocks = 2 + (1 if width == 1 else width)
-    s = seeds.copy()
-    s[:, :, 0] &= CLEAR_LSB
     t = np.zeros((2, n), dtype=np.uint64)
     t[1] = 1
     v_alpha = np.zeros((width, n), dtype=np.uint64)
-    x = np.empty((blocks, 2, n, 2), dtype=np.uint64)
+    x = np.empty((blocks, 2, n, 2), dtype=np.uint64)  # AES input: block j of every seed, s ^ j
     out = np.empty(x.size + 2, dtype=np.uint64)
-    tweaks = np.arange(blocks, dtype=np.uint64)[:, None, None]
+    s = x[0]  # the current seeds (LSB cleared), written in place each level
+    s[:] = seeds
+    s[:, :, 0] &= CLEAR_LSB
+    tweaks = np.arange(1, blocks, dtype=np.uint64)[:, None, None]
     left_one = np.array([[1], [0]], dtype=np.uint64)  # the left control correction has a ^ 1
     for level in range(bits):
         shift = np.uint64(bits - 1 - level)
         a = (alpha >> shift) & ONE
         am = np.negative(a)
-        x[:] = s
-        x[:, :, :, 0] ^= tweaks
-        g = mmo(x, out)
-        t_lr = g[:2, :, :, 0] & ONE  # (side, party, C)
-        g[:2, :, :, 0] &= CLEAR_LSB
+        x[1:] = s
+        x[1:, :, :, 0] ^= tweaks
+        g = mmo(x, out)  # g[0] / g[1] left / right seed with its control bit as LSB, g[2:] payload words
         # lose = the child off alpha's path: right if a = 0, left if a = 1; keep = the other
         flip = g[0] ^ g[1]
         flip &= _dup(am)
         s_lose = g[1] ^ flip
         s_cw = np.bitwise_xor(s_lose[0], s_lose[1], out=s_cws[level])
+        s_cw[:, 0] &= CLEAR_LSB
+        tcw = g[:2, 0, :, 0] ^ g[:2, 1, :, 0]  # (side, C): t_side0 ^ t_side1 in the LSB
         if width == 1:
             v_l, v_r = g[2, :, :, 0][:, None], g[2, :, :, 1][:, None]  # (party, 1, C)
         else:
@@ -206,14 +207,15 @@ def _gen_block(mmo: _Mmo, alpha: np.ndarray, beta: np.ndarray, bits: int, seeds:
         v_alpha = dm + dm
         v_alpha -= d
         v_alpha += beta_a
-        tcw = t_lr[:, 0] ^ t_lr[:, 1]
+        tcw &= ONE
         tcw ^= a
-        tcw ^= left_one  # (side, C)
+        tcw ^= left_one
         t_cw |= tcw << shift
         tcw_keep = tcw[0] ^ ((tcw[0] ^ tcw[1]) & a)
-        t_keep = t_lr[0] ^ ((t_lr[0] ^ t_lr[1]) & a)
-        s = g[0] ^ flip  # keep = left ^ flip
+        np.bitwise_xor(g[0], flip, out=s)  # keep = left ^ flip
+        t_keep = s[:, :, 0] & ONE
         s ^= s_cw & _dup(np.negative(t))
+        s[:, :, 0] &= CLEAR_LSB
         t &= tcw_keep
         t ^= t_keep
     conv = _convert(mmo, s, width)  # (party, C, w)
