@@ -209,10 +209,12 @@ class SeededMaterial:
         )
 
     def _xor_all(self, op: Op, purpose: int, shape: tuple[int, ...], skip_last: bool = False) -> np.ndarray:
-        total = np.zeros(shape, dtype=np.uint64)
-        for name in self.compute:
-            if not (skip_last and name == self.last):
-                total ^= self._stream(name, op, purpose, shape)
+        names = [name for name in self.compute if not (skip_last and name == self.last)]
+        if not names:
+            return np.zeros(shape, dtype=np.uint64)
+        total = self._stream(names[0], op, purpose, shape)
+        for name in names[1:]:
+            total ^= self._stream(name, op, purpose, shape)
         return total
 
     # -- derivation ---------------------------------------------------------------------------------
@@ -220,10 +222,13 @@ class SeededMaterial:
         return self._prg[name].ring(shape, op.id, purpose)
 
     def _sum(self, op: Op, purpose: int, shape: tuple[int, ...], skip_last: bool = False) -> np.ndarray:
-        total = np.zeros(shape, dtype=np.uint64)
-        for name in self.compute:
-            if not (skip_last and name == self.last):
-                total += self._stream(name, op, purpose, shape)
+        """Sum of the parties' streams, accumulated into the first (PRG arrays are fresh and writable)."""
+        names = [name for name in self.compute if not (skip_last and name == self.last)]
+        if not names:
+            return np.zeros(shape, dtype=np.uint64)
+        total = self._stream(names[0], op, purpose, shape)
+        for name in names[1:]:
+            total += self._stream(name, op, purpose, shape)
         return total
 
     def _own_part(self, op: Op, pa: int, pb: int, pc: int, shape_a: tuple[int, ...], shape_b: tuple[int, ...],
