@@ -260,10 +260,11 @@ def _eval_block(mmo: _Mmo, party: int, keys: DcfKeys, lo: int, hi: int, x: np.nd
         shift = np.uint64(bits - 1 - level)
         xb = (x >> shift) & ONE
         block[:] = s
-        block[:, :, 0] ^= tweaks
         block[0, :, 0] ^= xb  # the seed block of the chosen side: block 0 (left) or 1 (right)
-        if width != 1:
-            block[1:, :, 0] ^= xb * side  # the chosen side's payload blocks
+        if width == 1:
+            block[1, :, 0] ^= tweaks[1]  # one payload block holds both sides' words
+        else:
+            block[1:, :, 0] ^= tweaks[1:] + xb * side  # the chosen side's payload blocks: 2 + j (+ w/2)
         g = mmo(block, buf)
         tm = np.negative(t)
         if width == 1:

@@ -137,11 +137,11 @@ class SeededMaterial:
         if self._knows_all():
             r = self._sum(op, R, shape)
             roots = [self._stream(name, op, DCF_ROOT, (n, 2)) for name in self.compute]
-            # Off the event loop: sends of earlier chunks go on meanwhile, and numpy releases the GIL, so
-            # chunks dealt together are generated on several cores where the machine has them. Not at all
-            # once the run has failed: the chunks still queued would only delay the stop.
+            # Off the event loop: sends of earlier chunks go on meanwhile. Not at all once the run has
+            # failed, and abandoned between blocks of keys (dcf.BLOCK, ~30 ms each) if a peer fails meanwhile.
             self.party.raise_if_failed()
-            keys0, _ = await asyncio.to_thread(dcf.gen, r & LOW63, spec.payload(r), DCF_BITS, roots[0], roots[1])
+            keys0, _ = await asyncio.to_thread(dcf.gen, r & LOW63, spec.payload(r), DCF_BITS, roots[0], roots[1],
+                                               self.party.raise_if_failed)
             words = keys0.correction_words()
             first = self.compute[0]
             corr = [value - self._stream(first, op, DCF_DEALT + k, shape) for k, value in enumerate(spec.dealt(r))]
