@@ -159,12 +159,12 @@ def _gen_block(mmo: _Mmo, alpha: np.ndarray, beta: np.ndarray, bits: int, seeds:
     words into the given views.
 
     Invariant per level (Boyle et al., Fig. 1): on alpha's path the parties' seeds differ and their
-    control bits t0 ^ t1 = 1; off it seeds and bits are equal, so the subtree's outputs cancel. v_alpha
+    control bits t0 ^ t1 = 1 (so only t0 is kept); off it seeds and bits are equal, so the subtree's
+    outputs cancel. v_alpha
     is the difference of the payload sums the parties accumulated on the path so far."""
     width, n = beta.shape
     blocks = 2 + (1 if width == 1 else width)
-    t = np.zeros((2, n), dtype=np.uint64)
-    t[1] = 1
+    t0 = np.zeros(n, dtype=np.uint64)  # party 0's control bit on alpha's path; party 1's is t0 ^ 1
     v_alpha = np.zeros((width, n), dtype=np.uint64)
     x = np.empty((blocks, 2, n, 2), dtype=np.uint64)  # AES input: block j of every seed, s ^ j
     out = np.empty(x.size + 2, dtype=np.uint64)
@@ -201,7 +201,7 @@ def _gen_block(mmo: _Mmo, alpha: np.ndarray, beta: np.ndarray, bits: int, seeds:
         e = rd + dm
         e -= v_alpha
         e += beta_a
-        m1 = np.negative(t[1])  # (-1)^t1 * e = (e ^ m1) - m1
+        m1 = t0 - ONE  # -t1: (-1)^t1 * e = (e ^ m1) - m1
         e ^= m1
         np.subtract(e, m1, out=v_cws[level])
         v_alpha = dm + dm
@@ -213,14 +213,17 @@ def _gen_block(mmo: _Mmo, alpha: np.ndarray, beta: np.ndarray, bits: int, seeds:
         t_cw |= tcw << shift
         tcw_keep = tcw[0] ^ ((tcw[0] ^ tcw[1]) & a)
         np.bitwise_xor(g[0], flip, out=s)  # keep = left ^ flip
-        t_keep = s[:, :, 0] & ONE
-        s ^= s_cw & _dup(np.negative(t))
+        t_keep0 = s[0, :, 0] & ONE
+        corr = s_cw & _dup(np.negative(t0))  # the correction goes to the party whose bit is 1
+        s[0] ^= corr
+        corr ^= s_cw
+        s[1] ^= corr
         s[:, :, 0] &= CLEAR_LSB
-        t &= tcw_keep
-        t ^= t_keep
+        t0 &= tcw_keep
+        t0 ^= t_keep0
     conv = _convert(mmo, s, width)  # (party, C, w)
     e = conv[1].T - conv[0].T - v_alpha
-    m1 = np.negative(t[1])
+    m1 = t0 - ONE
     final[:] = (e ^ m1) - m1
 
 
