@@ -44,37 +44,53 @@ BLOCK = 8192
 
 @dataclass(frozen=True)
 class DcfKeys:
-    """A batch of N keys for one party: root seeds (N, 2) and the shared correction words.
+    """A batch of N keys for one party: root seeds (N, 2) and the correction words the parties share,
+    one flat uint64 array as it travels (so neither the dealer nor a party copies it):
 
-    s_cw (n, N, 2), v_cw (n, w, N), t_cw (2, N) with bit n - 1 - i of row 0 / 1 the left / right
+    s_cw (n, N, 2), then v_cw (n, w, N), t_cw (2, N) with bit n - 1 - i of row 0 / 1 the left / right
     control correction of level i, final (w, N).
     """
 
     bits: int
+    width: int
     seeds: np.ndarray
-    s_cw: np.ndarray
-    v_cw: np.ndarray
-    t_cw: np.ndarray
-    final: np.ndarray
+    words: np.ndarray
+
+    def __post_init__(self) -> None:
+        want = self.seeds.shape[0] * words_per_key(self.bits, self.width)
+        if self.words.size != want:
+            raise ValueError(f"DCF correction words: {self.words.size} words, expected {want}")
+
+    def _part(self, k: int) -> np.ndarray:
+        n, bits, width = self.seeds.shape[0], self.bits, self.width
+        sizes = [bits * n * 2, bits * width * n, 2 * n, width * n]
+        shapes = [(bits, n, 2), (bits, width, n), (2, n), (width, n)]
+        lo = sum(sizes[:k])
+        return self.words[lo:lo + sizes[k]].reshape(shapes[k])
 
     @property
-    def width(self) -> int:
-        return self.final.shape[0]
+    def s_cw(self) -> np.ndarray:
+        return self._part(0)
+
+    @property
+    def v_cw(self) -> np.ndarray:
+        return self._part(1)
+
+    @property
+    def t_cw(self) -> np.ndarray:
+        return self._part(2)
+
+    @property
+    def final(self) -> np.ndarray:
+        return self._part(3)
 
     def correction_words(self) -> np.ndarray:
-        """Everything but the root seed as one flat uint64 array for the wire, level-major so that
-        each level's correction words are contiguous when read back."""
-        return np.concatenate([self.s_cw.ravel(), self.v_cw.ravel(), self.t_cw.ravel(), self.final.ravel()])
+        """Everything but the root seed, as sent (level-major: each level's words are contiguous)."""
+        return self.words
 
     @staticmethod
     def from_words(bits: int, width: int, seeds: np.ndarray, words: np.ndarray) -> DcfKeys:
-        n = seeds.shape[0]
-        sizes = [bits * n * 2, bits * n * width, n * 2, n * width]
-        if words.size != sum(sizes):
-            raise ValueError(f"DCF correction words: {words.size} words, expected {sum(sizes)}")
-        parts = np.split(words, np.cumsum(sizes)[:-1])
-        return DcfKeys(bits, seeds, parts[0].reshape(bits, n, 2), parts[1].reshape(bits, width, n),
-                       parts[2].reshape(2, n), parts[3].reshape(width, n))
+        return DcfKeys(bits, width, seeds, words)
 
 
 def words_per_key(bits: int, width: int) -> int:
@@ -130,18 +146,20 @@ def _dup(v: np.ndarray) -> np.ndarray:
 
 
 def gen(alpha: np.ndarray, beta: np.ndarray, bits: int, seed0: np.ndarray, seed1: np.ndarray,
-        stop: Callable[[], None] | None = None) -> tuple[DcfKeys, DcfKeys]:
+        stop: Callable[[], None] | None = None, out: np.ndarray | None = None) -> tuple[DcfKeys, DcfKeys]:
     """Keys for f(x) = beta if x < alpha else 0. alpha (N,) < 2^bits, beta (N, w), seeds (N, 2) uint64.
 
-    Works in blocks of BLOCK keys; `stop()` is called between blocks and may raise to abandon the work."""
+    Works in blocks of BLOCK keys; `stop()` is called between blocks and may raise to abandon the work.
+    `out`, if given, is the flat uint64 array of N * words_per_key(bits, w) words to write the correction
+    words into (e.g. the front of a message buffer)."""
     alpha = np.asarray(alpha, dtype=np.uint64)
     beta_t = np.ascontiguousarray(np.asarray(beta, dtype=np.uint64).T)
     width, n_elems = beta_t.shape
     _payload_blocks(width)
-    s_cws = np.empty((bits, n_elems, 2), dtype=np.uint64)
-    v_cws = np.empty((bits, width, n_elems), dtype=np.uint64)
-    t_cw = np.zeros((2, n_elems), dtype=np.uint64)
-    final = np.empty((width, n_elems), dtype=np.uint64)
+    words = np.empty(n_elems * words_per_key(bits, width), dtype=np.uint64) if out is None else out
+    k0 = DcfKeys(bits, width, seed0.copy(), words)
+    s_cws, v_cws, t_cw, final = k0.s_cw, k0.v_cw, k0.t_cw, k0.final
+    t_cw[:] = 0
     mmo = _Mmo()
     for lo in range(0, n_elems, BLOCK):
         if stop is not None:
@@ -149,8 +167,7 @@ def gen(alpha: np.ndarray, beta: np.ndarray, bits: int, seed0: np.ndarray, seed1
         hi = min(n_elems, lo + BLOCK)
         _gen_block(mmo, alpha[lo:hi], beta_t[:, lo:hi], bits, np.stack([seed0[lo:hi], seed1[lo:hi]]),
                    s_cws[:, lo:hi], v_cws[:, :, lo:hi], t_cw[:, lo:hi], final[:, lo:hi])
-    return (DcfKeys(bits, seed0.copy(), s_cws, v_cws, t_cw, final),
-            DcfKeys(bits, seed1.copy(), s_cws, v_cws, t_cw, final))
+    return k0, DcfKeys(bits, width, seed1.copy(), words)
 
 
 def _gen_block(mmo: _Mmo, alpha: np.ndarray, beta: np.ndarray, bits: int, seeds: np.ndarray,
@@ -245,13 +262,14 @@ def eval_dcf(party: int, keys: DcfKeys, x: np.ndarray) -> np.ndarray:
 def _eval_block(mmo: _Mmo, party: int, keys: DcfKeys, lo: int, hi: int, x: np.ndarray, v: np.ndarray) -> None:
     """Keys lo:hi at x into v (w, C)."""
     width, bits = keys.width, keys.bits
+    s_cw, v_cw, t_cw, final = keys.s_cw, keys.v_cw, keys.t_cw, keys.final
     n = hi - lo
     s = keys.seeds[lo:hi].copy()
     s[:, 0] &= CLEAR_LSB
     t = np.full(n, party, dtype=np.uint64)
     v[:] = 0
     per_side = _payload_blocks(width)
-    t_left, t_right = keys.t_cw[0, lo:hi], keys.t_cw[1, lo:hi]
+    t_left, t_right = t_cw[0, lo:hi], t_cw[1, lo:hi]
     t_path = t_left ^ ((t_left ^ t_right) & x)  # bit n-1-level: the control correction of x's side
     tweaks = np.zeros(1 + per_side, dtype=np.uint64)
     tweaks[1:] = 2 + np.arange(per_side, dtype=np.uint64)
@@ -275,16 +293,16 @@ def _eval_block(mmo: _Mmo, party: int, keys: DcfKeys, lo: int, hi: int, x: np.nd
             v[0] += left ^ ((left ^ right) & np.negative(xb))
         else:
             v += g[1:].transpose(0, 2, 1).reshape(width, n)
-        v += keys.v_cw[level, :, lo:hi] & tm
+        v += v_cw[level, :, lo:hi] & tm
         t_child = g[0, :, 0] & ONE
         s = g[0]
         s[:, 0] &= CLEAR_LSB
-        s ^= keys.s_cw[level, lo:hi] & _dup(tm)
+        s ^= s_cw[level, lo:hi] & _dup(tm)
         s = s.copy()
         t &= t_path >> shift
         t ^= t_child
     conv = _convert(mmo, s, width)
     v += conv.T
-    v += keys.final[:, lo:hi] & np.negative(t)
+    v += final[:, lo:hi] & np.negative(t)
     if party == 1:
         np.negative(v, out=v)

@@ -140,12 +140,16 @@ class SeededMaterial:
             # Off the event loop: sends of earlier chunks go on meanwhile. Not at all once the run has
             # failed, and abandoned between blocks of keys (dcf.BLOCK, ~30 ms each) if a peer fails meanwhile.
             self.party.raise_if_failed()
-            keys0, _ = await asyncio.to_thread(dcf.gen, r & LOW63, spec.payload(r), DCF_BITS, roots[0], roots[1],
-                                               self.party.raise_if_failed)
-            words = keys0.correction_words()
+            # One buffer: the keys' words, then the last party's dealt corrections; the first party gets
+            # the front of it (a view), so the keys are never copied before they are sent.
+            last_words = np.empty(cw_words + spec.n_dealt * n, dtype=np.uint64)
+            words = last_words[:cw_words]
+            await asyncio.to_thread(dcf.gen, r & LOW63, spec.payload(r), DCF_BITS, roots[0], roots[1],
+                                    self.party.raise_if_failed, words)
             first = self.compute[0]
-            corr = [value - self._stream(first, op, DCF_DEALT + k, shape) for k, value in enumerate(spec.dealt(r))]
-            last_words = np.concatenate([words, *corr])
+            for k, value in enumerate(spec.dealt(r)):
+                np.subtract(value, self._stream(first, op, DCF_DEALT + k, shape),
+                            out=last_words[cw_words + k * n:cw_words + (k + 1) * n])
             if self.party.is_helper:
                 self.party.send(first, op, words, step=DEALER_STEP)
                 self.party.send(self.last, op, last_words, step=DEALER_STEP)
