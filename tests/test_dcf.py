@@ -145,3 +145,15 @@ def test_dcf_gates_at_ring_edges(make_topology) -> None:
     assert not bad.any(), (x_plain[bad], got[bad] - want[bad])
     np.testing.assert_array_equal(lt, (a < b).astype(np.int64))
     np.testing.assert_array_equal(eq, (a == b).astype(np.int64))
+
+
+def test_bench_helper_stays_idle_during_the_online_phase(make_topology) -> None:
+    """The bench program's helper moves on (to deal the next repeat, or to exit) only after every compute
+    party has finished the op's online phase, so its work cannot land in the measured online time."""
+    from parties.bench import bench
+
+    out = run_local(make_topology(2), lambda ctx: bench(ctx, ops="lt", n=2000, repeat=2, method="dcf"))
+    helper = out["helper"].value
+    banks = [out[name].value for name in ("bank_a", "bank_b")]
+    for rep, record in enumerate(helper):
+        assert record["t_resume"] >= max(b[rep]["t_end"] for b in banks)
