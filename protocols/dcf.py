@@ -207,8 +207,9 @@ def _gen_block(mmo: _Mmo, alpha: np.ndarray, beta: np.ndarray, bits: int, seeds:
         if width == 1:
             v_l, v_r = g[2, :, :, 0][:, None], g[2, :, :, 1][:, None]  # (party, 1, C)
         else:
-            words = g[2:].transpose(1, 2, 0, 3).reshape(2, n, 2 * width)
-            v_l, v_r = words[:, :, :width].transpose(0, 2, 1), words[:, :, width:].transpose(0, 2, 1)
+            half = width // 2  # blocks 2 .. 2 + w/2 hold the left words, then the right words
+            v_l = g[2:2 + half].transpose(1, 0, 3, 2).reshape(2, width, n)
+            v_r = g[2 + half:].transpose(1, 0, 3, 2).reshape(2, width, n)
         # party 1 minus party 0: d = (l1 - l0) - (r1 - r0); lose - keep = d if a else -d
         rd = v_r[1] - v_r[0]
         d = v_l[1] - v_l[0]
