@@ -99,6 +99,10 @@ class SeededMaterial:
         self.compute = party.compute_parties
         self.last = self.compute[-1]
         self._prg = {name: PRG(seed) for name, seed in seeds.items()}
+        # DCF chunks are generated one at a time, in the order dealt: the first is sent (and encrypted by
+        # the transport's thread, on another core) while the next is generated. Generated all at once,
+        # they would contend for the GIL (AES holds it) and all finish, and start sending, together.
+        self._gen_lock = asyncio.Lock()
 
     # -- the interface the protocols use -----------------------------------------------------------
     async def triple(self, op: Op, shape_a: tuple[int, ...], shape_b: tuple[int, ...], shape_c: tuple[int, ...],
@@ -144,8 +148,10 @@ class SeededMaterial:
             # the front of it (a view), so the keys are never copied before they are sent.
             last_words = np.empty(cw_words + spec.n_dealt * n, dtype=np.uint64)
             words = last_words[:cw_words]
-            await asyncio.to_thread(dcf.gen, r & LOW63, spec.payload(r), DCF_BITS, roots[0], roots[1],
-                                    self.party.raise_if_failed, words)
+            async with self._gen_lock:
+                self.party.raise_if_failed()
+                await asyncio.to_thread(dcf.gen, r & LOW63, spec.payload(r), DCF_BITS, roots[0], roots[1],
+                                        self.party.raise_if_failed, words)
             first = self.compute[0]
             for k, value in enumerate(spec.dealt(r)):
                 np.subtract(value, self._stream(first, op, DCF_DEALT + k, shape),
