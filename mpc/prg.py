@@ -35,8 +35,8 @@ class PRG:
         nonce = (op & (2**64 - 1)).to_bytes(8, "little") + purpose.to_bytes(4, "little") + bytes(4)
         enc = Cipher(self._algo, modes.CTR(nonce)).encryptor()
         out = np.empty(n + 2, dtype=np.uint64)  # update_into wants 15 spare bytes after the last block
-        zeros = memoryview(np.zeros(min(n, CHUNK_WORDS), dtype=np.uint64)).cast("B")
-        dest = memoryview(out).cast("B")
+        zeros = np.zeros(min(n, CHUNK_WORDS), dtype=np.uint64).data.cast("B")
+        dest = out.data.cast("B")
         for lo in range(0, n - n % CHUNK_WORDS, CHUNK_WORDS):
             enc.update_into(zeros, dest[8 * lo:8 * (lo + CHUNK_WORDS + 2)])
         tail = n % CHUNK_WORDS

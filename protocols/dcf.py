@@ -109,7 +109,7 @@ class _Mmo:
         (update_into wants 15 spare bytes). Returns a view of `out` shaped like x."""
         if x.size == 0:
             return x.copy()
-        self._enc.update_into(memoryview(x).cast("B"), memoryview(out).cast("B"))
+        self._enc.update_into(x.data.cast("B"), out.data.cast("B"))
         res = out[: x.size].reshape(x.shape)
         res ^= x
         return res

@@ -70,7 +70,10 @@ def run(n: int, width: int, repeat: int) -> dict[str, float]:
     seeds = random_ring((n, 2)), random_ring((n, 2))
     x = random_ring((n,)) >> np.uint64(1)
     chunks = [slice(lo, min(n, lo + DCF_CHUNK)) for lo in range(0, n, DCF_CHUNK)]
-    gen_t, eval_t, gen_cpu, eval_cpu = [], [], [], []
+    gen_t: list[float] = []
+    eval_t: list[float] = []
+    gen_cpu: list[float] = []
+    eval_cpu: list[float] = []
     for _ in range(repeat):
         times = np.zeros(4)
         for c in chunks:  # one chunk's keys alive at a time, as the dealer sends and drops them
@@ -82,7 +85,7 @@ def run(n: int, width: int, repeat: int) -> dict[str, float]:
             if not np.array_equal(y0 + dcf.eval_dcf(1, k1, x[c]), np.where((x[c] < alpha[c])[:, None], beta[c], 0)):
                 raise SystemExit("DCF output wrong: the benchmark measured a broken build")
         for acc, value in zip((gen_t, eval_t, gen_cpu, eval_cpu), times, strict=True):
-            acc.append(value)
+            acc.append(float(value))
     return {"n": n, "gen_keys_per_s": n / statistics.median(gen_t), "eval_per_s": n / statistics.median(eval_t),
             "gen_keys_per_cpu_s": n / statistics.median(gen_cpu), "eval_per_cpu_s": n / statistics.median(eval_cpu)}
 
