@@ -20,6 +20,11 @@ between blocks.
 Key size per element and party: n (16 + 8w) + 8w + 16 (control bits) bytes, plus a 16-byte root seed
 each party derives from its PRG seed; n = 63, w = 1: 1,536 B. Control bits are stored at bit position
 n - 1 - level, where x's bit for that level is, so evaluation selects all levels' bits in two passes.
+Not smaller: early termination and 1-bit outputs (~0.9 KB) yield XOR shares of the comparison bit, and the
+gates here need arithmetic shares in the same round; the 8-byte payload correction per level and word is
+what masks the difference of the parties' pseudorandom payload words, so it cannot be shortened.
+The construction (expansion, tweaks, corrections) is the one above; only the order of work and the
+layout of the words differ from a per-party implementation, so its security argument is unchanged.
 """
 
 from __future__ import annotations
@@ -33,9 +38,8 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 # A fixed, public AES key: the PRG's security rests on the seeds, as in fixed-key MMO constructions.
 _FIXED_KEY = bytes.fromhex("6d70632d6463662d66697865642d6b65")
 _AES = Cipher(algorithms.AES(_FIXED_KEY), modes.ECB())
-_TWEAKS = np.arange(64, dtype=np.uint64).repeat(2).reshape(64, 2) * np.array([1, 0], dtype=np.uint64)
-# distinct from every expansion tweak: their high word is 1
-_CONVERT_TWEAKS = _TWEAKS[:8] | np.array([0, 1], dtype=np.uint64)
+# Convert's tweaks (j, 1): distinct from every expansion tweak (j, 0), which is XORed into the low word.
+_CONVERT_TWEAKS = np.stack([np.arange(8, dtype=np.uint64), np.ones(8, dtype=np.uint64)], axis=1)
 ONE = np.uint64(1)
 CLEAR_LSB = np.uint64(0xFFFF_FFFF_FFFF_FFFE)
 # Keys per block of work: the working set (a few arrays of 2 x BLOCK x 3 AES blocks) stays in L2.
@@ -129,11 +133,6 @@ def _convert(mmo: _Mmo, seeds: np.ndarray, width: int) -> np.ndarray:
     x = seeds[..., None, :] ^ _CONVERT_TWEAKS[:blocks]
     out = mmo(x, np.empty(x.size + 2, dtype=np.uint64))
     return out.reshape(*seeds.shape[:-1], 2 * blocks)[..., :width]
-
-
-def _mask(bit: np.ndarray) -> np.ndarray:
-    """0/1 uint64 -> all-zero / all-one words, for branch-free selection."""
-    return np.negative(bit)
 
 
 def _dup(v: np.ndarray) -> np.ndarray:
