@@ -111,7 +111,8 @@ class SeededMaterial:
         if self._knows_all():
             a = self._sum(op, A, shape_a)
             b = self._sum(op, B, shape_b)
-            correction = product(a, b) - self._sum(op, C, shape_c, skip_last=True)
+            correction = product(a, b)
+            correction -= self._sum(op, C, shape_c, skip_last=True)
             mine = self._own_part(op, A, B, C, shape_a, shape_b, shape_c, last_c=correction)
             self._deliver(op, correction)
             return mine
@@ -124,8 +125,9 @@ class SeededMaterial:
             r = self._sum(op, R, shape)
             msb = np.right_shift(r, np.uint64(63))
             low = np.right_shift(r & np.uint64(2**63 - 1), np.uint64(frac_bits))
-            corr = np.stack([msb - self._sum(op, R_MSB, shape, skip_last=True),
-                             low - self._sum(op, R_LOW, shape, skip_last=True)])
+            corr = np.empty((2, *shape), dtype=np.uint64)
+            np.subtract(msb, self._sum(op, R_MSB, shape, skip_last=True), out=corr[0])
+            np.subtract(low, self._sum(op, R_LOW, shape, skip_last=True), out=corr[1])
             mine = self._own_trunc(op, shape, corr)
             self._deliver(op, corr)
             return mine
