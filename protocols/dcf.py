@@ -260,32 +260,32 @@ def eval_dcf(party: int, keys: DcfKeys, x: np.ndarray) -> np.ndarray:
 
 
 def _eval_block(mmo: _Mmo, party: int, keys: DcfKeys, lo: int, hi: int, x: np.ndarray, v: np.ndarray) -> None:
-    """Keys lo:hi at x into v (w, C)."""
+    """Keys lo:hi at x into v (w, C). The seeds live in the AES input itself (block 0, copied to the
+    payload blocks): each level writes the next seeds there, word by word, with no other copy."""
     width, bits = keys.width, keys.bits
     s_cw, v_cw, t_cw, final = keys.s_cw, keys.v_cw, keys.t_cw, keys.final
     n = hi - lo
-    s = keys.seeds[lo:hi].copy()
+    per_side = _payload_blocks(width)
+    block = np.empty((1 + per_side, n, 2), dtype=np.uint64)
+    buf = np.empty(block.size + 2, dtype=np.uint64)
+    s = block[0]
+    s[:] = keys.seeds[lo:hi]
     s[:, 0] &= CLEAR_LSB
     t = np.full(n, party, dtype=np.uint64)
     v[:] = 0
-    per_side = _payload_blocks(width)
     t_left, t_right = t_cw[0, lo:hi], t_cw[1, lo:hi]
     t_path = t_left ^ ((t_left ^ t_right) & x)  # bit n-1-level: the control correction of x's side
-    tweaks = np.zeros(1 + per_side, dtype=np.uint64)
-    tweaks[1:] = 2 + np.arange(per_side, dtype=np.uint64)
-    tweaks = tweaks[:, None]
-    block = np.empty((1 + per_side, n, 2), dtype=np.uint64)
-    buf = np.empty(block.size + 2, dtype=np.uint64)
+    tweaks = (2 + np.arange(per_side, dtype=np.uint64))[:, None]
     side = np.uint64(per_side)
     for level in range(bits):
         shift = np.uint64(bits - 1 - level)
         xb = (x >> shift) & ONE
-        block[:] = s
-        block[0, :, 0] ^= xb  # the seed block of the chosen side: block 0 (left) or 1 (right)
+        block[1:] = s
+        s[:, 0] ^= xb  # the seed block of the chosen side: tweak 0 (left) or 1 (right)
         if width == 1:
-            block[1, :, 0] ^= tweaks[1]  # one payload block holds both sides' words
+            block[1, :, 0] ^= tweaks[0]  # one payload block holds both sides' words
         else:
-            block[1:, :, 0] ^= tweaks[1:] + xb * side  # the chosen side's payload blocks: 2 + j (+ w/2)
+            block[1:, :, 0] ^= tweaks + xb * side  # the chosen side's payload blocks: 2 + j (+ w/2)
         g = mmo(block, buf)
         tm = np.negative(t)
         if width == 1:
@@ -294,11 +294,12 @@ def _eval_block(mmo: _Mmo, party: int, keys: DcfKeys, lo: int, hi: int, x: np.nd
         else:
             v += g[1:].transpose(0, 2, 1).reshape(width, n)
         v += v_cw[level, :, lo:hi] & tm
-        t_child = g[0, :, 0] & ONE
-        s = g[0]
-        s[:, 0] &= CLEAR_LSB
-        s ^= s_cw[level, lo:hi] & _dup(tm)
-        s = s.copy()
+        cw = s_cw[level, lo:hi]
+        child_low = g[0, :, 0]
+        t_child = child_low & ONE
+        child_low &= CLEAR_LSB
+        np.bitwise_xor(child_low, cw[:, 0] & tm, out=s[:, 0])
+        np.bitwise_xor(g[0, :, 1], cw[:, 1] & tm, out=s[:, 1])
         t &= t_path >> shift
         t ^= t_child
     conv = _convert(mmo, s, width)
