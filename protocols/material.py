@@ -14,6 +14,7 @@ Two implementations of one interface:
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from collections.abc import Callable
@@ -99,6 +100,10 @@ class SeededMaterial:
         self.last = self.compute[-1]
         self._prg = {name: PRG(seed) for name, seed in seeds.items()}
         self._dealing_dcf = False  # said once in the log: a long phase starts
+        # DCF chunks are generated one at a time, in the order dealt: the first is sent (and encrypted by
+        # the transport's thread, on another core) while the next is generated. Generated all at once,
+        # they would contend for the GIL (AES holds it) and all finish, and start sending, together.
+        self._gen_lock = asyncio.Lock()
 
     # -- the interface the protocols use -----------------------------------------------------------
     async def triple(self, op: Op, shape_a: tuple[int, ...], shape_b: tuple[int, ...], shape_c: tuple[int, ...],
@@ -107,7 +112,8 @@ class SeededMaterial:
         if self._knows_all():
             a = self._sum(op, A, shape_a)
             b = self._sum(op, B, shape_b)
-            correction = product(a, b) - self._sum(op, C, shape_c, skip_last=True)
+            correction = product(a, b)
+            correction -= self._sum(op, C, shape_c, skip_last=True)
             mine = self._own_part(op, A, B, C, shape_a, shape_b, shape_c, last_c=correction)
             self._deliver(op, correction)
             return mine
@@ -120,8 +126,9 @@ class SeededMaterial:
             r = self._sum(op, R, shape)
             msb = np.right_shift(r, np.uint64(63))
             low = np.right_shift(r & np.uint64(2**63 - 1), np.uint64(frac_bits))
-            corr = np.stack([msb - self._sum(op, R_MSB, shape, skip_last=True),
-                             low - self._sum(op, R_LOW, shape, skip_last=True)])
+            corr = np.empty((2, *shape), dtype=np.uint64)
+            np.subtract(msb, self._sum(op, R_MSB, shape, skip_last=True), out=corr[0])
+            np.subtract(low, self._sum(op, R_LOW, shape, skip_last=True), out=corr[1])
             mine = self._own_trunc(op, shape, corr)
             self._deliver(op, corr)
             return mine
@@ -140,15 +147,19 @@ class SeededMaterial:
             if not self._dealing_dcf:
                 self._dealing_dcf = True
                 log.info("%s: generating DCF keys in worker threads", self.party.name)
-            # In a worker thread: sends of earlier chunks go on meanwhile, and numpy releases the GIL, so
-            # chunks dealt together are generated on several cores where the machine has them. Once the run
-            # has stopped (a peer died), queued chunks never start and nobody waits for those under way.
-            keys0, _ = await self.party.run_in_worker(dcf.gen, r & LOW63, spec.payload(r), DCF_BITS, roots[0],
-                                                      roots[1])
-            words = keys0.correction_words()
+            # In a worker thread, one chunk at a time: sends of earlier chunks go on meanwhile. Once the run
+            # has stopped (a peer died), queued chunks never start, and one under way is abandoned between
+            # blocks of keys (dcf.BLOCK, ~30 ms each). One buffer: the keys' words, then the last party's dealt
+            # corrections; the first party gets the front of it (a view), so the keys are never copied.
+            last_words = np.empty(cw_words + spec.n_dealt * n, dtype=np.uint64)
+            words = last_words[:cw_words]
+            async with self._gen_lock:
+                await self.party.run_in_worker(dcf.gen, r & LOW63, spec.payload(r), DCF_BITS, roots[0], roots[1],
+                                               self.party.stop.check, words)
             first = self.compute[0]
-            corr = [value - self._stream(first, op, DCF_DEALT + k, shape) for k, value in enumerate(spec.dealt(r))]
-            last_words = np.concatenate([words, *corr])
+            for k, value in enumerate(spec.dealt(r)):
+                np.subtract(value, self._stream(first, op, DCF_DEALT + k, shape),
+                            out=last_words[cw_words + k * n:cw_words + (k + 1) * n])
             if self.party.is_helper:
                 self.party.send(first, op, words, step=DEALER_STEP)
                 self.party.send(self.last, op, last_words, step=DEALER_STEP)
@@ -212,10 +223,12 @@ class SeededMaterial:
         )
 
     def _xor_all(self, op: Op, purpose: int, shape: tuple[int, ...], skip_last: bool = False) -> np.ndarray:
-        total = np.zeros(shape, dtype=np.uint64)
-        for name in self.compute:
-            if not (skip_last and name == self.last):
-                total ^= self._stream(name, op, purpose, shape)
+        names = [name for name in self.compute if not (skip_last and name == self.last)]
+        if not names:
+            return np.zeros(shape, dtype=np.uint64)
+        total = self._stream(names[0], op, purpose, shape)
+        for name in names[1:]:
+            total ^= self._stream(name, op, purpose, shape)
         return total
 
     # -- derivation ---------------------------------------------------------------------------------
@@ -223,10 +236,13 @@ class SeededMaterial:
         return self._prg[name].ring(shape, op.id, purpose)
 
     def _sum(self, op: Op, purpose: int, shape: tuple[int, ...], skip_last: bool = False) -> np.ndarray:
-        total = np.zeros(shape, dtype=np.uint64)
-        for name in self.compute:
-            if not (skip_last and name == self.last):
-                total += self._stream(name, op, purpose, shape)
+        """Sum of the parties' streams, accumulated into the first (PRG arrays are fresh and writable)."""
+        names = [name for name in self.compute if not (skip_last and name == self.last)]
+        if not names:
+            return np.zeros(shape, dtype=np.uint64)
+        total = self._stream(names[0], op, purpose, shape)
+        for name in names[1:]:
+            total += self._stream(name, op, purpose, shape)
         return total
 
     def _own_part(self, op: Op, pa: int, pb: int, pc: int, shape_a: tuple[int, ...], shape_b: tuple[int, ...],
