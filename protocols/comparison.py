@@ -18,11 +18,12 @@ from protocols import arithmetic, binary, gates, truncation
 from protocols.core import Engine
 from protocols.shared import SharedArray, concatenate, constant
 
-# Cost model of `auto`: seconds per element of online compute and of dealer work, measured with
-# `mpc bench --op lt --n 100000` on this project's 2-vCPU machine (dcf: 0.27 s online, 2.10 s dealing;
-# bits: 0.061 s online, 0.081 s dealing), and bytes per element each party sends.
-DCF_S, DCF_DEALER_S, DCF_BYTES, DCF_ROUNDS = 2.7e-6, 21.0e-6, 8, 1
-BITS_S, BITS_DEALER_S, BITS_BYTES, BITS_ROUNDS = 0.6e-6, 0.8e-6, 208, 8
+# Cost model of `auto`: seconds per element of online compute and of dealer work, measured in one run of
+# `mpc bench --op lt --method dcf,bits --n 100000 --repeat 5` on this project's 2-vCPU machine (dcf:
+# 0.129 s online, 0.865 s dealing; bits: 0.090 s online, 0.059 s dealing), and bytes per element each
+# party sends. Crossover: dcf wins when 7 x latency > n x 8.5 us, i.e. below ~820 elements per ms one-way.
+DCF_S, DCF_DEALER_S, DCF_BYTES, DCF_ROUNDS = 1.3e-6, 8.7e-6, 8, 1
+BITS_S, BITS_DEALER_S, BITS_BYTES, BITS_ROUNDS = 0.9e-6, 0.6e-6, 208, 8
 
 
 def choose_method(ctx: Engine, n: int, method: str | None = None) -> Comparison:

@@ -33,7 +33,9 @@ Sharing = Literal["add", "xor"]
 Kind = Literal["random", "shared", "own", "public"]
 Env = dict[str, Any]
 """The dealer's view while it evaluates a spec: the value of every random/shared array, and for every
-`own` array the list of each compute party's draw (in the topology's order)."""
+`own` array the list of each compute party's draw (in the topology's order). env[STOP]() raises once the
+run has stopped: long work (DCF key generation) calls it between chunks."""
+STOP = "__stop__"
 
 
 @dataclass(frozen=True)

@@ -6,17 +6,30 @@ Gen(alpha, beta) gives two keys; Eval(b, key_b, x) gives additive shares (mod 2^
     f(x) = beta if x < alpha else 0,      x, alpha in [0, 2^n), beta in Z_2^64 ^ w.
 Both keys share the correction words; only the root seed differs.
 
-The tree is walked from the most significant bit, one level at a time for the whole batch: each level
+The tree is walked from the most significant bit, one level at a time for a block of keys: each level
 expands every seed with fixed-key AES in Matyas-Meyer-Oseas mode (G_j(s) = AES_k(s ^ j) ^ s ^ j, j the
-block index) in a single ECB call over the batch. Per level and element: 2 + w AES blocks (seed and
-control bit left and right, w payload words left and right); one more block at the leaf (Convert).
+block index; a correlation-robust hash with a public key, the seeds being the secrets) in a single ECB
+call over the block. Per level and element: 2 + w AES blocks (seed and control bit left and right, w
+payload words left and right; one block holds both words when w = 1); one more block at the leaf.
 
-Key size per element and party: 16 (root seed) + n (16 + 8w) + 8w + 16 (control bits) bytes;
-n = 63, w = 1: 1,552 B.
+Speed: keys are generated for both parties at once ((2, C, ...) arrays) in blocks of C keys small enough
+to stay in cache, with selections written as masks (x ^ ((x ^ y) & -bit)) rather than np.where, and AES
+through `update_into` on preallocated buffers. A block of keys is the unit of work, so a caller can stop
+between blocks.
+
+Key size per element and party: n (16 + 8w) + 8w + 16 (control bits) bytes, plus a 16-byte root seed
+each party derives from its PRG seed; n = 63, w = 1: 1,536 B. Control bits are stored at bit position
+n - 1 - level, where x's bit for that level is, so evaluation selects all levels' bits in two passes.
+Not smaller: early termination and 1-bit outputs (~0.9 KB) yield XOR shares of the comparison bit, and the
+gates here need arithmetic shares in the same round; the 8-byte payload correction per level and word is
+what masks the difference of the parties' pseudorandom payload words, so it cannot be shortened.
+The construction (expansion, tweaks, corrections) is the one above; only the order of work and the
+layout of the words differ from a per-party implementation, so its security argument is unchanged.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,62 +38,85 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 # A fixed, public AES key: the PRG's security rests on the seeds, as in fixed-key MMO constructions.
 _FIXED_KEY = bytes.fromhex("6d70632d6463662d66697865642d6b65")
 _AES = Cipher(algorithms.AES(_FIXED_KEY), modes.ECB())
-_TWEAKS = np.arange(64, dtype=np.uint64).repeat(2).reshape(64, 2) * np.array([1, 0], dtype=np.uint64)
-# distinct from every expansion tweak: their high word is 1
-_CONVERT_TWEAKS = _TWEAKS[:8] | np.array([0, 1], dtype=np.uint64)
+# Convert's tweaks (j, 1): distinct from every expansion tweak (j, 0), which is XORed into the low word.
+_CONVERT_TWEAKS = np.stack([np.arange(8, dtype=np.uint64), np.ones(8, dtype=np.uint64)], axis=1)
 ONE = np.uint64(1)
 CLEAR_LSB = np.uint64(0xFFFF_FFFF_FFFF_FFFE)
+# Keys per block of work: the working set (a few arrays of 2 x BLOCK x 3 AES blocks) stays in L2.
+BLOCK = 8192
 
 
 @dataclass(frozen=True)
 class DcfKeys:
-    """A batch of N keys for one party: root seeds (N, 2) and the shared correction words.
+    """A batch of N keys for one party: root seeds (N, 2) and the correction words the parties share,
+    one flat uint64 array as it travels (so neither the dealer nor a party copies it):
 
-    s_cw (n, N, 2), v_cw (n, N, w), t_cw (N, 2) with bit i of column 0 / 1 the left / right control
-    correction of level i, final (N, w).
+    s_cw (n, N, 2), then v_cw (n, w, N), t_cw (2, N) with bit n - 1 - i of row 0 / 1 the left / right
+    control correction of level i, final (w, N).
     """
 
     bits: int
+    width: int
     seeds: np.ndarray
-    s_cw: np.ndarray
-    v_cw: np.ndarray
-    t_cw: np.ndarray
-    final: np.ndarray
+    words: np.ndarray
+
+    def __post_init__(self) -> None:
+        want = self.seeds.shape[0] * words_per_key(self.bits, self.width)
+        if self.words.size != want:
+            raise ValueError(f"DCF correction words: {self.words.size} words, expected {want}")
+
+    def _part(self, k: int) -> np.ndarray:
+        n, bits, width = self.seeds.shape[0], self.bits, self.width
+        sizes = [bits * n * 2, bits * width * n, 2 * n, width * n]
+        shapes = [(bits, n, 2), (bits, width, n), (2, n), (width, n)]
+        lo = sum(sizes[:k])
+        return self.words[lo:lo + sizes[k]].reshape(shapes[k])
 
     @property
-    def width(self) -> int:
-        return self.final.shape[1]
+    def s_cw(self) -> np.ndarray:
+        return self._part(0)
+
+    @property
+    def v_cw(self) -> np.ndarray:
+        return self._part(1)
+
+    @property
+    def t_cw(self) -> np.ndarray:
+        return self._part(2)
+
+    @property
+    def final(self) -> np.ndarray:
+        return self._part(3)
 
     def correction_words(self) -> np.ndarray:
-        """Everything but the root seed as one flat uint64 array for the wire, level-major so that
-        each level's correction words are contiguous when read back."""
-        return np.concatenate([self.s_cw.ravel(), self.v_cw.ravel(), self.t_cw.ravel(), self.final.ravel()])
+        """Everything but the root seed, as sent (level-major: each level's words are contiguous)."""
+        return self.words
 
     @staticmethod
     def from_words(bits: int, width: int, seeds: np.ndarray, words: np.ndarray) -> DcfKeys:
-        n = seeds.shape[0]
-        sizes = [bits * n * 2, bits * n * width, n * 2, n * width]
-        if words.size != sum(sizes):
-            raise ValueError(f"DCF correction words: {words.size} words, expected {sum(sizes)}")
-        parts = np.split(words, np.cumsum(sizes)[:-1])
-        return DcfKeys(bits, seeds, parts[0].reshape(bits, n, 2), parts[1].reshape(bits, n, width),
-                       parts[2].reshape(n, 2), parts[3].reshape(n, width))
+        return DcfKeys(bits, width, seeds, words)
 
 
 def words_per_key(bits: int, width: int) -> int:
     return bits * (2 + width) + 2 + width
 
 
-def _aes_mmo(x: np.ndarray) -> np.ndarray:
-    """AES_k(x) ^ x for every 128-bit row of x (..., 2) uint64, in one ECB call, without extra copies."""
-    x = np.ascontiguousarray(x, dtype=np.uint64)
-    if x.size == 0:
-        return x.copy()
-    out = np.empty(x.size + 2, dtype=np.uint64)  # update_into wants 15 spare bytes
-    _AES.encryptor().update_into(memoryview(x).cast("B"), memoryview(out).cast("B"))
-    res = out[: x.size].reshape(x.shape)
-    res ^= x
-    return res
+class _Mmo:
+    """AES_k(x) ^ x over 128-bit rows through one reused ECB encryptor (ECB is stateless, so one
+    encryptor serves every call; one per thread, since an encryptor is not shared across threads)."""
+
+    def __init__(self) -> None:
+        self._enc = _AES.encryptor()
+
+    def __call__(self, x: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """x (..., 2) uint64 C-contiguous; `out` a flat uint64 buffer of at least x.size + 2 words
+        (update_into wants 15 spare bytes). Returns a view of `out` shaped like x."""
+        if x.size == 0:
+            return x.copy()
+        self._enc.update_into(x.data.cast("B"), out.data.cast("B"))
+        res = out[: x.size].reshape(x.shape)
+        res ^= x
+        return res
 
 
 def _payload_blocks(width: int) -> int:
@@ -90,125 +126,184 @@ def _payload_blocks(width: int) -> int:
     return 1 if width == 1 else width // 2
 
 
-def _expand(seeds: np.ndarray, width: int) -> tuple[np.ndarray, ...]:
-    """G(s) -> (s_L, t_L, s_R, t_R, v_L, v_R) for a batch of seeds (N, 2).
-
-    Blocks: 0 = left seed (its low bit the control bit), 1 = right seed, then the payload words: for
-    w = 1 one block (left word, right word), else w/2 blocks for the left words and w/2 for the right."""
-    blocks = 2 + (1 if width == 1 else width)
-    g = _aes_mmo(seeds[:, None, :] ^ _TWEAKS[:blocks])  # (N, blocks, 2)
-    s_left, s_right = g[:, 0].copy(), g[:, 1].copy()
-    t_left, t_right = s_left[:, 0] & ONE, s_right[:, 0] & ONE
-    s_left[:, 0] &= CLEAR_LSB
-    s_right[:, 0] &= CLEAR_LSB
-    words = g[:, 2:].reshape(len(seeds), 2 * (blocks - 2))
-    if width == 1:
-        return s_left, t_left, s_right, t_right, words[:, :1], words[:, 1:2]
-    return s_left, t_left, s_right, t_right, words[:, :width], words[:, width:2 * width]
-
-
-def _convert(seeds: np.ndarray, width: int) -> np.ndarray:
-    """Leaf seeds to w pseudorandom ring words (MMO blocks with tweaks distinct from the expansion's)."""
+def _convert(mmo: _Mmo, seeds: np.ndarray, width: int) -> np.ndarray:
+    """Leaf seeds (..., 2) to w pseudorandom ring words each (MMO blocks with tweaks distinct from the
+    expansion's)."""
     blocks = max(1, (width + 1) // 2)
-    tweaks = _CONVERT_TWEAKS[:blocks]
-    return _aes_mmo(seeds[:, None, :] ^ tweaks).reshape(len(seeds), 2 * blocks)[:, :width]
+    x = seeds[..., None, :] ^ _CONVERT_TWEAKS[:blocks]
+    out = mmo(x, np.empty(x.size + 2, dtype=np.uint64))
+    return out.reshape(*seeds.shape[:-1], 2 * blocks)[..., :width]
 
 
-def _bit(values: np.ndarray, bits: int, level: int) -> np.ndarray:
-    return (values >> np.uint64(bits - 1 - level)) & ONE
+def _dup(v: np.ndarray) -> np.ndarray:
+    """(..., n) -> (..., n, 2) with both words equal: a per-element mask for 128-bit rows, built by
+    two strided copies (broadcasting over a last axis of 2 is several times slower in numpy)."""
+    out = np.empty((*v.shape, 2), dtype=np.uint64)
+    out[..., 0] = v
+    out[..., 1] = v
+    return out
 
 
-def _neg_if(flag: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """(-1)^flag * v, row-wise; flag (N,) of 0/1 uint64, v (N, w)."""
-    return np.where(flag[:, None].astype(bool), np.negative(v), v)
+def gen(alpha: np.ndarray, beta: np.ndarray, bits: int, seed0: np.ndarray, seed1: np.ndarray,
+        stop: Callable[[], None] | None = None, out: np.ndarray | None = None) -> tuple[DcfKeys, DcfKeys]:
+    """Keys for f(x) = beta if x < alpha else 0. alpha (N,) < 2^bits, beta (N, w), seeds (N, 2) uint64.
 
-
-def gen(alpha: np.ndarray, beta: np.ndarray, bits: int, seed0: np.ndarray, seed1: np.ndarray) -> tuple[DcfKeys,
-                                                                                                        DcfKeys]:
-    """Keys for f(x) = beta if x < alpha else 0. alpha (N,) < 2^bits, beta (N, w), seeds (N, 2) uint64."""
+    Works in blocks of BLOCK keys; `stop()` is called between blocks and may raise to abandon the work.
+    `out`, if given, is the flat uint64 array of N * words_per_key(bits, w) words to write the correction
+    words into (e.g. the front of a message buffer)."""
     alpha = np.asarray(alpha, dtype=np.uint64)
-    beta = np.asarray(beta, dtype=np.uint64)
-    n_elems, width = beta.shape
-    s0 = seed0.copy()
-    s1 = seed1.copy()
-    s0[:, 0] &= CLEAR_LSB
-    s1[:, 0] &= CLEAR_LSB
-    t0 = np.zeros(n_elems, dtype=np.uint64)
-    t1 = np.ones(n_elems, dtype=np.uint64)
-    v_alpha = np.zeros((n_elems, width), dtype=np.uint64)
-    s_cws = np.empty((bits, n_elems, 2), dtype=np.uint64)
-    v_cws = np.empty((bits, n_elems, width), dtype=np.uint64)
-    t_cw = np.zeros((n_elems, 2), dtype=np.uint64)
+    beta_t = np.ascontiguousarray(np.asarray(beta, dtype=np.uint64).T)
+    width, n_elems = beta_t.shape
+    _payload_blocks(width)
+    words = np.empty(n_elems * words_per_key(bits, width), dtype=np.uint64) if out is None else out
+    k0 = DcfKeys(bits, width, seed0.copy(), words)
+    s_cws, v_cws, t_cw, final = k0.s_cw, k0.v_cw, k0.t_cw, k0.final
+    t_cw[:] = 0
+    mmo = _Mmo()
+    for lo in range(0, n_elems, BLOCK):
+        if stop is not None:
+            stop()
+        hi = min(n_elems, lo + BLOCK)
+        _gen_block(mmo, alpha[lo:hi], beta_t[:, lo:hi], bits, np.stack([seed0[lo:hi], seed1[lo:hi]]),
+                   s_cws[:, lo:hi], v_cws[:, :, lo:hi], t_cw[:, lo:hi], final[:, lo:hi])
+    return k0, DcfKeys(bits, width, seed1.copy(), words)
+
+
+def _gen_block(mmo: _Mmo, alpha: np.ndarray, beta: np.ndarray, bits: int, seeds: np.ndarray,
+               s_cws: np.ndarray, v_cws: np.ndarray, t_cw: np.ndarray, final: np.ndarray) -> None:
+    """One block of C keys, both parties together: seeds (2, C, 2), beta (w, C); writes the correction
+    words into the given views.
+
+    Invariant per level (Boyle et al., Fig. 1): on alpha's path the parties' seeds differ and their
+    control bits t0 ^ t1 = 1 (so only t0 is kept); off it seeds and bits are equal, so the subtree's
+    outputs cancel. v_alpha
+    is the difference of the payload sums the parties accumulated on the path so far."""
+    width, n = beta.shape
+    blocks = 2 + (1 if width == 1 else width)
+    t0 = np.zeros(n, dtype=np.uint64)  # party 0's control bit on alpha's path; party 1's is t0 ^ 1
+    v_alpha = np.zeros((width, n), dtype=np.uint64)
+    x = np.empty((blocks, 2, n, 2), dtype=np.uint64)  # AES input: block j of every seed, s ^ j
+    out = np.empty(x.size + 2, dtype=np.uint64)
+    s = x[0]  # the current seeds (LSB cleared), written in place each level
+    s[:] = seeds
+    s[:, :, 0] &= CLEAR_LSB
+    tweaks = np.arange(1, blocks, dtype=np.uint64)[:, None, None]
+    left_one = np.array([[1], [0]], dtype=np.uint64)  # the left control correction has a ^ 1
     for level in range(bits):
-        a = _bit(alpha, bits, level)
-        a_mask = a.astype(bool)
-        sL0, tL0, sR0, tR0, vL0, vR0 = _expand(s0, width)
-        sL1, tL1, sR1, tR1, vL1, vR1 = _expand(s1, width)
-        am2 = a_mask[:, None]
-        # alpha bit 0: keep left, lose right; alpha bit 1: keep right, lose left
-        s_lose0, s_lose1 = np.where(am2, sL0, sR0), np.where(am2, sL1, sR1)
-        s_keep0, s_keep1 = np.where(am2, sR0, sL0), np.where(am2, sR1, sL1)
-        v_lose0, v_lose1 = np.where(am2, vL0, vR0), np.where(am2, vL1, vR1)
-        v_keep0, v_keep1 = np.where(am2, vR0, vL0), np.where(am2, vR1, vL1)
-        s_cw = s_lose0 ^ s_lose1
-        v_cw = _neg_if(t1, v_lose1 - v_lose0 - v_alpha)
-        v_cw = np.where(am2, v_cw + _neg_if(t1, beta), v_cw)  # lose = left: beta goes to the left subtree
-        v_alpha = v_alpha - v_keep1 + v_keep0 + _neg_if(t1, v_cw)
-        tcw_left = tL0 ^ tL1 ^ a ^ ONE
-        tcw_right = tR0 ^ tR1 ^ a
-        tcw_keep = np.where(a_mask, tcw_right, tcw_left)
-        s_cws[level], v_cws[level] = s_cw, v_cw
-        t_cw[:, 0] |= tcw_left << np.uint64(level)
-        t_cw[:, 1] |= tcw_right << np.uint64(level)
-        keep_t0 = np.where(a_mask, tR0, tL0)
-        keep_t1 = np.where(a_mask, tR1, tL1)
-        s0 = s_keep0 ^ (s_cw * t0[:, None])
-        s1 = s_keep1 ^ (s_cw * t1[:, None])
-        t0 = keep_t0 ^ (t0 & tcw_keep)
-        t1 = keep_t1 ^ (t1 & tcw_keep)
-    final = _neg_if(t1, _convert(s1, width) - _convert(s0, width) - v_alpha)
-    k0 = DcfKeys(bits, seed0.copy(), s_cws, v_cws, t_cw, final)
-    k1 = DcfKeys(bits, seed1.copy(), s_cws, v_cws, t_cw, final)
-    return k0, k1
+        shift = np.uint64(bits - 1 - level)
+        a = (alpha >> shift) & ONE
+        am = np.negative(a)
+        x[1:] = s
+        x[1:, :, :, 0] ^= tweaks
+        g = mmo(x, out)  # g[0] / g[1] left / right seed with its control bit as LSB, g[2:] payload words
+        # lose = the child off alpha's path: right if a = 0, left if a = 1; keep = the other
+        flip = g[0] ^ g[1]
+        flip &= _dup(am)
+        s_lose = g[1] ^ flip
+        s_cw = np.bitwise_xor(s_lose[0], s_lose[1], out=s_cws[level])
+        s_cw[:, 0] &= CLEAR_LSB
+        tcw = g[:2, 0, :, 0] ^ g[:2, 1, :, 0]  # (side, C): t_side0 ^ t_side1 in the LSB
+        if width == 1:
+            v_l, v_r = g[2, :, :, 0][:, None], g[2, :, :, 1][:, None]  # (party, 1, C)
+        else:
+            half = width // 2  # blocks 2 .. 2 + w/2 hold the left words, then the right words
+            v_l = g[2:2 + half].transpose(1, 0, 3, 2).reshape(2, width, n)
+            v_r = g[2 + half:].transpose(1, 0, 3, 2).reshape(2, width, n)
+        # party 1 minus party 0: d = (l1 - l0) - (r1 - r0); lose - keep = d if a else -d
+        rd = v_r[1] - v_r[0]
+        d = v_l[1] - v_l[0]
+        d -= rd
+        dm = d & am
+        beta_a = beta & am  # the alpha-bit-1 case puts beta in the left (lose) subtree
+        e = rd + dm
+        e -= v_alpha
+        e += beta_a
+        m1 = t0 - ONE  # -t1: (-1)^t1 * e = (e ^ m1) - m1
+        e ^= m1
+        np.subtract(e, m1, out=v_cws[level])
+        v_alpha = dm + dm
+        v_alpha -= d
+        v_alpha += beta_a
+        tcw &= ONE
+        tcw ^= a
+        tcw ^= left_one
+        t_cw |= tcw << shift
+        tcw_keep = tcw[0] ^ ((tcw[0] ^ tcw[1]) & a)
+        np.bitwise_xor(g[0], flip, out=s)  # keep = left ^ flip
+        t_keep0 = s[0, :, 0] & ONE
+        corr = s_cw & _dup(np.negative(t0))  # the correction goes to the party whose bit is 1
+        s[0] ^= corr
+        corr ^= s_cw
+        s[1] ^= corr
+        s[:, :, 0] &= CLEAR_LSB
+        t0 &= tcw_keep
+        t0 ^= t_keep0
+    conv = _convert(mmo, s, width)  # (party, C, w)
+    e = conv[1].T - conv[0].T - v_alpha
+    m1 = t0 - ONE
+    final[:] = (e ^ m1) - m1
 
 
 def eval_dcf(party: int, keys: DcfKeys, x: np.ndarray) -> np.ndarray:
     """Party `party`'s (0 or 1) additive shares (N, w) of f(x) for public x (N,) < 2^bits.
 
-    Expands only the child on x's path: 2 AES blocks per level and element (the seed block of that
-    side, and the payload block), against 2 + w for a full expansion.
+    Expands only the child on x's path: 2 AES blocks per level and element for w = 1 (the seed block
+    of that side, and the payload block holding both sides' words), 1 + w / 2 otherwise.
     """
     x = np.asarray(x, dtype=np.uint64)
+    out = np.empty((keys.width, x.size), dtype=np.uint64)
+    mmo = _Mmo()
+    for lo in range(0, x.size, BLOCK):
+        hi = min(x.size, lo + BLOCK)
+        _eval_block(mmo, party, keys, lo, hi, x[lo:hi], out[:, lo:hi])
+    return out.T
+
+
+def _eval_block(mmo: _Mmo, party: int, keys: DcfKeys, lo: int, hi: int, x: np.ndarray, v: np.ndarray) -> None:
+    """Keys lo:hi at x into v (w, C). The seeds live in the AES input itself (block 0, copied to the
+    payload blocks): each level writes the next seeds there, word by word, with no other copy."""
     width, bits = keys.width, keys.bits
-    s = keys.seeds.copy()
-    s[:, 0] &= CLEAR_LSB
-    n_elems = s.shape[0]
-    t = np.full(n_elems, party, dtype=np.uint64)
-    v = np.zeros((n_elems, width), dtype=np.uint64)
+    s_cw, v_cw, t_cw, final = keys.s_cw, keys.v_cw, keys.t_cw, keys.final
+    n = hi - lo
     per_side = _payload_blocks(width)
-    block = np.empty((n_elems, 1 + per_side, 2), dtype=np.uint64)
-    t_left, t_right = keys.t_cw[:, 0], keys.t_cw[:, 1]
+    block = np.empty((1 + per_side, n, 2), dtype=np.uint64)
+    buf = np.empty(block.size + 2, dtype=np.uint64)
+    s = block[0]
+    s[:] = keys.seeds[lo:hi]
+    s[:, 0] &= CLEAR_LSB
+    t = np.full(n, party, dtype=np.uint64)
+    v[:] = 0
+    t_left, t_right = t_cw[0, lo:hi], t_cw[1, lo:hi]
+    t_path = t_left ^ ((t_left ^ t_right) & x)  # bit n-1-level: the control correction of x's side
+    tweaks = (2 + np.arange(per_side, dtype=np.uint64))[:, None]
+    side = np.uint64(per_side)
     for level in range(bits):
-        xb = _bit(x, bits, level)
-        right = xb.astype(bool)
-        block[:] = s[:, None, :]
-        block[:, 0, 0] ^= xb  # the seed block of the chosen side: block 0 (left) or 1 (right)
+        shift = np.uint64(bits - 1 - level)
+        xb = (x >> shift) & ONE
+        block[1:] = s
+        s[:, 0] ^= xb  # the seed block of the chosen side: tweak 0 (left) or 1 (right)
         if width == 1:
-            block[:, 1, 0] ^= np.uint64(2)  # one payload block holds both sides' words
+            block[1, :, 0] ^= tweaks[0]  # one payload block holds both sides' words
         else:
-            for j in range(per_side):  # the chosen side's payload blocks
-                block[:, 1 + j, 0] ^= np.uint64(2 + j) + xb * np.uint64(per_side)
-        g = _aes_mmo(block)
-        child = g[:, 0]
-        t_child = child[:, 0] & ONE
-        child[:, 0] &= CLEAR_LSB
+            block[1:, :, 0] ^= tweaks + xb * side  # the chosen side's payload blocks: 2 + j (+ w/2)
+        g = mmo(block, buf)
+        tm = np.negative(t)
         if width == 1:
-            payload = np.where(right[:, None], g[:, 1, 1:], g[:, 1, :1])
+            left, right = g[1, :, 0], g[1, :, 1]
+            v[0] += left ^ ((left ^ right) & np.negative(xb))
         else:
-            payload = g[:, 1:].reshape(n_elems, width)
-        tcw = (np.where(right, t_right, t_left) >> np.uint64(level)) & ONE
-        v += payload + keys.v_cw[level] * t[:, None]
-        s = child ^ (keys.s_cw[level] * t[:, None])
-        t = t_child ^ (t & tcw)
-    v += _convert(s, width) + keys.final * t[:, None]
-    return np.negative(v) if party == 1 else v
+            v += g[1:].transpose(0, 2, 1).reshape(width, n)
+        v += v_cw[level, :, lo:hi] & tm
+        cw = s_cw[level, lo:hi]
+        child_low = g[0, :, 0]
+        t_child = child_low & ONE
+        child_low &= CLEAR_LSB
+        np.bitwise_xor(child_low, cw[:, 0] & tm, out=s[:, 0])
+        np.bitwise_xor(g[0, :, 1], cw[:, 1] & tm, out=s[:, 1])
+        t &= t_path >> shift
+        t ^= t_child
+    conv = _convert(mmo, s, width)
+    v += conv.T
+    v += final[:, lo:hi] & np.negative(t)
+    if party == 1:
+        np.negative(v, out=v)

@@ -15,6 +15,7 @@ Providers (the `RandomnessProvider` interface of protocols/core.py):
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 
@@ -22,7 +23,7 @@ import numpy as np
 
 from mpc.prg import PRG, new_seed
 from mpc.runtime import Op, Party
-from protocols.core import Env, Item, Material, Spec
+from protocols.core import STOP, Env, Item, Material, Spec
 
 log = logging.getLogger("mpc.material")
 
@@ -39,6 +40,10 @@ class SeededProvider:
         self.last = self.compute[-1]
         self._prg = {name: PRG(seed) for name, seed in seeds.items()}
         self._said_heavy = False  # said once in the log: a long phase starts
+        # Heavy specs (DCF chunks) are evaluated one at a time, in the order dealt: the first is sent (and
+        # encrypted by the transport's thread, on another core) while the next is generated. All at once,
+        # they would contend for the GIL (AES holds it) and all finish, and start sending, together.
+        self._heavy_lock = asyncio.Lock()
 
     async def _evaluate_heavy(self, op: Op, spec: Spec) -> tuple[Env, np.ndarray, np.ndarray]:
         """A heavy spec (DCF keys) in a worker thread: sends of earlier material go on meanwhile, and numpy
@@ -47,29 +52,31 @@ class SeededProvider:
         if not self._said_heavy:
             self._said_heavy = True
             log.info("%s: generating DCF keys in worker threads", self.party.name)
-        return await self.party.run_in_worker(self.evaluate, op, spec)
+        async with self._heavy_lock:
+            return await self.party.run_in_worker(self.evaluate, op, spec)
 
     # -- derivation -----------------------------------------------------------------------------
     def _stream(self, name: str, op: Op, purpose: int, item: Item) -> np.ndarray:
         return self._prg[name].ring(item.shape, op.id, purpose)
 
     def _combine(self, op: Op, purpose: int, item: Item, skip_last: bool = False) -> np.ndarray:
-        """The sum (or XOR) of the compute parties' streams for an item."""
-        total = np.zeros(item.shape, dtype=np.uint64)
-        for name in self.compute:
-            if skip_last and name == self.last:
-                continue
-            part = self._stream(name, op, purpose, item)
+        """The sum (or XOR) of the compute parties' streams for an item, accumulated into the first stream
+        (PRG arrays are fresh and writable)."""
+        names = [name for name in self.compute if not (skip_last and name == self.last)]
+        if not names:
+            return np.zeros(item.shape, dtype=np.uint64)
+        total = self._stream(names[0], op, purpose, item)
+        for name in names[1:]:
             if item.sharing == "xor":
-                total ^= part
+                total ^= self._stream(name, op, purpose, item)
             else:
-                total += part
+                total += self._stream(name, op, purpose, item)
         return total
 
     def evaluate(self, op: Op, spec: Spec) -> tuple[Env, np.ndarray, np.ndarray]:
         """The dealer's work: the whole material (env), the last party's corrections and the public arrays
         (each flattened into one array, in spec order)."""
-        env: Env = {}
+        env: Env = {STOP: self.party.stop.check}
         corrections, public = [], []
         for purpose, item in enumerate(spec.items, start=1):
             if item.kind == "random":
@@ -86,7 +93,11 @@ class SeededProvider:
                     public.append(value.ravel())
                 else:
                     others = self._combine(op, purpose, item, skip_last=True)
-                    corrections.append((value ^ others if item.sharing == "xor" else value - others).ravel())
+                    if item.sharing == "xor":
+                        others ^= value
+                    else:
+                        np.subtract(value, others, out=others)
+                    corrections.append(others.ravel())
         return env, _flat(corrections), _flat(public)
 
     def own_material(self, op: Op, spec: Spec, corrections: np.ndarray | None, public: np.ndarray) -> Material:
