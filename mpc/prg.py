@@ -1,7 +1,7 @@
 """AES-CTR pseudo-random generator over Z_2^64 (cryptography). Seeds are shared per party pair.
 
 A stream is named by (op id, purpose): the helper and a compute party holding the same seed derive the
-same array for the same op without sending it (DESIGN section 4).
+same array for the same op without sending it (docs/ARCHITECTURE.md, "Correlated randomness").
 """
 
 from __future__ import annotations

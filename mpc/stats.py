@@ -1,7 +1,8 @@
 """Communication counters, always on: messages, bytes and rounds, per phase and per operation.
 
 Counted by the transport as messages are sent and consumed, never declared by a protocol. A round is
-measured as message depth (a Lamport-style clock, DESIGN section 5): a message carries its sender's
+measured as message depth (a Lamport-style clock; docs/ARCHITECTURE.md, "How rounds are counted"): a
+message carries its sender's
 depth and its receiver's value has depth max(own, sent + 1); a party's `rounds` is the deepest value it
 produced.
 """

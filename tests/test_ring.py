@@ -27,7 +27,7 @@ def test_fixed_round_trip_within_half_lsb(values: list[float], f: int) -> None:
 
 
 def test_negative_fixed_decodes_exactly() -> None:
-    # CrypTen decoded -2.99997 as -3.99997 (PROTOCOL-NOTES.md); two's complement must not.
+    # A sign-and-magnitude or floor-based decoder can read -2.99997 as -3.99997; two's complement must not.
     x = np.array([-2.99997, -1.0, -(2.0**-16), 0.0, 2.0**-16])
     np.testing.assert_allclose(decode_fixed(encode_fixed(x, 16), 16), x, atol=2.0**-17)
 
