@@ -62,3 +62,20 @@ def test_sealed_bid_auction(tmp_path: Path) -> None:
     for bank in bids:
         assert out[bank] == {"winner": winner, "winning_bid": bids[winner]}
     assert out["helper"] is None
+
+
+def test_credit_scoring_with_a_lenders_secret_model(tmp_path: Path) -> None:
+    from protocols.models import Model
+
+    out = launch(_config(tmp_path, "local-3banks-helper"), "examples/credit_scoring.py:credit_scoring",
+                 f"data_dir={DATA}")
+    model = Model.load(DATA / "credit_model.npz")
+    x = np.hstack([np.loadtxt(DATA / f"credit_{b}.csv", delimiter=",", skiprows=1, usecols=(1, 2, 3))
+                   for b in ("bank_a", "bank_b")])
+    scores = model.predict(x)
+    got = out["bank_a"]
+    assert isinstance(got, dict) and out["bank_b"] == got and out["bank_c"] is None and out["helper"] is None
+    decisions = np.array(got["decisions"])
+    clear = np.abs(scores - 0.5) > model.error_bound(float(np.abs(x).max()), 16)
+    assert clear.sum() > 40  # most applicants are far from the threshold
+    np.testing.assert_array_equal(decisions[clear], (scores >= 0.5)[clear].astype(int))
