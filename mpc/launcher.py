@@ -1,6 +1,6 @@
 """Start every party of a topology as its own OS process on this host and supervise them.
 
-Each child is `python -m mpc run CONFIG --party NAME --json`; its log lines are forwarded prefixed with
+Each child is `python -m parties run CONFIG --party NAME --json`; its log lines are forwarded prefixed with
 its name, its JSON result (or failure) is collected from stdout, its final `error:` line kept for the
 launch's summary (one line per party, the root cause first). If a child fails, the others are given
 SETTLE_S to notice and stop by themselves (naming the party that failed); any still running are then
@@ -26,6 +26,9 @@ GRACE_S = 5.0
 # 0.5 s) and stops within two more: this long the launcher lets it stop by itself, naming the cause.
 SETTLE_S = 4.0
 ERROR_PREFIX = "error: "
+# How a party process is started: the composition root's entry point (parties/__main__.py). A command
+# line, not an import: this layer starts the CLI's `run` without depending on the layer above it.
+PARTY_COMMAND: tuple[str, ...] = (sys.executable, "-m", "parties")
 
 
 @dataclass
@@ -155,7 +158,7 @@ async def launch_async(config: str, names: Sequence[str], run_args: Sequence[str
     started: dict[str, asyncio.subprocess.Process] = {}
     tasks = {
         name: asyncio.create_task(_run_child(
-            name, [*(prefixes or {}).get(name, ()), sys.executable, "-m", "mpc", *global_args, "run", config,
+            name, [*(prefixes or {}).get(name, ()), *PARTY_COMMAND, *global_args, "run", config,
                    "--party", name, "--json", *run_args],
             width, sink, started))
         for name in names

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from mpc.cli import cli
+from parties.cli import cli
 from mpc.config import ConfigError, load_topology
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"

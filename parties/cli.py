@@ -1,6 +1,6 @@
-"""The `mpc` command line. Errors go to stderr with a non-zero exit and no traceback unless --debug.
-
-Higher layers (programs, demos, benchmarks) are imported inside the commands that need them.
+"""The `mpc` command line, the composition root: it wires the runtime (`mpc/`), the programs, the demos
+and the benchmarks together, so it sits in the top layer. Errors go to stderr with a non-zero exit and no
+traceback unless --debug. Heavy modules are imported inside the commands that need them (start-up time).
 """
 
 from __future__ import annotations
