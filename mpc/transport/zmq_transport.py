@@ -27,7 +27,6 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -39,6 +38,7 @@ from zmq.utils.monitor import parse_monitor_message
 from mpc.config import LinkParams, Topology
 from mpc.keys import CurveKeys
 from mpc.stats import Stats
+from mpc.transport.base import Message
 from mpc.transport.errors import PeerAborted, PeerError, PeerGone, PeerRefused, PeerTimeout, ProtocolViolation
 from mpc.transport.frames import (
     HEADER_SIZE,
@@ -69,14 +69,6 @@ MONITOR_EVENTS = (zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDS
 ROUTER_EVENTS = zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
 # What a received frame carries once checked: an array for data, the raw bytes for control frames.
 Body = np.ndarray | memoryview
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    """A received array and the logical depth (round) at which it is available to the receiver."""
-
-    array: np.ndarray
-    depth: int
 
 
 class _Link:
