@@ -27,6 +27,15 @@ def records() -> list[dict]:
     return json.loads(res.stdout)
 
 
+def test_arithmetic_ops_with_parties_as_processes() -> None:
+    """mul, matmul and trunc with every party a process on real sockets (their maths: test_arithmetic.py)."""
+    res = run("-m", "parties", "bench", "--op", "mul,matmul,trunc", "--n", "100", "--repeat", "1", "--json")
+    assert res.returncode == 0, res.stderr
+    got = {r["op"]: r for r in json.loads(res.stdout)}
+    assert set(got) == {"mul", "matmul", "trunc"}
+    assert all(r["correct"] and r["rounds"] == 1 for r in got.values()), got
+
+
 def test_bench_json_schema(records: list[dict]) -> None:
     assert len(records) == 4
     for r in records:
