@@ -10,13 +10,14 @@ stopped (SIGTERM, which makes a party abort cleanly, then SIGKILL after GRACE_S)
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TextIO
+
+from mpc.records import PartyRecord
 
 # One BLAS/OpenMP thread per party process: several parties share this machine's cores.
 CHILD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
@@ -35,7 +36,7 @@ PARTY_COMMAND: tuple[str, ...] = (sys.executable, "-m", "parties")
 class ChildResult:
     name: str
     returncode: int
-    output: dict[str, object] | None
+    output: PartyRecord | None
     stderr_tail: list[str] = field(default_factory=list)
     pid: int | None = None
     error: str | None = None  # the party's own final error line
@@ -43,13 +44,13 @@ class ChildResult:
 
     @property
     def ok(self) -> bool:
-        return self.returncode == 0 and self.output is not None and self.output.get("ok", True) is not False
+        return self.returncode == 0 and self.output is not None and self.output.ok
 
     @property
     def cause(self) -> str | None:
         """The peer this party's failure names as its cause, if it stopped because of a peer."""
-        cause = (self.output or {}).get("cause")
-        return cause if isinstance(cause, str) and cause != self.name else None
+        cause = self.output.cause if self.output is not None else None
+        return cause if cause != self.name else None
 
     def describe(self) -> str:
         """One line: what became of this party."""
@@ -126,8 +127,8 @@ async def _run_child(name: str, argv: list[str], width: int, sink: TextIO | None
     output = None
     if stdout.strip():
         try:
-            output = json.loads(stdout.decode().strip().splitlines()[-1])
-        except (json.JSONDecodeError, IndexError):
+            output = PartyRecord.from_json(stdout.decode().strip().splitlines()[-1])
+        except (ValueError, IndexError):  # json.JSONDecodeError is a ValueError
             output = None
     return ChildResult(name, code, output, tail, proc.pid, errors[-1] if errors else None)
 

@@ -120,7 +120,8 @@ def test_parties_running_different_code_stop_naming_the_difference(tmp_path: Pat
         code = PROGRAM.replace("* scale", "* scale * 2") if name == "bank_b" else PROGRAM
         (folder / "prog.py").write_text(code)
         procs[name] = subprocess.Popen(
-            [sys.executable, "-m", "parties", "run", str(topo), "--party", name, "--program", f"{folder}/prog.py:total"],
+            [sys.executable, "-m", "parties", "run", str(topo), "--party", name, "--program",
+             f"{folder}/prog.py:total"],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     errors = {}
     for name, p in procs.items():
