@@ -26,6 +26,7 @@ import yaml
 from mpc.config import Topology, localhost_topology
 from mpc.keys import with_ephemeral_keys
 from mpc.launcher import launch
+from mpc.settings import Comparison
 
 Record = dict[str, Any]
 
@@ -61,7 +62,7 @@ def write_topology(topo: Topology, path: Path) -> Path:
 
 
 def run_bench(topology: Topology, ops: Sequence[str], n: int, repeat: int, latencies: Sequence[float | None] = (None,),
-              bandwidth_mbps: float | None = None, method: str = "auto", debug: bool = False,
+              bandwidth_mbps: float | None = None, method: str = Comparison.AUTO, debug: bool = False,
               prefixes: Mapping[str, Sequence[str]] | None = None,
               on_progress: Callable[[float | None], None] | None = None) -> list[Record]:
     """Launch every party of `topology` on this host with the bench program, once per latency."""
@@ -78,7 +79,7 @@ def run_bench(topology: Topology, ops: Sequence[str], n: int, repeat: int, laten
         if failed:
             detail = "\n".join(f"{r.name} (exit {r.returncode}): " + "\n  ".join(r.stderr_tail[-5:]) for r in failed)
             raise RuntimeError(f"benchmark parties failed:\n{detail}")
-        per_party = {r.name: r.output["result"] for r in results if r.output is not None}
+        per_party = {r.name: r.output.result for r in results if r.output is not None}
         records += summarise(per_party, topo)
         if on_progress is not None:
             on_progress(latency)

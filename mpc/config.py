@@ -16,6 +16,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, ValidationError, field_validator
 
+from mpc.settings import Comparison, Truncation, check_parties
+
 Role = Literal["compute", "helper"]
 NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_\-]{0,31}$"
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
@@ -135,8 +137,8 @@ class Topology(_Strict):
     # saturated host (or a large frame in flight, which delays the answer to a ping) must not look dead.
     heartbeat_s: StrictFloat = Field(default=1.0, gt=0, le=600)
     heartbeat_timeout_s: StrictFloat = Field(default=15.0, gt=0, le=3600)
-    truncation: Literal["dealer", "local"] = "dealer"
-    comparison: Literal["auto", "dcf", "bits"] = "auto"
+    truncation: Truncation = Truncation.DEALER
+    comparison: Comparison = Comparison.AUTO
     insecure: StrictBool = False
     network: NetworkSpec = NetworkSpec()
 
@@ -178,8 +180,8 @@ class Topology(_Strict):
         return {
             "parties": ", ".join(f"{p.name} ({p.role})" for p in self.parties),
             "frac_bits": str(self.frac_bits),
-            "truncation": self.truncation,
-            "comparison": self.comparison,
+            "truncation": self.truncation.value,
+            "comparison": self.comparison.value,
         }
 
     # -- derived topologies --------------------------------------------------------------------
@@ -275,10 +277,10 @@ def _cross_checks(topo: Topology) -> list[str]:
         problems.append(f"parties: {', '.join(remote)} on non-local hosts but no keys: give every party a "
                         "public_key (mpc keys generate) so links are encrypted and authenticated, or set "
                         "`insecure: true` to run over plain TCP")
-    if topo.comparison == "dcf" and n_compute > 2:
-        problems.append("comparison: 'dcf' works with exactly two compute parties; use 'bits' or 'auto'")
-    if topo.truncation == "local" and n_compute > 2:
-        problems.append("truncation: 'local' share truncation is only sound for two compute parties; use 'dealer'")
+    for name, why in (("comparison", check_parties(n_compute, comparison=topo.comparison)),
+                      ("truncation", check_parties(n_compute, truncation=topo.truncation))):
+        if why is not None and n_compute > 1:  # one compute party: a warning already says nothing secure runs
+            problems.append(f"{name}: {why.removeprefix(name + ' ')}")
     return problems
 
 

@@ -1,6 +1,6 @@
 """Start every party of a topology as its own OS process on this host and supervise them.
 
-Each child is `python -m mpc run CONFIG --party NAME --json`; its log lines are forwarded prefixed with
+Each child is `python -m parties run CONFIG --party NAME --json`; its log lines are forwarded prefixed with
 its name, its JSON result (or failure) is collected from stdout, its final `error:` line kept for the
 launch's summary (one line per party, the root cause first). If a child fails, the others are given
 SETTLE_S to notice and stop by themselves (naming the party that failed); any still running are then
@@ -10,13 +10,14 @@ stopped (SIGTERM, which makes a party abort cleanly, then SIGKILL after GRACE_S)
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TextIO
+
+from mpc.records import PartyRecord
 
 # One BLAS/OpenMP thread per party process: several parties share this machine's cores.
 CHILD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
@@ -26,13 +27,16 @@ GRACE_S = 5.0
 # 0.5 s) and stops within two more: this long the launcher lets it stop by itself, naming the cause.
 SETTLE_S = 4.0
 ERROR_PREFIX = "error: "
+# How a party process is started: the composition root's entry point (parties/__main__.py). A command
+# line, not an import: this layer starts the CLI's `run` without depending on the layer above it.
+PARTY_COMMAND: tuple[str, ...] = (sys.executable, "-m", "parties")
 
 
 @dataclass
 class ChildResult:
     name: str
     returncode: int
-    output: dict[str, object] | None
+    output: PartyRecord | None
     stderr_tail: list[str] = field(default_factory=list)
     pid: int | None = None
     error: str | None = None  # the party's own final error line
@@ -40,13 +44,13 @@ class ChildResult:
 
     @property
     def ok(self) -> bool:
-        return self.returncode == 0 and self.output is not None and self.output.get("ok", True) is not False
+        return self.returncode == 0 and self.output is not None and self.output.ok
 
     @property
     def cause(self) -> str | None:
         """The peer this party's failure names as its cause, if it stopped because of a peer."""
-        cause = (self.output or {}).get("cause")
-        return cause if isinstance(cause, str) and cause != self.name else None
+        cause = self.output.cause if self.output is not None else None
+        return cause if cause != self.name else None
 
     def describe(self) -> str:
         """One line: what became of this party."""
@@ -123,8 +127,8 @@ async def _run_child(name: str, argv: list[str], width: int, sink: TextIO | None
     output = None
     if stdout.strip():
         try:
-            output = json.loads(stdout.decode().strip().splitlines()[-1])
-        except (json.JSONDecodeError, IndexError):
+            output = PartyRecord.from_json(stdout.decode().strip().splitlines()[-1])
+        except (ValueError, IndexError):  # json.JSONDecodeError is a ValueError
             output = None
     return ChildResult(name, code, output, tail, proc.pid, errors[-1] if errors else None)
 
@@ -155,7 +159,7 @@ async def launch_async(config: str, names: Sequence[str], run_args: Sequence[str
     started: dict[str, asyncio.subprocess.Process] = {}
     tasks = {
         name: asyncio.create_task(_run_child(
-            name, [*(prefixes or {}).get(name, ()), sys.executable, "-m", "mpc", *global_args, "run", config,
+            name, [*(prefixes or {}).get(name, ()), *PARTY_COMMAND, *global_args, "run", config,
                    "--party", name, "--json", *run_args],
             width, sink, started))
         for name in names

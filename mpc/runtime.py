@@ -26,7 +26,16 @@ from mpc.keys import CurveKeys
 from mpc.keys import ephemeral as ephemeral_keys
 from mpc.keys import load as load_keys
 from mpc.stats import Stats
-from mpc.transport import Message, PeerAborted, PeerError, PeerGone, ZmqTransport
+from mpc.transport import (
+    MemoryNetwork,
+    Message,
+    PeerAborted,
+    PeerError,
+    PeerGone,
+    Transport,
+    TransportKind,
+    ZmqTransport,
+)
 
 log = logging.getLogger("mpc.runtime")
 
@@ -77,7 +86,7 @@ class Op:
 class Party:
     """One party's context in a run: who it is, who the others are, and how to talk to them."""
 
-    def __init__(self, topology: Topology, name: str, transport: ZmqTransport, stats: Stats,
+    def __init__(self, topology: Topology, name: str, transport: Transport, stats: Stats,
                  stop: StopSignal | None = None):
         spec = topology.party(name)
         self.topology = topology
@@ -209,7 +218,7 @@ async def run_party(
     topology: Topology, name: str, program: Program[T], *, timeout_s: float | None = None,
     keys: CurveKeys | None = None, secret_key: str | None = None, setup: Mapping[str, str] | None = None,
 ) -> PartyOutcome:
-    """Run `program` as party `name`: connect, agree a session, run, say goodbye, close.
+    """Run `program` as party `name` over ZeroMQ: connect, agree a session, run, say goodbye, close.
 
     Links use CurveZMQ with `keys`, or with the topology's key files; without keys (an `insecure: true`
     or all-localhost topology) they are plain TCP and a warning says so. If the program raises, every
@@ -223,8 +232,19 @@ async def run_party(
         log.warning("%s: links are NOT encrypted or authenticated (no keys in topology %r)%s", name,
                     topology.name, "; insecure: true" if topology.insecure else "")
     stats = Stats()
-    agreement = {**topology.agreed_settings(), **(setup or {})}
-    transport = ZmqTransport(topology, name, stats, timeout_s=timeout_s, keys=keys, agreement=agreement)
+    transport = ZmqTransport(topology, name, stats, timeout_s=timeout_s, keys=keys,
+                             agreement=_agreement(topology, setup))
+    return await run_on(transport, topology, name, program, stats)
+
+
+def _agreement(topology: Topology, setup: Mapping[str, str] | None) -> dict[str, str]:
+    """What every party must share, compared at session start."""
+    return {**topology.agreed_settings(), **(setup or {})}
+
+
+async def run_on(transport: Transport, topology: Topology, name: str, program: Program[T],
+                 stats: Stats) -> PartyOutcome:
+    """Run `program` as party `name` on a transport not yet started; abort on any error, else goodbye."""
     stop = StopSignal()
     try:
         await transport.start()
@@ -244,7 +264,7 @@ async def run_party(
     return PartyOutcome(name, value, stats, wall, party.session_id)
 
 
-async def _until_failure(work: Awaitable[T], transport: ZmqTransport, stop: StopSignal) -> T:
+async def _until_failure(work: Awaitable[T], transport: Transport, stop: StopSignal) -> T:
     """Run the program, but stop it the moment the run fails, whatever it is doing: waits on peers fail
     by themselves; local work (dealing in worker threads) would not notice, so it is cancelled."""
     task = asyncio.ensure_future(work)
@@ -273,19 +293,29 @@ def _reason(name: str, exc: BaseException, failure: PeerError | None = None) -> 
 
 
 async def run_local_async(
-    topology: Topology, program: Program[T], *, timeout_s: float | None = None, curve: bool = True
+    topology: Topology, program: Program[T], *, timeout_s: float | None = None, curve: bool = True,
+    transport: TransportKind | str = TransportKind.ZMQ,
 ) -> dict[str, PartyOutcome]:
-    """Run every party of `topology` in this process and event loop, over real ZeroMQ sockets.
+    """Run every party of `topology` in this process and event loop.
 
-    A topology without key files gets ephemeral CURVE keys (encrypted links), unless `curve=False`."""
-    keys: dict[str, CurveKeys | None] = dict.fromkeys(topology.names)
-    if curve and all(p.public_key is None for p in topology.parties):
-        keys.update(ephemeral_keys(topology.names))
-    tasks = {
-        name: asyncio.create_task(run_party(topology, name, program, timeout_s=timeout_s, keys=keys[name]),
-                                  name=name)
-        for name in topology.names
-    }
+    `transport="zmq"` (the default): over real ZeroMQ sockets on the topology's ports; a topology without
+    key files gets ephemeral CURVE keys (encrypted links), unless `curve=False`. `transport="memory"`: no
+    sockets, messages handed over in this event loop (protocol tests; the same rounds and bytes)."""
+    kind = TransportKind(transport)
+    if kind is TransportKind.MEMORY:
+        network = MemoryNetwork(topology)
+        runs = {}
+        for name in topology.names:
+            stats = Stats()
+            link = network.transport(name, stats, timeout_s=timeout_s, agreement=_agreement(topology, None))
+            runs[name] = run_on(link, topology, name, program, stats)
+    else:
+        keys: dict[str, CurveKeys | None] = dict.fromkeys(topology.names)
+        if curve and all(p.public_key is None for p in topology.parties):
+            keys.update(ephemeral_keys(topology.names))
+        runs = {name: run_party(topology, name, program, timeout_s=timeout_s, keys=keys[name])
+                for name in topology.names}
+    tasks = {name: asyncio.create_task(run, name=name) for name, run in runs.items()}
     await asyncio.wait(tasks.values())
     errors = {name: exc for name, t in tasks.items() if (exc := t.exception()) is not None}
     if errors:
@@ -306,7 +336,8 @@ def _root_cause(errors: Mapping[str, BaseException]) -> str:
 
 
 def run_local(
-    topology: Topology, program: Program[T], *, timeout_s: float | None = None, curve: bool = True
+    topology: Topology, program: Program[T], *, timeout_s: float | None = None, curve: bool = True,
+    transport: TransportKind | str = TransportKind.ZMQ,
 ) -> dict[str, PartyOutcome]:
     """Synchronous `run_local_async`: returns each party's outcome, raises PartyFailed naming the party."""
-    return asyncio.run(run_local_async(topology, program, timeout_s=timeout_s, curve=curve))
+    return asyncio.run(run_local_async(topology, program, timeout_s=timeout_s, curve=curve, transport=transport))

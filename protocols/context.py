@@ -442,7 +442,9 @@ def secure(program: Callable[[Context], Awaitable[T]], *, dealer: str = "helper"
 
 
 def run_local(topology: Topology, program: Callable[[Context], Awaitable[T]], *, dealer: str = "helper",
-              timeout_s: float | None = None, curve: bool = True) -> dict[str, PartyOutcome]:
-    """Run a secure program on every party of `topology` in this process, over real sockets
-    (encrypted with ephemeral CURVE keys unless the topology has its own, or curve=False)."""
-    return asyncio.run(run_local_async(topology, secure(program, dealer=dealer), timeout_s=timeout_s, curve=curve))
+              timeout_s: float | None = None, curve: bool = True, transport: str = "zmq") -> dict[str, PartyOutcome]:
+    """Run a secure program on every party of `topology` in this process: over real sockets (encrypted
+    with ephemeral CURVE keys unless the topology has its own, or curve=False), or with transport="memory"
+    in one event loop without sockets (the same rounds and bytes; for tests of protocol maths)."""
+    return asyncio.run(run_local_async(topology, secure(program, dealer=dealer), timeout_s=timeout_s, curve=curve,
+                                       transport=transport))

@@ -1,16 +1,23 @@
-"""Secure arithmetic against numpy, with the parties on real sockets and the helper dealing."""
+"""Secure arithmetic against numpy on the in-memory transport, the helper dealing (with parties as processes:
+tests/test_bench_latency.py)."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 
 import numpy as np
 import pytest
 
 from mpc.transport.frames import HEADER_SIZE
-from protocols.context import Context, run_local
+from protocols import context
+from protocols.context import Context
 from protocols.core import Exchange
 from protocols.shared import SharedArray, resolved
+
+# Protocol maths on the in-memory transport (no sockets; the same rounds and bytes, tests/test_memory_transport.py);
+# every operation also runs with parties as processes in tests/test_cli_launch.py, test_comparison.py, test_fraud.py.
+run_local = functools.partial(context.run_local, transport="memory")
 
 RNG = np.random.default_rng(20261121)  # test data only; shares use the cryptographic PRG
 F = 16

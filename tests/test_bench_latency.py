@@ -21,10 +21,19 @@ def run(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def records() -> list[dict]:
-    res = run("-m", "mpc", "bench", "--op", "mul,lt", "--method", "bits", "--n", "1000", "--repeat", "2",
+    res = run("-m", "parties", "bench", "--op", "mul,lt", "--method", "bits", "--n", "1000", "--repeat", "2",
               "--latency-ms", "0,40", "--json")
     assert res.returncode == 0, res.stderr
     return json.loads(res.stdout)
+
+
+def test_arithmetic_ops_with_parties_as_processes() -> None:
+    """mul, matmul and trunc with every party a process on real sockets (their maths: test_arithmetic.py)."""
+    res = run("-m", "parties", "bench", "--op", "mul,matmul,trunc", "--n", "100", "--repeat", "1", "--json")
+    assert res.returncode == 0, res.stderr
+    got = {r["op"]: r for r in json.loads(res.stdout)}
+    assert set(got) == {"mul", "matmul", "trunc"}
+    assert all(r["correct"] and r["rounds"] == 1 for r in got.values()), got
 
 
 def test_bench_json_schema(records: list[dict]) -> None:
@@ -51,7 +60,7 @@ def test_wall_time_follows_rounds_times_latency(records: list[dict]) -> None:
 
 def test_bench_plot_renders(tmp_path: Path) -> None:
     png = tmp_path / "bench.png"
-    res = run("-m", "mpc", "bench", "--op", "mul", "--n", "100", "--repeat", "1", "--latency-ms", "0,5",
+    res = run("-m", "parties", "bench", "--op", "mul", "--n", "100", "--repeat", "1", "--latency-ms", "0,5",
               "--plot", str(png))
     assert res.returncode == 0, res.stderr
     assert png.stat().st_size > 10_000 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 import mpc.benchmark
-from mpc.cli import cli
+from parties.cli import cli
 
 
 def _no_bench(*args: Any, **kwargs: Any) -> list[dict[str, Any]]:

@@ -30,7 +30,7 @@ def _config(tmp_path: Path, name: str = "local-2banks-helper") -> Path:
 
 
 def mpc(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "mpc", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "parties", *args], capture_output=True, text=True,
                           timeout=timeout, cwd=ROOT)
 
 
@@ -113,7 +113,7 @@ def test_failing_party_stops_the_launch(tmp_path: Path) -> None:
 def test_a_killed_party_is_named_by_every_other_and_the_launch(tmp_path: Path) -> None:
     """bank_b killed while the helper deals 10^6 DCF keys: the others stop by themselves, within seconds,
     naming bank_b (not `interrupted`); the launcher never has to stop them."""
-    proc = subprocess.Popen([sys.executable, "-m", "mpc", "launch", str(_config(tmp_path)), "--program", "bench",
+    proc = subprocess.Popen([sys.executable, "-m", "parties", "launch", str(_config(tmp_path)), "--program", "bench",
                              "-p", "ops=lt", "-p", "n=1000000", "-p", "method=dcf", "-p", "repeat=1"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -146,7 +146,7 @@ def test_interrupted_launch_stops_every_party(tmp_path: Path, how: str) -> None:
     dealing = ["--program", "bench", "-p", "ops=lt", "-p", "n=1000000", "-p", "method=dcf", "-p", "repeat=1"]
     pingpong = ["--program", "pingpong", "-p", "steps=2000", "--latency-ms", "20"]
     program = dealing if how == "sigterm-while-dealing" else pingpong
-    proc = subprocess.Popen([sys.executable, "-m", "mpc", "launch", str(config), *program], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "parties", "launch", str(config), *program], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     assert proc.stderr is not None
     started = 0
@@ -176,7 +176,7 @@ def test_leftover_tasks_failing_as_they_are_cancelled_print_no_traceback(capsys:
     import asyncio
     import logging
 
-    from mpc.cli import _run_party_process
+    from parties.cli import _run_party_process
 
     async def stubborn() -> None:
         try:

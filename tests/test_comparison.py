@@ -1,14 +1,22 @@
-"""Comparisons, ReLU and selection against numpy, both methods, parties on real sockets."""
+"""Comparisons, ReLU and selection against numpy, both methods, on the in-memory transport (with parties as
+processes: test_every_comparison_op_with_parties_as_processes)."""
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 import pytest
 
 from mpc.prg import random_ring
-from protocols.context import Context, run_local
+from protocols import context
+from protocols.context import Context
 from protocols.dcf import DcfKeys, eval_dcf, gen
 from tests.test_arithmetic import depths, rounds_of, share
+
+# Protocol maths on the in-memory transport (no sockets; the same rounds and bytes, tests/test_memory_transport.py);
+# every operation also runs with parties as processes in tests/test_cli_launch.py, test_comparison.py, test_fraud.py.
+run_local = functools.partial(context.run_local, transport="memory")
 
 RNG = np.random.default_rng(4)
 F = 16
@@ -354,7 +362,7 @@ def test_every_comparison_op_with_parties_as_processes() -> None:
     import sys
     from pathlib import Path
 
-    res = subprocess.run([sys.executable, "-m", "mpc", "bench", "--op", "lt,eq,relu,max", "--method", "dcf,bits",
+    res = subprocess.run([sys.executable, "-m", "parties", "bench", "--op", "lt,eq,relu,max", "--method", "dcf,bits",
                           "--n", "300", "--repeat", "1", "--json"], capture_output=True, text=True, timeout=240,
                          cwd=Path(__file__).resolve().parent.parent)
     assert res.returncode == 0, res.stderr

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from mpc.cli import cli
 from mpc.config import ConfigError, load_topology
+from parties.cli import cli
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 

@@ -27,7 +27,7 @@ def _config(tmp_path: Path, name: str) -> Path:
 
 
 def launch(config: Path, program: str, *params: str) -> dict[str, object]:
-    args = [sys.executable, "-m", "mpc", "launch", str(config), "--program", program, "--json"]
+    args = [sys.executable, "-m", "parties", "launch", str(config), "--program", program, "--json"]
     for p in params:
         args += ["-p", p]
     res = subprocess.run(args, capture_output=True, text=True, timeout=120, cwd=ROOT)

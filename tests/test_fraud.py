@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def mpc(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "mpc", *args], capture_output=True, text=True, timeout=timeout,
+    return subprocess.run([sys.executable, "-m", "parties", *args], capture_output=True, text=True, timeout=timeout,
                           cwd=ROOT)
 
 
@@ -310,7 +310,7 @@ def test_the_multi_host_steps_of_the_readme(small_data: Path, tmp_path: Path) ->
         for f in files:
             (own / f).write_text((small_data / f).read_text())
         procs[name] = subprocess.Popen(
-            [sys.executable, "-m", "mpc", "run", str(topology), "--party", name, "--secret-key",
+            [sys.executable, "-m", "parties", "run", str(topology), "--party", name, "--secret-key",
              str(tmp_path / "keys" / f"{name}.key_secret"), "--program", "fraud", "-p", f"data_dir={own}", "--json"],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     out = {}

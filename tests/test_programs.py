@@ -50,7 +50,7 @@ def _topology(tmp_path: Path) -> Path:
 
 
 def mpc(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "mpc", *args], capture_output=True, text=True, timeout=90, cwd=cwd)
+    return subprocess.run([sys.executable, "-m", "parties", *args], capture_output=True, text=True, timeout=90, cwd=cwd)
 
 
 def test_parameters_are_typed_by_annotation_and_checked(tmp_path: Path) -> None:
@@ -120,7 +120,8 @@ def test_parties_running_different_code_stop_naming_the_difference(tmp_path: Pat
         code = PROGRAM.replace("* scale", "* scale * 2") if name == "bank_b" else PROGRAM
         (folder / "prog.py").write_text(code)
         procs[name] = subprocess.Popen(
-            [sys.executable, "-m", "mpc", "run", str(topo), "--party", name, "--program", f"{folder}/prog.py:total"],
+            [sys.executable, "-m", "parties", "run", str(topo), "--party", name, "--program",
+             f"{folder}/prog.py:total"],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     errors = {}
     for name, p in procs.items():

@@ -154,7 +154,7 @@ def start_parties(config: Path, *args: str, names: tuple[str, ...] = ("bank_a", 
                   ready: str = "started with") -> dict[str, subprocess.Popen[str]]:
     """One `mpc run` process per party; returns once every party has its session (its log says so), and
     the helper has logged `ready`."""
-    procs = {name: subprocess.Popen([sys.executable, "-m", "mpc", "run", str(config), "--party", name, *args],
+    procs = {name: subprocess.Popen([sys.executable, "-m", "parties", "run", str(config), "--party", name, *args],
                                     cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for name in names}
     for name, proc in procs.items():
@@ -219,7 +219,7 @@ def test_a_secret_key_that_is_not_the_partys_own_is_refused_at_start(tmp_path: P
     with pytest.raises(ConfigError, match="this secret key is not bank_a's"):
         mpc_keys.load(cfg, "bank_a", cfg.party("bank_b").secret_key)
     t0 = time.monotonic()
-    res = subprocess.run([sys.executable, "-m", "mpc", "run", str(config), "--party", "bank_a", "--secret-key",
+    res = subprocess.run([sys.executable, "-m", "parties", "run", str(config), "--party", "bank_a", "--secret-key",
                           str(cfg.party("bank_b").secret_key)], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert res.returncode == 1 and time.monotonic() - t0 < 8  # at start, not after the 10 s timeout
     assert res.stderr.strip().splitlines() == [
@@ -245,7 +245,7 @@ def test_a_private_value_in_an_error_never_reaches_another_party(tmp_path: Path)
     fields[3] = PLANTED  # row 5, column amount
     lines[4] = ",".join(fields)
     bank_a_csv.write_text("\n".join(lines) + "\n")
-    res = subprocess.run([sys.executable, "-m", "mpc", "launch", str(keyed_config(tmp_path)), "--program", "fraud",
+    res = subprocess.run([sys.executable, "-m", "parties", "launch", str(keyed_config(tmp_path)), "--program", "fraud",
                           "-p", f"data_dir={directory}", "--json"], cwd=ROOT, capture_output=True, text=True,
                          timeout=120)
     assert res.returncode == 1, res.stderr
@@ -263,7 +263,7 @@ def test_a_party_paused_for_longer_than_the_old_heartbeat_limit_is_waited_for(tm
     (SIGSTOP, then SIGCONT) does not stop the run. The old fixed limit, 3 x 0.8 s here, did."""
     config = keyed_config(tmp_path, ("bank_a", "bank_b"))
     procs = {
-        name: subprocess.Popen([sys.executable, "-m", "mpc", "run", str(config), "--party", name, "--program",
+        name: subprocess.Popen([sys.executable, "-m", "parties", "run", str(config), "--party", name, "--program",
                                 "pingpong", "-p", "steps=400", "--latency-ms", "10", "--timeout-s", "8"],
                                cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for name in ("bank_a", "bank_b")

@@ -148,3 +148,17 @@ def split_frames(buf: memoryview, max_payload: int) -> Iterator[tuple[Header, me
         if offset > len(buf):
             raise FrameError(f"payload has {len(buf) - start} bytes, header claims {header.payload_size}")
         yield header, buf[start:offset]
+
+
+def pack(sizes: list[int], limit: int) -> list[int]:
+    """How many consecutive frames of these byte sizes go in each message: many small frames share one,
+    none grows past `limit` (one maximal frame, what the receiving socket admits), a large one goes alone."""
+    counts: list[int] = []
+    size = limit + 1
+    for nbytes in sizes:
+        if size + nbytes > limit:
+            counts.append(0)
+            size = 0
+        counts[-1] += 1
+        size += nbytes
+    return counts

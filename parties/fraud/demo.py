@@ -74,7 +74,7 @@ def run(opts: DemoOptions) -> dict[str, Any]:
         detail = "\n".join(f"{r.name} (exit {r.returncode}): " + "\n  ".join(r.stderr_tail[-4:]) for r in failed)
         raise DemoError(f"a party failed:\n{detail}")
     say("report", "checking the flags against the same pipeline in plain numpy")
-    outputs = {r.name: r.output["result"] for r in results if r.output is not None}
+    outputs = {r.name: r.output.result for r in results if r.output is not None}
     report = _report(opts, topo, dataset, outputs)
     report["source"] = source
     report["end_to_end_s"] = time.perf_counter() - t0

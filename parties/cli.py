@@ -1,6 +1,6 @@
-"""The `mpc` command line. Errors go to stderr with a non-zero exit and no traceback unless --debug.
-
-Higher layers (programs, demos, benchmarks) are imported inside the commands that need them.
+"""The `mpc` command line, the composition root: it wires the runtime (`mpc/`), the programs, the demos
+and the benchmarks together, so it sits in the top layer. Errors go to stderr with a non-zero exit and no
+traceback unless --debug. Heavy modules are imported inside the commands that need them (start-up time).
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from typing import Any, TypeVar
 import click
 
 from mpc.config import ConfigError, Topology, latency_problems, load_topology, topology_warnings
+from mpc.records import PartyRecord
+from mpc.settings import Comparison, choices
 
 EXIT_CONFIG = 2
 T = TypeVar("T")
@@ -166,24 +168,24 @@ def run(ctx: click.Context, config: str, party_name: str, program: str, params: 
             outcome = _run_party_process(main, ctx.obj["debug"])
         except BaseException as exc:
             if as_json:  # the launcher reads who failed, and because of whom, from here
-                click.echo(json.dumps(_failure_record(party_name, role, exc)))
+                click.echo(_failure_record(party_name, role, exc).to_json())
             if isinstance(exc, asyncio.CancelledError):
                 raise CliError(f"{party_name}: interrupted") from None
             raise
-    summary = {"role": role, **outcome.summary(), "result": outcome.value}
+    record = PartyRecord(party_name, role, result=outcome.value, counters=outcome.summary())
     if as_json:
-        click.echo(json.dumps(summary, default=_jsonable))
+        click.echo(record.to_json(default=_jsonable))
     else:
-        _print_launch_table({"program": program, "config": config, "parties": [summary]})
+        _print_launch_table({"program": program, "config": config, "parties": [record.to_dict()]})
 
 
-def _failure_record(name: str, role: str, exc: BaseException) -> dict[str, Any]:
+def _failure_record(name: str, role: str, exc: BaseException) -> PartyRecord:
     """A failed party's JSON line: the error and the peer it names as the cause (None: its own error)."""
     from mpc.transport import PeerError
 
-    return {"name": name, "role": role, "ok": False, "error_class": type(exc).__name__,
-            "error": "interrupted" if isinstance(exc, asyncio.CancelledError) else str(exc),
-            "cause": exc.peer if isinstance(exc, PeerError) else None}
+    return PartyRecord(name, role, ok=False, error_class=type(exc).__name__,
+                       error="interrupted" if isinstance(exc, asyncio.CancelledError) else str(exc),
+                       cause=exc.peer if isinstance(exc, PeerError) else None)
 
 
 def _run_party_process(main: Callable[[], Awaitable[T]], debug: bool) -> T:
@@ -307,7 +309,8 @@ def launch(ctx: click.Context, config: str, program: str, params: tuple[str, ...
         path = str(Path(config)) if keyed is topo else str(write_topology(keyed, Path(tmp) / "topology.yaml"))
         results = launch_all(path, topo.names, args, global_args=global_args)
     failed = [r for r in results if not r.ok]
-    parties: list[dict[str, Any]] = [{"name": r.name, "exit_code": r.returncode, "pid": r.pid, **(r.output or {}),
+    parties: list[dict[str, Any]] = [{"name": r.name, "exit_code": r.returncode, "pid": r.pid,
+                                      **(r.output.to_dict() if r.output else {}),
                 **({"status": r.describe()} if failed else {})} for r in results]
     report = {
         "ok": not failed,
@@ -371,8 +374,8 @@ def bench(ctx: click.Context, config: str | None, ops: str, methods: str, n: int
     if unknown:
         raise click.BadParameter(f"unknown op(s) {', '.join(unknown)}; known: {', '.join(OPS)}", param_hint="--op")
     method_list = [m.strip() for m in methods.split(",") if m.strip()]
-    if not method_list or any(m not in ("auto", "dcf", "bits") for m in method_list):
-        raise click.BadParameter(f"expected auto, dcf or bits (comma-separated), got {methods!r}",
+    if not method_list or any(m not in set(Comparison) for m in method_list):
+        raise click.BadParameter(f"expected {choices(Comparison)} (comma-separated), got {methods!r}",
                                  param_hint="--method")
     if len(method_list) > 1:
         # arithmetic ops do not depend on the comparison method: run them once
@@ -451,7 +454,7 @@ def demo() -> None:
 @click.option("--seed", type=int, default=7, show_default=True, help="Seed of the synthetic data.")
 @click.option("--latency-ms", type=click.FloatRange(min=0), default=None,
               help="Emulated one-way latency on every link (default 0; 25 with --query).")
-@click.option("--method", type=click.Choice(["auto", "dcf", "bits"]), default=None,
+@click.option("--method", type=click.Choice([c.value for c in Comparison]), default=None,
               help="Comparison method (default: the topology's, auto).")
 @click.option("--reveal-scores", is_flag=True, help="Also open the scores (to both banks) and check their error.")
 @click.option("--flags-to", type=click.Choice(["both", "own"]), default="both", show_default=True,

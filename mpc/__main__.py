@@ -1,3 +1,0 @@
-from mpc.cli import main
-
-main()

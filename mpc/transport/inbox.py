@@ -1,0 +1,119 @@
+"""Keyed buffering of received messages: by (sender, op, step), never by arrival order.
+
+Early arrivals wait in a dict of futures until awaited. What a peer makes this party hold and not yet use
+is counted, and bounded by max_buffered_mb: a peer (or a diverged program) cannot exhaust our memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from mpc.config import Topology
+from mpc.stats import Stats
+from mpc.transport.base import Message
+from mpc.transport.errors import PeerError, PeerGone, PeerTimeout, ProtocolViolation
+from mpc.transport.frames import HEADER_SIZE
+
+Key = tuple[int, int, int]  # (sender index, op, step)
+
+
+class Inbox:
+    """Received arrays by key until awaited; `fail` records a run's failure (and fails every wait)."""
+
+    def __init__(self, topology: Topology, me: str, stats: Stats, timeout_s: float, max_buffered: int,
+                 fail: Callable[[PeerError], PeerError]):
+        self.topology = topology
+        self.me = me
+        self.stats = stats
+        self.timeout_s = timeout_s
+        self.max_buffered = max_buffered
+        self.fail = fail
+        self.futures: dict[Key, asyncio.Future[Message]] = {}
+        self.buffered: dict[str, int] = {p: 0 for p in topology.names if p != me}  # received, not yet used
+        self.finished: set[str] = set()  # peers that said goodbye: nothing more will come from them
+
+    def hold(self, peer: str, nbytes: int) -> bool:
+        """Count what `peer` makes us hold until it is used; over max_buffered_mb the run stops."""
+        self.buffered[peer] += nbytes
+        if self.buffered[peer] <= self.max_buffered:
+            return True
+        self.fail(ProtocolViolation(
+            peer, f"{self.me}: {peer} sent {self.buffered[peer] / 2**20:.0f} MiB that this party has not used "
+                  f"yet, over the max_buffered_mb bound of {self.max_buffered / 2**20:.0f} MiB; stopping rather "
+                  "than running out of memory (raise max_buffered_mb if such a backlog is expected)"))
+        return False
+
+    def release(self, peer: str, nbytes: int) -> None:
+        """Uncount bytes held and then dropped (a stale frame)."""
+        self.buffered[peer] -= nbytes
+
+    def put(self, peer: str, key: Key, array: np.ndarray, sent_depth: int) -> None:
+        """File a held array under its key; the same key twice stops the run."""
+        fut = self.futures.get(key)
+        if fut is None:
+            fut = self.futures[key] = asyncio.get_running_loop().create_future()
+        elif fut.done():
+            self.fail(ProtocolViolation(peer, f"{self.me}: {peer} sent op {key[1]:#x} step {key[2]} twice"))
+            return
+        fut.set_result(Message(array, sent_depth + 1))
+
+    async def take(self, peer: str, op: int, step: int, *, tag: str, phase: str,
+                   dtype: np.dtype | type | None, shape: Sequence[int] | None, timeout: float | None,
+                   what: str) -> Message:
+        """Await the message under (peer, op, step), check it, count it as received."""
+        key = (self.topology.index(peer), op, step)
+        fut = self.futures.get(key)
+        if fut is None:
+            if peer in self.finished:
+                raise self.gone(peer, what or tag)
+            fut = self.futures[key] = asyncio.get_running_loop().create_future()
+        limit = self.timeout_s if timeout is None else timeout
+        try:
+            msg = fut.result() if fut.done() else await asyncio.wait_for(asyncio.shield(fut), limit)
+        except TimeoutError:
+            raise PeerTimeout(
+                peer,
+                f"{self.me}: timed out after {limit:g} s waiting for {peer} ({what or tag}, op {op:#x} step {step}); "
+                f"is {peer} alive and running the same program?",
+            ) from None
+        finally:
+            if fut.done():
+                self.futures.pop(key, None)
+        self.buffered[peer] -= msg.array.nbytes
+        if dtype is not None and msg.array.dtype != np.dtype(dtype):
+            raise self.fail(ProtocolViolation(peer, f"{self.me}: {peer} sent dtype {msg.array.dtype} for "
+                                                    f"{what or tag}, expected {np.dtype(dtype)}"))
+        if shape is not None and tuple(msg.array.shape) != tuple(shape):
+            raise self.fail(ProtocolViolation(peer, f"{self.me}: {peer} sent shape {msg.array.shape} for "
+                                                    f"{what or tag}, expected {tuple(shape)}"))
+        self.stats.record_recv(phase, tag, HEADER_SIZE + msg.array.nbytes, msg.depth)
+        return msg
+
+    def peer_finished(self, peer: str) -> None:
+        """`peer` said goodbye: links are FIFO, so waits on it can never complete; fail them now."""
+        self.finished.add(peer)
+        index = self.topology.index(peer)
+        for (sender, _, _), fut in self.futures.items():
+            if sender == index and not fut.done():
+                fut.set_exception(self.gone(peer, "a message"))
+
+    def gone(self, peer: str, what: str) -> PeerGone:
+        return PeerGone(peer, f"{self.me}: {peer} finished its program without sending {what}; "
+                              "do all parties run the same program and config?")
+
+    def fail_waits(self, error: BaseException) -> None:
+        """Fail every wait still pending with `error` (the run failed, or the transport closed)."""
+        for fut in self.futures.values():
+            if not fut.done():
+                fut.set_exception(error)
+                fut.add_done_callback(consume_exception)
+
+
+def consume_exception(fut: asyncio.Future[Any]) -> None:
+    """Mark a future's exception as retrieved: the run reports its failure once, elsewhere."""
+    if not fut.cancelled():
+        fut.exception()

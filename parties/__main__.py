@@ -1,0 +1,3 @@
+from parties.cli import main
+
+main()
