@@ -25,7 +25,8 @@ def applicants(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray
     missed = rng.poisson(0.6, n).astype(float)
     loans = rng.poisson(1.2, n).astype(float)
     x = np.column_stack([income, years, savings, utilisation, missed, loans])
-    logit = 0.03 * (income - 40) + 0.15 * (years - 6) + 0.02 * savings - 3.0 * utilisation - 1.1 * missed - 0.3 * loans + 1.0
+    logit = (0.03 * (income - 40) + 0.15 * (years - 6) + 0.02 * savings - 3.0 * utilisation - 1.1 * missed
+             - 0.3 * loans + 1.0)
     y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
     return x, y
 

@@ -74,12 +74,12 @@ def test_mpc_emulate_flags_a_user_program_file(tmp_path: Path) -> None:
         "    x = await ctx.input('bank_a', a)\n"
         "    y = await ctx.input('bank_b', b)\n"
         "    return await ctx.reveal(x * y * scale)\n")
-    res = subprocess.run([sys.executable, "-m", "mpc", "emulate", str(ROOT / "configs" / "local-2banks-helper.yaml"),
-                          "--program", f"{program}:ledger"], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    config = str(ROOT / "configs" / "local-2banks-helper.yaml")
+    res = subprocess.run([sys.executable, "-m", "parties", "emulate", config, "--program", f"{program}:ledger"],
+                         capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert res.returncode == 1
     assert f"{program}:9 (return await ctx.reveal(x * y * scale)): mul: product of magnitude 1e+10" in res.stderr
     assert "predicted online 5 rounds" in res.stdout
-    ok = subprocess.run([sys.executable, "-m", "mpc", "emulate", str(ROOT / "configs" / "local-2banks-helper.yaml"),
-                         "--program", f"{program}:ledger", "-p", "scale=1e-3"], capture_output=True, text=True,
-                        timeout=60, cwd=ROOT)
+    ok = subprocess.run([sys.executable, "-m", "parties", "emulate", config, "--program", f"{program}:ledger", "-p",
+                         "scale=1e-3"], capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert ok.returncode == 1  # the product itself still overflows before the scaling
