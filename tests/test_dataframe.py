@@ -35,7 +35,8 @@ def test_integer_columns_stay_integers(make_topology) -> None:
         x = await ctx.input("bank_b", ints if ctx.name == "bank_b" else None)
         return await ctx.reveal(x["b"] // 7)
 
-    assert run_local(make_topology(2, helper=False), program, dealer="local-test")["bank_a"].value.tolist() == [1, 2, 4]
+    out = run_local(make_topology(2, helper=False), program, dealer="local-test", transport="memory")
+    assert out["bank_a"].value.tolist() == [1, 2, 4]
 
 
 def test_a_column_that_is_not_numeric_is_named(make_topology) -> None:
@@ -45,7 +46,7 @@ def test_a_column_that_is_not_numeric_is_named(make_topology) -> None:
         return await ctx.input("bank_a", bad if ctx.name == "bank_a" else None)
 
     with pytest.raises(Exception, match=r"column 'branch' is not numeric \((object|str)\)"):
-        run_local(make_topology(2, helper=False), program, dealer="local-test")
+        run_local(make_topology(2, helper=False), program, dealer="local-test", transport="memory")
 
 
 def test_unknown_column_names_say_which_exist(make_topology) -> None:
@@ -58,4 +59,4 @@ def test_unknown_column_names_say_which_exist(make_topology) -> None:
             y["amount"]
         return True
 
-    assert run_local(make_topology(2, helper=False), program, dealer="local-test")["bank_a"].value
+    assert run_local(make_topology(2, helper=False), program, dealer="local-test", transport="memory")["bank_a"].value

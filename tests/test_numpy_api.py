@@ -14,7 +14,8 @@ RNG = np.random.default_rng(20261128)
 
 
 def run(make_topology, program, n_compute: int = 2, dealer: str = "local-test"):  # type: ignore[no-untyped-def]
-    out = run_local(make_topology(n_compute, helper=dealer == "helper"), program, dealer=dealer)
+    transport = "zmq" if dealer == "helper" else "memory"  # protocol maths in memory; the helper over sockets
+    out = run_local(make_topology(n_compute, helper=dealer == "helper"), program, dealer=dealer, transport=transport)
     return out["bank_a"].value
 
 
