@@ -368,22 +368,21 @@ def rescale(x: SharedArray, frac: int) -> SharedArray:
 
 def concatenate(xs: Sequence[SharedArray], axis: int = 0) -> SharedArray:
     """numpy.concatenate of shared arrays of one party's context (local)."""
-    if not xs:
-        raise ValueError("concatenate: need at least one array")
-    frac = max(x.frac for x in xs)
-    parts = [rescale(x, frac) for x in xs]
-    shape = np.concatenate([np.empty(x.shape, np.bool_) for x in xs], axis=axis).shape
-    return derive(xs[0].ctx, parts, lambda s: np.concatenate(s, axis=axis), shape, frac)
+    return _join(xs, axis, np.concatenate, "concatenate")
 
 
 def stack(xs: Sequence[SharedArray], axis: int = 0) -> SharedArray:
     """numpy.stack of shared arrays of one party's context (local)."""
+    return _join(xs, axis, np.stack, "stack")
+
+
+def _join(xs: Sequence[SharedArray], axis: int, join: Callable[..., np.ndarray], name: str) -> SharedArray:
     if not xs:
-        raise ValueError("stack: need at least one array")
+        raise ValueError(f"{name}: need at least one array")
     frac = max(x.frac for x in xs)
     parts = [rescale(x, frac) for x in xs]
-    shape = np.stack([np.empty(x.shape, np.bool_) for x in xs], axis=axis).shape
-    return derive(xs[0].ctx, parts, lambda s: np.stack(s, axis=axis), shape, frac)
+    shape = join([np.empty(x.shape, np.bool_) for x in xs], axis=axis).shape
+    return derive(xs[0].ctx, parts, lambda s: join(s, axis=axis), shape, frac)
 
 
 def public_ring(value: Any, frac: int) -> np.ndarray:

@@ -8,14 +8,18 @@ shape on `recv`, name the peer in every error, and end with a goodbye barrier or
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import asyncio
+import logging
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from mpc.transport.errors import PeerError
+
+log = logging.getLogger("mpc.transport")
 
 
 class TransportKind(StrEnum):
@@ -62,3 +66,35 @@ class Transport(Protocol):
 
     def on_failure(self, callback: Callable[[PeerError], None]) -> None:
         """Call `callback(error)` when the run fails."""
+
+
+class FirstFailure:
+    """A run's first failure, kept once: every callback hears it and every wait given fails with it (the
+    run cannot continue soundly). Shared by both transports."""
+
+    def __init__(self) -> None:
+        self.error: PeerError | None = None
+        self._callbacks: list[Callable[[PeerError], None]] = []
+
+    def on_failure(self, callback: Callable[[PeerError], None]) -> None:
+        """Call `callback(error)` when the run fails (a peer died, aborted, or broke the protocol)."""
+        self._callbacks.append(callback)
+
+    def record(self, error: PeerError, waits: Iterable[asyncio.Future[Any] | None], inbox: Any) -> PeerError:
+        if self.error is None:
+            self.error = error
+            log.debug("%s", error)  # the runtime reports it, once
+            for callback in self._callbacks:
+                callback(error)
+        for fut in waits:
+            if fut is not None and not fut.done():
+                fut.set_exception(self.error)
+                fut.add_done_callback(consume_exception)
+        inbox.fail_waits(self.error)
+        return self.error
+
+
+def consume_exception(fut: asyncio.Future[Any]) -> None:
+    """Mark a future's exception as retrieved: the run reports its failure once, elsewhere."""
+    if not fut.cancelled():
+        fut.exception()

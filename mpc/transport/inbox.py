@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import numpy as np
 
 from mpc.config import Topology
 from mpc.stats import Stats
-from mpc.transport.base import Message
+from mpc.transport.base import Message, consume_exception
 from mpc.transport.errors import PeerError, PeerGone, PeerTimeout, ProtocolViolation
 from mpc.transport.frames import HEADER_SIZE
 
@@ -113,7 +112,3 @@ class Inbox:
                 fut.add_done_callback(consume_exception)
 
 
-def consume_exception(fut: asyncio.Future[Any]) -> None:
-    """Mark a future's exception as retrieved: the run reports its failure once, elsewhere."""
-    if not fut.cancelled():
-        fut.exception()

@@ -20,10 +20,10 @@ import numpy as np
 from mpc.config import Topology
 from mpc.stats import Stats
 from mpc.transport import session as agreement_rules
-from mpc.transport.base import Message
+from mpc.transport.base import FirstFailure, Message
 from mpc.transport.errors import PeerAborted, PeerError, PeerGone, PeerTimeout
 from mpc.transport.frames import HEADER_SIZE, SESSION_BYTES, Kind, dtype_code, pack, payload_view
-from mpc.transport.inbox import Inbox, consume_exception
+from mpc.transport.inbox import Inbox
 
 log = logging.getLogger("mpc.transport")
 
@@ -93,8 +93,7 @@ class MemoryTransport:
         self._bye_done: asyncio.Future[None] | None = None
         self._bye: set[str] = set()
         self._aborted: set[str] = set()
-        self._failure: PeerError | None = None
-        self._callbacks: list[Callable[[PeerError], None]] = []
+        self._failures = FirstFailure()
         self._closed = False
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -103,8 +102,8 @@ class MemoryTransport:
         loop = asyncio.get_running_loop()
         self._started = loop.create_future()
         self._bye_done = loop.create_future()
-        if self._failure is not None:
-            raise self._failure
+        if self._failures.error is not None:
+            raise self._failures.error
         self.network.join(self)
         try:
             await asyncio.wait_for(asyncio.shield(self._started), self.timeout_s)
@@ -129,12 +128,12 @@ class MemoryTransport:
         if self._closed:
             return
         try:
-            if self._failure is None and self.session != agreement_rules.NO_SESSION:
+            if self._failures.error is None and self.session != agreement_rules.NO_SESSION:
                 await self._say_goodbye()
         finally:
             self._shutdown()
-        if self._failure is not None:
-            raise self._failure
+        if self._failures.error is not None:
+            raise self._failures.error
 
     async def _say_goodbye(self) -> None:
         for peer in self.peers:
@@ -150,7 +149,7 @@ class MemoryTransport:
             self._fail(PeerTimeout(missing[0], f"{self.me}: timed out after {self.timeout_s:g} s waiting "
                                                f"for {', '.join(missing)} to finish"))
         except PeerError:
-            pass  # recorded in self._failure
+            pass  # recorded in self._failures
 
     async def abort(self, reason: str) -> None:
         """Tell every peer this party is stopping with `reason`, then close."""
@@ -165,14 +164,14 @@ class MemoryTransport:
 
     def _shutdown(self) -> None:
         self._closed = True
-        self.inbox.fail_waits(self._failure or PeerGone(self.me, f"{self.me}: transport closed"))
+        self.inbox.fail_waits(self._failures.error or PeerGone(self.me, f"{self.me}: transport closed"))
 
     # -- sending --------------------------------------------------------------------------------
     def send(self, peer: str, op: int, step: int, array: np.ndarray, *, depth: int, tag: str,
              phase: str = "online") -> None:
         """Queue a copy of `array`'s wire bytes for `peer` under key (op, step)."""
-        if self._failure is not None:
-            raise self._failure
+        if self._failures.error is not None:
+            raise self._failures.error
         if peer not in self.peers:
             raise ValueError(f"{self.me}: no peer named {peer!r}")
         dtype = np.dtype(array.dtype)
@@ -221,8 +220,8 @@ class MemoryTransport:
                    dtype: np.dtype | type | None = None, shape: Sequence[int] | None = None,
                    timeout: float | None = None, what: str = "") -> Message:
         """Await what `peer` sent under key (op, step); check its dtype and shape if given."""
-        if self._failure is not None:
-            raise self._failure
+        if self._failures.error is not None:
+            raise self._failures.error
         if peer not in self.peers:
             raise ValueError(f"{self.me}: no peer named {peer!r}")
         return await self.inbox.take(peer, op, step, tag=tag, phase=phase, dtype=dtype, shape=shape,
@@ -230,22 +229,13 @@ class MemoryTransport:
 
     # -- failure --------------------------------------------------------------------------------
     def _fail(self, error: PeerError) -> PeerError:
-        """Record the first failure and fail every wait with it."""
-        if self._failure is None:
-            self._failure = error
-            log.debug("%s", error)
-            for callback in self._callbacks:
-                callback(error)
-        for fut in (self._started, self._bye_done):
-            if fut is not None and not fut.done():
-                fut.set_exception(self._failure)
-                fut.add_done_callback(consume_exception)
-        self.inbox.fail_waits(self._failure)
-        return self._failure
+        """Record the first failure and fail every wait with it (the run cannot continue soundly)."""
+        return self._failures.record(error, (self._started, self._bye_done), self.inbox)
 
     @property
     def failure(self) -> PeerError | None:
-        return self._failure
+        return self._failures.error
 
     def on_failure(self, callback: Callable[[PeerError], None]) -> None:
-        self._callbacks.append(callback)
+        """Call `callback(error)` when the run fails (a peer died, aborted, or broke the protocol)."""
+        self._failures.on_failure(callback)

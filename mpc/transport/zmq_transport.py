@@ -29,7 +29,7 @@ from mpc.keys import CurveKeys
 from mpc.stats import Stats
 from mpc.transport import session as sessions
 from mpc.transport import sockets
-from mpc.transport.base import Message
+from mpc.transport.base import FirstFailure, Message
 from mpc.transport.emulation import Body, Inbound
 from mpc.transport.errors import PeerAborted, PeerError, PeerGone, PeerTimeout, ProtocolViolation
 from mpc.transport.frames import (
@@ -45,7 +45,7 @@ from mpc.transport.frames import (
     payload_view,
     split_frames,
 )
-from mpc.transport.inbox import Inbox, consume_exception
+from mpc.transport.inbox import Inbox
 from mpc.transport.liveness import Liveness
 
 log = logging.getLogger("mpc.transport")
@@ -97,8 +97,7 @@ class ZmqTransport:
         self._bye_seen: set[str] = set()  # goodbyes arrived, maybe still behind data the emulation holds
         self._aborted: set[str] = set()
         self._bye_done: asyncio.Future[None] | None = None
-        self._failure: PeerError | None = None
-        self._failure_callbacks: list[Callable[[PeerError], None]] = []
+        self._failures = FirstFailure()
         self._closing = False
 
     @property
@@ -187,14 +186,14 @@ class ZmqTransport:
         if self._ctx is None:
             return
         try:
-            if self._failure is None and self.session != _NO_SESSION:
+            if self._failures.error is None and self.session != _NO_SESSION:
                 await self._say_goodbye()
             await self._drain_links(timeout=min(self.timeout_s, 5.0))
         finally:
             await self._shutdown()
-        if self._failure is not None:
+        if self._failures.error is not None:
             # A peer failed after our program finished: the run as a whole did not succeed.
-            raise self._failure
+            raise self._failures.error
 
     async def _say_goodbye(self) -> None:
         for peer in self.peers:
@@ -209,7 +208,7 @@ class ZmqTransport:
                 self._fail(PeerTimeout(missing[0], f"{self.me}: timed out after {self.timeout_s:g} s waiting "
                                                    f"for {', '.join(missing)} to finish"))
             except PeerError:
-                pass  # recorded in self._failure
+                pass  # recorded in self._failures
 
     async def abort(self, reason: str) -> None:
         """Tell every peer this party is stopping with `reason`, then close."""
@@ -264,15 +263,15 @@ class ZmqTransport:
                 # Dealers linger (bounded) to hand the last frames to the kernel; term() waits for that, in a
                 # thread of its own: the default executor may be busy with a program's work (dealing).
                 await sockets.in_own_thread(ctx.term, f"{self.me}-term")
-        self.inbox.fail_waits(self._failure or PeerGone(self.me, f"{self.me}: transport closed"))
+        self.inbox.fail_waits(self._failures.error or PeerGone(self.me, f"{self.me}: transport closed"))
 
     # -- sending --------------------------------------------------------------------------------
     def send(
         self, peer: str, op: int, step: int, array: np.ndarray, *, depth: int, tag: str, phase: str = "online"
     ) -> None:
         """Queue `array` for `peer` under key (op, step). Non-blocking; never modify `array` afterwards."""
-        if self._failure is not None:
-            raise self._failure
+        if self._failures.error is not None:
+            raise self._failures.error
         if peer not in self._links:
             raise ValueError(f"{self.me}: no peer named {peer!r}")
         view = payload_view(array)
@@ -342,8 +341,8 @@ class ZmqTransport:
         what: str = "",
     ) -> Message:
         """Await the message `peer` sent under key (op, step); check its dtype and shape if given."""
-        if self._failure is not None:
-            raise self._failure
+        if self._failures.error is not None:
+            raise self._failures.error
         if peer not in self.peers:
             raise ValueError(f"{self.me}: no peer named {peer!r}")
         return await self.inbox.take(peer, op, step, tag=tag, phase=phase, dtype=dtype, shape=shape,
@@ -510,22 +509,12 @@ class ZmqTransport:
 
     def _fail(self, error: PeerError) -> PeerError:
         """Record the first failure and fail every wait with it (the run cannot continue soundly)."""
-        if self._failure is None:
-            self._failure = error
-            log.debug("%s", error)  # the runtime reports it, once
-            for callback in self._failure_callbacks:
-                callback(error)
-        for fut in (self._hello_done, self._bye_done):
-            if fut is not None and not fut.done():
-                fut.set_exception(self._failure)
-                fut.add_done_callback(consume_exception)
-        self.inbox.fail_waits(self._failure)
-        return self._failure
+        return self._failures.record(error, (self._hello_done, self._bye_done), self.inbox)
 
     @property
     def failure(self) -> PeerError | None:
-        return self._failure
+        return self._failures.error
 
     def on_failure(self, callback: Callable[[PeerError], None]) -> None:
         """Call `callback(error)` when the run fails (a peer died, aborted, or broke the protocol)."""
-        self._failure_callbacks.append(callback)
+        self._failures.on_failure(callback)
