@@ -78,7 +78,8 @@ class Model:
         """Write the layers to an .npz file (arrays and the architecture string; no pickle)."""
         arrays = {f"w{i}": la.weight for i, la in enumerate(self.layers)}
         arrays.update({f"b{i}": la.bias for i, la in enumerate(self.layers)})
-        np.savez(path, architecture=np.array(self.architecture), **arrays)
+        arrays["architecture"] = np.array(self.architecture)
+        np.savez(path, **arrays)
 
     @staticmethod
     def load(path: Any) -> Model:
