@@ -17,7 +17,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 import numpy as np
 
@@ -155,8 +155,14 @@ class Context:
             await self._gate
 
     # -- sharing and opening --------------------------------------------------------------------
+    @overload
+    def input(self, owner: str, value: Any = None, *, shape: tuple[int, ...], fixed: bool) -> SharedArray: ...
+
+    @overload
+    def input(self, owner: str, value: Any = None) -> Awaitable[SharedArray]: ...
+
     def input(self, owner: str, value: Any = None, *, shape: tuple[int, ...] | None = None,
-              fixed: bool | None = None) -> Awaitable[SharedArray]:
+              fixed: bool | None = None) -> Any:
         """Secret-share `owner`'s array (floats as fixed point, integers mod 2^64). Collective, 1 round.
 
         `value` may be a numpy array or a pandas DataFrame of numeric columns (a 2-D array, integers if every

@@ -79,7 +79,7 @@ class Model:
         arrays = {f"w{i}": la.weight for i, la in enumerate(self.layers)}
         arrays.update({f"b{i}": la.bias for i, la in enumerate(self.layers)})
         arrays["architecture"] = np.array(self.architecture)
-        np.savez(path, **arrays)
+        np.savez(path, **arrays)  # type: ignore[arg-type]  # numpy's stub reads **kwds as allow_pickle
 
     @staticmethod
     def load(path: Any) -> Model:

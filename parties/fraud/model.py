@@ -77,4 +77,4 @@ def save(models: dict[str, MLP], path: str | Path = MODEL_FILE) -> None:
             arrays[f"{name}/W{i}"], arrays[f"{name}/b{i}"] = w, b
         arrays[f"{name}/mean"], arrays[f"{name}/std"] = m.mean, m.std
         arrays[f"{name}/threshold"] = np.array(m.threshold)
-    np.savez(path, **arrays)
+    np.savez(path, **arrays)  # type: ignore[arg-type]  # numpy\'s stub reads **kwds as allow_pickle
