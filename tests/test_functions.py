@@ -44,7 +44,8 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "sigmoid": (7.5e-4, 0.0), "tanh": (3.7e-4, 0.0), "exp": (2 * LSB, 4e-4), "log": (1e-4, 0.0),
     "reciprocal": (2 * LSB, 1.5e-4), "sqrt": (2 * LSB, 1.5e-4), "rsqrt": (2 * LSB, 1.5e-4),
     "div": (4 * LSB, 1.5e-4), "softmax": (2e-4, 0.0)}
-PLAIN: dict[str, Callable[[np.ndarray], np.ndarray]] = {"sigmoid": sigmoid, "tanh": np.tanh, "exp": lambda x: np.exp(np.minimum(x, 8.0)), "log": np.log,
+PLAIN: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "sigmoid": sigmoid, "tanh": np.tanh, "exp": lambda x: np.exp(np.minimum(x, 8.0)), "log": np.log,
          "reciprocal": lambda x: 1 / x, "sqrt": np.sqrt, "rsqrt": lambda x: 1 / np.sqrt(x)}
 LOG2_DOMAIN = (-F, 46 - F)  # positive inputs: [2^-f, 2^(46-f))
 
