@@ -137,7 +137,7 @@ ROUNDS = {"dcf": {"sigmoid": 2, "tanh": 2, "exp": 2, "log": 4, "reciprocal": 6, 
                    "div": 22}}
 
 
-@pytest.mark.parametrize("method,n,dealer", [("dcf", 2, "helper"), ("bits", 3, "local-test")])
+@pytest.mark.parametrize("method,n,dealer", [("dcf", 2, "helper"), ("bits", 3, "helper")])
 def test_functions_against_numpy(make_topology, method: str, n: int, dealer: str) -> None:
     cases = _cases()
     num = grid(RNG.uniform(-100, 100, cases["positive"].size))
