@@ -135,17 +135,24 @@ NORM_VALUES: dict[str, Callable[[int], float]] = {
 
 
 @cache
-def norm_table(kind: str, frac: int) -> Piecewise:
+def norm_table(kind: str, frac: int, signed: bool = False) -> Piecewise:
     """x = 4^k m with m in [1, 4): outputs m at f + Z bits (exactly: x times the integer 2^(Z - 2k)) and
-    NORM_VALUES[kind](k). Inputs below 2^-f (0 and negatives too) take k = -f/2."""
+    NORM_VALUES[kind](k). Inputs below 2^-f (0 and negatives too) take k = -f/2. `signed` (reciprocal
+    and division): negative x as -(4^k m), m = |x| 4^-k and the value negated, with the breakpoints
+    mirrored (twice the key evaluations)."""
     k_lo, k_hi = _octaves(frac)
     z = 2 * k_hi
     ks = range(k_lo, k_hi + 1)
     value, scale = NORM_VALUES[kind], NORM_SCALES[kind](frac)
-    m_rows = tuple((0, 2 ** (z - 2 * k)) for k in ks)
-    p_rows = tuple((int(round(value(k) * 2.0**scale)),) for k in ks)
-    breaks = tuple(4 ** k * 2**frac if k >= 0 else 2**frac // 4 ** -k for k in ks[1:])
-    return Piecewise(f"norm_{kind}", breaks, (0,) * len(ks), (m_rows, p_rows), (frac + z, scale))
+    m_rows = [(0, 2 ** (z - 2 * k)) for k in ks]
+    p_rows = [(int(round(value(k) * 2.0**scale)),) for k in ks]
+    breaks = [4 ** k * 2**frac if k >= 0 else 2**frac // 4 ** -k for k in ks[1:]]
+    if signed:  # intervals [-4^(k+1), -4^k) for k = k_hi .. k_lo, then [0, ...) as above
+        m_rows = [(0, -c) for _, c in reversed(m_rows)] + m_rows
+        p_rows = [(-c,) for (c,) in reversed(p_rows)] + p_rows
+        breaks = [-b for b in reversed(breaks)] + [0] + breaks
+    return Piecewise(f"norm_{kind}{'_signed' if signed else ''}", tuple(breaks), (0,) * len(m_rows),
+                     (tuple(m_rows), tuple(p_rows)), (frac + z, scale))
 
 
 G_BREAKS = [1, 1.25, 1.6, 2, 2.5, 3.2]  # relative error <= 3.5e-5 for every g (8 give 2e-5)
@@ -280,10 +287,10 @@ def exp(ctx: Engine, x: SharedArray, method: str | None = None) -> SharedArray:
     return _spline_value(ctx, exp_table(ctx.frac_bits), x, method)
 
 
-def _normalise(ctx: Engine, kind: str, x: SharedArray,
-               method: str | None) -> tuple[SharedArray, SharedArray]:
+def _normalise(ctx: Engine, kind: str, x: SharedArray, method: str | None,
+               signed: bool = False) -> tuple[SharedArray, SharedArray]:
     """(g(m) untruncated, the function of k) for x = 4^k m: the norm spline, m's truncation, g's spline."""
-    big_m, pk = piecewise(ctx, norm_table(kind, ctx.frac_bits), _prepare(ctx, x), method)
+    big_m, pk = piecewise(ctx, norm_table(kind, ctx.frac_bits, signed), _prepare(ctx, x), method)
     g = piecewise(ctx, mantissa_table(kind, ctx.frac_bits), _down(ctx, big_m), method)[0]
     return g, pk
 
@@ -295,32 +302,35 @@ def log(ctx: Engine, x: SharedArray, method: str | None = None) -> SharedArray:
     return _down(ctx, g + k_ln4)
 
 
-def _scaled(ctx: Engine, kind: str, x: SharedArray, method: str | None) -> SharedArray:
-    g, pk = _normalise(ctx, kind, x, method)
+def _scaled(ctx: Engine, kind: str, x: SharedArray, method: str | None, signed: bool = False) -> SharedArray:
+    g, pk = _normalise(ctx, kind, x, method, signed)
     return _down(ctx, arithmetic.beaver(ctx, _down(ctx, g), pk, "mul"))
 
 
-def reciprocal(ctx: Engine, x: SharedArray, method: str | None = None) -> SharedArray:
-    """1 / x for x in [2^-f, 2^(46-f)), error <= 1e-4 / x + 2^-(f-1); x < 2^-f gives 2^f.
-    dcf: 6 rounds (norm spline, truncation, mantissa spline, truncation, product, truncation); bits: 22."""
-    return _scaled(ctx, "reciprocal", x, method)
+def reciprocal(ctx: Engine, x: SharedArray, method: str | None = None, positive: bool = False) -> SharedArray:
+    """1 / x for 2^-f <= |x| < 2^(46-f), error <= 1.5e-4 / |x| + 2^-(f-1); 0 gives 2^f. dcf: 6 rounds (norm
+    spline, truncation, mantissa spline, truncation, product, truncation); bits: 22. `positive=True`
+    promises x > 0 and halves the norm spline's key evaluations (x <= 0 then gives 2^f)."""
+    return _scaled(ctx, "reciprocal", x, method, signed=not positive)
 
 
 def rsqrt(ctx: Engine, x: SharedArray, method: str | None = None) -> SharedArray:
-    """1 / sqrt(x) for x in [2^-f, 2^(46-f)), relative error <= 1e-4 plus 2^-(f-1). dcf: 6 rounds; bits: 22."""
+    """1 / sqrt(x) for x in [2^-f, 2^(46-f)), error <= 1.5e-4 / sqrt(x) + 2^-(f-1). dcf: 6 rounds; bits: 22."""
     return _scaled(ctx, "rsqrt", x, method)
 
 
 def sqrt(ctx: Engine, x: SharedArray, method: str | None = None) -> SharedArray:
-    """sqrt(x) for x in [2^-f, 2^(46-f)) (and 0 for x <= 0), relative error <= 1e-4 plus 2^-(f-1).
+    """sqrt(x) for x in [2^-f, 2^(46-f)) (and 0 for x <= 0), error <= 1.5e-4 sqrt(x) + 2^-(f-1).
     dcf: 6 rounds; bits: 22."""
     return _scaled(ctx, "sqrt", x, method)
 
 
-def div(ctx: Engine, x: SharedArray | object, y: SharedArray, method: str | None = None) -> SharedArray:
-    """x / y for a shared y in [2^-f, 2^(46-f)) and |x / y| < 2^(f-3), relative error <= 1e-4 plus
-    2^-(f-2). x times 4^-k runs beside the mantissa's spline, so dcf: 6 rounds; bits: 22."""
-    g, pk = _normalise(ctx, "reciprocal", y, method)
+def div(ctx: Engine, x: SharedArray | object, y: SharedArray, method: str | None = None,
+        positive: bool = False) -> SharedArray:
+    """x / y for a shared y with 2^-f <= |y| < 2^(46-f) and |x / y| < 2^(f-3), error <= 1.5e-4 |x / y| +
+    2^-(f-2). x times the normaliser runs beside the mantissa's spline, so dcf: 6 rounds; bits: 22.
+    `positive=True` as for `reciprocal`."""
+    g, pk = _normalise(ctx, "reciprocal", y, method, signed=not positive)
     if isinstance(x, SharedArray):
         xs = arithmetic.beaver(ctx, _prepare(ctx, x), pk, "mul")
     else:
@@ -340,4 +350,4 @@ def softmax(ctx: Engine, x: SharedArray, axis: int = -1, method: str | None = No
     top = comparison.max_along(ctx, x, axis, method)
     keep = x.shape[:ax] + (1,) + x.shape[ax + 1:]
     e = _spline_value(ctx, exp_table(ctx.frac_bits, 0.0), x - top.reshape(keep), method)
-    return div(ctx, e, e.sum(axis=ax, keepdims=True), method)
+    return div(ctx, e, e.sum(axis=ax, keepdims=True), method, positive=True)  # the sum is >= 1

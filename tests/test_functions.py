@@ -93,10 +93,16 @@ def test_norm_table_is_exact() -> None:
     edges = np.array([4.0**k for k in range(k_lo, k_hi + 1)])
     x = grid(np.concatenate([edges, edges - LSB, edges + LSB, 2.0 ** RNG.uniform(*LOG2_DOMAIN, 2000)]))
     x = x[(x >= LSB) & (x < 2.0**LOG2_DOMAIN[1])]
-    m, p = functions.plain(functions.norm_table("reciprocal", F), np.round(x * 2**F).astype(np.int64))
     k = k_lo + np.searchsorted(edges, x, side="right") - 1
-    np.testing.assert_array_equal(m, x / 4.0**k)
-    np.testing.assert_allclose(p, 4.0**-k, rtol=1e-6)
+    for signed in (False, True):
+        m, p = functions.plain(functions.norm_table("reciprocal", F, signed), np.round(x * 2**F).astype(np.int64))
+        np.testing.assert_array_equal(m, x / 4.0**k)
+        np.testing.assert_allclose(p, 4.0**-k, rtol=1e-6)
+    # negative x: m = |x| 4^-k in (1, 4] (the interval [-4^(k+1), -4^k) holds -4^(k+1)), the value negated
+    k_neg = np.maximum(k_lo + np.searchsorted(edges, x, side="left") - 1, k_lo)  # -2^-f: k_lo, m = 1
+    m, p = functions.plain(functions.norm_table("reciprocal", F, True), -np.round(x * 2**F).astype(np.int64))
+    np.testing.assert_array_equal(m, x / 4.0**k_neg)
+    np.testing.assert_allclose(p, -(4.0**-k_neg), rtol=1e-6)
 
 
 # -- the secure evaluation ----------------------------------------------------------------------------
@@ -107,7 +113,7 @@ EDGES = grid(np.array([0.0, LSB, -LSB, 1.0, -1.0, 2.0**29, -(2.0**29), 2.0**45, 
 @pytest.mark.parametrize("method,n", [("dcf", 2), ("bits", 3)])
 def test_spline_gate_equals_its_ring_formula(make_topology, method: str, n: int) -> None:
     """Untruncated outputs equal the ring formula exactly, at every breakpoint and one LSB either side."""
-    tables = [functions.sigmoid_table(F), functions.exp_table(F), functions.norm_table("log", F)]
+    tables = [functions.sigmoid_table(F), functions.exp_table(F), functions.norm_table("reciprocal", F, True)]
     points = [np.array(t.breaks, dtype=np.float64) / 2**F for t in tables]
     near = [np.concatenate([p, p - LSB, p + LSB]) for p in points]
     x = np.concatenate([EDGES, *near, grid(RNG.uniform(-20, 20, 50))])
@@ -143,6 +149,7 @@ def test_functions_against_numpy(make_topology, method: str, n: int, dealer: str
     num = grid(RNG.uniform(-100, 100, cases["positive"].size))
     den = cases["positive"].copy()
     den[den < 2**-2] = 2**-2  # keep |x / y| < 2^(f-3)
+    den[::2] *= -1  # negative divisors too
     rows = grid(RNG.uniform(-6, 6, (5, 7)))
     owner = "bank_b" if n == 2 else "bank_c"
 
@@ -153,6 +160,8 @@ def test_functions_against_numpy(make_topology, method: str, n: int, dealer: str
         m = await share(ctx, "bank_a", rows)
         outs = {op: getattr(ctx, op)(x if op in ("sigmoid", "tanh", "exp") else p, method) for op in OPS}
         outs["div"] = ctx.div(a, b, method)
+        outs["reciprocal_neg"] = ctx.reciprocal(-p, method)
+        outs["reciprocal_pos"] = ctx.reciprocal(p, method, positive=True)
         outs["softmax"] = ctx.softmax(m, -1, method)
         outs["softmax0"] = ctx.softmax(m, 0, method)
         start = max([await v.depth() for v in (x, p, a, b, m)])
@@ -166,6 +175,8 @@ def test_functions_against_numpy(make_topology, method: str, n: int, dealer: str
     for op in OPS:
         within(op, got[op][0], PLAIN[op](cases["reals"] if op in ("sigmoid", "tanh", "exp") else cases["positive"]))
     within("div", got["div"][0], num / den)
+    within("reciprocal", got["reciprocal_neg"][0], -1 / cases["positive"])
+    within("reciprocal", got["reciprocal_pos"][0], 1 / cases["positive"])
     within("softmax", got["softmax"][0], softmax(rows, -1))
     within("softmax", got["softmax0"][0], softmax(rows, 0))
     parties = [o.value for name, o in out.items() if name != "helper"]
