@@ -197,44 +197,49 @@ def piecewise(ctx: Engine, table: Piecewise, x: SharedArray, method: str | None 
 
 
 def _piecewise_bits(ctx: Engine, table: Piecewise, x: SharedArray) -> list[SharedArray]:
+    """P_K(x) + sum_k [x < a_k] (P_(k-1) - P_k)(x), exact in the ring: the K comparisons in one batch
+    (8 rounds), x^2 and x^3 meanwhile, one product selecting the pieces. 9 rounds."""
     flat = x.reshape(-1)
-    n, k_count, d = flat.size, len(table.breaks), table.degree
+    n, k_count, outs = flat.size, len(table.breaks), len(table.coeffs)
     first = ctx.name == ctx.compute_parties[0]
     a = np.array([b % 2**64 for b in table.breaks], dtype=np.uint64)[:, None]
     diffs = flat.local(lambda s: s[None, :] - a if first else np.repeat(s[None, :], k_count, 0), (k_count, n))
-    below = binary.msb_bits(ctx, diffs)  # [x < a_k], all K in one call: 8 rounds
+    below = binary.msb_bits(ctx, diffs)
     powers = [flat]
-    for _ in range(d - 1):  # x^2, x^3: exact ring products (no truncation), meanwhile
+    for _ in range(table.degree - 1):  # exact ring products (no truncation)
         powers.append(arithmetic.beaver(ctx, powers[-1], flat, "mul"))
+    steps, last = _bits_coefficients(table)
 
-    def poly(coeffs: Sequence[int], center: int) -> list[np.ndarray]:
-        return shifted(coeffs, np.array([(-center) % 2**64], dtype=np.uint64))
-
-    def ring_poly(cs: np.ndarray, s: list[np.ndarray]) -> np.ndarray:
+    def ring_poly(cs: np.ndarray, s: Sequence[np.ndarray]) -> np.ndarray:
         """sum_e cs[..., e] x^e from this party's shares of x^e (the constant at the first party)."""
-        out = cs[..., 1, None] * s[0] if d >= 1 else np.zeros_like(s[0])
-        for e in range(2, d + 1):
-            out = out + cs[..., e, None] * s[e - 1]
+        out = sum((cs[..., e, None] * s[e - 1] for e in range(1, cs.shape[-1])), np.zeros(1, np.uint64))
         return out + cs[..., 0, None] if first else out
 
-    diff_coeffs, last_coeffs = [], []
-    for coeffs in table.coeffs:
-        pieces = [np.concatenate(poly(c, ctr) + [np.zeros(d + 1 - len(c), np.uint64)])
-                  for c, ctr in zip(coeffs, table.centers, strict=True)]
-        with np.errstate(over="ignore"):
-            diff_coeffs.append(np.stack([pieces[k] - pieces[k + 1] for k in range(k_count)]))
-        last_coeffs.append(pieces[-1])
-    dk = np.stack(diff_coeffs)  # (outputs, K, d + 1)
-    outs = len(table.coeffs)
-    diff = derive(ctx, powers, lambda s: ring_poly(dk, s), (outs, k_count, n), 0)
+    diff = derive(ctx, powers, lambda s: ring_poly(steps, s), (outs, k_count, n), 0)
     chosen = arithmetic.beaver(ctx, below.reshape(1, k_count, n).broadcast_to((outs, k_count, n)), diff, "mul")
-    last = np.stack(last_coeffs)
     total = derive(ctx, [chosen, *powers],
                    lambda s: np.sum(s[0], axis=1, dtype=np.uint64) + ring_poly(last, s[1:]), (outs, n), 0)
     return [_at_scale(total[o].reshape(x.shape), scale) for o, scale in enumerate(table.scales)]
 
 
-def _at_scale(x: SharedArray, frac: int) -> SharedArray:  # noqa: N802
+@cache
+def _bits_coefficients(table: Piecewise) -> tuple[np.ndarray, np.ndarray]:
+    """In powers of x (mod 2^64): each step P_(k-1) - P_k, (outputs, K, d + 1), and the last piece P_K."""
+    d = table.degree
+
+    def in_x(coeffs: Sequence[int], center: int) -> np.ndarray:
+        parts = shifted(coeffs, np.array([(-center) % 2**64], dtype=np.uint64))
+        return np.concatenate([*parts, np.zeros(d + 1 - len(coeffs), np.uint64)])
+
+    steps, last = [], []
+    for coeffs in table.coeffs:
+        pieces = [in_x(c, ctr) for c, ctr in zip(coeffs, table.centers, strict=True)]
+        steps.append(np.stack([pieces[k] - pieces[k + 1] for k in range(len(table.breaks))]))
+        last.append(pieces[-1])
+    return np.stack(steps), np.stack(last)
+
+
+def _at_scale(x: SharedArray, frac: int) -> SharedArray:
     """The same shares read at another scale (the ring value is already encoded at `frac` bits)."""
     return x.local(lambda s: s, x.shape, frac=frac)
 
