@@ -31,6 +31,7 @@ class BenchOp:
     tolerance: float  # on the opened result, in real units (0 = exact)
     kind: str = "arithmetic"  # or "comparison": takes --method
     count: Callable[[np.ndarray], int] = np.size  # what `n` counts (elements; accounts for fraud)
+    relative: float = 0.0  # plus this fraction of |plaintext result| (functions with a relative error)
 
 
 def _ints(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -86,6 +87,57 @@ def _fraud_plain(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (model.logits(np.hstack([a, b])) > model.threshold).astype(np.int64)
 
 
+def _unary(lo: float, hi: float, log2: bool = False) -> Callable[[np.random.Generator, int],
+                                                                  tuple[np.ndarray, np.ndarray]]:
+    """n reals uniform in [lo, hi] (or 2 to a uniform power in [lo, hi]), on the fixed-point grid so that
+    numpy computes the function of the very input shared; the second input unused."""
+
+    def make(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+        x = rng.uniform(lo, hi, n)
+        return _grid(2.0**x if log2 else x), np.zeros(1)
+
+    return make
+
+
+def _grid(x: np.ndarray) -> np.ndarray:
+    return np.round(x * 2**16) / 2**16
+
+
+def _quotients(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    return _grid(rng.uniform(-100, 100, n)), _grid(2.0 ** rng.uniform(-2, 10, n))
+
+
+def _rows(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """softmax's input: n entries as rows of 10."""
+    return _grid(rng.uniform(-5, 5, (max(1, n // 10), 10))), np.zeros(1)
+
+
+def _softmax(a: np.ndarray) -> np.ndarray:
+    e = np.exp(a - a.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+FUNCTIONS: dict[str, BenchOp] = {  # protocols/functions.py; error bounds as in the README's table
+    "sigmoid": BenchOp(_unary(-10, 10), lambda ctx, x, y, m: ctx.sigmoid(x, m),
+                       lambda a, b: 1 / (1 + np.exp(-a)), 7.5e-4, "comparison"),
+    "tanh": BenchOp(_unary(-6, 6), lambda ctx, x, y, m: ctx.tanh(x, m), lambda a, b: np.tanh(a), 3.7e-4,
+                    "comparison"),
+    "exp": BenchOp(_unary(-12, 8), lambda ctx, x, y, m: ctx.exp(x, m), lambda a, b: np.exp(a), 2**-15,
+                   "comparison", relative=4e-4),
+    "log": BenchOp(_unary(-16, 30, log2=True), lambda ctx, x, y, m: ctx.log(x, m), lambda a, b: np.log(a), 1e-4,
+                   "comparison"),
+    "reciprocal": BenchOp(_unary(-16, 30, log2=True), lambda ctx, x, y, m: ctx.reciprocal(x, m),
+                          lambda a, b: 1 / a, 2**-15, "comparison", relative=1.5e-4),
+    "sqrt": BenchOp(_unary(-16, 30, log2=True), lambda ctx, x, y, m: ctx.sqrt(x, m), lambda a, b: np.sqrt(a),
+                    2**-15, "comparison", relative=1.5e-4),
+    "rsqrt": BenchOp(_unary(-16, 30, log2=True), lambda ctx, x, y, m: ctx.rsqrt(x, m),
+                     lambda a, b: 1 / np.sqrt(a), 2**-15, "comparison", relative=1.5e-4),
+    "div": BenchOp(_quotients, lambda ctx, x, y, m: ctx.div(x, y, m), lambda a, b: a / b, 2**-14, "comparison",
+                   relative=1.5e-4),
+    "softmax": BenchOp(_rows, lambda ctx, x, y, m: ctx.softmax(x, -1, m), lambda a, b: _softmax(a), 2e-4,
+                       "comparison"),
+}
+
 OPS: dict[str, BenchOp] = {
     # integer product mod 2^64: one Beaver round
     "mul": BenchOp(_ints, lambda ctx, x, y, m: x * y, _wrap(np.multiply), 0.0),
@@ -104,6 +156,7 @@ OPS: dict[str, BenchOp] = {
     "max": BenchOp(_close, lambda ctx, x, y, m: ctx.maximum(x, y, m), np.maximum, 0.0, "comparison"),
     # the fraud demo's scoring of n accounts: two fused ReLU layers and the threshold comparison
     "fraud": BenchOp(_fraud_inputs, _fraud_secure, _fraud_plain, 0.0, "comparison", len),
+    **FUNCTIONS,
 }
 
 
@@ -155,7 +208,7 @@ async def _one(ctx: Context, op_name: str, spec: BenchOp, n: int, rng: np.random
     if opened is not None:
         want = spec.plain(a, b)
         correct = bool(np.array_equal(opened, want) if spec.tolerance == 0
-                       else np.all(np.abs(opened - want) <= spec.tolerance))
+                       else np.all(np.abs(opened - want) <= spec.tolerance + spec.relative * np.abs(want)))
     return {
         "op": op_name, "n": int(spec.count(a)), "method": chosen, "party": ctx.name,
         "role": "helper" if ctx.is_dealer else "compute",

@@ -343,9 +343,11 @@ def _latency_list(ctx: click.Context, param: click.Parameter, value: str | None)
 @click.option("--config", type=click.Path(dir_okay=False), default=None,
               help="Topology to run on (default: two banks and the helper on localhost, free ports).")
 @click.option("--op", "ops", default="mul,matmul", show_default=True,
-              help="Comma-separated ops: mul, matmul, trunc, lt, eq, relu, max, fraud.")
+              help="Comma-separated ops: mul, matmul, trunc, lt, eq, relu, max, fraud, sigmoid, tanh, exp, log, "
+                   "reciprocal, div, sqrt, rsqrt, softmax.")
 @click.option("--method", "methods", default="auto", show_default=True, metavar="M[,M...]",
-              help="Comparison method(s) for lt, eq, relu, max: auto, dcf, bits; several run each.")
+              help="Comparison method(s) for lt, eq, relu, max and the functions: auto, dcf, bits; several run "
+                   "each.")
 @click.option("--n", type=click.IntRange(min=1), default=100_000, show_default=True,
               help="Elements per operand (matmul: two sqrt(n) x sqrt(n) matrices; fraud: accounts).")
 @click.option("--repeat", type=click.IntRange(min=1), default=3, show_default=True)

@@ -25,7 +25,7 @@ from mpc.config import Topology
 from mpc.prg import random_ring
 from mpc.ring import decode_fixed, encode_fixed, ring, signed
 from mpc.runtime import Party, PartyOutcome, run_local_async
-from protocols import arithmetic, comparison, numpy_api, truncation
+from protocols import arithmetic, comparison, functions, numpy_api, truncation
 from protocols.core import RandomnessProvider
 from protocols.material import HelperProvider, LocalTestProvider
 from protocols.shared import (
@@ -404,6 +404,46 @@ class Context:
 
     def dot(self, x: SharedArray | Any, y: SharedArray | Any) -> SharedArray:
         return self.matmul(x, y)
+
+    # -- functions (protocols/functions.py) ------------------------------------------------------
+    # Splines evaluated by one DCF gate (dcf) or one batch of comparisons (bits); error bounds and
+    # rounds in the README's "Functions" table. method None = the topology's `comparison`.
+    def sigmoid(self, x: SharedArray, method: str | None = None) -> SharedArray:
+        """1 / (1 + e^-x), abs error <= 7.5e-4 on the real line. dcf: 2 rounds; bits: 10."""
+        return functions.sigmoid(self, x, method)
+
+    def tanh(self, x: SharedArray, method: str | None = None) -> SharedArray:
+        """tanh(x), abs error <= 3.7e-4 on the real line. dcf: 2 rounds; bits: 10."""
+        return functions.tanh(self, x, method)
+
+    def exp(self, x: SharedArray, method: str | None = None) -> SharedArray:
+        """e^x for x <= 8 (e^8 above). dcf: 2 rounds; bits: 10."""
+        return functions.exp(self, x, method)
+
+    def log(self, x: SharedArray, method: str | None = None) -> SharedArray:
+        """Natural log for x in [2^-f, 2^(46-f)). dcf: 4 rounds; bits: 20."""
+        return functions.log(self, x, method)
+
+    def reciprocal(self, x: SharedArray, method: str | None = None, positive: bool = False) -> SharedArray:
+        """1 / x for 2^-f <= |x| < 2^(46-f). dcf: 6 rounds; bits: 22. `positive=True`: x > 0, less compute."""
+        return functions.reciprocal(self, x, method, positive)
+
+    def div(self, x: SharedArray | Any, y: SharedArray, method: str | None = None,
+            positive: bool = False) -> SharedArray:
+        """x / y for a shared y, 2^-f <= |y| < 2^(46-f), |x / y| < 2^(f-3). dcf: 6 rounds; bits: 22."""
+        return functions.div(self, x, y, method, positive)
+
+    def sqrt(self, x: SharedArray, method: str | None = None) -> SharedArray:
+        """sqrt(x) for x in [2^-f, 2^(46-f)), 0 for x <= 0. dcf: 6 rounds; bits: 22."""
+        return functions.sqrt(self, x, method)
+
+    def rsqrt(self, x: SharedArray, method: str | None = None) -> SharedArray:
+        """1 / sqrt(x) for x in [2^-f, 2^(46-f)). dcf: 6 rounds; bits: 22."""
+        return functions.rsqrt(self, x, method)
+
+    def softmax(self, x: SharedArray, axis: int = -1, method: str | None = None) -> SharedArray:
+        """exp(x - max) / sum along `axis`. dcf: 8 + ceil(log2 k) rounds for k entries."""
+        return functions.softmax(self, x, axis, method)
 
 
 def _tabular(owner: str, value: Any) -> tuple[np.ndarray | None, tuple[str, ...] | None]:

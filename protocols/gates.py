@@ -25,6 +25,7 @@ unit in the last place above, never below.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache, partial
@@ -342,3 +343,121 @@ RELU_TRUNC = Gate("relu_trunc", _relu_trunc, uses_r_shift=True)
 """max(x, 0) >> f: floor, or one unit in the last place above; e.g. after a product kept at 2f bits."""
 IS_ZERO = Gate("eq", _is_zero, uses_r_shift=False, offsets=(0, 1))
 """[x == 0], exact for every ring value: one key (payload 1, m_r) at two points."""
+
+
+# -- piecewise polynomials (splines): protocols/functions.py -------------------------------------------
+
+POWERS = ("", "R", "R2", "R3")
+"""Dealer symbols r^e (e = 0..3): a spline piece of degree d <= 3 in t = x - c = (x^ - c) - r needs them."""
+
+
+@dataclass(frozen=True)
+class Piecewise:
+    """Ring-encoded piecewise polynomials of one input, sharing their breakpoints.
+
+    Interval j (0..K) is [a_j, a_(j+1)) with a_0 = -inf, a_(K+1) = +inf; on it output o is
+    sum_i coeffs[o][j][i] * t^i with t = x - centers[j], all ring integers, so that the output's ring
+    value is its real value times 2^scales[o] (the caller fitted and encoded them; protocols/functions.py)."""
+
+    name: str
+    breaks: tuple[int, ...]
+    centers: tuple[int, ...]
+    coeffs: tuple[tuple[tuple[int, ...], ...], ...]
+    scales: tuple[int, ...]
+
+    @property
+    def degree(self) -> int:
+        return max(len(row) for out in self.coeffs for row in out) - 1
+
+
+def shifted(coeffs: Sequence[int], shift: np.ndarray) -> list[np.ndarray]:
+    """Coefficients of P(y + shift) in powers of y, mod 2^64: sum over i >= e of p_i C(i, e) shift^(i-e)."""
+    d = len(coeffs) - 1
+    with np.errstate(over="ignore"):
+        pw = [np.ones_like(shift)]
+        for _ in range(d):
+            pw.append(pw[-1] * shift)
+        out = []
+        for e in range(d + 1):
+            acc = np.zeros_like(shift)
+            for i in range(e, d + 1):
+                if coeffs[i]:
+                    acc = acc + np.uint64((coeffs[i] * math.comb(i, e)) % 2**64) * pw[i - e]
+            out.append(acc)
+    return out
+
+
+def _poly_in_r(coeffs: Sequence[int], v: np.ndarray) -> Form:
+    """P(v - r) as a Form in the dealer symbols r^e (v public per element)."""
+    form = Form()
+    for e, c in enumerate(shifted(coeffs, v)):
+        if not any(coeffs[e:]):
+            break  # structurally zero: no payload word for it
+        c = np.negative(c) if e % 2 else c  # (-r)^e
+        form = form + (Form.const(c) if e == 0 else c * Form.sym(POWERS[e]))
+    return form
+
+
+def _piecewise(table: Piecewise, xhat: np.ndarray, m: np.ndarray, frac: int) -> list[Form]:
+    # sum_j [x in interval j] P_j = P_K + sum_k [x < a_k] (P_(k-1) - P_k); [x < a_k] = msb(x - a_k), where
+    # x - a_k = (x^ - a_k) - r is masked by the same r: the key's evaluation at offset a_k gives its lt.
+    mr = Form.sym("mr")
+    with np.errstate(over="ignore"):
+        forms = []
+        for coeffs in table.coeffs:
+            last = len(table.breaks)
+            out = _poly_in_r(coeffs[last], xhat - np.uint64(table.centers[last] % 2**64))
+            for k, a in enumerate(table.breaks):
+                below = _poly_in_r(coeffs[k], xhat - np.uint64(table.centers[k] % 2**64))
+                above = _poly_in_r(coeffs[k + 1], xhat - np.uint64(table.centers[k + 1] % 2**64))
+                mk = (xhat - np.uint64(a % 2**64)) >> TOP
+                lt = Form.sym(lt_symbol(k))
+                msb = mk + (ONE - TWO * mk) * (mr + lt - TWO * mr * lt)
+                out = out + msb * (below - above)
+            forms.append(out)
+    return forms
+
+
+@dataclass(frozen=True)
+class PolyGate(Gate):
+    """A spline gate: the dealer values are msb(r) and the powers r, r^2, r^3 (symbols R, R2, R3).
+
+    Its payload is known in closed form: at every breakpoint the DCF bit enters only through
+    msb = m + (1 - 2m)(mr + lt (1 - 2 mr)), so lt r^e and lt mr r^e always come as lt r^e (1 - 2 mr): one
+    word per power of r (degree + 1 words), shared by all breakpoints. (Probing would miss the pairing
+    wherever a coefficient is even: it needs an odd entry to find the ratio.)"""
+
+    degree: int = 3
+
+    def plan(self, frac: int) -> Plan:
+        return _poly_plan(self, frac)
+
+    def value(self, mono: Monomial, r: np.ndarray, frac: int) -> np.ndarray:
+        out = np.ones_like(r)
+        with np.errstate(over="ignore"):
+            if "mr" in mono:
+                out = out * (r >> TOP)
+            for e, sym in enumerate(POWERS[1:], start=1):
+                if sym in mono:
+                    for _ in range(e):
+                        out = out * r
+        return out
+
+
+def _power(e: int, *extra: str) -> Monomial:
+    return frozenset([*extra, POWERS[e]] if e else extra)
+
+
+@cache
+def _poly_plan(gate: PolyGate, frac: int) -> Plan:
+    words = tuple(((_power(e), 1), (_power(e, "mr"), 2**64 - 2)) for e in range(gate.degree + 1))
+    uses = tuple(tuple((_power(e, lt_symbol(k)), e) for e in range(gate.degree + 1))
+                 for k in range(len(gate.offsets)))
+    return Plan(words, uses, _plan(gate, frac).dealt)
+
+
+@cache
+def spline_gate(table: Piecewise) -> PolyGate:
+    """The one-round gate evaluating `table`: one DCF key per element, evaluated at every breakpoint."""
+    return PolyGate(table.name, partial(_piecewise, table), uses_r_shift=False, offsets=table.breaks,
+                    degree=table.degree)
