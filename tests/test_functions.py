@@ -235,7 +235,7 @@ def test_bad_frac_bits_and_axes_are_clear_errors(make_topology) -> None:
 def test_bench_ops_as_processes() -> None:
     """Every new op through `mpc bench` (parties as processes, the helper dealing): rounds and results."""
     names = ["sigmoid", "tanh", "exp", "log", "reciprocal", "div", "sqrt", "rsqrt", "softmax"]
-    res = subprocess.run([sys.executable, "-m", "mpc", "bench", "--op", ",".join(names), "--method", "dcf",
+    res = subprocess.run([sys.executable, "-m", "parties", "bench", "--op", ",".join(names), "--method", "dcf",
                           "--n", "200", "--repeat", "1", "--json"], capture_output=True, text=True, timeout=300,
                          cwd=ROOT)
     assert res.returncode == 0, res.stderr
