@@ -26,7 +26,8 @@ async def workload(ctx: Context):
     k = await ctx.input("bank_b", K if ctx.name == "bank_b" else None)
     h = ctx.relu(x @ w)
     outs = [h, x * x[:, :1], np.mean(x, axis=0), x.max(axis=1), x.argmax(axis=0), x < 3.0, x == x,
-            np.where(x > 0, x, 0.0), k // 7, abs(x) / 3, ctx.sign(x), k * k]
+            np.where(x > 0, x, 0.0), k // 7, abs(x) / 3, ctx.sign(x), k * k, ctx.sigmoid(x),
+            ctx.reciprocal(abs(x) + 1.0), np.exp(x[:2] / 4)]
     return [await ctx.reveal(o) for o in outs]
 
 
@@ -39,7 +40,7 @@ def test_emulation_predicts_the_secure_run(make_topology, method: str) -> None:
     assert report.ok, report.findings
     compute = [p.name for p in topo.compute_parties]
     for got, want in zip(report.results[compute[0]], secure[compute[0]].value, strict=True):
-        np.testing.assert_allclose(got, want, atol=4 * 2.0**-16)
+        np.testing.assert_allclose(got, want, atol=4 * 2.0**-16, rtol=1e-4)  # random truncation, amplified by exp
     assert report.rounds == max(secure[n].stats.rounds for n in compute)
     for name in compute:
         assert report.online_bytes_per_party[name] == secure[name].stats.total("online").bytes_sent, name
