@@ -26,6 +26,17 @@ EXIT_CONFIG = 2
 T = TypeVar("T")
 
 
+# Errors of a program's own code (a bug rather than bad input): their text alone ("'missing'") says little
+PROGRAM_ERRORS = (LookupError, AttributeError, TypeError, NameError, ZeroDivisionError, AssertionError)
+
+
+def describe(exc: BaseException) -> str:
+    """One line for an error: its text, with its class for a program's own bugs (and where the traceback is)."""
+    if isinstance(exc, PROGRAM_ERRORS):
+        return f"{type(exc).__name__}: {exc} (run `mpc --debug ...` for the traceback)"
+    return str(exc)
+
+
 class CliError(click.ClickException):
     """An expected failure: message to stderr, exit 1."""
 
@@ -184,7 +195,7 @@ def _failure_record(name: str, role: str, exc: BaseException) -> PartyRecord:
     from mpc.transport import PeerError
 
     return PartyRecord(name, role, ok=False, error_class=type(exc).__name__,
-                       error="interrupted" if isinstance(exc, asyncio.CancelledError) else str(exc),
+                       error="interrupted" if isinstance(exc, asyncio.CancelledError) else describe(exc),
                        cause=exc.peer if isinstance(exc, PeerError) else None)
 
 
@@ -581,6 +592,9 @@ def _setup_logging(debug: bool, prefix: str) -> None:
 def _jsonable(value: Any) -> Any:
     import numpy as np
 
+    if isinstance(value, asyncio.Future):
+        raise TypeError("the program returned an operation that was not awaited (an asyncio Task): write "
+                        "`await ctx.reveal(...)`")
     if isinstance(value, np.ndarray):
         return value.tolist()
     if isinstance(value, np.generic):
@@ -604,5 +618,5 @@ def main() -> None:
     except Exception as exc:
         if debug:
             raise
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"error: {describe(exc)}", err=True)
         sys.exit(1)

@@ -14,6 +14,7 @@ scheduling) fixes every message key.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -59,6 +60,9 @@ class Context:
         self._compute = list(party.compute_parties)
         self._tasks: set[asyncio.Future[Any]] = set()
         self._first_error: BaseException | None = None
+        # set to the first error of an operation's task: the program may be waiting on a peer that waits on
+        # this very operation, so the failure must stop it now rather than when it awaits the result
+        self.failed: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
         self._dealing: set[asyncio.Future[Any]] = set()
         self._gate: asyncio.Future[None] | None = None
 
@@ -111,8 +115,11 @@ class Context:
         # Keep the first failure for finish(); once a run has failed, the same peer error reaches many
         # pending tasks, and asyncio would print each as a "never retrieved" traceback.
         self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None and self._first_error is None:
-            self._first_error = task.exception()
+        error = None if task.cancelled() else task.exception()
+        if error is not None and self._first_error is None:
+            self._first_error = error
+            if not self.failed.done():  # the program stops at once (run_program), whatever it awaits
+                self.failed.set_result(error)
 
     def deal(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         """Fetch (compute party) or deal (helper) an operation's material, starting now."""
@@ -186,16 +193,15 @@ class Context:
         peers = [p for p in party.peers if p != owner and (not declared or p in self.compute_parties)]
 
         table, columns = _tabular(owner, value) if party.name == owner else (None, None)
+        # The owner's value is checked and encoded now, in the program's own call: a bad value (NaN, out of
+        # the fixed-point range, not numeric) raises at the caller's line, before anything is sent.
+        arr, frac, encoded = self._encode_input(owner, value, table) if party.name == owner else (None, 0, None)
+        if arr is not None and declared and (tuple(arr.shape) != tuple(shape) or frac != frac_declared):  # type: ignore[arg-type]
+            raise ValueError(f"{owner}: input of shape {arr.shape} ({'fixed' if frac else 'integer'}) does "
+                             f"not match the declared shape {shape} ({'fixed' if fixed else 'integer'})")
 
         async def share_out() -> Shares:
-            if value is None:
-                raise ValueError(f"{owner}: input() needs the value on its owner")
-            arr = np.asarray(value) if table is None else table
-            frac = self.frac_bits if arr.dtype.kind == "f" else 0
-            if declared and (tuple(arr.shape) != tuple(shape) or frac != frac_declared):  # type: ignore[arg-type]
-                raise ValueError(f"{owner}: input of shape {arr.shape} ({'fixed' if frac else 'integer'}) does "
-                                 f"not match the declared shape {shape} ({'fixed' if fixed else 'integer'})")
-            encoded = encode_fixed(arr, frac) if frac else ring(arr)
+            assert arr is not None and encoded is not None
             await self.online_gate()
             mine = np.array(encoded, dtype=np.uint64)  # a copy, and an array even for a 0-d value
             for peer in peers:
@@ -225,28 +231,46 @@ class Context:
 
         async def run() -> SharedArray:
             if party.name == owner:
-                arr = np.asarray(value) if table is None else table
-                frac = self.frac_bits if arr.dtype.kind == "f" else 0
+                assert arr is not None
                 out = SharedArray(self, arr.shape, frac, self.spawn(share_out()))
                 out.columns = columns
                 return out
             msg = await party.recv(owner, op, step=META_STEP, dtype=np.uint64)
             if msg.array.size < 3:
                 raise ValueError(f"{owner} sent malformed input metadata")
-            frac, ndim, named = int(msg.array[0]), int(msg.array[1]), int(msg.array[2])
+            their_frac, ndim, named = int(msg.array[0]), int(msg.array[1]), int(msg.array[2])
             got = tuple(int(d) for d in msg.array[3:])
-            if len(got) != ndim or frac not in (0, self.frac_bits) or named not in (0, 1) or (named and ndim != 2):
+            if len(got) != ndim or their_frac not in (0, self.frac_bits) or named not in (0, 1) or \
+                    (named and ndim != 2):
                 raise ValueError(f"{owner} sent malformed input metadata")
             names = await _receive_names(party, owner, op, got[1]) if named else None
             if self.is_dealer:
-                out = placeholder(self, got, frac)
+                out = placeholder(self, got, their_frac)
             else:
                 shares = await share_in(got)
-                out = resolved(self, got, frac, shares.share, shares.depth)
+                out = resolved(self, got, their_frac, shares.share, shares.depth)
             out.columns = names
             return out
 
         return self.spawn(run())
+
+    def _encode_input(self, owner: str, value: Any, table: np.ndarray | None) -> tuple[np.ndarray, int, np.ndarray]:
+        """The owner's value as (array, fractional bits, ring encoding); ValueError/TypeError saying what is
+        wrong with it (missing, not numeric, not finite, out of the fixed-point range)."""
+        if value is None:
+            raise ValueError(f"{owner}: input() needs the value on its owner (got None)")
+        arr = np.asarray(value) if table is None else table
+        if arr.dtype.kind not in "biuf":
+            raise TypeError(f"{owner}: input: values must be numbers (integers or floats), not {arr.dtype}")
+        frac = self.frac_bits if arr.dtype.kind == "f" else 0
+        if frac and not np.all(np.isfinite(arr)):
+            bad = np.argwhere(~np.isfinite(arr))[0]
+            raise ValueError(f"{owner}: input: a value that is not finite (NaN or infinite) at index {tuple(bad)}")
+        try:
+            encoded = encode_fixed(arr, frac) if frac else ring(arr)
+        except (ValueError, OverflowError) as exc:
+            raise ValueError(f"{owner}: input: {exc}") from None
+        return arr, frac, encoded
 
     def reveal(self, x: SharedArray, to: Sequence[str] | None = None) -> asyncio.Task[np.ndarray | None]:
         """Open x to the compute parties in `to` (default: all). Collective, 1 round.
@@ -410,40 +434,49 @@ class Context:
     # rounds in the README's "Functions" table. method None = the topology's `comparison`.
     def sigmoid(self, x: SharedArray, method: str | None = None) -> SharedArray:
         """1 / (1 + e^-x), abs error <= 7.5e-4 on the real line. dcf: 2 rounds; bits: 10."""
-        return functions.sigmoid(self, x, method)
+        return functions.sigmoid(self, _shared(x, "sigmoid"), method)
 
     def tanh(self, x: SharedArray, method: str | None = None) -> SharedArray:
         """tanh(x), abs error <= 3.7e-4 on the real line. dcf: 2 rounds; bits: 10."""
-        return functions.tanh(self, x, method)
+        return functions.tanh(self, _shared(x, "tanh"), method)
 
     def exp(self, x: SharedArray, method: str | None = None) -> SharedArray:
         """e^x for x <= 8 (e^8 above). dcf: 2 rounds; bits: 10."""
-        return functions.exp(self, x, method)
+        return functions.exp(self, _shared(x, "exp"), method)
 
     def log(self, x: SharedArray, method: str | None = None) -> SharedArray:
         """Natural log for x in [2^-f, 2^(46-f)). dcf: 4 rounds; bits: 20."""
-        return functions.log(self, x, method)
+        return functions.log(self, _shared(x, "log"), method)
 
     def reciprocal(self, x: SharedArray, method: str | None = None, positive: bool = False) -> SharedArray:
         """1 / x for 2^-f <= |x| < 2^(46-f). dcf: 6 rounds; bits: 22. `positive=True`: x > 0, less compute."""
-        return functions.reciprocal(self, x, method, positive)
+        return functions.reciprocal(self, _shared(x, "reciprocal"), method, positive)
 
     def div(self, x: SharedArray | Any, y: SharedArray, method: str | None = None,
             positive: bool = False) -> SharedArray:
         """x / y for a shared y, 2^-f <= |y| < 2^(46-f), |x / y| < 2^(f-3). dcf: 6 rounds; bits: 22."""
+        if not isinstance(y, SharedArray):
+            return numpy_api.divide(self, _shared(x, "div"), y)  # by a public value: its own protocol
         return functions.div(self, x, y, method, positive)
 
     def sqrt(self, x: SharedArray, method: str | None = None) -> SharedArray:
         """sqrt(x) for x in [2^-f, 2^(46-f)), 0 for x <= 0. dcf: 6 rounds; bits: 22."""
-        return functions.sqrt(self, x, method)
+        return functions.sqrt(self, _shared(x, "sqrt"), method)
 
     def rsqrt(self, x: SharedArray, method: str | None = None) -> SharedArray:
         """1 / sqrt(x) for x in [2^-f, 2^(46-f)). dcf: 6 rounds; bits: 22."""
-        return functions.rsqrt(self, x, method)
+        return functions.rsqrt(self, _shared(x, "rsqrt"), method)
 
     def softmax(self, x: SharedArray, axis: int = -1, method: str | None = None) -> SharedArray:
         """exp(x - max) / sum along `axis`. dcf: 8 + ceil(log2 k) rounds for k entries."""
-        return functions.softmax(self, x, axis, method)
+        return functions.softmax(self, _shared(x, "softmax"), axis, method)
+
+
+def _shared(x: Any, what: str) -> SharedArray:
+    if not isinstance(x, SharedArray):
+        raise TypeError(f"ctx.{what} takes a shared value (from ctx.input or an operation), not a "
+                        f"{type(x).__name__}; on public values use numpy")
+    return x
 
 
 def _tabular(owner: str, value: Any) -> tuple[np.ndarray | None, tuple[str, ...] | None]:
@@ -480,11 +513,24 @@ def secure(program: Callable[[Context], Awaitable[T]], *, dealer: str = "helper"
 
     async def run(party: Party) -> T:
         ctx = await Context.create(party, dealer=dealer, test_seed=test_seed)
-        result = await program(ctx)
-        await ctx.finish()
-        return result
+        return await run_program(ctx, program)
 
     return run
+
+
+async def run_program(ctx: Context, program: Callable[[Context], Awaitable[T]]) -> T:
+    """Run `program(ctx)` to the end of every operation it issued; the first failure of any operation
+    stops it at once (raised here, so the runtime aborts the session naming this party)."""
+    task: asyncio.Future[T] = asyncio.ensure_future(program(ctx))
+    await asyncio.wait([task, ctx.failed], return_when=asyncio.FIRST_COMPLETED)  # type: ignore[type-var]
+    if not task.done():
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
+        raise ctx.failed.result()
+    result = task.result()
+    await ctx.finish()
+    return result
 
 
 def run_local(topology: Topology, program: Callable[[Context], Awaitable[T]], *, dealer: str = "helper",

@@ -87,6 +87,7 @@ class Emulator:
         self.messages: dict[str, int] = dict.fromkeys(self.compute, 0)
         self.depth: dict[str, int] = dict.fromkeys(self.compute, 0)
         self.ops: dict[str, int] = {}
+        self._calls: dict[int, tuple[str, str, str]] = {}
 
     # -- where in the user's program --------------------------------------------------------------
     def caller(self) -> str:
@@ -139,6 +140,7 @@ class Emulator:
         op_id = ctx.party.new_op(label).id
         where = self.caller()
         name = ctx.name
+        self.agree(name, op_id, f"{label} on shapes {', '.join(str(x.shape) for x in operands) or '-'}", where)
         if name == self.compute[0]:
             self.ops[label] = self.ops.get(label, 0) + 1
         peers = len(self.compute) - 1
@@ -160,6 +162,15 @@ class Emulator:
                          for a, (shape, _) in zip(arrays, outputs, strict=True))
 
         return split(ctx, ctx.spawn(go()), outputs)
+
+    def agree(self, name: str, op_id: int, call: str, where: str) -> None:
+        """Every party must issue the same operations in the same order (SPMD): the secure run would stop
+        with a shape or message mismatch. Say so here, naming both calls."""
+        first = self._calls.setdefault(op_id, (name, call, where))
+        if first[1] != call:
+            raise ValueError(f"the parties' programs diverge at operation {op_id}: {first[0]} calls {first[1]} "
+                             f"({first[2]}), {name} calls {call} ({where}); every party must run the same "
+                             "operations in the same order")
 
     def check_later(self, ctx: Any, label: str, arrays: Sequence[SharedArray],
                     check: Callable[..., None]) -> None:
@@ -204,7 +215,9 @@ class EmulatedContext(Context):
         if owner not in self.compute_parties:
             raise ValueError(f"input owner must be a compute party ({', '.join(self.compute_parties)}), "
                              f"not {owner!r}")
-        slot = self.emulator.input_slot(self.party.new_op("input").id)
+        op_id = self.party.new_op("input").id
+        self.emulator.agree(self.name, op_id, f"input from {owner}", self.emulator.caller())
+        slot = self.emulator.input_slot(op_id)
         name = self.name
         declared = shape is not None and fixed is not None
         if name == owner:
@@ -239,8 +252,9 @@ class EmulatedContext(Context):
 
     def reveal(self, x: SharedArray, to: Sequence[str] | None = None) -> Any:
         recipients = list(self.compute_parties if to is None else to)
-        self.party.new_op("reveal")
         name, emulator = self.name, self.emulator
+        emulator.agree(name, self.party.new_op("reveal").id, f"reveal of shape {x.shape} to {recipients}",
+                       emulator.caller())
         others = [r for r in recipients if r != name]
         emulator.bytes[name] += (8 * x.size + HEADER_SIZE) * len(others)
         emulator.messages[name] += len(others)

@@ -57,6 +57,9 @@ class Model:
             return Model(tuple(Layer(np.asarray(w, float), np.asarray(b, float), hidden if i < n - 1 else out)
                                for i, (w, b) in enumerate(zip(fitted.coefs_, fitted.intercepts_, strict=True))))
         if hasattr(fitted, "coef_"):
+            if hasattr(fitted, "classes_") and not hasattr(fitted, "predict_proba"):
+                raise ValueError(f"{kind} is a classifier without predict_proba (its scores are a decision "
+                                 "function, not probabilities): use LogisticRegression")
             coef = np.atleast_2d(np.asarray(fitted.coef_, float))
             if coef.shape[0] != 1:
                 raise ValueError(f"{kind}: only a single output (binary classification, one target) is supported")

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from protocols import arithmetic, comparison, truncation
-from protocols.shared import SharedArray, concatenate, stack
+from protocols.shared import SharedArray, concatenate, constant, stack
 
 if TYPE_CHECKING:
     from protocols.core import Engine
@@ -45,10 +45,18 @@ def divide(ctx: Engine, x: Any, y: Any) -> SharedArray:
     x = x if x.frac else x * 1.0  # an integer divided gives a real, as in numpy: to fixed point (local)
     sign = np.where(divisor < 0, -1, 1).astype(np.int64)
     magnitude = np.abs(divisor)
+    if np.any(magnitude < 1):
+        # 1/|y| = K + g with K an integer and 0 <= g < 1: x K is exact (an integer product, local) and x g is
+        # one fixed-point product, so the result is within one LSB plus |x| 2^-(f+1) (g's rounding)
+        inverse = 1.0 / magnitude
+        whole = np.floor(inverse)
+        if np.any(whole >= 2.0**62):
+            raise ValueError("division by a public value below 2^-62: the result cannot be represented")
+        return x * (whole.astype(np.int64) * sign) + x * ((inverse - whole) * sign)
     e = 0
     if not np.all(magnitude == np.rint(magnitude)):
         # |y| ~ k / 2^e with k >= 2^(f+2): x / y = (x 2^e) // k, 1/8 unit of relative error at most, for
-        # |x 2^e| < 2^62 in ring units (e = f + 2 - floor(log2 |y|); 0.1: e = 21, |x| < 2^25 at f = 16)
+        # |x| 2^e < 2^(62 - f) in ring units (e = f + 2 - floor(log2 |y|) <= f + 2)
         e = max(0, ctx.frac_bits + 2 - int(np.floor(np.log2(magnitude.min()))))
     k = np.rint(magnitude * 2.0**e).astype(np.int64)
     scaled = x if not e else x.local(lambda s: np.multiply(s, np.uint64(1 << e), dtype=np.uint64), x.shape)
@@ -139,10 +147,13 @@ def mean(ctx: Engine, x: SharedArray, axis: int | tuple[int, ...] | None = None,
          keepdims: bool = False) -> SharedArray:
     """The mean along `axis` (None: all): a local sum, then one division by the public count."""
     reduced = np.empty(x.shape, np.bool_).sum(axis=axis, keepdims=keepdims)
-    count = x.size // max(1, reduced.size)
+    total = x.sum(axis=axis, keepdims=keepdims)
+    if reduced.size == 0:
+        return total if total.frac else total * 1.0  # no mean to take: numpy gives an empty result too
+    count = x.size // reduced.size
     if count == 0:
-        raise ValueError(f"mean of an empty axis (shape {x.shape})")
-    return divide(ctx, x.sum(axis=axis, keepdims=keepdims), count)
+        raise ValueError(f"mean of an empty axis (shape {x.shape}): numpy would give NaN, which fixed point has not")
+    return divide(ctx, total, count)
 
 
 def reduce_max(ctx: Engine, x: SharedArray, axis: int | None = None, which: str = "max",
@@ -211,7 +222,11 @@ def _ufuncs(ctx: Engine) -> dict[Any, Callable[..., Any]]:
 
 _INSTEAD = {
     "sin": "a polynomial of x", "cos": "a polynomial of x", "floor": "x // d on integers",
-    "ceil": "x // d on integers", "round": "fixed point rounds already", "sort": "ctx.max / ctx.argmax",
+    "ceil": "x // d on integers", "round": "nothing: a fixed-point value is already a multiple of 2^-frac_bits",
+    "rint": "nothing: a fixed-point value is already a multiple of 2^-frac_bits", "sort": "ctx.max / ctx.argmax",
+    "prod": "products along the axis (x[..., 0] * x[..., 1] * ...)", "average": "np.sum(x * w) / np.sum(w)",
+    "norm": "ctx.sqrt(np.sum(x * x))", "cumprod": "products step by step", "median": "ctx.max on sorted pairs",
+    "percentile": "comparisons with public thresholds", "power": "x ** k with a public integer k",
     "argsort": "ctx.argmax", "unique": "reveal what may be revealed first", "nonzero": "ctx.where",
     "isnan": "nothing: shared values are always finite", "isfinite": "nothing: shared values are finite",
 }
@@ -240,25 +255,70 @@ def _axis(kwargs: dict[str, Any], args: tuple[Any, ...], position: int) -> Any:
     return kwargs.get("axis", args[position] if len(args) > position else None)
 
 
+_KEYWORDS = {
+    "sum": {"axis", "keepdims"}, "mean": {"axis", "keepdims"}, "var": {"axis", "keepdims"},
+    "std": {"axis", "keepdims"}, "max": {"axis", "keepdims"}, "amax": {"axis", "keepdims"},
+    "min": {"axis", "keepdims"}, "amin": {"axis", "keepdims"}, "argmax": {"axis"}, "argmin": {"axis"},
+    "concatenate": {"axis"}, "stack": {"axis"}, "hstack": set(), "vstack": set(),
+    "clip": {"a_min", "a_max", "min", "max"},
+    "reshape": {"newshape", "shape"}, "transpose": {"axes"}, "cumsum": {"axis"}, "ravel": set(),
+    "squeeze": {"axis"}, "expand_dims": {"axis"},
+}
+
+
+def _qualified(func: Any) -> str:
+    module = getattr(func, "__module__", "numpy") or "numpy"
+    return f"{module.replace('numpy._core.', 'numpy.').replace('numpy.core.', 'numpy.')}.{func.__name__}"
+
+
 def array_function(ctx: Engine, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    """numpy.<function>(...) with a shared argument."""
+    """numpy.<function>(...) with a shared argument. A keyword this module does not honour (out=, where=,
+    initial=, dtype=, ...) is refused rather than silently ignored."""
     name = func.__name__
+    if name in _KEYWORDS:
+        extra = sorted(k for k in kwargs if k not in _KEYWORDS[name])
+        if extra:
+            raise TypeError(f"{_qualified(func)}({', '.join(f'{k}=' for k in extra)}) is not supported on shared "
+                            "values")
     x: Any = args[0] if args else None
+    if name in ("var", "std"):
+        axis, keepdims = _axis(kwargs, args, 1), kwargs.get("keepdims", False)
+        centred = x - mean(ctx, x, axis, True)
+        variance = mean(ctx, centred * centred, axis, keepdims)
+        return variance if name == "var" else ctx.sqrt(variance)  # type: ignore[attr-defined]
+    if name == "cumsum":
+        axis = _axis(kwargs, args, 1)
+        flat = x.reshape(-1) if axis is None else x
+        return flat.local(lambda s: np.cumsum(s, axis=0 if axis is None else axis, dtype=np.uint64), flat.shape)
+    if name in ("hstack", "vstack"):
+        items = [a if isinstance(a, SharedArray) else constant(ctx, a) for a in args[0]]
+        if name == "vstack":
+            items = [a.reshape(1, -1) if a.ndim == 1 else a for a in items]
+            return concatenate(items, 0)
+        return concatenate(items, 0 if all(a.ndim == 1 for a in items) else 1)
+    if name == "ravel":
+        return x.reshape(-1)
+    if name in ("squeeze", "expand_dims"):
+        probe = func(np.broadcast_to(np.empty((), np.bool_), x.shape), *args[1:], **kwargs)
+        return x.reshape(probe.shape)
     if name == "sum":
         return x.sum(axis=_axis(kwargs, args, 1), keepdims=kwargs.get("keepdims", False))
     if name == "mean":
         return mean(ctx, x, _axis(kwargs, args, 1), kwargs.get("keepdims", False))
     if name in ("max", "amax", "min", "amin", "argmax", "argmin"):
         which = {"amax": "max", "amin": "min"}.get(name, name)
+        axis = _axis(kwargs, args, 1)
+        out = reduce_max(ctx, x, axis, which)
         if kwargs.get("keepdims"):
-            raise TypeError(f"numpy.{name}: keepdims is not supported on shared values")
-        return reduce_max(ctx, x, _axis(kwargs, args, 1), which)
+            kept = np.broadcast_to(np.empty((), np.bool_), x.shape).max(axis=axis, keepdims=True).shape
+            out = out.reshape(kept)
+        return out
     if name in ("dot", "matmul"):
         return ctx.matmul(args[0], args[1])
-    if name == "concatenate":
-        return concatenate(list(args[0]), kwargs.get("axis", args[1] if len(args) > 1 else 0))
-    if name == "stack":
-        return stack(list(args[0]), kwargs.get("axis", args[1] if len(args) > 1 else 0))
+    if name in ("concatenate", "stack"):
+        items = [a if isinstance(a, SharedArray) else constant(ctx, a) for a in args[0]]  # public parts too
+        join = concatenate if name == "concatenate" else stack
+        return join(items, kwargs.get("axis", args[1] if len(args) > 1 else 0))
     if name == "where":
         if len(args) != 3:
             raise TypeError("numpy.where on shared values needs all three arguments: np.where(bit, a, b)")
@@ -286,4 +346,4 @@ def array_function(ctx: Engine, func: Any, args: tuple[Any, ...], kwargs: dict[s
     if name == "size":
         return x.size
     hint = _INSTEAD.get(name)
-    raise TypeError(f"numpy.{name} is not supported on shared values" + (f"; use {hint}" if hint else ""))
+    raise TypeError(f"{_qualified(func)} is not supported on shared values" + (f"; use {hint}" if hint else ""))

@@ -84,3 +84,12 @@ def test_mpc_emulate_flags_a_user_program_file(tmp_path: Path) -> None:
     ok = subprocess.run([sys.executable, "-m", "parties", "emulate", config, "--program", f"{program}:ledger", "-p",
                          "scale=1e-3"], capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert ok.returncode == 1  # the product itself still overflows before the scaling
+
+
+def test_programs_that_diverge_between_parties_are_named(make_topology) -> None:
+    async def diverging(ctx: Context):
+        x = await ctx.input("bank_a", np.array([1.0, 2.0]) if ctx.name == "bank_a" else None)
+        return await ctx.reveal(x * x if ctx.name == "bank_a" else x)
+
+    with pytest.raises(ValueError, match="the parties' programs diverge at operation 2: bank_a calls mul"):
+        emulate(make_topology(2), diverging)

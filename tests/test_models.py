@@ -82,6 +82,10 @@ def test_models_round_trip_a_file_and_refuse_what_they_cannot_run(tmp_path: Path
     np.testing.assert_array_equal(again.predict(TEST), model.predict(TEST))
     with pytest.raises(ValueError, match="single output"):
         Model.from_sklearn(LogisticRegression().fit(X, RNG.integers(0, 3, len(X))))
+    from sklearn.svm import LinearSVC
+
+    with pytest.raises(ValueError, match="classifier without predict_proba"):
+        Model.from_sklearn(LinearSVC().fit(X, Y_CLASS))
     with pytest.raises(TypeError, match="not a fitted"):
         Model.from_sklearn(object())
     with pytest.raises(ValueError, match="outputs must be the next layer's inputs"):

@@ -163,3 +163,43 @@ def test_a_divisor_that_differs_on_the_helper_is_caught(make_topology) -> None:
 
     with pytest.raises(Exception, match="the helper divided by another public divisor"):
         run(make_topology, program, dealer="helper")
+
+
+def test_keywords_numpy_would_honour_are_refused_not_ignored(make_topology) -> None:
+    async def program(ctx: Context):
+        x = await ctx.input("bank_a", np.array([1.5, -2, 3.25, 7]) if ctx.name == "bank_a" else None)
+        mask = np.array([True, False, True, False])
+        errors = []
+        for call in (lambda: np.sum(x, where=mask), lambda: np.mean(x, where=mask), lambda: np.max(x, initial=100.0),
+                     lambda: np.sum(x, out=np.zeros(())), lambda: np.linalg.norm(x)):
+            try:
+                call()
+            except TypeError as exc:
+                errors.append(str(exc))
+        return errors
+
+    errors = run(make_topology, program)
+    assert errors[:4] == ["numpy.sum(where=) is not supported on shared values",
+                          "numpy.mean(where=) is not supported on shared values",
+                          "numpy.max(initial=) is not supported on shared values",
+                          "numpy.sum(out=) is not supported on shared values"]
+    assert errors[4].startswith("numpy.linalg.norm is not supported on shared values; use ctx.sqrt")
+
+
+def test_more_numpy_and_small_public_divisors(make_topology) -> None:
+    v = np.round(RNG.uniform(-8, 8, (3, 4)) * 2**F) / 2**F
+
+    async def program(ctx: Context):
+        x = await ctx.input("bank_a", v if ctx.name == "bank_a" else None)
+        outs = [x / 1e-9, x / 0.3, x / -0.001, np.var(x, axis=0), np.std(x), np.cumsum(x, axis=1),
+                np.hstack([x[0], np.ones(2)]), np.vstack([x[0], x[1]]), np.max(x, axis=1, keepdims=True),
+                np.mean(x[:, :0], axis=0), np.ravel(x), np.expand_dims(x[0], 0)]
+        return [await ctx.reveal(o) for o in outs]
+
+    got = run(make_topology, program)
+    want = [v / 1e-9, v / 0.3, v / -0.001, np.var(v, axis=0), np.std(v), np.cumsum(v, axis=1),
+            np.hstack([v[0], np.ones(2)]), np.vstack([v[0], v[1]]), np.max(v, axis=1, keepdims=True),
+            np.zeros(0), np.ravel(v), np.expand_dims(v[0], 0)]
+    for i, (have, w) in enumerate(zip(got, want, strict=True)):
+        assert np.shape(have) == np.shape(w), i
+        np.testing.assert_allclose(have, w, rtol=2e-5, atol=2e-3 if i == 4 else 8 * STEP, err_msg=str(i))

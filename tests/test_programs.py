@@ -130,3 +130,18 @@ def test_parties_running_different_code_stop_naming_the_difference(tmp_path: Pat
         errors[name] = stderr
     assert "runs with different settings" in errors["bank_a"] and "program code" in errors["bank_a"]
     assert "bank_b" in errors["bank_a"]
+
+
+def test_a_bad_input_value_stops_every_party_at_once_with_its_reason(tmp_path: Path) -> None:
+    """The owner's value is checked at its ctx.input call: the owner reports it, the others are told at
+    once (they used to wait for a share that never came, then time out)."""
+    prog = tmp_path / "bad.py"
+    prog.write_text("import numpy as np\n\n\nasync def bad(ctx):\n"
+                    "    a = await ctx.input('bank_a', np.array([1e15, 2.0]) if ctx.name == 'bank_a' else None)\n"
+                    "    b = await ctx.input('bank_b', np.array([1.0, 2.0]) if ctx.name == 'bank_b' else None)\n"
+                    "    return await ctx.reveal(a + b)\n")
+    res = mpc("launch", str(_topology(tmp_path)), "--program", f"{prog}:bad", cwd=tmp_path)
+    assert res.returncode == 1
+    assert "error: launch failed: bank_a: input: value out of fixed-point range" in res.stderr
+    assert "bank_a aborted: bank_a failed with ValueError" in res.stderr
+    assert "timed out" not in res.stderr
