@@ -77,12 +77,12 @@ def load(topo: Topology, me: str, secret_key: str | Path | None = None) -> Curve
     public = {}
     for p in topo.parties:
         if p.public_key is None:
-            raise ConfigError("<topology>", [f"parties ({p.name}).public_key: every party needs a public key "
+            raise ConfigError(f"topology {topo.name!r}", [f"parties ({p.name}).public_key: every party needs a public key "
                                              "once any has one"])
         public[p.name] = _read(p.public_key, p.name, secret=False)
     path = secret_key or topo.party(me).secret_key
     if path is None:
-        raise ConfigError("<topology>", [f"parties ({me}).secret_key: {me} needs its secret key file "
+        raise ConfigError(f"topology {topo.name!r}", [f"parties ({me}).secret_key: {me} needs its secret key file "
                                          "(in the topology, or `mpc run --secret-key PATH`)"])
     secret = _read(path, me, secret=True)
     if zmq.curve_public(secret) != public[me]:

@@ -67,6 +67,8 @@ def _parse_params(params: tuple[str, ...]) -> dict[str, str]:
         key, sep, value = item.partition("=")
         if not sep or not key.isidentifier():
             raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--param")
+        if key in out:
+            raise click.BadParameter(f"{key} given twice ({out[key]!r} and {value!r})", param_hint="--param")
         out[key] = value
     return out
 
