@@ -77,8 +77,8 @@ def load(topo: Topology, me: str, secret_key: str | Path | None = None) -> Curve
     public = {}
     for p in topo.parties:
         if p.public_key is None:
-            raise ConfigError(f"topology {topo.name!r}", [f"parties ({p.name}).public_key: every party needs a public key "
-                                             "once any has one"])
+            raise ConfigError(f"topology {topo.name!r}", [f"parties ({p.name}).public_key: every party needs a "
+                                                           "public key once any has one"])
         public[p.name] = _read(p.public_key, p.name, secret=False)
     path = secret_key or topo.party(me).secret_key
     if path is None:
