@@ -88,7 +88,7 @@ class TrainConfig:
     def architecture(self, n_features: int) -> str:
         """As protocols.models: 'IN-OUT-ACTIVATION' per layer, e.g. '16-16-relu,16-8-relu,8-1-logistic'."""
         s = self.sizes(n_features)
-        return ",".join(f"{a}-{b}-{'relu' if i < len(s) - 2 else 'logistic'}" for i, (a, b) in enumerate(zip(s, s[1:])))
+        return ",".join(f"{a}-{b}-{'relu' if i < len(s) - 2 else 'logistic'}" for i, (a, b) in enumerate(zip(s, s[1:], strict=False)))
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -105,6 +105,8 @@ class SharedWeights:
     config: TrainConfig
     model_id: SharedArray | None = None  # a joint random id of this training session, opened (see save)
     steps: int = 0
+    rows: int = 0
+    start: SharedArray | None = None  # the training data (its depth: where training started)
     epoch_ends: list[SharedArray] = field(default_factory=list)  # a value ready when each epoch has ended
     out_of_range: list[Any] = field(default_factory=list)  # per epoch, the opened count (a task)
 
@@ -203,9 +205,9 @@ def sign_relu_truncate(ctx: Engine, z: SharedArray, bits: int,
     if chosen == Comparison.DCF:
         msb, h = gates.evaluate(ctx, SIGN_RELU_TRUNC, z, bits, [0, z.frac - bits], "sign_relu_trunc")
         return msb, h
-    msb, h = comparison.sign_gate(ctx, z, relu=True, method=chosen.value)
-    assert h is not None
-    return msb, truncation.truncate(ctx, h, bits)
+    sign, relu = comparison.sign_gate(ctx, z, relu=True, method=chosen.value)
+    assert relu is not None
+    return sign, truncation.truncate(ctx, relu, bits)
 
 
 def bit_trunc(ctx: Engine, bit: SharedArray, t: SharedArray, bits: int) -> SharedArray:
@@ -311,7 +313,7 @@ def train(ctx: Any, x: SharedArray, y: SharedArray, cfg: TrainConfig,
     c = None if cfg.class_weight == 1.0 else y * (cfg.class_weight - 1.0) + 1.0  # local: c public
     # logistic regression: c_i [x_i, 1] once, before training (the only product by c)
     x_aug = _weighted(ctx, x, c) if not cfg.hidden else None
-    result = SharedWeights(layers, cfg, agree_model_id(ctx))
+    result = SharedWeights(layers, cfg, agree_model_id(ctx), rows=n, start=x.sum() + y.sum())
     last_epoch = -1
     for epoch, idx in batch_order(cfg, n):
         if epoch != last_epoch and last_epoch >= 0:
@@ -381,10 +383,7 @@ def _update(ctx: Any, layers: list[tuple[SharedArray, SharedArray]], grads: list
     """w -= lr / B * g for every layer in ONE division by the public integer 2^(F - f) B / lr (g at F bits):
     the batch mean, the learning rate and the truncation in one round. g = [gW; gb] per layer."""
     flat = concatenate([g.reshape(-1) for g in grads])
-    divisor = int(round(2.0 ** (flat.frac - f) * batch / cfg.learning_rate))
-    if divisor < 1 or divisor >= 2**62:
-        raise TrainingError(f"training: learning rate {cfg.learning_rate} with batch size {batch} is outside "
-                            f"the fixed-point range (lr / batch must lie between 2^-{62 - (flat.frac - f)} and 1)")
+    divisor = _update_divisor(cfg, batch, flat.frac, f)
     step = truncation.divide_public(ctx, flat, np.array(divisor, dtype=np.uint64))
     step = step.local(lambda s: s, step.shape, frac=f)
     out, at = [], 0
@@ -394,6 +393,28 @@ def _update(ctx: Any, layers: list[tuple[SharedArray, SharedArray]], grads: list
         at += rows * cols
         out.append((w - part[:-1], b - part[-1]))
     return out
+
+
+def _update_divisor(cfg: TrainConfig, batch: int, grad_frac: int, f: int) -> int:
+    """round(2^(F - f) B / lr): dividing a gradient at F bits by it gives lr / B times it at f bits."""
+    divisor = int(round(2.0 ** (grad_frac - f) * batch / cfg.learning_rate))
+    if divisor < 1 or divisor >= 2**62:
+        raise TrainingError(f"training: learning rate {cfg.learning_rate:g} with batch size {batch} is outside the "
+                            f"fixed-point range (lr / batch must lie between 2^-{62 - (grad_frac - f)} and 2^{f})")
+    return divisor
+
+
+async def rounds_per_step(result: SharedWeights) -> float | None:
+    """Online rounds per SGD step, measured: the depth gained over the last epoch (or, with one epoch,
+    since the inputs) divided by its steps. None on the helper."""
+    if result.layers[0][0].ctx.is_dealer:
+        return None
+    per_epoch = steps_per_epoch(result.config, result.rows)
+    if len(result.epoch_ends) >= 2:
+        gained = await result.epoch_ends[-1].depth() - await result.epoch_ends[-2].depth()
+        return gained / per_epoch
+    assert result.start is not None
+    return (await result.epoch_ends[-1].depth() - await result.start.depth()) / per_epoch
 
 
 # -- scoring with shared weights --------------------------------------------------------------------
@@ -447,7 +468,8 @@ def _digest(architecture: str, frac_bits: int, model_id: str, config: str) -> st
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-async def save_shares(ctx: Any, result: SharedWeights, path: str | Path, extra: dict[str, np.ndarray] | None = None) -> str | None:
+async def save_shares(ctx: Any, result: SharedWeights, path: str | Path,
+                      extra: dict[str, np.ndarray] | None = None) -> str | None:
     """Write this bank's own share of the weights to `path` (.npz, no pickle); the helper writes nothing.
     One share alone is uniformly random. The file carries the architecture, the fixed-point scale, the
     session's model id and a digest of them, which every bank's file of the same model shares. `extra`:
@@ -467,7 +489,8 @@ async def save_shares(ctx: Any, result: SharedWeights, path: str | Path, extra: 
         arrays[f"extra_{key}"] = np.asarray(value)
     meta = {"format": SHARE_FORMAT, "party": ctx.name, "architecture": arch, "frac_bits": ctx.frac_bits,
             "model_id": mid, "config": result.config.to_json(), "digest": digest}
-    np.savez(path, meta=np.array(json.dumps(meta)), **arrays)
+    arrays["meta"] = np.array(json.dumps(meta))
+    np.savez(path, **arrays)  # type: ignore[arg-type]
     return digest
 
 
@@ -569,5 +592,5 @@ async def follow_epochs(result: SharedWeights, progress: ProgressFn) -> None:
 
 __all__ = ["SIGN_RELU_TRUNC", "LoadedShares", "SharedWeights", "TrainConfig", "TrainingError", "batch_order",
            "bit_trunc", "check_divergence", "follow_epochs", "initial_weights", "load_shared_weights", "logits",
-           "open_weights", "predict_reference", "read_shares", "save_shares", "sigmoid_kind", "train",
-           "train_reference"]
+           "open_weights", "predict_reference", "read_shares", "rounds_per_step", "save_shares", "sigmoid_kind",
+           "train", "train_reference"]
