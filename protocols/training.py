@@ -88,7 +88,8 @@ class TrainConfig:
     def architecture(self, n_features: int) -> str:
         """As protocols.models: 'IN-OUT-ACTIVATION' per layer, e.g. '16-16-relu,16-8-relu,8-1-logistic'."""
         s = self.sizes(n_features)
-        return ",".join(f"{a}-{b}-{'relu' if i < len(s) - 2 else 'logistic'}" for i, (a, b) in enumerate(zip(s, s[1:], strict=False)))
+        acts = ["relu"] * (len(s) - 2) + ["logistic"]
+        return ",".join(f"{a}-{b}-{act}" for a, b, act in zip(s, s[1:], acts, strict=False))
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
