@@ -99,7 +99,8 @@ def run(opts: DemoOptions) -> dict[str, Any]:
     outputs = {r.name: r.output["result"] for r in results if r.output is not None}
     if opts.trains:
         say("report", "training the same model in float64 numpy, scikit-learn and each bank alone, to compare")
-        report = train_demo.report(opts, dataset, outputs, [p.name for p in topo.compute_parties],
+        banks = [p.name for p in topo.compute_parties]
+        report = train_demo.report(opts, dataset, cast(train_demo.Outputs, outputs), banks,
                                    topo.helper.name if topo.helper else "", known)
         if opts.model_out:
             report["model_files"] = [str(Path(opts.model_out) / f"model_{p.name}.npz") for p in topo.compute_parties]

@@ -149,17 +149,16 @@ async def fraud_train(ctx: Context, data_dir: str, labels_file: str = "", model:
     kind = training.sigmoid_kind(ctx)
     scores = training.logits(ctx, result.layers, x[score_rows])
     flags = ctx.reveal(ctx.less(training.probability_threshold_logit(threshold, kind), scores))
-    opened = training.open_weights(ctx, result) if reveal_model else None
-    target = model_out.replace("{party}", me) if model_out else ""
-    saved = training.save_shares(ctx, result, target, {"mean": mean, "std": std}) if target else None
     await ctx.release()
     deal_score_s = time.time() - t_deal
     log.info("progress: scoring")
     t_score = time.time()
     flag_values = await flags
-    weights = await opened if opened is not None else None
-    digest = await saved if saved is not None else None
     score_online_s = time.time() - t_score
+    weights = await training.open_weights(ctx, result) if reveal_model else None
+    target = model_out.replace("{party}", me) if model_out else ""
+    scaler = {"mean": mean, "std": std} if mean is not None and std is not None else None
+    digest = await training.save_shares(ctx, result, target, scaler) if target else None
     stats = ctx.party.stats
     out: dict[str, Any] = {
         "accounts": n, "train_accounts": len(train_rows), "scored_accounts": len(score_rows),

@@ -143,6 +143,8 @@ def report(opts: Any, ds: data.Dataset, outputs: Outputs, banks: list[str], help
         "comparison_method": first["comparison_method"],
         "learned": {name: o["learned"] for name, o in outputs.items()},
     }
+    if "weights" in first:  # --reveal-model: both banks opened them
+        out["weights"] = first["weights"]
     for name, row in rows.items():
         for key in ("auc", "precision", "recall", "flagged"):
             out[f"{key}_{name}"] = row.get(key)
