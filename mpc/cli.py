@@ -340,7 +340,7 @@ def _latency_list(ctx: click.Context, param: click.Parameter, value: str | None)
 @click.option("--config", type=click.Path(dir_okay=False), default=None,
               help="Topology to run on (default: two banks and the helper on localhost, free ports).")
 @click.option("--op", "ops", default="mul,matmul", show_default=True,
-              help="Comma-separated ops: mul, matmul, trunc, lt, eq, relu, max, fraud.")
+              help="Comma-separated ops: mul, matmul, trunc, lt, eq, relu, max, fraud, train_lr, train_mlp.")
 @click.option("--method", "methods", default="auto", show_default=True, metavar="M[,M...]",
               help="Comparison method(s) for lt, eq, relu, max: auto, dcf, bits; several run each.")
 @click.option("--n", type=click.IntRange(min=1), default=100_000, show_default=True,
@@ -548,6 +548,11 @@ def _print_bench_table(records: list[dict[str, Any]], repeat: int) -> None:
             seen.add(key)
             console.print(f"{r['op']} ({r['method']}): wall grows {r['fitted_s_per_ms'] * 1000:.2f} ms per ms of "
                           f"latency; measured rounds {r['rounds']}; local compute {r['model_intercept_s']:.4f} s")
+    for r in (r for r in records if "steps" in r):  # training ops: one epoch of SGD
+        console.print(f"{r['op']} ({r['method']}, {r['latency_ms']:g} ms): {r['steps']} steps, "
+                      f"{r['rounds_per_step']:g} rounds per step, {r['steps_per_s']:,.1f} steps/s, "
+                      f"{r['bytes_online_per_step']:,.0f} bytes online and {r['bytes_offline_per_step']:,.0f} "
+                      f"dealer bytes per step; epoch {r['wall_s']:.3f} s online, dealer {r['offline_s']:.3f} s")
 
 
 def _print_launch_table(report: dict[str, Any]) -> None:

@@ -14,6 +14,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -31,6 +32,7 @@ class BenchOp:
     tolerance: float  # on the opened result, in real units (0 = exact)
     kind: str = "arithmetic"  # or "comparison": takes --method
     count: Callable[[np.ndarray], int] = np.size  # what `n` counts (elements; accounts for fraud)
+    steps: Callable[[int], int] | None = None  # training: SGD steps for n rows (per-step figures)
 
 
 def _ints(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -86,6 +88,52 @@ def _fraud_plain(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (model.logits(np.hstack([a, b])) > model.threshold).astype(np.int64)
 
 
+# -- training on shares (protocols/training.py): one epoch of mini-batch SGD on n accounts x 16 features
+TRAIN_FEATURES, TRAIN_BATCH = 16, 128
+
+
+def _train_inputs(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Standardised features (bank_a's input) and 0/1 labels (bank_b's; about 5 % positive)."""
+    x = np.clip(rng.normal(size=(n, TRAIN_FEATURES)), -8, 8)
+    y = (x[:, :4].sum(axis=1) + rng.normal(size=n) > 3.6).astype(np.int64)
+    return x, y
+
+
+def _train_config(hidden: tuple[int, ...]) -> Any:
+    from protocols.training import TrainConfig
+
+    return TrainConfig(hidden=hidden, learning_rate=0.3, epochs=1, batch_size=TRAIN_BATCH, class_weight=3.0,
+                       check_divergence=False)
+
+
+def _train_secure(hidden: tuple[int, ...]) -> Callable[[Context, SharedArray, SharedArray, str | None], SharedArray]:
+    def run(ctx: Context, x: SharedArray, y: SharedArray, method: str | None) -> SharedArray:
+        from protocols.training import train
+
+        previous, ctx.comparison = ctx.comparison, method or ctx.comparison
+        try:
+            result = train(ctx, x, y, _train_config(hidden))
+        finally:
+            ctx.comparison = previous
+        return ctx.concatenate([p.reshape(-1) for layer in result.layers for p in layer])
+
+    return run
+
+
+def _train_plain(hidden: tuple[int, ...]) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    def run(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        from protocols.training import train_reference
+
+        layers = train_reference(_train_config(hidden), x, y.astype(np.float64))
+        return np.concatenate([p.ravel() for layer in layers for p in layer])
+
+    return run
+
+
+def _train_steps(n: int) -> int:
+    return -(-n // TRAIN_BATCH)
+
+
 OPS: dict[str, BenchOp] = {
     # integer product mod 2^64: one Beaver round
     "mul": BenchOp(_ints, lambda ctx, x, y, m: x * y, _wrap(np.multiply), 0.0),
@@ -104,6 +152,11 @@ OPS: dict[str, BenchOp] = {
     "max": BenchOp(_close, lambda ctx, x, y, m: ctx.maximum(x, y, m), np.maximum, 0.0, "comparison"),
     # the fraud demo's scoring of n accounts: two fused ReLU layers and the threshold comparison
     "fraud": BenchOp(_fraud_inputs, _fraud_secure, _fraud_plain, 0.0, "comparison", len),
+    # one epoch of training on n accounts x 16 features, batch 128: logistic regression, the 16-16-8-1 MLP
+    # (weights within 0.05 of float64: a ReLU derivative bit flipped at z ~ 0 moves them by ~lr/B)
+    "train_lr": BenchOp(_train_inputs, _train_secure(()), _train_plain(()), 0.05, "comparison", len, _train_steps),
+    "train_mlp": BenchOp(_train_inputs, _train_secure((16, 8)), _train_plain((16, 8)), 0.05, "comparison", len,
+                         _train_steps),
 }
 
 
@@ -164,4 +217,5 @@ async def _one(ctx: Context, op_name: str, spec: BenchOp, n: int, rng: np.random
         "bytes_offline_sent": dealt.bytes_sent, "t_start": t_start, "t_end": t_end, "t_resume": t_resume,
         "offline_s": offline_s,
         "correct": correct,
+        **({"steps": spec.steps(n)} if spec.steps else {}),
     }

@@ -118,3 +118,13 @@ def test_no_positive_label_at_all_stops_both_banks(small_data: Path, tmp_path: P
     res = mpc("demo", "fraud", "--data", str(none), "--epochs", "1")
     assert res.returncode == 1 and "Traceback" not in res.stderr
     assert "no positive label at all among the 750 training accounts" in res.stderr
+
+
+def test_bench_records_rounds_per_step_of_training() -> None:
+    res = mpc("bench", "--op", "train_lr,train_mlp", "--method", "dcf", "--n", "300", "--repeat", "1", "--json")
+    assert res.returncode == 0, res.stderr
+    records = {r["op"]: r for r in json.loads(res.stdout)}
+    assert records["train_lr"]["rounds_per_step"] == 4 and records["train_mlp"]["rounds_per_step"] == 12
+    for r in records.values():
+        assert r["correct"] and r["steps"] == 3 and r["steps_per_s"] > 0
+        assert r["bytes_online_per_step"] > 0 and r["bytes_offline_per_step"] > 0
