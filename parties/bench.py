@@ -152,10 +152,12 @@ OPS: dict[str, BenchOp] = {
     "max": BenchOp(_close, lambda ctx, x, y, m: ctx.maximum(x, y, m), np.maximum, 0.0, "comparison"),
     # the fraud demo's scoring of n accounts: two fused ReLU layers and the threshold comparison
     "fraud": BenchOp(_fraud_inputs, _fraud_secure, _fraud_plain, 0.0, "comparison", len),
-    # one epoch of training on n accounts x 16 features, batch 128: logistic regression, the 16-16-8-1 MLP
-    # (weights within 0.05 of float64: a ReLU derivative bit flipped at z ~ 0 moves them by ~lr/B)
-    "train_lr": BenchOp(_train_inputs, _train_secure(()), _train_plain(()), 0.05, "comparison", len, _train_steps),
-    "train_mlp": BenchOp(_train_inputs, _train_secure((16, 8)), _train_plain((16, 8)), 0.05, "comparison", len,
+    # one epoch of training on n accounts x 16 features, batch 128: logistic regression (weights within 0.01 of
+    # float64 measured 2e-4 at n = 5000), the 16-16-8-1 MLP (up to 0.064 measured in 6 runs: a ReLU derivative
+    # bit that flips where z is within a unit in the last place of 0 moves weights by ~lr/B |delta h| and later
+    # steps carry the difference on)
+    "train_lr": BenchOp(_train_inputs, _train_secure(()), _train_plain(()), 0.01, "comparison", len, _train_steps),
+    "train_mlp": BenchOp(_train_inputs, _train_secure((16, 8)), _train_plain((16, 8)), 0.15, "comparison", len,
                          _train_steps),
 }
 

@@ -80,9 +80,11 @@ def run(opts: DemoOptions) -> dict[str, Any]:
                                      "model_file": opts.model_file, "audit": True}
         args = ["--program", "fraud"]
         if opts.trains:
-            model_dir = Path(opts.model_out) if opts.model_out else Path(tmp)
-            model_dir.mkdir(parents=True, exist_ok=True)
-            params = train_demo.params(opts, data_dir, str(model_dir / "model_{party}.npz"))
+            target = ""
+            if opts.model_out:  # each bank writes its own share of the model there
+                Path(opts.model_out).mkdir(parents=True, exist_ok=True)
+                target = str(Path(opts.model_out).resolve() / "model_{party}.npz")
+            params = train_demo.params(opts, data_dir, target)
             args = ["--program", "fraud-train"]
         for key, value in params.items():
             args += ["-p", f"{key}={_param(value)}"]
