@@ -444,7 +444,7 @@ async def check_divergence(result: SharedWeights) -> None:
         count = await task
         if count is not None and int(count) > 0:
             raise TrainingError(f"training diverged: after epoch {epoch + 1}, {int(count)} weights were beyond "
-                                f"+-{weight_limit(_frac(result)):g}; lower the learning rate (now "
+                                f"+-{weight_limit(_frac(result)):,.0f}; lower the learning rate (now "
                                 f"{result.config.learning_rate:g})")
 
 
