@@ -110,6 +110,7 @@ class SharedWeights:
     start: SharedArray | None = None  # the training data (its depth: where training started)
     epoch_ends: list[SharedArray] = field(default_factory=list)  # a value ready when each epoch has ended
     out_of_range: list[Any] = field(default_factory=list)  # per epoch, the opened count (a task)
+    not_bits: Any = None  # the opened number of labels that are not 0 or 1 (a task), if checked
 
     @property
     def shapes(self) -> list[tuple[int, int]]:
@@ -315,6 +316,8 @@ def train(ctx: Any, x: SharedArray, y: SharedArray, cfg: TrainConfig,
     # logistic regression: c_i [x_i, 1] once, before training (the only product by c)
     x_aug = _weighted(ctx, x, c) if not cfg.hidden else None
     result = SharedWeights(layers, cfg, agree_model_id(ctx), rows=n, start=x.sum() + y.sum())
+    if cfg.check_divergence:  # and the labels: how many are not 0/1 (y(y - 1) != 0), beside training
+        result.not_bits = ctx.reveal(n - ctx.equal(y * (y - 1), 0).sum())
     last_epoch = -1
     for epoch, idx in batch_order(cfg, n):
         if epoch != last_epoch and last_epoch >= 0:
@@ -439,7 +442,12 @@ def probability_threshold_logit(threshold: float, kind: str) -> float:
 
 async def check_divergence(result: SharedWeights) -> None:
     """Raise TrainingError if any epoch ended with weights beyond the safe range (a diverging learning
-    rate). Each epoch opened one count to both banks: 0 unless training diverges."""
+    rate), or if labels were not 0/1. Each epoch opened one count to both banks: 0 unless training diverges;
+    and one count of labels that are not 0 or 1 (0 for good labels)."""
+    bad = await result.not_bits if result.not_bits is not None else None
+    if bad is not None and int(bad) > 0:
+        raise TrainingError(f"training: labels must be 0 or 1, but {int(bad):,} of the {result.rows:,} labels are "
+                            "not (the model trained on them is wrong)")
     for epoch, task in enumerate(result.out_of_range):
         count = await task
         if count is not None and int(count) > 0:

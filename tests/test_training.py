@@ -108,6 +108,18 @@ def test_diverging_learning_rate_is_an_error(make_topology) -> None:
         run_local(make_topology(2, comparison="dcf"), train_and_open(wild), dealer="local-test")
 
 
+def test_labels_that_are_not_bits_are_an_error(make_topology) -> None:
+    labels = Y.copy()
+    labels[[3, 50, 51]] = [2, -1, 7]
+
+    async def program(ctx: Context) -> Any:
+        result = tr.train(ctx, *(await inputs(ctx, y=labels)), LR)
+        await tr.check_divergence(result)
+
+    with pytest.raises(Exception, match="labels must be 0 or 1, but 3 of the 384 labels are not"):
+        run_local(make_topology(2, comparison="dcf"), program, dealer="local-test")
+
+
 @pytest.mark.parametrize(("cfg", "message"), [
     (tr.TrainConfig(learning_rate=0), "learning_rate must be a positive number"),
     (tr.TrainConfig(epochs=0), "epochs must be at least 1"),

@@ -73,6 +73,8 @@ async def fraud(ctx: Context, data_dir: str, reveal_scores: bool = False, flags_
     present = None
     shares = None
     if model_architecture and me in bank_names:
+        if not model_shares:
+            raise ValueError(f"{me}: model_architecture is set but not model_shares, this bank's own share file")
         shares = training.read_shares(model_shares.replace("{party}", me), me, model_architecture, ctx.frac_bits)
     if me in bank_names:
         log.info("progress: features (%d accounts)", n)
