@@ -153,7 +153,7 @@ OPS: dict[str, BenchOp] = {
     # the fraud demo's scoring of n accounts: two fused ReLU layers and the threshold comparison
     "fraud": BenchOp(_fraud_inputs, _fraud_secure, _fraud_plain, 0.0, "comparison", len),
     # one epoch of training on n accounts x 16 features, batch 128: logistic regression (weights within 0.01 of
-    # float64 measured 2e-4 at n = 5000), the 16-16-8-1 MLP (up to 0.064 measured in 6 runs: a ReLU derivative
+    # float64; 7e-5 at most measured in 6 runs at n = 5000), the 16-16-8-1 MLP (up to 0.064 in 6 runs: a ReLU derivative
     # bit that flips where z is within a unit in the last place of 0 moves weights by ~lr/B |delta h| and later
     # steps carry the difference on)
     "train_lr": BenchOp(_train_inputs, _train_secure(()), _train_plain(()), 0.01, "comparison", len, _train_steps),

@@ -41,6 +41,7 @@ from mpc.prg import random_ring
 from mpc.settings import Comparison
 from protocols import comparison, gates, truncation
 from protocols.core import Cost, Engine, Exchange, Material, Spec, run_protocol
+from protocols.models import parse_architecture
 from protocols.shared import SharedArray, concatenate, constant, resolved
 
 TOP = np.uint64(63)
@@ -537,8 +538,6 @@ def read_shares(path: str | Path, party: str, architecture: str, frac_bits: int)
                             f"frac_bits is {frac_bits}")
     if _digest(meta["architecture"], meta["frac_bits"], meta["model_id"], meta["config"]) != meta["digest"]:
         raise TrainingError(f"{where}: its digest does not match its contents (a damaged or edited file)")
-    from protocols.models import parse_architecture
-
     shares = []
     for i, (n_in, n_out, _) in enumerate(parse_architecture(architecture)):
         w, b = files.get(f"w{i}"), files.get(f"b{i}")
@@ -561,8 +560,6 @@ async def load_shared_weights(ctx: Any, architecture: str, loaded: LoadedShares 
     The banks first check that their files' digests agree: bank_a's share is its digest, bank_b's the
     negated digest, and the opened sum is zero exactly when they agree (the digests are public metadata,
     not secrets). Collective: 1 round."""
-    from protocols.models import parse_architecture
-
     layers_spec = parse_architecture(architecture)
     if not ctx.is_dealer and loaded is None:
         raise TrainingError(f"{ctx.name}: no model share file")
