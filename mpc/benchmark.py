@@ -120,6 +120,11 @@ def summarise(per_party: dict[str, list[Record]], topo: Topology) -> list[Record
             "dealer_bytes_per_op": max(offline) / n if n else None,
             "repeat": len(reps), "correct": all(correct),
         })
+        steps = reps[0][0].get("steps")
+        if steps:  # training ops (parties/bench.py): per SGD step
+            out[-1].update({"steps": steps, "rounds_per_step": max(rounds) / steps, "steps_per_s": steps / wall,
+                            "bytes_online_per_step": max(online) / steps,
+                            "bytes_offline_per_step": max(offline) / steps})
     return out
 
 

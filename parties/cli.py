@@ -357,7 +357,7 @@ def _latency_list(ctx: click.Context, param: click.Parameter, value: str | None)
               help="Topology to run on (default: two banks and the helper on localhost, free ports).")
 @click.option("--op", "ops", default="mul,matmul", show_default=True,
               help="Comma-separated ops: mul, matmul, trunc, lt, eq, relu, max, fraud, sigmoid, tanh, exp, log, "
-                   "reciprocal, div, sqrt, rsqrt, softmax.")
+                   "reciprocal, div, sqrt, rsqrt, softmax, train_lr, train_mlp.")
 @click.option("--method", "methods", default="auto", show_default=True, metavar="M[,M...]",
               help="Comparison method(s) for lt, eq, relu, max and the functions: auto, dcf, bits; several run "
                    "each.")
@@ -479,17 +479,36 @@ def demo() -> None:
 @click.option("--write-data", type=click.Path(file_okay=False), default=None,
               help="Only write the synthetic data set to this directory (to inspect or replace) and exit.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+# -- training on shares (issue 14; parties/fraud/train.py): the default unless --plaintext-model or --query
+@click.option("--plaintext-model", is_flag=True, help="Score with the shipped model trained in plaintext instead.")
+@click.option("--model", "train_model", type=click.Choice(["mlp", "logistic"]), default="mlp", show_default=True,
+              help="Model trained on shares: the 16-16-8-1 ReLU network or logistic regression.")
+@click.option("--epochs", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=0.3, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True)
+@click.option("--class-weight", type=click.FloatRange(min=0, min_open=True), default=3.0, show_default=True,
+              help="Weight of the rare positive class in the loss.")
+@click.option("--reveal-model", is_flag=True, help="Open the trained weights to both banks (a policy choice).")
+@click.option("--model-out", type=click.Path(file_okay=False), default=None,
+              help="Directory where each bank writes its own share of the model (model_BANK.npz).")
 @click.pass_context
 def fraud(ctx: click.Context, config: str | None, data_dir: str | None, accounts: int, seed: int,
           latency_ms: float | None, method: str | None, reveal_scores: bool, flags_to: str, query: str | None,
-          write_data: str | None, as_json: bool) -> None:
+          write_data: str | None, as_json: bool, **training: Any) -> None:
     """Two banks find money-mule accounts that neither can see alone, without sharing their data."""
     from parties.fraud import data as fraud_data
     from parties.fraud.demo import DemoError, DemoOptions, print_report, run
 
     if write_data:
-        out = fraud_data.write(fraud_data.generate(accounts, seed), write_data)
-        click.echo(f"wrote {out}/accounts.csv, bank_a.csv, bank_b.csv, labels.csv ({accounts:,} accounts)")
+        from parties.fraud.train import bank_labels, write_bank_labels
+
+        dataset = fraud_data.generate(accounts, seed)
+        out = fraud_data.write(dataset, write_data)
+        assert dataset.labels is not None
+        write_bank_labels(out, dataset.accounts, dict(zip(("bank_a", "bank_b"), bank_labels(dataset.labels, seed),
+                                                          strict=True)))
+        click.echo(f"wrote {out}/accounts.csv, bank_a.csv, bank_b.csv, labels.csv, labels_bank_a.csv, "
+                   f"labels_bank_b.csv ({accounts:,} accounts)")
         return
     console = _console(stderr=True)
     t0 = time.perf_counter()
@@ -503,7 +522,8 @@ def fraud(ctx: click.Context, config: str | None, data_dir: str | None, accounts
 
     opts = DemoOptions(config=_load(config) if config else None, data_dir=data_dir, accounts=accounts, seed=seed,
                        latency_ms=latency_ms, reveal_scores=reveal_scores, flags_to=flags_to, query=query,
-                       method=method, debug=ctx.obj["debug"], progress=progress)
+                       method=method, debug=ctx.obj["debug"], progress=progress,
+                       model=training.pop("train_model"), **training)
     try:
         with status:
             report = run(opts)
@@ -546,6 +566,11 @@ def _print_bench_table(records: list[dict[str, Any]], repeat: int) -> None:
             seen.add(key)
             console.print(f"{r['op']} ({r['method']}): wall grows {r['fitted_s_per_ms'] * 1000:.2f} ms per ms of "
                           f"latency; measured rounds {r['rounds']}; local compute {r['model_intercept_s']:.4f} s")
+    for r in (r for r in records if "steps" in r):  # training ops: one epoch of SGD
+        console.print(f"{r['op']} ({r['method']}, {r['latency_ms']:g} ms): {r['steps']} steps, "
+                      f"{r['rounds_per_step']:g} rounds per step, {r['steps_per_s']:,.1f} steps/s, "
+                      f"{r['bytes_online_per_step']:,.0f} bytes online and {r['bytes_offline_per_step']:,.0f} "
+                      f"dealer bytes per step; epoch {r['wall_s']:.3f} s online, dealer {r['offline_s']:.3f} s")
 
 
 def _print_launch_table(report: dict[str, Any]) -> None:

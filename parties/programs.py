@@ -26,6 +26,7 @@ from typing import Any
 from mpc.runtime import Party
 from parties import arith_demo, bench, diagnostics
 from parties.fraud import secure as fraud_secure
+from parties.fraud import train as fraud_train
 from protocols.context import secure
 
 
@@ -46,7 +47,10 @@ PROGRAMS: dict[str, ProgramEntry] = {
                           is_secure=True),
     "bench": ProgramEntry(bench.bench, "measure secure ops (used by `mpc bench`)", is_secure=True),
     "fraud": ProgramEntry(fraud_secure.fraud, "joint fraud scoring of both banks' accounts (used by `mpc demo fraud`)",
-                          is_secure=True, own_params=("data_dir", "model_file")),
+                          is_secure=True, own_params=("data_dir", "model_file", "model_shares")),
+    "fraud-train": ProgramEntry(fraud_train.fraud_train, "the banks train the fraud model on shares and score with "
+                                "it (used by `mpc demo fraud`)", is_secure=True,
+                                own_params=("data_dir", "labels_file", "model_out")),
 }
 
 

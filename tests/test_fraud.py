@@ -193,7 +193,8 @@ def test_secure_scores_match_numpy(make_topology, method: str) -> None:
 # -- the demo through the CLI ----------------------------------------------------------------------------
 
 def test_demo_end_to_end_json(small_data: Path) -> None:
-    res = mpc("demo", "fraud", "--data", str(small_data), "--method", "dcf", "--reveal-scores", "--json")
+    res = mpc("demo", "fraud", "--plaintext-model", "--data", str(small_data), "--method", "dcf", "--reveal-scores",
+              "--json")
     assert res.returncode == 0, res.stderr
     r = json.loads(res.stdout)
     keys = {"accounts", "flagged", "flags_match_plaintext", "max_score_error", "precision_joint", "recall_joint",
@@ -210,7 +211,7 @@ def test_demo_end_to_end_json(small_data: Path) -> None:
 
 
 def test_demo_default_synthetic_own_flags_and_query() -> None:
-    res = mpc("demo", "fraud", "--accounts", "600", "--seed", "3", "--flags-to", "own", "--json")
+    res = mpc("demo", "fraud", "--plaintext-model", "--accounts", "600", "--seed", "3", "--flags-to", "own", "--json")
     assert res.returncode == 0, res.stderr
     r = json.loads(res.stdout)  # the progress lines go to stderr: stdout is the JSON alone
     stages = [line.split("] ", 1)[1].split(":", 1)[0] for line in res.stderr.splitlines() if line.startswith("[")]

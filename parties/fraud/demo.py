@@ -23,7 +23,8 @@ from mpc.benchmark import free_ports, secured, write_topology
 from mpc.config import Topology, localhost_topology
 from mpc.launcher import launch
 from mpc.ring import decode_fixed
-from parties.fraud import data, features
+from parties.fraud import data, features, train_demo
+from parties.fraud import train as secure_train
 from parties.fraud.model import MODEL_FILE, load
 
 if TYPE_CHECKING:
@@ -47,6 +48,20 @@ class DemoOptions:
     model_file: str = str(MODEL_FILE)
     debug: bool = False
     progress: Progress | None = None
+    # training on shares (the default; parties/fraud/train.py): off with plaintext_model or query
+    plaintext_model: bool = False
+    model: str = "mlp"
+    epochs: int = 5
+    learning_rate: float = 0.3
+    batch_size: int = 128
+    class_weight: float = 3.0
+    train_fraction: float = 0.5
+    reveal_model: bool = False
+    model_out: str | None = None  # a directory for the banks' share files (default: a temporary one)
+
+    @property
+    def trains(self) -> bool:
+        return not (self.plaintext_model or self.query)
 
 
 class DemoError(RuntimeError):
@@ -60,22 +75,40 @@ def run(opts: DemoOptions) -> dict[str, Any]:
         dataset, data_dir, source = _prepare_data(opts, Path(tmp), say)
         topo = _topology(opts)
         path = write_topology(secured(topo, Path(tmp)), Path(tmp) / "topology.yaml")
-        params = {"data_dir": str(data_dir), "reveal_scores": opts.reveal_scores, "flags_to": opts.flags_to,
-                  "query": opts.query or "", "model_file": opts.model_file, "audit": True}
+        params: dict[str, object] = {"data_dir": str(data_dir), "reveal_scores": opts.reveal_scores,
+                                     "flags_to": opts.flags_to, "query": opts.query or "",
+                                     "model_file": opts.model_file, "audit": True}
         args = ["--program", "fraud"]
+        if opts.trains:
+            target = ""
+            if opts.model_out:  # each bank writes its own share of the model there
+                Path(opts.model_out).mkdir(parents=True, exist_ok=True)
+                target = str(Path(opts.model_out).resolve() / "model_{party}.npz")
+            params = train_demo.params(opts, data_dir, target)
+            args = ["--program", "fraud-train"]
         for key, value in params.items():
             args += ["-p", f"{key}={_param(value)}"]
         say("start", f"{', '.join(topo.names[:-1])} and {topo.names[-1]} as separate processes")
         sink = _StageSink(say)
         results = launch(str(path), topo.names, args, global_args=["--debug"] if opts.debug else [],
                          sink=cast(TextIO, sink))
+        known = [secure_train.read_bank_labels(data_dir / f"labels_{b}.csv", dataset.accounts)
+                 for b in ("bank_a", "bank_b")] if opts.trains else []
     failed = [r for r in results if r.returncode != 0 or r.output is None]
     if failed:
         detail = "\n".join(f"{r.name} (exit {r.returncode}): " + "\n  ".join(r.stderr_tail[-4:]) for r in failed)
         raise DemoError(f"a party failed:\n{detail}")
-    say("report", "checking the flags against the same pipeline in plain numpy")
     outputs = {r.name: r.output.result for r in results if r.output is not None}
-    report = _report(opts, topo, dataset, outputs)
+    if opts.trains:
+        say("report", "training the same model in float64 numpy, scikit-learn and each bank alone, to compare")
+        banks = [p.name for p in topo.compute_parties]
+        report = train_demo.report(opts, dataset, cast(train_demo.Outputs, outputs), banks,
+                                   topo.helper.name if topo.helper else "", known)
+        if opts.model_out:
+            report["model_files"] = [str(Path(opts.model_out) / f"model_{p.name}.npz") for p in topo.compute_parties]
+    else:
+        say("report", "checking the flags against the same pipeline in plain numpy")
+        report = _report(opts, topo, dataset, outputs)
     report["source"] = source
     report["end_to_end_s"] = time.perf_counter() - t0
     return report
@@ -87,6 +120,9 @@ def _prepare_data(opts: DemoOptions, tmp: Path, say: Progress) -> tuple[data.Dat
         say("data", f"generating {opts.accounts:,} synthetic accounts (seed {opts.seed})")
         dataset = data.generate(opts.accounts, opts.seed)
         data_dir = data.write(dataset, tmp / "data")
+        assert dataset.labels is not None
+        known = secure_train.bank_labels(dataset.labels, opts.seed)
+        secure_train.write_bank_labels(data_dir, dataset.accounts, dict(zip(("bank_a", "bank_b"), known, strict=True)))
         source = f"synthetic, seed {opts.seed}"
         where = (f"the {opts.accounts:,} synthetic accounts of seed {opts.seed}; `mpc demo fraud --accounts "
                  f"{opts.accounts} --seed {opts.seed} --write-data DIR` writes their ids to DIR/accounts.csv")
@@ -99,6 +135,16 @@ def _prepare_data(opts: DemoOptions, tmp: Path, say: Progress) -> tuple[data.Dat
             raise DemoError(str(exc)) from None
         source = str(data_dir)
         where = f"{data_dir / 'accounts.csv'} ({len(dataset.accounts):,} accounts)"
+    if opts.trains:
+        for bank in ("bank_a", "bank_b"):
+            labels = data_dir / f"labels_{bank}.csv"
+            if not labels.exists():
+                raise DemoError(f"{labels}: no such file: training needs each bank's known mules (account_id,"
+                                "is_mule); or run with --plaintext-model to score with the shipped model")
+            try:
+                secure_train.read_bank_labels(labels, dataset.accounts)
+            except data.DataError as exc:
+                raise DemoError(str(exc)) from None
     if opts.query and opts.query not in set(dataset.accounts.tolist()):
         examples = ", ".join(dataset.accounts[:3].tolist())
         raise DemoError(f"--query: account {opts.query!r} is not among {where}; e.g. {examples}")
@@ -111,15 +157,25 @@ class _StageSink(io.TextIOBase):
 
     DETAILS = {"features": "each bank computes its own customers' features",
                "dealing": "the helper deals the correlated randomness",
-               "online": "the banks score the accounts on secret shares"}
+               "online": "the banks score the accounts on secret shares",
+               "training": "the banks train the model on secret shares",
+               "scoring": "the banks score the other accounts with the secret model"}
 
     def __init__(self, say: Progress):
-        self.say, self.seen, self.buffer = say, set[str](), ""
+        self.say, self.seen, self.buffer, self.epochs = say, set[str](), "", 0
 
     def write(self, text: str) -> int:
         self.buffer += text
         *lines, self.buffer = self.buffer.split("\n")
         for line in lines:
+            epoch = re.search(r"\bprogress: epoch (\d+)/(\d+)", line)
+            if epoch and int(epoch.group(1)) > self.epochs:  # each bank logs each epoch: show it once
+                done, total = int(epoch.group(1)), int(epoch.group(2))
+                self.epochs = done
+                bar = "#" * round(20 * done / total) + "." * (20 - round(20 * done / total))
+                self.say("training", f"epoch {done}/{total} [{bar}]")
+            if epoch:
+                continue
             match = re.search(r"\bprogress: (\w+)", line)
             if match and match.group(1) in self.DETAILS and match.group(1) not in self.seen:
                 self.seen.add(match.group(1))
@@ -249,6 +305,13 @@ def print_report(report: dict[str, Any], console: Console | None = None) -> None
 
     def say(text: str, markup: bool = True) -> None:
         console.print(text, markup=markup, soft_wrap=not wrap)
+
+    if "train_steps" in report:
+        train_demo.print_report(report, say, console)
+        say("what each party learned:")
+        for name, learned in report["learned"].items():
+            say(f"  {name}: {learned}", markup=False)
+        return
 
     if "query" in report:
         verdict = "FLAGGED" if report["query_flag"] else "not flagged"

@@ -13,13 +13,13 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from parties.fraud import data, features
 from parties.fraud.model import MLP, MODEL_FILE, load
-from protocols import Context, SharedArray
+from protocols import Context, SharedArray, training
 
 N_FEATURES = len(features.FEATURES)
 log = logging.getLogger(__name__)  # `progress: STAGE` lines: the demo's harness shows them
@@ -43,8 +43,14 @@ def standardised_part(model: MLP, raw: np.ndarray, part: int) -> np.ndarray:
 
 
 async def fraud(ctx: Context, data_dir: str, reveal_scores: bool = False, flags_to: str = "both",
-                query: str = "", model_file: str = "", audit: bool = False) -> dict[str, Any]:
+                query: str = "", model_file: str = "", audit: bool = False, model_shares: str = "",
+                model_architecture: str = "") -> dict[str, Any]:
     """Score every listed account (or one, `query`) jointly; reveal flags (and scores if asked).
+
+    `model_architecture` (agreed by every party, the helper included) and each bank's own `model_shares`
+    file: score with a model the banks trained on shares in an earlier session (parties/fraud/train.py),
+    its weights shared, each bank's features standardised with its own scaler from its file. The banks
+    first check that their files' digests agree.
 
     `audit`: each bank also returns its own share of the scores (random by itself) for an auditor who
     holds everything anyway, as the demo's harness does with synthetic data, to check the score error
@@ -65,13 +71,21 @@ async def fraud(ctx: Context, data_dir: str, reveal_scores: bool = False, flags_
     me = ctx.name
     own = None
     present = None
+    shares = None
+    if model_architecture and me in bank_names:
+        if not model_shares:
+            raise ValueError(f"{me}: model_architecture is set but not model_shares, this bank's own share file")
+        shares = training.read_shares(model_shares.replace("{party}", me), me, model_architecture, ctx.frac_bits)
     if me in bank_names:
         log.info("progress: features (%d accounts)", n)
         part = bank_names.index(me)
         tx = data.read_transactions(directory / f"{('bank_a', 'bank_b')[part]}.csv")
         raw = features.compute(tx, accounts)
-        own = standardised_part(model, raw, part)
+        own = standardised_part(model, raw, part) if shares is None else \
+            np.clip((raw - shares.extra["mean"]) / shares.extra["std"], -8.0, 8.0)
         present = raw[:, 0].astype(np.int64)
+    layers = await training.load_shared_weights(ctx, model_architecture, shares, {me: model_shares}) \
+        if model_architecture else None
 
     if me in bank_names:  # the helper deals from the start; the banks reach this point after their features
         log.info("progress: dealing")
@@ -79,7 +93,12 @@ async def fraud(ctx: Context, data_dir: str, reveal_scores: bool = False, flags_
     ctx.hold()  # deal everything first, then run the online phase alone (and measure it)
     x_a = ctx.input(bank_names[0], own if me == bank_names[0] else None, shape=(n, N_FEATURES), fixed=True)
     x_b = ctx.input(bank_names[1], own if me == bank_names[1] else None, shape=(n, N_FEATURES), fixed=True)
-    scores, flags = score(ctx, x_a, x_b, model)
+    if layers is None:
+        scores, flags = score(ctx, x_a, x_b, model)
+    else:  # shared weights times shared features; p > 1/2 exactly when the logit is > 0 (either sigmoid)
+        joint = ctx.concatenate([cast(SharedArray, x_a), cast(SharedArray, x_b)], axis=1)  # declared: arrays
+        scores = training.logits(ctx, layers, joint)
+        flags = ctx.less(0.0, scores)
     if flags_to == "both":
         opened = [ctx.reveal(flags)]
     else:  # each bank learns flags of its own customers only: flag * present, opened to that bank
@@ -118,5 +137,8 @@ async def fraud(ctx: Context, data_dir: str, reveal_scores: bool = False, flags_
                f"the flags of {'all listed accounts' if flags_to == 'both' else 'its own customers'}"]
     if score_values is not None:
         learned.append("the scores (--reveal-scores)")
+    if layers is not None:
+        learned[0] = (f"its own transactions and features, the public account list ({n} accounts) and model "
+                      "architecture; its own share of the model (random by itself)")
     out["learned"] = "; ".join(learned) + f"; nothing of {other}'s data"
     return out

@@ -1,0 +1,215 @@
+"""The banks train the fraud model together on secret shares, keep it shared, and score with it.
+
+Program `fraud-train`, run by every party (`mpc demo fraud` by default, or `mpc run --program fraud-train`):
+
+1. The public account list is split into training and scored accounts by a public seeded permutation.
+2. Each bank computes its own features (parties/fraud/features.py), standardises them with its own
+   statistics over the training accounts, and inputs them: vertically partitioned data, the joint rows
+   are the two banks' columns side by side. An account a bank does not hold enters as zeros.
+3. Each bank inputs the labels it knows: 1 for the confirmed mules among its own customers (its labels
+   file). An account's training label is the OR of both banks' labels, a + b - ab, on shares (1 round).
+   One bit is opened: whether there is any positive label at all (training without one is refused).
+4. protocols/training.py trains the model on shares; the weights stay shared. Each epoch opens one
+   count to both banks: how many weights left the fixed-point range (0 unless training diverges).
+5. The scored accounts' logits are computed with the shared weights and only the flags are opened.
+   Each bank writes its own share of the weights (and its own scaler) to its own file (`model_out`); the
+   helper writes nothing. `reveal_model` opens the weights to both banks (a policy choice).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from parties.fraud import data, features
+from protocols import Context, SharedArray, training
+
+N_FEATURES = len(features.FEATURES)
+MODELS = {"mlp": (16, 8), "logistic": ()}
+log = logging.getLogger(__name__)  # `progress: STAGE` lines, shown by the demo's harness
+
+
+def split(n: int, seed: int, train_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """(training rows, scored rows): a public seeded split of the account list."""
+    if not 0 < train_fraction < 1:
+        raise ValueError(f"train_fraction must lie strictly between 0 and 1, not {train_fraction}")
+    perm = np.random.default_rng([seed, 3]).permutation(n)
+    k = int(round(n * train_fraction))
+    return np.sort(perm[:k]), np.sort(perm[k:])
+
+
+def standardise(raw: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A bank's own columns standardised with its own statistics over `rows`, clipped to +-8."""
+    mean = raw[rows].mean(axis=0) if len(rows) else np.zeros(raw.shape[1])
+    std = raw[rows].std(axis=0) if len(rows) else np.ones(raw.shape[1])
+    std = np.where(std > 0, std, 1.0)
+    return apply_scaler(raw, mean, std), mean, std
+
+
+def apply_scaler(raw: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    return np.clip((raw - mean) / std, -8.0, 8.0)
+
+
+# -- each bank's known positives ----------------------------------------------------------------------
+
+def bank_labels(truth: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Synthetic: each mule is confirmed by bank_a, by bank_b, or by both (a third each), so neither bank
+    alone knows every mule and the OR of their labels does."""
+    who = np.random.default_rng([seed, 4]).integers(0, 3, len(truth))
+    mule = truth == 1
+    return (mule & (who != 1)).astype(np.int64), (mule & (who != 0)).astype(np.int64)
+
+
+def write_bank_labels(directory: Path, accounts: np.ndarray, labels: dict[str, np.ndarray]) -> None:
+    for bank, known in labels.items():
+        rows = "".join(f"{a},1\n" for a in accounts[known == 1])
+        (directory / f"labels_{bank}.csv").write_text("account_id,is_mule\n" + rows)
+
+
+def read_bank_labels(path: str | Path, accounts: np.ndarray) -> np.ndarray:
+    """0/1 per listed account from a bank's labels file (`account_id,is_mule`; unlisted accounts: 0).
+    DataError for a value that is not 0 or 1, a contradiction, or ids that are not in the account list."""
+    table = data._read_table(Path(path), ["account_id", "is_mule"])
+    ids, values = table.columns["account_id"], table.columns["is_mule"]
+    invalid = np.flatnonzero((values != "0") & (values != "1"))
+    if len(invalid):
+        raise table.bad("is_mule", int(invalid[0]), "is not 0 or 1")
+    position = {a: i for i, a in enumerate(accounts.tolist())}
+    unknown = [a for a in ids.tolist() if a not in position]
+    if unknown:
+        raise data.DataError(f"{path}: {len(unknown):,} labelled account(s) are not in the account list, e.g. "
+                             + ", ".join(repr(a) for a in unknown[:3]))
+    out = np.zeros(len(accounts), dtype=np.int64)
+    seen: dict[str, str] = {}
+    for i, (acct, value) in enumerate(zip(ids.tolist(), values.tolist(), strict=True)):
+        if seen.setdefault(acct, value) != value:
+            raise table.bad("is_mule", i, f"contradicts the earlier label of account {acct!r}")
+        out[position[acct]] = int(value)
+    return out
+
+
+# -- the secure program -----------------------------------------------------------------------------
+
+async def fraud_train(ctx: Context, data_dir: str, labels_file: str = "", model: str = "mlp", epochs: int = 5,
+                      learning_rate: float = 0.3, batch_size: int = 128, class_weight: float = 3.0, seed: int = 7,
+                      train_fraction: float = 0.5, threshold: float = 0.5, reveal_model: bool = False,
+                      model_out: str = "", audit: bool = False) -> dict[str, Any]:
+    """Train the joint model on shares, score the other accounts with it, open only the flags."""
+    if model not in MODELS:
+        raise ValueError(f"model must be one of {', '.join(MODELS)}, not {model!r}")
+    banks = ctx.compute_parties
+    if len(banks) != 2:
+        raise ValueError("the fraud demo runs with exactly two compute parties (the banks) and the helper")
+    cfg = training.TrainConfig(hidden=MODELS[model], learning_rate=learning_rate, epochs=epochs,
+                               batch_size=batch_size, seed=seed, class_weight=class_weight)
+    accounts = data.read_accounts(Path(data_dir) / "accounts.csv")
+    n = len(accounts)
+    train_rows, score_rows = split(n, seed, train_fraction)
+    cfg.validate(len(train_rows))
+    me = ctx.name
+    own = labels = mean = std = None
+    if me in banks:
+        log.info("progress: features (%d accounts)", n)
+        tx = data.read_transactions(Path(data_dir) / f"{('bank_a', 'bank_b')[banks.index(me)]}.csv")
+        own, mean, std = standardise(features.compute(tx, accounts), train_rows)
+        path = Path(labels_file or Path(data_dir) / f"labels_{me}.csv")
+        labels = read_bank_labels(path, accounts)[train_rows]
+        log.info("progress: dealing")
+
+    ctx.hold()  # phase 1, training: deal everything, then run it online alone (and measure it)
+    t_deal = time.time()
+    xs = [_declared(ctx.input(b, own if me == b else None, shape=(n, N_FEATURES), fixed=True)) for b in banks]
+    ls = [_declared(ctx.input(b, labels if me == b else None, shape=(len(train_rows),), fixed=False)) for b in banks]
+    x = ctx.concatenate(xs, axis=1)  # the joint rows: both banks' columns side by side (local)
+    y = ls[0] | ls[1]  # the OR of both banks' labels, a + b - ab: 1 round
+    any_positive = ctx.reveal(ctx.less(0, y.sum()))
+    result = training.train(ctx, x[train_rows], y, cfg)
+    await ctx.release()
+    deal_train_s = time.time() - t_deal
+    log.info("progress: training")
+    t_train = time.time()
+    rounds_before = ctx.party.stats.rounds
+    if not await _any_positive(any_positive, len(train_rows)):
+        raise training.TrainingError(f"no positive label at all among the {len(train_rows):,} training accounts: "
+                                     "neither bank's labels file marks a mule; there is nothing to learn")
+    if not ctx.is_dealer:
+        await training.follow_epochs(result, lambda k, total: log.info("progress: epoch %d/%d", k, total))
+    await training.check_divergence(result)
+    train_online_s = time.time() - t_train
+    rounds_per_step = await training.rounds_per_step(result)
+    online = ctx.party.stats.total(phase="online")
+    train_stats = {"bytes": online.bytes_sent, "rounds": ctx.party.stats.rounds - rounds_before}
+
+    ctx.hold()  # phase 2, scoring with the shared weights
+    t_deal = time.time()
+    kind = training.sigmoid_kind(ctx)
+    scores = training.logits(ctx, result.layers, x[score_rows])
+    flags = ctx.reveal(ctx.less(training.probability_threshold_logit(threshold, kind), scores))
+    await ctx.release()
+    deal_score_s = time.time() - t_deal
+    log.info("progress: scoring")
+    t_score = time.time()
+    flag_values = await flags
+    score_online_s = time.time() - t_score
+    weights = await training.open_weights(ctx, result) if reveal_model else None
+    target = model_out.replace("{party}", me) if model_out else ""
+    scaler = {"mean": mean, "std": std} if mean is not None and std is not None else None
+    digest = await training.save_shares(ctx, result, target, scaler) if target else None
+    stats = ctx.party.stats
+    out: dict[str, Any] = {
+        "accounts": n, "train_accounts": len(train_rows), "scored_accounts": len(score_rows),
+        "steps": result.steps, "rounds_per_step": rounds_per_step, "train_online_s": train_online_s,
+        "train_rounds": train_stats["rounds"], "train_bytes_online": train_stats["bytes"],
+        "train_dealer_s": deal_train_s, "score_dealer_s": deal_score_s, "score_online_s": score_online_s,
+        "rounds": stats.rounds, "bytes_online": stats.total(phase="online").bytes_sent,
+        "bytes_offline": stats.total(phase="offline").bytes_sent, "comparison_method": ctx.last_comparison_method,
+        "sigmoid": kind, "architecture": cfg.architecture(2 * N_FEATURES), "model_digest": digest,
+    }
+    if ctx.is_dealer:
+        out["learned"] = (f"the number of accounts ({n}), the split and the model's shape; no transactions, "
+                          "features, labels, weights, scores or flags")
+        return out
+    assert flag_values is not None
+    out["flags"] = flag_values.astype(np.int8).tolist()
+    out["flagged_accounts"] = accounts[score_rows][flag_values.astype(bool)].tolist()
+    if weights is not None:
+        out["weights"] = [[w.tolist(), b.tolist()] for w, b in weights]
+    if audit:
+        out["audit"] = await _audit(ctx, result, scores)
+    other = banks[1 - banks.index(me)]
+    learned = [f"its own transactions, features and labels; the public account list and split ({n} accounts)",
+               "whether any training label is positive", f"one count per epoch ({cfg.epochs}) of weights out of "
+               "range (0: no divergence)", "the flags of the scored accounts"]
+    learned.append("the model's weights (--reveal-model)" if weights is not None else
+                   "its own share of the model (uniformly random by itself)" + (f", written to {target}"
+                                                                               if target else ""))
+    out["learned"] = "; ".join(learned) + f"; nothing of {other}'s data"
+    return out
+
+
+def _declared(value: Any) -> SharedArray:
+    """ctx.input with a declared shape returns the shared array itself (it resolves once online)."""
+    assert isinstance(value, SharedArray)
+    return value
+
+
+async def _any_positive(task: Any, n_train: int) -> bool:
+    value = await task
+    return value is None or int(value) == 1
+
+
+async def _audit(ctx: Context, result: training.SharedWeights, scores: Any) -> dict[str, Any]:
+    """This bank's own shares of the scores and weights, for the demo's auditor who holds everything
+    anyway (synthetic data): random by themselves; never sent to the other bank."""
+    share = await ctx.own_share(scores)
+    weights = [[(await ctx.own_share(w)), (await ctx.own_share(b))] for w, b in result.layers]
+    return {"frac_bits": scores.frac, "weight_frac_bits": ctx.frac_bits, "scores": np.asarray(share).tolist(),
+            "weights": [[np.asarray(w).tolist(), np.asarray(b).tolist()] for w, b in weights]}
+
+
+fraud_train.own_params = ("data_dir", "labels_file", "model_out")  # type: ignore[attr-defined]
+__all__ = ["fraud_train", "read_bank_labels", "split", "standardise"]
