@@ -522,8 +522,13 @@ async def run_program(ctx: Context, program: Callable[[Context], Awaitable[T]]) 
     """Run `program(ctx)` to the end of every operation it issued; the first failure of any operation
     stops it at once (raised here, so the runtime aborts the session naming this party)."""
     task: asyncio.Future[T] = asyncio.ensure_future(program(ctx))
-    await asyncio.wait([task, ctx.failed], return_when=asyncio.FIRST_COMPLETED)  # type: ignore[type-var]
-    if not task.done():
+    try:
+        await asyncio.wait([task, ctx.failed], return_when=asyncio.FIRST_COMPLETED)  # type: ignore[type-var]
+    except BaseException:  # this party is stopped from outside (a peer failed): the program stops with it
+        task.cancel()
+        task.add_done_callback(_retrieved)
+        raise
+    if not task.done():  # an operation failed first: stop the program, which may wait on a peer forever
         task.cancel()
         with contextlib.suppress(BaseException):
             await task
@@ -531,6 +536,12 @@ async def run_program(ctx: Context, program: Callable[[Context], Awaitable[T]]) 
     result = task.result()
     await ctx.finish()
     return result
+
+
+def _retrieved(task: asyncio.Future[Any]) -> None:
+    """The run reports its failure once, elsewhere: a stopped program's own error is not printed again."""
+    if not task.cancelled():
+        task.exception()
 
 
 def run_local(topology: Topology, program: Callable[[Context], Awaitable[T]], *, dealer: str = "helper",
