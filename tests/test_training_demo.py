@@ -21,7 +21,7 @@ MLP = "16-16-relu,16-8-relu,8-1-logistic"
 
 
 def mpc(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "mpc", *args], capture_output=True, text=True, timeout=timeout,
+    return subprocess.run([sys.executable, "-m", "parties", *args], capture_output=True, text=True, timeout=timeout,
                           cwd=ROOT)
 
 
@@ -82,7 +82,7 @@ def run_parties(data_dir: Path, tmp_path: Path, params: dict[str, str], program:
     topology = tmp_path / "topology.yaml"
     topology.write_text(yaml.safe_dump({"name": "later", "timeout_s": 30, "parties": parties}))
     args = [f"data_dir={data_dir}", *(f"{k}={v}" for k, v in params.items())]
-    procs = {name: subprocess.Popen([sys.executable, "-m", "mpc", "run", str(topology), "--party", name, "--program",
+    procs = {name: subprocess.Popen([sys.executable, "-m", "parties", "run", str(topology), "--party", name, "--program",
                                      program, *(a for p in args for a in ("-p", p)), "--json"],
                                     cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for name in ("bank_a", "bank_b", "helper")}
