@@ -24,7 +24,7 @@ import numpy as np
 
 from mpc.prg import random_ring
 from protocols import dcf
-from protocols.comparison import DCF_CHUNK
+from protocols.gates import DCF_CHUNK
 
 BITS = 63
 

@@ -23,3 +23,11 @@ def test_ruff_is_clean() -> None:
 def test_mypy_is_clean() -> None:
     res = subprocess.run([sys.executable, "-m", "mypy"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in (ROOT / "scripts").glob("*.py")))
+def test_scripts_start(script: str) -> None:
+    """Benchmarks and tools are run by hand, not by the suite: at least they import and parse their options."""
+    res = subprocess.run([sys.executable, str(ROOT / "scripts" / script), "--help"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
