@@ -82,8 +82,8 @@ def run_parties(data_dir: Path, tmp_path: Path, params: dict[str, str], program:
     topology = tmp_path / "topology.yaml"
     topology.write_text(yaml.safe_dump({"name": "later", "timeout_s": 30, "parties": parties}))
     args = [f"data_dir={data_dir}", *(f"{k}={v}" for k, v in params.items())]
-    procs = {name: subprocess.Popen([sys.executable, "-m", "parties", "run", str(topology), "--party", name, "--program",
-                                     program, *(a for p in args for a in ("-p", p)), "--json"],
+    procs = {name: subprocess.Popen([sys.executable, "-m", "parties", "run", str(topology), "--party", name,
+                                     "--program", program, *(a for p in args for a in ("-p", p)), "--json"],
                                     cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for name in ("bank_a", "bank_b", "helper")}
     out = {}
