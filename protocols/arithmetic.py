@@ -81,13 +81,13 @@ def beaver(ctx: Engine, x: SharedArray, y: SharedArray, kind: str) -> SharedArra
         return z
 
     def plain(xv: np.ndarray, yv: np.ndarray) -> np.ndarray:
-        check_product(ctx, kind, xv, yv, x.frac + y.frac)
+        check_product(ctx, kind, xv, yv, x.frac_bits + y.frac_bits)
         with np.errstate(over="ignore"):
             return np.asarray(product(xv, yv), dtype=np.uint64)
 
     spec = triple_spec(x.shape, y.shape, shape, product)
     cost = Cost(1, 1, 8 * (x.size + y.size))
-    return run_protocol(ctx, kind, spec, body, [x, y], [(shape, x.frac + y.frac)], plain=plain, cost=cost)[0]
+    return run_protocol(ctx, kind, spec, body, [x, y], [(shape, x.frac_bits + y.frac_bits)], plain=plain, cost=cost)[0]
 
 
 def check_product(ctx: Engine, kind: str, xv: np.ndarray, yv: np.ndarray, frac: int) -> None:
@@ -117,10 +117,10 @@ def public_product(x: Any, y: Any, kind: str, frac_bits: int) -> SharedArray:
     sx, sy = (shared.shape, c.shape) if shared_left else (c.shape, shared.shape)
     shape = product_shape(kind, sx, sy)
     if getattr(shared.ctx, "emulator", None) is not None:
-        emulated_check(shared, c, kind, shared.frac + cfrac, shared_left)
+        emulated_check(shared, c, kind, shared.frac_bits + cfrac, shared_left)
     if shared_left:
-        return shared.local(lambda s: fn(s, c), shape, frac=shared.frac + cfrac)
-    return shared.local(lambda s: fn(c, s), shape, frac=shared.frac + cfrac)
+        return shared.local(lambda s: fn(s, c), shape, frac=shared.frac_bits + cfrac)
+    return shared.local(lambda s: fn(c, s), shape, frac=shared.frac_bits + cfrac)
 
 
 def emulated_check(shared: SharedArray, c: np.ndarray, kind: str, frac: int, shared_left: bool) -> None:
@@ -147,6 +147,6 @@ def product(ctx: Engine, x: Any, y: Any, kind: str, *, frac_bits: int, truncate:
         z = public_product(x, y, kind, frac_bits)
     else:
         raise TypeError(f"{kind}: needs at least one shared operand")
-    if truncate and z.frac > frac_bits:
-        return truncation.truncate(ctx, z, z.frac - frac_bits, method)
+    if truncate and z.frac_bits > frac_bits:
+        return truncation.truncate(ctx, z, z.frac_bits - frac_bits, method)
     return z

@@ -67,7 +67,7 @@ def sign_gate(ctx: Engine, x: SharedArray, relu: bool = False,
     ctx.last_comparison_method = chosen.value
     if chosen == Comparison.DCF:
         if relu:
-            msb, out = gates.evaluate(ctx, gates.SIGN_RELU, x, 0, [0, x.frac], "sign_relu")
+            msb, out = gates.evaluate(ctx, gates.SIGN_RELU, x, 0, [0, x.frac_bits], "sign_relu")
             return msb, out
         return gates.evaluate(ctx, gates.SIGN, x, 0, [0], "sign")[0], None
     msb = binary.msb_bits(ctx, x)
@@ -79,7 +79,7 @@ def relu(ctx: Engine, x: SharedArray, method: str | None = None) -> SharedArray:
     chosen = choose_method(ctx, x.size, method)
     ctx.last_comparison_method = chosen.value
     if chosen == Comparison.DCF:
-        return gates.evaluate(ctx, gates.RELU, x, 0, [x.frac], "relu")[0]
+        return gates.evaluate(ctx, gates.RELU, x, 0, [x.frac_bits], "relu")[0]
     return x - _mul_bit(ctx, binary.msb_bits(ctx, x), x)
 
 
@@ -94,7 +94,7 @@ def relu_truncate(ctx: Engine, x: SharedArray, bits: int, method: str | None = N
     ctx.last_comparison_method = chosen.value
     if chosen == Comparison.BITS:
         return truncation.truncate(ctx, relu(ctx, x, Comparison.BITS), bits)
-    return gates.evaluate(ctx, gates.RELU_TRUNC, x, bits, [x.frac - bits], "relu_trunc")[0]
+    return gates.evaluate(ctx, gates.RELU_TRUNC, x, bits, [x.frac_bits - bits], "relu_trunc")[0]
 
 
 # -- operations built on the sign gate ---------------------------------------------------------------
@@ -135,7 +135,7 @@ def minimum(ctx: Engine, x: SharedArray | object, y: SharedArray | object, metho
 
 def where(ctx: Engine, bit: SharedArray, a: SharedArray | object, b: SharedArray | object) -> SharedArray:
     """bit ? a : b for a shared 0/1 `bit`: b + bit * (a - b). 1 round (a Beaver product)."""
-    if bit.frac:
+    if bit.frac_bits:
         raise ValueError("where: the condition must be a shared 0/1 integer (the result of a comparison)")
     if isinstance(a, SharedArray) or isinstance(b, SharedArray):
         a_minus_b = ctx.add(a, -b if isinstance(b, SharedArray) else -np.asarray(b))
@@ -196,11 +196,11 @@ def _diff(ctx: Engine, x: object, y: object) -> SharedArray:
 def _check_difference(ctx: Engine, emulator: Any, x: object, y: object) -> None:
     """Emulation: a comparison is exact while |x - y| < 2^63 ring units; report operands further apart."""
     shared = [a for a in (x, y) if isinstance(a, SharedArray)]
-    frac = max(a.frac for a in shared)
+    frac = max(a.frac_bits for a in shared)
 
     def values(v: object, got: list[np.ndarray]) -> np.ndarray:
         if isinstance(v, SharedArray):
-            return got.pop(0).view(np.int64).astype(np.float64) * 2.0 ** (frac - v.frac)
+            return got.pop(0).view(np.int64).astype(np.float64) * 2.0 ** (frac - v.frac_bits)
         return np.asarray(v, dtype=np.float64) * 2.0**frac
 
     def check(*got_values: np.ndarray) -> None:

@@ -299,7 +299,8 @@ class Context:
             for peer in self.compute_parties:
                 if peer != party.name:
                     total += (await party.recv(peer, op, dtype=np.uint64, shape=x.shape)).array
-            return np.asarray(decode_fixed(total, x.frac) if x.frac else signed(total).copy())  # 0-d: an array too
+            value = decode_fixed(total, x.frac_bits) if x.frac_bits else signed(total).copy()
+            return np.asarray(value)  # 0-d: an array too
 
         return self.spawn(run())
 
@@ -316,12 +317,12 @@ class Context:
             x, y = y, x
         assert isinstance(x, SharedArray)
         if isinstance(y, SharedArray):
-            frac = max(x.frac, y.frac)
+            frac = max(x.frac_bits, y.frac_bits)
             xa, ya = self.rescale(x, frac), self.rescale(y, frac)
             shape = tuple(np.broadcast_shapes(x.shape, y.shape))
             return derive(self, [xa, ya], lambda s: np.add(s[0], s[1], dtype=np.uint64), shape, frac)
         const = np.asarray(y)
-        frac = max(x.frac, self.frac_bits if const.dtype.kind == "f" else 0)
+        frac = max(x.frac_bits, self.frac_bits if const.dtype.kind == "f" else 0)
         xa = self.rescale(x, frac)
         c = public_ring(const, frac)
         shape = tuple(np.broadcast_shapes(x.shape, c.shape))
@@ -373,8 +374,8 @@ class Context:
 
         A value with more than `frac_bits` fractional bits (a product taken with `truncate=False`) is
         truncated back in the same gate: relu(x) >> extra bits, still one round with dcf."""
-        if x.frac > self.frac_bits:
-            return comparison.relu_truncate(self, x, x.frac - self.frac_bits, method)
+        if x.frac_bits > self.frac_bits:
+            return comparison.relu_truncate(self, x, x.frac_bits - self.frac_bits, method)
         return comparison.relu(self, x, method)
 
     def maximum(self, x: Any, y: Any, method: str | None = None) -> SharedArray:

@@ -262,7 +262,7 @@ class EmulatedContext(Context):
         async def run() -> np.ndarray | None:
             shares = await x.resolve()
             emulator.depth[name] = max(emulator.depth[name], shares.depth + 1)
-            return decode(shares.share, x.frac) if name in recipients else None
+            return decode(shares.share, x.frac_bits) if name in recipients else None
 
         return self.spawn(run())
 

@@ -250,17 +250,17 @@ def _prepare(ctx: Engine, x: SharedArray) -> SharedArray:
     if not MIN_FRAC <= f <= MAX_FRAC:
         raise ValueError(f"sigmoid, tanh, exp, log, reciprocal, sqrt, rsqrt and softmax need frac_bits between "
                          f"{MIN_FRAC} and {MAX_FRAC}; the topology's frac_bits is {f}")
-    if x.frac < f:
+    if x.frac_bits < f:
         return rescale(x, f)
-    if x.frac > f:
-        return truncation.truncate(ctx, x, x.frac - f, "dealer")
+    if x.frac_bits > f:
+        return truncation.truncate(ctx, x, x.frac_bits - f, "dealer")
     return x
 
 
 def _down(ctx: Engine, y: SharedArray) -> SharedArray:
     """Back to frac_bits by dealer truncation (1 round): values here use up to 2^61, far beyond what
     local truncation tolerates."""
-    return truncation.truncate(ctx, y, y.frac - ctx.frac_bits, "dealer")
+    return truncation.truncate(ctx, y, y.frac_bits - ctx.frac_bits, "dealer")
 
 
 def _spline_value(ctx: Engine, table: Piecewise, x: SharedArray, method: str | None) -> SharedArray:

@@ -170,7 +170,7 @@ def _forward(ctx: Any, x: SharedArray, layers: list[tuple[Any, Any, str]]) -> Sh
         if activation == "relu":
             h = ctx.relu(z + bias)  # the bias added at z's scale; the truncation fused into the ReLU gate
             continue
-        h = ctx.truncate(z, z.frac - ctx.frac_bits) + bias if z.frac > ctx.frac_bits else z + bias
+        h = ctx.truncate(z, z.frac_bits - ctx.frac_bits) + bias if z.frac_bits > ctx.frac_bits else z + bias
         if activation == "logistic":
             h = ctx.sigmoid(h)
         elif activation == "tanh":

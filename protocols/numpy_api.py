@@ -42,7 +42,7 @@ def divide(ctx: Engine, x: Any, y: Any) -> SharedArray:
     divisor = np.asarray(y, dtype=np.float64)
     if np.any(divisor == 0) or not np.all(np.isfinite(divisor)):
         raise ZeroDivisionError("division of a shared value by a public zero (or a non-finite value)")
-    x = x if x.frac else x * 1.0  # an integer divided gives a real, as in numpy: to fixed point (local)
+    x = x if x.frac_bits else x * 1.0  # an integer divided gives a real, as in numpy: to fixed point (local)
     sign = np.where(divisor < 0, -1, 1).astype(np.int64)
     magnitude = np.abs(divisor)
     if np.any(magnitude < 1):
@@ -70,7 +70,7 @@ def floor_divide(ctx: Engine, x: SharedArray, d: Any) -> SharedArray:
     -d, 0 and d in one batched comparison fixes it (dcf: 2 rounds; bits: 9)."""
     if isinstance(d, SharedArray):
         raise TypeError("x // y with a shared y is not supported; use x / y (fixed point)")
-    if x.frac:
+    if x.frac_bits:
         raise TypeError("// of a fixed-point shared value is not supported; use x / d (numpy's floor of a "
                         "float has no exact secure counterpart here)")
     div = np.asarray(d)
@@ -90,7 +90,7 @@ def power(ctx: Engine, x: SharedArray, k: Any) -> SharedArray:
     if not 0 <= k <= MAX_POWER:
         raise TypeError(f"x ** k supports 0 <= k <= {MAX_POWER}; use ctx.reciprocal for negative powers")
     if k == 0:
-        ones = np.ones(x.shape, dtype=np.float64 if x.frac else np.int64)
+        ones = np.ones(x.shape, dtype=np.float64 if x.frac_bits else np.int64)
         return x * 0 + ones
     result: SharedArray | None = None
     base = x
@@ -131,7 +131,7 @@ def bit_not(x: SharedArray) -> SharedArray:
 
 
 def _check_bits(x: Any) -> None:
-    if isinstance(x, SharedArray) and x.frac:
+    if isinstance(x, SharedArray) and x.frac_bits:
         raise TypeError("& | ^ ~ work on comparison bits (shared 0/1 integers), not on fixed-point values")
 
 
@@ -149,7 +149,7 @@ def mean(ctx: Engine, x: SharedArray, axis: int | tuple[int, ...] | None = None,
     reduced = np.empty(x.shape, np.bool_).sum(axis=axis, keepdims=keepdims)
     total = x.sum(axis=axis, keepdims=keepdims)
     if reduced.size == 0:
-        return total if total.frac else total * 1.0  # no mean to take: numpy gives an empty result too
+        return total if total.frac_bits else total * 1.0  # no mean to take: numpy gives an empty result too
     count = x.size // reduced.size
     if count == 0:
         raise ValueError(f"mean of an empty axis (shape {x.shape}): numpy would give NaN, which fixed point has not")

@@ -6,8 +6,9 @@ operations (add, negate, index, reshape, ...) cost no communication and run as s
 are resolved. On the helper (dealer mode) a SharedArray is a shape-only placeholder: the helper runs the
 program to deal each operation's randomness, never to compute on shares.
 
-`frac` is the number of fractional bits of the encoding: 0 for integers mod 2^64, `frac_bits` for fixed
-point. A product of two fixed-point values is truncated back to `frac_bits` (see protocols/truncation.py).
+`frac_bits` is the number of fractional bits of the array's encoding: 0 for integers mod 2^64, the
+topology's `frac_bits` for fixed point (one name for the fixed-point scale throughout). A product of two
+fixed-point values is truncated back to `frac_bits` (see protocols/truncation.py).
 
 This module imports no other protocol module: operators reach the protocols through the array's context,
 which implements `Ops` (protocols/context.py).
@@ -81,7 +82,7 @@ class SharedArray:
     def __init__(self, ctx: Ops, shape: tuple[int, ...], frac: int, fut: asyncio.Future[Shares]):
         self.ctx = ctx
         self.shape = tuple(int(d) for d in shape)
-        self.frac = frac
+        self.frac_bits = frac
         self._fut = fut
 
     # -- basics ---------------------------------------------------------------------------------
@@ -95,7 +96,7 @@ class SharedArray:
 
     @property
     def is_fixed(self) -> bool:
-        return self.frac > 0
+        return self.frac_bits > 0
 
     def __len__(self) -> int:
         if not self.shape:
@@ -103,7 +104,7 @@ class SharedArray:
         return self.shape[0]
 
     def __repr__(self) -> str:
-        kind = f"fixed<{self.frac}>" if self.frac else "int64"
+        kind = f"fixed<{self.frac_bits}>" if self.frac_bits else "int64"
         return f"SharedArray(shape={self.shape}, {kind}, party={self.ctx.name})"
 
     def __bool__(self) -> bool:
@@ -278,7 +279,7 @@ class SharedArray:
     def local(self, fn: Callable[[np.ndarray], np.ndarray], shape: tuple[int, ...],
               frac: int | None = None) -> SharedArray:
         """A new shared array from a local, linear function of this party's share (no communication)."""
-        return derive(self.ctx, [self], lambda s: fn(s[0]), shape, self.frac if frac is None else frac)
+        return derive(self.ctx, [self], lambda s: fn(s[0]), shape, self.frac_bits if frac is None else frac)
 
 
 def _probe(shape: tuple[int, ...]) -> np.ndarray:
@@ -360,9 +361,9 @@ def constant(ctx: Ops, value: Any) -> SharedArray:
 
 def rescale(x: SharedArray, frac: int) -> SharedArray:
     """The same value with more fractional bits (exact, local)."""
-    if frac == x.frac:
+    if frac == x.frac_bits:
         return x
-    factor = np.uint64(1 << (frac - x.frac))
+    factor = np.uint64(1 << (frac - x.frac_bits))
     return x.local(lambda s: np.asarray(np.multiply(s, factor, dtype=np.uint64)), x.shape, frac=frac)
 
 
@@ -379,7 +380,7 @@ def stack(xs: Sequence[SharedArray], axis: int = 0) -> SharedArray:
 def _join(xs: Sequence[SharedArray], axis: int, join: Callable[..., np.ndarray], name: str) -> SharedArray:
     if not xs:
         raise ValueError(f"{name}: need at least one array")
-    frac = max(x.frac for x in xs)
+    frac = max(x.frac_bits for x in xs)
     parts = [rescale(x, frac) for x in xs]
     shape = join([np.empty(x.shape, np.bool_) for x in xs], axis=axis).shape
     return derive(xs[0].ctx, parts, lambda s: join(s, axis=axis), shape, frac)

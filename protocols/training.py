@@ -209,7 +209,7 @@ def sign_relu_truncate(ctx: Engine, z: SharedArray, bits: int,
     chosen = comparison.choose_method(ctx, z.size, method)
     ctx.last_comparison_method = chosen.value
     if chosen == Comparison.DCF:
-        msb, h = gates.evaluate(ctx, SIGN_RELU_TRUNC, z, bits, [0, z.frac - bits], "sign_relu_trunc")
+        msb, h = gates.evaluate(ctx, SIGN_RELU_TRUNC, z, bits, [0, z.frac_bits - bits], "sign_relu_trunc")
         return msb, h
     sign, relu = comparison.sign_gate(ctx, z, relu=True, method=chosen.value)
     assert relu is not None
@@ -225,7 +225,7 @@ def bit_trunc(ctx: Engine, bit: SharedArray, t: SharedArray, bits: int) -> Share
     Beaver products with a mask `a` of the bit: e = bit - a is opened in the same message as c, and
     bit msb(r) = e msb(r) + a msb(r) (the dealer shares a msb(r) and a low(r)). 2 words per element each
     way; floor or one more (times the bit), as the truncation; |t| < 2^62 ring units."""
-    if bit.frac:
+    if bit.frac_bits:
         raise ValueError("bit_trunc: the first operand must be a shared 0/1 integer (a comparison bit)")
     shape = tuple(np.broadcast_shapes(bit.shape, t.shape))
     bit, t = bit.broadcast_to(shape), t.broadcast_to(shape)
@@ -257,10 +257,10 @@ def bit_trunc(ctx: Engine, bit: SharedArray, t: SharedArray, bits: int) -> Share
         return (a_pub * d + b_pub * bit_msb - bit_low).reshape(shape)
 
     def plain(dv: np.ndarray, tv: np.ndarray) -> np.ndarray:
-        truncation.check_magnitude(ctx, "bit_trunc", tv, truncation.OFFSET_BITS, t.frac, "before truncation")
+        truncation.check_magnitude(ctx, "bit_trunc", tv, truncation.OFFSET_BITS, t.frac_bits, "before truncation")
         return dv * truncation.round_randomly(ctx, tv, bits)
 
-    return run_protocol(ctx, "bit_trunc", spec, body, [bit, t], [(shape, t.frac - bits)], plain=plain,
+    return run_protocol(ctx, "bit_trunc", spec, body, [bit, t], [(shape, t.frac_bits - bits)], plain=plain,
                         cost=Cost(1, 1, 16 * n))[0]
 
 
@@ -274,8 +274,8 @@ def _sigmoid(ctx: Any, z: SharedArray) -> SharedArray:
     u = z/4 + 1/2, both in one ReLU-truncation gate (u is z read with 2 more fractional bits: the division
     by 4 is free)."""
     f = ctx.frac_bits
-    u = z.local(lambda s: s, z.shape, frac=z.frac + 2) + 0.5
-    both = comparison.relu_truncate(ctx, concatenate([u, u - 1.0]), u.frac - f)
+    u = z.local(lambda s: s, z.shape, frac=z.frac_bits + 2) + 0.5
+    both = comparison.relu_truncate(ctx, concatenate([u, u - 1.0]), u.frac_bits - f)
     n = z.shape[0]
     return both[:n] - both[n:]
 
@@ -312,7 +312,7 @@ def train(ctx: Any, x: SharedArray, y: SharedArray, cfg: TrainConfig,
         raise TrainingError(f"training: {n} rows of features but labels of shape {y.shape}")
     f = ctx.frac_bits
     layers = [(constant(ctx, w), constant(ctx, b)) for w, b in (init or initial_weights(cfg, d))]
-    if y.frac:
+    if y.frac_bits:
         raise TrainingError("training: labels must be shared 0/1 integers, not fixed-point values")
     c = None if cfg.class_weight == 1.0 else y * (cfg.class_weight - 1.0) + 1.0  # local: c public
     # logistic regression: c_i [x_i, 1] once, before training (the only product by c)
@@ -362,7 +362,7 @@ def _step(ctx: Any, layers: list[tuple[SharedArray, SharedArray]], xb: SharedArr
     hs, signs = [xb], []
     for w, b in layers[:-1]:
         z = ctx.matmul(hs[-1], w, truncate=False) + b  # at 2f bits
-        msb, h = sign_relu_truncate(ctx, z, z.frac - f)
+        msb, h = sign_relu_truncate(ctx, z, z.frac_bits - f)
         signs.append(1 - msb)  # relu'(z): the forward's comparison bit
         hs.append(h)
     w_out, b_out = layers[-1]
@@ -378,7 +378,7 @@ def _step(ctx: Any, layers: list[tuple[SharedArray, SharedArray]], xb: SharedArr
                                               else ctx.mul(err, w_back, truncate=False))
     for k in range(len(layers) - 2, -1, -1):
         assert delta_back is not None
-        delta = bit_trunc(ctx, signs[k], delta_back, delta_back.frac - f)  # relu'(z) * (delta W^T), at f
+        delta = bit_trunc(ctx, signs[k], delta_back, delta_back.frac_bits - f)  # relu'(z) * (delta W^T), at f
         grads.append(ctx.matmul(_with_ones(ctx, hs[k]).T, delta, truncate=False))
         delta_back = ctx.matmul(delta, layers[k][0].T, truncate=False) if k else None
     return _update(ctx, layers, list(reversed(grads)), len(yb), cfg, f)
@@ -389,7 +389,7 @@ def _update(ctx: Any, layers: list[tuple[SharedArray, SharedArray]], grads: list
     """w -= lr / B * g for every layer in ONE division by the public integer 2^(F - f) B / lr (g at F bits):
     the batch mean, the learning rate and the truncation in one round. g = [gW; gb] per layer."""
     flat = concatenate([g.reshape(-1) for g in grads])
-    divisor = _update_divisor(cfg, batch, flat.frac, f)
+    divisor = _update_divisor(cfg, batch, flat.frac_bits, f)
     step = truncation.divide_public(ctx, flat, np.array(divisor, dtype=np.uint64))
     step = step.local(lambda s: s, step.shape, frac=f)
     out, at = [], 0
@@ -459,7 +459,7 @@ async def check_divergence(result: SharedWeights) -> None:
 
 
 def _frac(result: SharedWeights) -> int:
-    return result.layers[0][0].frac
+    return result.layers[0][0].frac_bits
 
 
 async def open_weights(ctx: Any, result: SharedWeights | Sequence[tuple[SharedArray, SharedArray]],

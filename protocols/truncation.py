@@ -49,10 +49,10 @@ def _local(ctx: Engine, x: SharedArray, bits: int) -> SharedArray:
         raise ValueError("local truncation is only sound for two compute parties; use 'dealer'")
     shift = np.uint64(bits)
     if getattr(ctx, "emulator", None) is not None:  # the whole value: floor (the rare large error is not emulated)
-        return x.local(lambda s: (ring_signed(s) >> np.int64(bits)).view(np.uint64), x.shape, frac=x.frac - bits)
+        return x.local(lambda s: (ring_signed(s) >> np.int64(bits)).view(np.uint64), x.shape, frac=x.frac_bits - bits)
     if ctx.name == ctx.compute_parties[0]:
-        return x.local(lambda s: np.right_shift(s, shift), x.shape, frac=x.frac - bits)
-    return x.local(lambda s: np.negative(np.right_shift(np.negative(s), shift)), x.shape, frac=x.frac - bits)
+        return x.local(lambda s: np.right_shift(s, shift), x.shape, frac=x.frac_bits - bits)
+    return x.local(lambda s: np.negative(np.right_shift(np.negative(s), shift)), x.shape, frac=x.frac_bits - bits)
 
 
 def pair_spec(shape: tuple[int, ...], bits: int) -> Spec:
@@ -84,10 +84,10 @@ def _dealer(ctx: Engine, x: SharedArray, bits: int) -> SharedArray:
         return out
 
     def plain(xv: np.ndarray) -> np.ndarray:
-        check_magnitude(ctx, "trunc", xv, OFFSET_BITS, x.frac, "before truncation")
+        check_magnitude(ctx, "trunc", xv, OFFSET_BITS, x.frac_bits, "before truncation")
         return round_randomly(ctx, xv, bits)
 
-    return run_protocol(ctx, "trunc", pair_spec(x.shape, bits), body, [x], [(x.shape, x.frac - bits)],
+    return run_protocol(ctx, "trunc", pair_spec(x.shape, bits), body, [x], [(x.shape, x.frac_bits - bits)],
                         plain=plain, cost=Cost(1, 1, 8 * x.size))[0]
 
 
@@ -148,9 +148,9 @@ def divide_public(ctx: Engine, x: SharedArray, divisor: np.ndarray) -> SharedArr
         return out
 
     def plain(xv: np.ndarray) -> np.ndarray:
-        check_magnitude(ctx, "div_public", xv, OFFSET_BITS, x.frac, "divided")
+        check_magnitude(ctx, "div_public", xv, OFFSET_BITS, x.frac_bits, "divided")
         q = np.floor_divide(np.broadcast_to(ring_signed(xv), shape), d.astype(np.int64))
         return np.asarray(q, dtype=np.int64).view(np.uint64)
 
-    return run_protocol(ctx, "div_public", divisor_spec(shape, d), body, [x], [(shape, x.frac)],
+    return run_protocol(ctx, "div_public", divisor_spec(shape, d), body, [x], [(shape, x.frac_bits)],
                         plain=plain, cost=Cost(1, 1, 8 * int(np.prod(shape, dtype=np.int64))))[0]

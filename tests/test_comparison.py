@@ -341,9 +341,9 @@ def test_fused_relu_truncation(make_topology, method: str) -> None:
     async def program(ctx: Context):
         x = await share(ctx, "bank_a", np.concatenate([x_plain, big]))
         z = ctx.matmul(x, w, truncate=False) + b
-        assert z.frac == 2 * F
+        assert z.frac_bits == 2 * F
         h = ctx.relu(z, method)
-        assert h.frac == F
+        assert h.frac_bits == F
         return await depths([x], [h]), await ctx.reveal(h)
 
     out = run_local(make_topology(2), program)

@@ -131,7 +131,7 @@ async def fraud(ctx: Context, data_dir: str, reveal_scores: bool = False, flags_
     if audit:
         share = await ctx.own_share(scores)
         assert share is not None
-        out["score_share"] = {"frac_bits": scores.frac, "share": share.tolist()}
+        out["score_share"] = {"frac_bits": scores.frac_bits, "share": share.tolist()}
     other = bank_names[1 - bank_names.index(me)]
     learned = [f"its own transactions and features, the public account list and model ({n} accounts)",
                f"the flags of {'all listed accounts' if flags_to == 'both' else 'its own customers'}"]

@@ -207,7 +207,7 @@ async def _audit(ctx: Context, result: training.SharedWeights, scores: Any) -> d
     anyway (synthetic data): random by themselves; never sent to the other bank."""
     share = await ctx.own_share(scores)
     weights = [[(await ctx.own_share(w)), (await ctx.own_share(b))] for w, b in result.layers]
-    return {"frac_bits": scores.frac, "weight_frac_bits": ctx.frac_bits, "scores": np.asarray(share).tolist(),
+    return {"frac_bits": scores.frac_bits, "weight_frac_bits": ctx.frac_bits, "scores": np.asarray(share).tolist(),
             "weights": [[np.asarray(w).tolist(), np.asarray(b).tolist()] for w, b in weights]}
 
 
