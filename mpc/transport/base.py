@@ -98,3 +98,20 @@ def consume_exception(fut: asyncio.Future[Any]) -> None:
     """Mark a future's exception as retrieved: the run reports its failure once, elsewhere."""
     if not fut.cancelled():
         fut.exception()
+
+
+async def wait_for_goodbyes(me: str, peers: Sequence[str], done: asyncio.Future[None], seen: Iterable[str],
+                            timeout_s: float, fail: Callable[[PeerError], object]) -> None:
+    """Wait for every peer's goodbye (the barrier at the end of a run); a timeout fails the run naming the
+    peers still missing. A failure recorded meanwhile has been reported already."""
+    from mpc.transport.errors import PeerTimeout
+
+    try:
+        await asyncio.wait_for(asyncio.shield(done), timeout_s)
+    except TimeoutError:
+        arrived = set(seen)
+        missing = [p for p in peers if p not in arrived]
+        fail(PeerTimeout(missing[0], f"{me}: timed out after {timeout_s:g} s waiting for {', '.join(missing)} "
+                                     "to finish"))
+    except PeerError:
+        pass  # recorded by the transport's FirstFailure

@@ -29,7 +29,7 @@ from mpc.keys import CurveKeys
 from mpc.stats import Stats
 from mpc.transport import session as sessions
 from mpc.transport import sockets
-from mpc.transport.base import FirstFailure, Message
+from mpc.transport.base import FirstFailure, Message, wait_for_goodbyes
 from mpc.transport.emulation import Body, Inbound
 from mpc.transport.errors import PeerAborted, PeerError, PeerGone, PeerTimeout, ProtocolViolation
 from mpc.transport.frames import (
@@ -202,14 +202,7 @@ class ZmqTransport:
         self._flush()
         if self.peers:
             assert self._bye_done is not None
-            try:
-                await asyncio.wait_for(asyncio.shield(self._bye_done), self.timeout_s)
-            except TimeoutError:
-                missing = [p for p in self.peers if p not in self._bye]
-                self._fail(PeerTimeout(missing[0], f"{self.me}: timed out after {self.timeout_s:g} s waiting "
-                                                   f"for {', '.join(missing)} to finish"))
-            except PeerError:
-                pass  # recorded in self._failures
+            await wait_for_goodbyes(self.me, self.peers, self._bye_done, self._bye, self.timeout_s, self._fail)
 
     async def abort(self, reason: str) -> None:
         """Tell every peer this party is stopping with `reason`, then close."""
