@@ -168,7 +168,7 @@ def print_report(report: dict[str, Any], say: Any, console: Any) -> None:
                       _fmt(report.get(f"recall_{key}")), _fmt(report.get(f"auc_{key}"), 4))
     console.print(table)
     if report.get("auc_sklearn") is None:
-        say("(c) needs scikit-learn: pip install -e '.[train]'")
+        say("(c) needs scikit-learn: pip install -e '.[train]'", markup=False)
     same = "yes" if report["flags_match_secure_weights"] else "NO"
     say(f"flags identical to plain numpy scoring with the secure model's weights: {same}; weights within "
         f"{report['weight_drift_vs_reference']:.1e} of the float64 reference ({report['sigmoid']} sigmoid)")
