@@ -38,7 +38,6 @@ from protocols.shared import (
     placeholder,
     public_ring,
     rescale,
-    resolved,
     stack,
 )
 
@@ -140,13 +139,15 @@ class Context:
         if self._gate is None or self._gate.done():
             self._gate = asyncio.get_running_loop().create_future()
 
-    async def release(self) -> None:
+    def release(self) -> Awaitable[None]:
         """Wait for every pending dealer material, then a barrier of all parties, then go online.
 
         Splits preprocessing from the online phase (for measurement). The barrier's messages carry no
-        depth, so it adds no round to the values computed.
-        """
-        op = self.party.new_op("barrier")
+        depth, so it adds no round to the values computed. Its op id is taken at the call, like every
+        operation's."""
+        return self._release(self.party.new_op("barrier"))
+
+    async def _release(self, op: Any) -> None:
         await asyncio.gather(*list(self._dealing))
         token = np.zeros(0, dtype=np.uint8)
         peers = self.party.peers
@@ -202,15 +203,16 @@ class Context:
 
         async def share_out() -> Shares:
             assert arr is not None and encoded is not None
-            await self.online_gate()
-            mine = np.array(encoded, dtype=np.uint64)  # a copy, and an array even for a 0-d value
-            for peer in peers:
-                if not declared:
+            if not declared:  # public metadata goes at once: the others need it to issue (and deal) what follows
+                for peer in peers:
                     meta = [frac, arr.ndim, int(columns is not None), *arr.shape]
                     party.send(peer, op, np.array(meta, dtype=np.uint64), step=META_STEP)
                     if columns is not None:
                         names = np.frombuffer(json.dumps(list(columns)).encode(), dtype=np.uint8)
                         party.send(peer, op, names, step=NAMES_STEP)
+            await self.online_gate()
+            mine = np.array(encoded, dtype=np.uint64)  # a copy, and an array even for a 0-d value
+            for peer in peers:
                 if peer in self.compute_parties:
                     share = random_ring(arr.shape)
                     party.send(peer, op, share, step=SHARE_STEP)
@@ -244,11 +246,9 @@ class Context:
                     (named and ndim != 2):
                 raise ValueError(f"{owner} sent malformed input metadata")
             names = await _receive_names(party, owner, op, got[1]) if named else None
-            if self.is_dealer:
-                out = placeholder(self, got, their_frac)
-            else:
-                shares = await share_in(got)
-                out = resolved(self, got, their_frac, shares.share, shares.depth)
+            # the shape is known now; the share comes when the owner goes online (after a hold/release)
+            out = placeholder(self, got, their_frac) if self.is_dealer else \
+                SharedArray(self, got, their_frac, self.spawn(share_in(got)))
             out.columns = names
             return out
 
@@ -278,7 +278,7 @@ class Context:
         Returns an ndarray of x's shape (0-d included): float64 for fixed point, int64 for integers; None on
         parties not in `to` and the helper.
         """
-        recipients = list(self.compute_parties if to is None else to)
+        recipients = list(dict.fromkeys(self.compute_parties if to is None else to))  # each once
         unknown = [r for r in recipients if r not in self.compute_parties]
         if unknown:
             raise ValueError(f"reveal: {', '.join(unknown)} not compute parties ({', '.join(self.compute_parties)})")

@@ -81,7 +81,6 @@ class Emulator:
         self.findings: list[Finding] = []
         self._seen: set[tuple[str, str, str]] = set()
         self._inputs: dict[int, asyncio.Future[tuple[np.ndarray, int, tuple[str, ...] | None]]] = {}
-        self._draws: dict[tuple[int, str], np.random.Generator] = {}
         self.seed = seed
         self.bytes: dict[str, int] = dict.fromkeys(self.compute, 0)
         self.messages: dict[str, int] = dict.fromkeys(self.compute, 0)
@@ -120,9 +119,7 @@ class Emulator:
     def uniform(self, shape: tuple[int, ...]) -> np.ndarray:
         """Draws for randomised truncation, identical on every emulated party (keyed by op and party's
         call order: every party issues the same operations in the same order)."""
-        op_id = _CURRENT_OP.get()
-        gen = self._draws.setdefault((op_id, "u"), np.random.default_rng([self.seed, op_id]))
-        return gen.random(shape)
+        return np.random.default_rng([self.seed, _CURRENT_OP.get()]).random(shape)  # the same on every party
 
     # -- inputs -----------------------------------------------------------------------------------
     def input_slot(self, op_id: int) -> asyncio.Future[tuple[np.ndarray, int, tuple[str, ...] | None]]:
@@ -225,8 +222,9 @@ class EmulatedContext(Context):
                 raise ValueError(f"{owner}: input() needs the value on its owner")
             table, columns = _tabular(owner, value)
             encoded, frac = encode_input(np.asarray(value) if table is None else table, self.frac_bits)
-            if shape is not None and tuple(encoded.shape) != tuple(shape):
-                raise ValueError(f"{owner}: input of shape {encoded.shape} does not match the declared shape {shape}")
+            if declared and (tuple(encoded.shape) != tuple(shape) or bool(frac) != bool(fixed)):  # type: ignore[arg-type]
+                raise ValueError(f"{owner}: input of shape {encoded.shape} ({'fixed' if frac else 'integer'}) does "
+                                 f"not match the declared shape {shape} ({'fixed' if fixed else 'integer'})")
             slot.set_result((encoded, frac, columns))
         emulator = self.emulator
 
@@ -248,10 +246,18 @@ class EmulatedContext(Context):
                 emulator.messages[name] += peers
             return out
 
+        if declared:  # as the secure input: a shared array at once, its value when the owner's arrives
+            assert shape is not None
+
+            async def value() -> Shares:
+                return await (await run()).resolve()
+
+            dims = tuple(int(d) for d in shape)
+            return SharedArray(self, dims, self.frac_bits if fixed else 0, self.spawn(value()))
         return self.spawn(run())
 
     def reveal(self, x: SharedArray, to: Sequence[str] | None = None) -> Any:
-        recipients = list(self.compute_parties if to is None else to)
+        recipients = list(dict.fromkeys(self.compute_parties if to is None else to))
         name, emulator = self.name, self.emulator
         emulator.agree(name, self.party.new_op("reveal").id, f"reveal of shape {x.shape} to {recipients}",
                        emulator.caller())
@@ -278,9 +284,7 @@ class _NoTransport:
     """Emulation sends nothing: inputs and reveals pass through the emulator."""
 
     session = bytes(16)
-
-    def failure(self) -> None:
-        return None
+    failure = None  # nothing can fail on a link that does not exist
 
 
 class _NoDealer:

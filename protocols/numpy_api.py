@@ -236,6 +236,10 @@ def array_ufunc(ctx: Engine, ufunc: Any, method: str, inputs: tuple[Any, ...], k
     """numpy.<ufunc>(...) with a shared operand."""
     name = getattr(ufunc, "__name__", str(ufunc))
     if method == "reduce" and ufunc is np.add:
+        extra = sorted(k for k in kwargs if k not in ("axis", "keepdims"))
+        if extra:
+            raise TypeError(f"numpy.add.reduce({', '.join(f'{k}=' for k in extra)}) is not supported on shared "
+                            "values")
         return inputs[0].sum(axis=kwargs.get("axis", 0), keepdims=kwargs.get("keepdims", False))
     if method != "__call__":
         raise TypeError(f"numpy.{name}.{method} is not supported on shared values")

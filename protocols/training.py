@@ -499,7 +499,8 @@ async def save_shares(ctx: Any, result: SharedWeights, path: str | Path,
     for key, value in (extra or {}).items():
         arrays[f"extra_{key}"] = np.asarray(value)
     meta = {"format": SHARE_FORMAT, "party": ctx.name, "architecture": arch, "frac_bits": ctx.frac_bits,
-            "model_id": mid, "config": result.config.to_json(), "digest": digest}
+            "model_id": mid, "config": result.config.to_json(), "digest": digest,
+            "checksum": _checksum(arrays)}
     arrays["meta"] = np.array(json.dumps(meta))
     np.savez(path, **arrays)  # type: ignore[arg-type]
     return digest
@@ -539,6 +540,8 @@ def read_shares(path: str | Path, party: str, architecture: str, frac_bits: int)
                             f"frac_bits is {frac_bits}")
     if _digest(meta["architecture"], meta["frac_bits"], meta["model_id"], meta["config"]) != meta["digest"]:
         raise TrainingError(f"{where}: its digest does not match its contents (a damaged or edited file)")
+    if meta.get("checksum") != _checksum({k: v for k, v in files.items() if k != "meta"}):
+        raise TrainingError(f"{where}: its arrays do not match their checksum (a damaged or edited file)")
     shares = []
     for i, (n_in, n_out, _) in enumerate(parse_architecture(architecture)):
         w, b = files.get(f"w{i}"), files.get(f"b{i}")
@@ -549,6 +552,17 @@ def read_shares(path: str | Path, party: str, architecture: str, frac_bits: int)
     cfg_fields = json.loads(meta["config"])
     cfg_fields["hidden"] = tuple(cfg_fields["hidden"])
     return LoadedShares(party, architecture, frac_bits, meta["digest"], TrainConfig(**cfg_fields), shares, extra)
+
+
+def _checksum(arrays: dict[str, np.ndarray]) -> str:
+    """SHA-256 over this file's own arrays (names, dtypes, shapes, bytes): its share and extras are intact.
+    (The digest above is common to every bank's file of one model; this one is the file's own.)"""
+    h = hashlib.sha256()
+    for key in sorted(arrays):
+        value = np.ascontiguousarray(arrays[key])
+        h.update(f"{key}:{value.dtype.str}:{value.shape};".encode())
+        h.update(value.tobytes())
+    return h.hexdigest()
 
 
 def digest_words(digest: str) -> np.ndarray:

@@ -123,9 +123,14 @@ def divide_public(ctx: Engine, x: SharedArray, divisor: np.ndarray) -> SharedArr
     the last place, one round, for |x| < 2^62 in ring units: the truncation above with d for 2^bits
     (Escudero et al. divide by any public d the same way). The error does not grow with x / d, unlike
     multiplying by a rounded 1/d."""
-    d = np.asarray(divisor, dtype=np.uint64)
-    if np.any(d == 0):
+    given = np.asarray(divisor)
+    if given.dtype.kind not in "iu" and not (given.dtype.kind == "f" and np.all(given == np.rint(given))):
+        raise TypeError(f"divide_public: the divisor must be a public integer, not {given.dtype}")
+    if np.any(given == 0):
         raise ZeroDivisionError("division of a shared value by a public zero")
+    if np.any(given < 0) or np.any(given >= 2.0**63):
+        raise ValueError("divide_public: the divisor must lie in [1, 2^63) (divide by -d and negate for a negative d)")
+    d = given.astype(np.uint64)
     shape = tuple(np.broadcast_shapes(x.shape, d.shape))
     dd = np.broadcast_to(d, shape).ravel()
     offset = np.uint64(1 << OFFSET_BITS)

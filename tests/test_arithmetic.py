@@ -471,3 +471,19 @@ def test_truncation_is_floor_or_one_lsb_above_and_unbiased(make_topology, method
     assert abs((up - dropped).mean()) < 0.05  # ~5 standard errors: rounding up follows the dropped fraction
     up_relu = np.round(rectified * 2**F).astype(np.int64) - np.maximum(floor, 0)
     assert set(np.unique(up_relu)) == {0, 1}
+
+
+def test_undeclared_inputs_after_hold_and_duplicate_recipients(make_topology) -> None:
+    """An input whose shape only its owner knows, issued after ctx.hold(): its metadata goes at once (the
+    others need it to reach release()), its share after the barrier; a recipient named twice gets it once."""
+    async def program(ctx: Context):
+        ctx.hold()
+        x = await ctx.input("bank_a", np.arange(4.0) if ctx.name == "bank_a" else None)
+        y = ctx.input("bank_b", np.ones(4) if ctx.name == "bank_b" else None, shape=(4,), fixed=True)
+        z = x * y
+        await ctx.release()
+        return await ctx.reveal(z, to=["bank_a", "bank_a"])
+
+    out = run_local(make_topology(2, timeout_s=10), program, transport="memory")
+    np.testing.assert_array_equal(out["bank_a"].value, np.arange(4.0))
+    assert out["bank_b"].value is None

@@ -93,3 +93,21 @@ def test_programs_that_diverge_between_parties_are_named(make_topology) -> None:
 
     with pytest.raises(ValueError, match="the parties' programs diverge at operation 2: bank_a calls mul"):
         emulate(make_topology(2), diverging)
+
+
+def test_emulated_parties_agree_and_declared_inputs_are_arrays_at_once(make_topology) -> None:
+    """Every emulated party draws the same truncation roundings; a declared input is a SharedArray at
+    once, as in the secure run, and a value of the other kind is refused as there."""
+    async def program(ctx: Context):
+        x = ctx.input("bank_a", np.linspace(0.1, 3, 1000) if ctx.name == "bank_a" else None, shape=(1000,),
+                      fixed=True)
+        return await ctx.reveal(x * x)
+
+    report = emulate(make_topology(2), program)
+    np.testing.assert_array_equal(report.results["bank_a"], report.results["bank_b"])
+
+    async def wrong_kind(ctx: Context):
+        return ctx.input("bank_a", np.arange(3) if ctx.name == "bank_a" else None, shape=(3,), fixed=True)
+
+    with pytest.raises(ValueError, match=r"input of shape \(3,\) \(integer\) does not match the declared"):
+        emulate(make_topology(2), wrong_kind)

@@ -203,3 +203,22 @@ def test_more_numpy_and_small_public_divisors(make_topology) -> None:
     for i, (have, w) in enumerate(zip(got, want, strict=True)):
         assert np.shape(have) == np.shape(w), i
         np.testing.assert_allclose(have, w, rtol=2e-5, atol=2e-3 if i == 4 else 8 * STEP, err_msg=str(i))
+
+
+def test_public_divisors_and_reduce_keywords_are_checked(make_topology) -> None:
+    from protocols import truncation
+
+    async def program(ctx: Context):
+        x = await ctx.input("bank_a", np.arange(1, 4) if ctx.name == "bank_a" else None)
+        errors = []
+        for call in (lambda: truncation.divide_public(ctx, x, np.array(-3)),
+                     lambda: truncation.divide_public(ctx, x, np.array(2.5)),
+                     lambda: truncation.divide_public(ctx, x, np.array(2.0**63)),
+                     lambda: np.add.reduce(x, initial=5)):
+            try:
+                call()
+            except (TypeError, ValueError) as exc:
+                errors.append(type(exc).__name__)
+        return errors
+
+    assert run(make_topology, program) == ["ValueError", "TypeError", "ValueError", "TypeError"]

@@ -180,6 +180,12 @@ def test_share_files_score_in_a_later_session_and_mismatches_are_refused(make_to
         tr.read_shares(files["bank_a"], "bank_a", arch, 20)
     with pytest.raises(tr.TrainingError, match="no such model share file"):
         tr.read_shares(tmp_path / "missing.npz", "bank_a", arch, 16)
+    with np.load(files["bank_a"]) as z:  # one weight share edited, the metadata untouched
+        edited = {k: z[k] for k in z.files}
+    edited["w0"] = edited["w0"] + np.uint64(1)
+    np.savez(tmp_path / "edited.npz", **edited)
+    with pytest.raises(tr.TrainingError, match="arrays do not match their checksum"):
+        tr.read_shares(tmp_path / "edited.npz", "bank_a", arch, 16)
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
     with pytest.raises(tr.TrainingError, match="not a model share file"):
         tr.read_shares(tmp_path / "junk.npz", "bank_a", arch, 16)
