@@ -113,8 +113,8 @@ class SharedWeights:
     rows: int = 0
     start: SharedArray | None = None  # the training data (its depth: where training started)
     epoch_ends: list[SharedArray] = field(default_factory=list)  # a value ready when each epoch has ended
-    out_of_range: list[Any] = field(default_factory=list)  # per epoch, the opened count (a task)
-    not_bits: Any = None  # the opened number of labels that are not 0 or 1 (a task), if checked
+    out_of_range: list[Any] = field(default_factory=list)  # per epoch, the opened bit: any weight out of range
+    not_bits: Any = None  # the opened bit: is any label other than 0 or 1 (a task), if checked
 
     @property
     def shapes(self) -> list[tuple[int, int]]:
@@ -319,7 +319,7 @@ def train(ctx: Any, x: SharedArray, y: SharedArray, cfg: TrainConfig,
     x_aug = _weighted(ctx, x, c) if not cfg.hidden else None
     result = SharedWeights(layers, cfg, agree_model_id(ctx), rows=n, start=x.sum() + y.sum())
     if cfg.check_divergence:  # and the labels: how many are not 0/1 (y(y - 1) != 0), beside training
-        result.not_bits = ctx.reveal(n - ctx.equal(y * (y - 1), 0).sum())
+        result.not_bits = ctx.reveal(ctx.less(0, n - ctx.equal(y * (y - 1), 0).sum()))  # one bit: any?
     last_epoch = -1
     for epoch, idx in batch_order(cfg, n):
         if epoch != last_epoch and last_epoch >= 0:
@@ -337,7 +337,7 @@ def train(ctx: Any, x: SharedArray, y: SharedArray, cfg: TrainConfig,
 def _end_epoch(ctx: Any, result: SharedWeights, f: int) -> None:
     result.epoch_ends.append(result.layers[0][0])
     if result.config.check_divergence:
-        result.out_of_range.append(ctx.reveal(_count_out_of_range(ctx, result, f)))
+        result.out_of_range.append(ctx.reveal(ctx.less(0, _count_out_of_range(ctx, result, f))))  # one bit
 
 
 def weight_limit(f: int) -> float:
@@ -444,16 +444,17 @@ def probability_threshold_logit(threshold: float, kind: str) -> float:
 
 async def check_divergence(result: SharedWeights) -> None:
     """Raise TrainingError if any epoch ended with weights beyond the safe range (a diverging learning
-    rate), or if labels were not 0/1. Each epoch opened one count to both banks: 0 unless training diverges;
-    and one count of labels that are not 0 or 1 (0 for good labels)."""
+    rate), or if labels were not 0/1. Each epoch opened one bit to both banks, whether any weight left the
+    range (0 unless training diverges), and one bit whether any label is not 0 or 1: bits, not counts, so
+    neither bank learns how many of the other's labels are bad."""
     bad = await result.not_bits if result.not_bits is not None else None
     if bad is not None and int(bad) > 0:
-        raise TrainingError(f"training: labels must be 0 or 1, but {int(bad):,} of the {result.rows:,} labels are "
-                            "not (the model trained on them is wrong)")
+        raise TrainingError(f"training: labels must be 0 or 1, but some of the {result.rows:,} labels are not "
+                            "(the model trained on them is wrong)")
     for epoch, task in enumerate(result.out_of_range):
         count = await task
         if count is not None and int(count) > 0:
-            raise TrainingError(f"training diverged: after epoch {epoch + 1}, {int(count)} weights were beyond "
+            raise TrainingError(f"training diverged: after epoch {epoch + 1}, some weights were beyond "
                                 f"+-{weight_limit(_frac(result)):,.0f}; lower the learning rate (now "
                                 f"{result.config.learning_rate:g})")
 

@@ -182,8 +182,8 @@ async def fraud_train(ctx: Context, data_dir: str, labels_file: str = "", model:
         out["audit"] = await _audit(ctx, result, scores)
     other = banks[1 - banks.index(me)]
     learned = [f"its own transactions, features and labels; the public account list and split ({n} accounts)",
-               "whether any training label is positive", f"one count per epoch ({cfg.epochs}) of weights out of "
-               "range (0: no divergence)", "the flags of the scored accounts"]
+               "whether any training label is positive", f"one bit per epoch ({cfg.epochs}): whether any weight "
+               "left the safe range (no: no divergence)", "the flags of the scored accounts"]
     learned.append("the model's weights (--reveal-model)" if weights is not None else
                    "its own share of the model (uniformly random by itself)" + (f", written to {target}"
                                                                                if target else ""))
