@@ -339,8 +339,15 @@ def _is_zero(xhat: np.ndarray, m: np.ndarray, frac: int) -> list[Form]:
     return [eq_low * ((ONE - m) + (TWO * m - ONE) * Form.sym("mr"))]
 
 
+def _sign_relu_trunc(xhat: np.ndarray, m: np.ndarray, frac: int) -> list[Form]:
+    return [_msb(m), *_relu_trunc(xhat, m, frac)]
+
+
 RELU_TRUNC = Gate("relu_trunc", _relu_trunc, uses_r_shift=True)
 """max(x, 0) >> f: floor, or one unit in the last place above; e.g. after a product kept at 2f bits."""
+SIGN_RELU_TRUNC = Gate("sign_relu_trunc", _sign_relu_trunc, uses_r_shift=True)
+"""([x < 0], max(x, 0) >> f) from one key: a layer's ReLU with its truncation, the bit kept for the backward
+pass (protocols/training.py)."""
 IS_ZERO = Gate("eq", _is_zero, uses_r_shift=False, offsets=(0, 1))
 """[x == 0], exact for every ring value: one key (payload 1, m_r) at two points."""
 

@@ -12,7 +12,7 @@ One SGD step, online rounds with the dcf method (measured, see tests/test_traini
   w -= lr / B * g as ONE division by the public integer 2^f B / lr (the learning rate, the batch mean and
   the truncation in one round).
 - MLP, 4 per layer: forward per layer a product and one gate giving both [z < 0] and relu(z) >> f
-  (SIGN_RELU_TRUNC below: the truncation fused, and the comparison bit kept for the backward pass);
+  (gates.SIGN_RELU_TRUNC: the truncation fused, and the comparison bit kept for the backward pass);
   backward per layer the two products delta @ W^T and h^T delta side by side, then ONE round for
   relu'(z) * trunc(delta W^T) (`bit_trunc`: a product by the forward's 0/1 bit with the truncation
   fused into it); the update of all weights is one division.
@@ -194,14 +194,6 @@ def predict_reference(layers: Weights, x: np.ndarray) -> np.ndarray:
 
 # -- gates and fused products -----------------------------------------------------------------------
 
-def _sign_relu_trunc_form(xhat: np.ndarray, m: np.ndarray, frac: int) -> list[gates.Form]:
-    return [gates._msb(m), *gates._relu_trunc(xhat, m, frac)]
-
-
-SIGN_RELU_TRUNC = gates.Gate("sign_relu_trunc", _sign_relu_trunc_form, uses_r_shift=True)
-"""([x < 0], relu(x) >> f) from one DCF key: the forward ReLU with its truncation, and its comparison bit
-kept for the backward pass."""
-
 
 def sign_relu_truncate(ctx: Engine, z: SharedArray, bits: int,
                        method: str | None = None) -> tuple[SharedArray, SharedArray]:
@@ -209,7 +201,7 @@ def sign_relu_truncate(ctx: Engine, z: SharedArray, bits: int,
     chosen = comparison.choose_method(ctx, z.size, method)
     ctx.last_comparison_method = chosen.value
     if chosen == Comparison.DCF:
-        msb, h = gates.evaluate(ctx, SIGN_RELU_TRUNC, z, bits, [0, z.frac_bits - bits], "sign_relu_trunc")
+        msb, h = gates.evaluate(ctx, gates.SIGN_RELU_TRUNC, z, bits, [0, z.frac_bits - bits], "sign_relu_trunc")
         return msb, h
     sign, relu = comparison.sign_gate(ctx, z, relu=True, method=chosen.value)
     assert relu is not None
@@ -612,7 +604,7 @@ async def follow_epochs(result: SharedWeights, progress: ProgressFn) -> None:
         progress(k + 1, total)
 
 
-__all__ = ["SIGN_RELU_TRUNC", "LoadedShares", "SharedWeights", "TrainConfig", "TrainingError", "batch_order",
+__all__ = ["LoadedShares", "SharedWeights", "TrainConfig", "TrainingError", "batch_order",
            "bit_trunc", "check_divergence", "follow_epochs", "initial_weights", "load_shared_weights", "logits",
            "open_weights", "predict_reference", "read_shares", "rounds_per_step", "save_shares", "sigmoid_kind",
            "train", "train_reference"]
