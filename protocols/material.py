@@ -67,10 +67,7 @@ class SeededProvider:
             return np.zeros(item.shape, dtype=np.uint64)
         total = self._stream(names[0], op, purpose, item)
         for name in names[1:]:
-            if item.sharing == "xor":
-                total ^= self._stream(name, op, purpose, item)
-            else:
-                total += self._stream(name, op, purpose, item)
+            self._prg[name].combine_into(total, op.id, purpose, "xor" if item.sharing == "xor" else "add")
         return total
 
     def evaluate(self, op: Op, spec: Spec) -> tuple[Env, np.ndarray, np.ndarray]:
@@ -102,19 +99,29 @@ class SeededProvider:
 
     def own_material(self, op: Op, spec: Spec, corrections: np.ndarray | None, public: np.ndarray) -> Material:
         """This compute party's material from its streams, the corrections (last party) and public arrays."""
+        return self._with_received(spec, self._derived(op, spec), corrections, public)
+
+    def _derived(self, op: Op, spec: Spec) -> dict[str, np.ndarray]:
+        """The items this compute party draws from its own streams (everything it is not sent)."""
         me = self.party.name
+        return {item.name: self._stream(me, op, purpose, item) for purpose, item in enumerate(spec.items, start=1)
+                if item.kind != "public" and not (item.kind == "shared" and me == self.last)}
+
+    def _with_received(self, spec: Spec, derived: dict[str, np.ndarray], corrections: np.ndarray | None,
+                       public: np.ndarray) -> Material:
+        """The derived items with the received ones (public arrays; the last party's corrections), in spec order."""
         out: dict[str, np.ndarray] = {}
         corr_at = pub_at = 0
-        for purpose, item in enumerate(spec.items, start=1):
-            if item.kind == "public":
+        for item in spec.items:
+            if item.name in derived:
+                out[item.name] = derived[item.name]
+            elif item.kind == "public":
                 out[item.name] = public[pub_at:pub_at + item.size].reshape(item.shape)
                 pub_at += item.size
-            elif item.kind == "shared" and me == self.last:
+            else:
                 assert corrections is not None
                 out[item.name] = corrections[corr_at:corr_at + item.size].reshape(item.shape)
                 corr_at += item.size
-            else:
-                out[item.name] = self._stream(me, op, purpose, item)
         return Material(out)
 
 
@@ -129,7 +136,7 @@ class HelperProvider(SeededProvider):
         else:
             _, corrections, public = self.evaluate(op, spec)
         for name in self.compute:
-            payload = np.concatenate([corrections, public]) if name == self.last else public
+            payload = _flat([corrections, public]) if name == self.last else public
             if payload.size:
                 self.party.send(name, op, payload, step=DEALER_STEP)
 
@@ -137,13 +144,14 @@ class HelperProvider(SeededProvider):
         n_corr = sum(i.size for i in spec.of_kind("shared")) if self.party.name == self.last else 0
         n_pub = sum(i.size for i in spec.of_kind("public"))
         words = np.zeros(0, dtype=np.uint64)
+        derived = self._derived(op, spec)  # while the dealer computes and sends the rest
         if n_corr + n_pub:
             helper = self.party.helper
             assert helper is not None
             # dealer material is offline: its depth does not count as a round
             msg = await self.party.recv(helper, op, step=DEALER_STEP, dtype=np.uint64, shape=(n_corr + n_pub,))
             words = msg.array
-        return self.own_material(op, spec, words[:n_corr], words[n_corr:])
+        return self._with_received(spec, derived, words[:n_corr], words[n_corr:])
 
     @staticmethod
     async def setup(party: Party, op: Op) -> HelperProvider:
@@ -182,4 +190,8 @@ class LocalTestProvider(SeededProvider):
 
 
 def _flat(parts: list[np.ndarray]) -> np.ndarray:
-    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint64)
+    """The parts end to end; a single non-empty part as it is (a copy of megabytes is not free)."""
+    nonempty = [p for p in parts if p.size]
+    if len(nonempty) == 1:
+        return nonempty[0]
+    return np.concatenate(nonempty) if nonempty else np.zeros(0, dtype=np.uint64)

@@ -18,10 +18,12 @@ from mpc.transport.frames import (
     FrameError,
     Header,
     Kind,
+    Partial,
     decode_header,
     decode_payload,
     encode_header,
     payload_view,
+    plan_messages,
     split_frames,
 )
 
@@ -140,8 +142,57 @@ def test_frames_packed_in_one_message_split_back() -> None:
     a, b = np.arange(3, dtype=np.uint64), np.ones((2, 2), dtype=np.int32)
     body = b"".join(encode_header(Header(Kind.DATA, bytes(16), 1, i, 0, x.dtype, x.shape, 0, i)) + x.tobytes()
                     for i, x in enumerate((a, b)))
-    got = [decode_payload(h, p) for h, p in split_frames(memoryview(body), BOUND)]
+    got = [decode_payload(h, p) for h, p in split_frames(memoryview(body), BOUND, BOUND)]
     np.testing.assert_array_equal(got[0], a)
     np.testing.assert_array_equal(got[1], b)
     with pytest.raises(FrameError, match="payload"):
-        list(split_frames(memoryview(body[:-1]), BOUND))
+        list(split_frames(memoryview(body[:-1]), BOUND, BOUND))
+
+
+def test_messages_join_small_frames_and_cut_large_ones() -> None:
+    limit = 1000
+    plan = plan_messages([100, 200, 650, 60, 2500, 30, 1000], limit)
+    assert plan == [
+        [(0, 0, 100), (1, 0, 200), (2, 0, 650)],  # 950 bytes
+        [(3, 0, 60)],  # the large frame starts a message of its own
+        [(4, 0, 1000)], [(4, 1000, 2000)], [(4, 2000, 2500)],
+        [(5, 0, 30)],
+        [(6, 0, 1000)],  # exactly the limit: whole
+    ]
+    assert plan_messages([], limit) == []
+
+
+def _large(limit: int) -> tuple[Header, np.ndarray, bytes]:
+    a = np.arange(3 * limit // 8 + 5, dtype=np.uint64)
+    h = Header(Kind.DATA, bytes(16), 1, 0, 0, a.dtype, a.shape, 0, 0)
+    return h, a, encode_header(h) + a.tobytes()
+
+
+def test_a_large_frame_is_joined_from_its_pieces() -> None:
+    limit = 4096
+    h, a, wire = _large(limit)
+    pieces = [wire[lo:lo + limit] for lo in range(0, len(wire), limit)]
+    ((header, first),) = list(split_frames(memoryview(pieces[0]), BOUND, limit))
+    assert header == h and len(first) == limit - HEADER_SIZE
+    partial = Partial(header, first, limit)
+    assert [partial.add(memoryview(p)) for p in pieces[1:]] == [False] * (len(pieces) - 2) + [True]
+    np.testing.assert_array_equal(decode_payload(header, partial.payload()), a)
+
+
+def test_short_frames_and_wrong_pieces_are_refused() -> None:
+    limit = 4096
+    h, a, wire = _large(limit)
+    with pytest.raises(FrameError, match="payload"):  # cut short but not at the message limit: truncated
+        list(split_frames(memoryview(wire[:limit - 1]), BOUND, limit))
+    with pytest.raises(FrameError, match="payload"):  # a short frame after another cannot continue
+        small = encode_header(Header(Kind.DATA, bytes(16), 1, 0, 0, a.dtype, (1,), 0, 0)) + bytes(8)
+        list(split_frames(memoryview(small + wire[:limit - len(small)]), BOUND, limit))
+    for bad in (wire[limit:2 * limit - 1], wire[limit:2 * limit + 1]):  # every piece but the last is whole
+        partial = Partial(h, memoryview(wire[HEADER_SIZE:limit]), limit)
+        with pytest.raises(FrameError, match="piece"):
+            partial.add(memoryview(bad))
+    partial = Partial(h, memoryview(wire[HEADER_SIZE:limit]), limit)
+    partial.add(memoryview(wire[limit:2 * limit]))
+    partial.add(memoryview(wire[2 * limit:3 * limit]))
+    with pytest.raises(FrameError, match="piece"):  # past the end of the frame
+        partial.add(memoryview(wire[3 * limit:] + b"x"))

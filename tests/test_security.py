@@ -339,6 +339,33 @@ async def test_sender_mismatch_and_malformed_are_dropped(transport: ZmqTransport
     assert transport._handle_frame("bank_b", *frame(0))  # the link is still usable
 
 
+async def test_a_large_frame_in_pieces_is_delivered_once_whole(transport: ZmqTransport) -> None:
+    limit = transport.message_limit
+    big = np.arange(limit // 4, dtype=np.uint64)  # two messages' worth
+    header, payload = frame(0, payload=big)
+    wire = header + payload
+    pieces = [wire[lo:lo + limit] for lo in range(0, len(wire), limit)]
+    assert len(pieces) == 3
+    for piece in pieces[:-1]:
+        transport._handle_message("bank_b", memoryview(piece))
+        assert not transport._inbox  # nothing before the last piece
+    transport._handle_message("bank_b", memoryview(pieces[-1]))
+    msg = await transport.recv("bank_b", 7, 0, tag="t")
+    np.testing.assert_array_equal(msg.array, big)
+    assert transport.failure is None
+
+
+async def test_a_bad_piece_drops_the_frame_and_the_next_frame_is_seen_as_lost(transport: ZmqTransport) -> None:
+    limit = transport.message_limit
+    header, payload = frame(0, payload=np.arange(limit // 4, dtype=np.uint64))
+    wire = header + payload
+    transport._handle_message("bank_b", memoryview(wire[:limit]))
+    transport._handle_message("bank_b", memoryview(wire[limit:2 * limit - 8]))  # short: not the last piece
+    assert transport.failure is None and not transport._inbox and not transport._partial
+    transport._handle_message("bank_b", memoryview(b"".join(frame(1, op=8))))  # the sender's next frame
+    assert transport.failure is not None and "lost or replayed" in str(transport.failure)
+
+
 async def test_malformed_or_oversized_hello_is_dropped(transport: ZmqTransport,
                                                        caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING)

@@ -245,6 +245,32 @@ async def test_many_small_messages_in_one_turn_coalesce(make_topology) -> None:
         assert o.value == 2  # the hello, then all 100 messages in one multipart send
 
 
+@pytest.mark.parametrize("curve", [False, True])
+async def test_large_arrays_travel_in_pieces_and_arrive_whole(make_topology, curve: bool) -> None:
+    """Arrays larger than one message (1 MiB) go in pieces; small ones sent in the same turn share
+    messages before and after them, and everything arrives whole and in its place."""
+    topo = make_topology(2, helper=False)
+    rng = np.random.default_rng(5)
+    arrays = [rng.integers(0, 2**63, size, dtype=np.uint64) for size in (3, 5 * 2**17 + 7, 11, 2**16, 2**17)]
+
+    async def program(party: Party) -> tuple[int, int]:
+        op = party.new_op("large")
+        other = "bank_b" if party.name == "bank_a" else "bank_a"
+        before = party.stats.transport_sends
+        for i, a in enumerate(arrays):
+            party.send(other, op, a, step=i)
+        got = await asyncio.gather(*(party.recv(other, op, step=i) for i in range(len(arrays))))
+        for a, m in zip(arrays, got, strict=True):
+            np.testing.assert_array_equal(m.array, a)
+        return party.stats.transport_sends - before, party.stats.rounds
+
+    out = await run_local_async(topo, program, curve=curve)
+    for o in out.values():
+        # [3 words] alone (the next frame is large), 6 pieces of the 5 MiB array, [11 words + 512 KiB],
+        # then the array of exactly 1 MiB, cut in two by its header
+        assert o.value == (1 + 6 + 1 + 2, 1)
+
+
 async def test_abort_is_not_held_by_the_emulated_latency(make_topology) -> None:
     """With 1 s one-way latency the abort must arrive before the disconnect is noticed (0.5 s grace):
     the others report the abort's reason, not `lost the connection`."""

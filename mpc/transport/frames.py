@@ -4,6 +4,12 @@ One ZeroMQ message is a single part holding one or more (header, payload) frames
 messages a party queues for a peer within one event-loop turn go out as one send (one round, one syscall).
 Single-part on purpose: libzmq aborts the process (session_base.cpp:233, clean_pipes) when a connection
 fails while a half-sent multipart message can no longer be read from a closing socket's pipe.
+
+A frame larger than one message (`plan_messages`) is cut into pieces of exactly the message limit (the
+last one shorter), one message each, that the receiver joins (`Partial`): libzmq encrypts, sends and
+decrypts message by message, so pieces keep both ends busy at once; 8 MiB as one CURVE message took
+twice as long as in 1 MiB pieces here. A frame continues only in the sender's very next messages, which
+carry nothing else.
 """
 
 from __future__ import annotations
@@ -16,9 +22,18 @@ from dataclasses import dataclass
 import numpy as np
 
 MAGIC = b"MP"
-VERSION = 2  # 2: one single-part ZeroMQ message per send (1 sent header and payload as parts)
+VERSION = 3  # 3: large frames in pieces; 2: one single-part message per send; 1: header and payload as parts
 MAX_NDIM = 7
 SESSION_BYTES = 16
+
+
+MESSAGE_BYTES = 1 << 20
+"""The largest ZeroMQ message a party sends: small frames are joined up to it, larger ones cut to it."""
+
+
+def message_limit(max_payload: int) -> int:
+    """The message size both ends use: MESSAGE_BYTES, or less if frames are bounded lower."""
+    return min(max_payload + HEADER_SIZE, MESSAGE_BYTES)
 
 
 class Kind(enum.IntEnum):
@@ -138,27 +153,60 @@ def decode_payload(header: Header, buf: memoryview | bytes) -> np.ndarray:
         raise FrameError(f"payload does not fit shape {header.shape}: {exc}") from None
 
 
-def split_frames(buf: memoryview, max_payload: int) -> Iterator[tuple[Header, memoryview]]:
-    """The (header, payload) frames packed back to back in one message; FrameError at the first bad one."""
+def split_frames(buf: memoryview, max_payload: int, limit: int) -> Iterator[tuple[Header, memoryview]]:
+    """The (header, payload) frames packed back to back in one message; FrameError at the first bad one.
+    The last frame's payload may be cut short only in a message of exactly `limit` bytes (the first piece
+    of a large frame: the rest follows in the next messages)."""
     offset = 0
     while offset < len(buf):
         header = decode_header(buf[offset:offset + HEADER_SIZE], max_payload)
         start = offset + HEADER_SIZE
         offset = start + header.payload_size
-        if offset > len(buf):
+        if offset > len(buf) and not (start == HEADER_SIZE and len(buf) == limit):
             raise FrameError(f"payload has {len(buf) - start} bytes, header claims {header.payload_size}")
         yield header, buf[start:offset]
 
 
-def pack(sizes: list[int], limit: int) -> list[int]:
-    """How many consecutive frames of these byte sizes go in each message: many small frames share one,
-    none grows past `limit` (one maximal frame, what the receiving socket admits), a large one goes alone."""
-    counts: list[int] = []
-    size = limit + 1
-    for nbytes in sizes:
-        if size + nbytes > limit:
-            counts.append(0)
-            size = 0
-        counts[-1] += 1
-        size += nbytes
-    return counts
+class Partial:
+    """A large frame being joined from its pieces: its header and the bytes received so far."""
+
+    def __init__(self, header: Header, first: memoryview, limit: int):
+        self.header = header
+        self.limit = limit
+        self.buffer = np.empty(header.payload_size, dtype=np.uint8)
+        self.filled = len(first)
+        self.buffer[:self.filled] = np.frombuffer(first, dtype=np.uint8)
+
+    def add(self, piece: memoryview) -> bool:
+        """Append the next message; True once the frame is whole. Every piece but the last is exactly
+        `limit` bytes and none goes past the frame: else FrameError."""
+        missing = self.buffer.size - self.filled
+        if len(piece) != min(missing, self.limit):
+            raise FrameError(f"a piece of a large frame has {len(piece)} bytes, expected {min(missing, self.limit)}")
+        self.buffer[self.filled:self.filled + len(piece)] = np.frombuffer(piece, dtype=np.uint8)
+        self.filled += len(piece)
+        return self.filled == self.buffer.size
+
+    def payload(self) -> memoryview:
+        return self.buffer.data.cast("B")
+
+
+def plan_messages(sizes: list[int], limit: int) -> list[list[tuple[int, int, int]]]:
+    """How frames of these encoded sizes (header and payload) travel as messages of at most `limit` bytes:
+    each message a list of (frame, start, end) byte ranges. Consecutive small frames share a message; a
+    larger frame goes in pieces of `limit` bytes, one message each (the last piece shorter)."""
+    messages: list[list[tuple[int, int, int]]] = []
+    current: list[tuple[int, int, int]] = []
+    size = 0
+    for i, nbytes in enumerate(sizes):
+        if current and size + nbytes > limit:
+            messages.append(current)
+            current, size = [], 0
+        if nbytes <= limit:
+            current.append((i, 0, nbytes))
+            size += nbytes
+        else:
+            messages.extend([[(i, lo, min(nbytes, lo + limit))] for lo in range(0, nbytes, limit)])
+    if current:
+        messages.append(current)
+    return messages

@@ -22,7 +22,15 @@ from mpc.stats import Stats
 from mpc.transport import session as agreement_rules
 from mpc.transport.base import FirstFailure, Message, wait_for_goodbyes
 from mpc.transport.errors import PeerAborted, PeerError, PeerGone, PeerTimeout
-from mpc.transport.frames import HEADER_SIZE, SESSION_BYTES, Kind, dtype_code, pack, payload_view
+from mpc.transport.frames import (
+    HEADER_SIZE,
+    SESSION_BYTES,
+    Kind,
+    dtype_code,
+    message_limit,
+    payload_view,
+    plan_messages,
+)
 from mpc.transport.inbox import Inbox
 
 log = logging.getLogger("mpc.transport")
@@ -187,7 +195,8 @@ class MemoryTransport:
         self._flush_scheduled = False
         pending, self._pending = self._pending, {}
         for peer, frames in pending.items():
-            self.stats.transport_sends += len(pack([f.nbytes for f in frames], self.max_payload + HEADER_SIZE))
+            self.stats.transport_sends += len(plan_messages([f.nbytes for f in frames],
+                                                             message_limit(self.max_payload)))
             receiver = self.network.parties.get(peer)
             for frame in frames:
                 if receiver is not None:

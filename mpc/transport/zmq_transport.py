@@ -38,18 +38,19 @@ from mpc.transport.frames import (
     FrameError,
     Header,
     Kind,
+    Partial,
     decode_header,
     decode_payload,
     encode_header,
-    pack,
+    message_limit,
     payload_view,
+    plan_messages,
     split_frames,
 )
 from mpc.transport.inbox import Inbox
 from mpc.transport.liveness import Liveness
 
 log = logging.getLogger("mpc.transport")
-COALESCE_BYTES = 1 << 20  # messages of one loop turn are joined up to this size
 
 _EMPTY = np.zeros(0, dtype=np.uint8)
 _NO_SESSION = sessions.NO_SESSION
@@ -71,6 +72,9 @@ class ZmqTransport:
         self.timeout_s = timeout_s if timeout_s is not None else topology.timeout_s
         self.max_payload = int(topology.max_message_mb * 1024 * 1024)
         self.max_buffered = max(int(topology.max_buffered_mb * 1024 * 1024), self.max_payload)
+        # the largest ZeroMQ message: small frames are joined up to it, larger ones cut into pieces of it
+        self.message_limit = message_limit(self.max_payload)
+        self._partial: dict[str, Partial] = {}  # per peer: a large frame whose pieces are still arriving
         self.inbox = Inbox(topology, me, stats, self.timeout_s, self.max_buffered, self._fail)
         self.session = _NO_SESSION
         # Opaque settings every party must share (the runtime fills them in); sent with the hello and
@@ -312,14 +316,21 @@ class ZmqTransport:
                     self.stats.transport_sends += 1
 
     def _pack(self, frames: list[bytes | memoryview]) -> list[list[bytes | memoryview]]:
-        """Group (header, payload) pairs into messages (frames.pack): small frames share one message up to
-        COALESCE_BYTES; a larger frame goes alone, so that large transfers stay pipelined (libzmq encrypts,
-        sends and decrypts message by message: 16 arrays of 8 MiB in one message ran at a third of the speed)."""
+        """Group (header, payload) pairs into messages (frames.plan_messages): small frames share one up to
+        the message limit; a larger frame goes in pieces of the limit, so that large transfers stay
+        pipelined (libzmq encrypts, sends and decrypts message by message)."""
         sizes = [len(frames[i]) + len(frames[i + 1]) for i in range(0, len(frames), 2)]
-        messages, start = [], 0
-        for count in pack(sizes, min(self.max_payload + HEADER_SIZE, COALESCE_BYTES)):
-            messages.append(frames[2 * start:2 * (start + count)])
-            start += count
+        messages: list[list[bytes | memoryview]] = []
+        for plan in plan_messages(sizes, self.message_limit):
+            parts: list[bytes | memoryview] = []
+            for frame, lo, hi in plan:
+                header, payload = frames[2 * frame], memoryview(frames[2 * frame + 1])
+                if lo == 0:
+                    parts.append(header)
+                    parts.append(payload[:hi - HEADER_SIZE])
+                else:
+                    parts.append(payload[lo - HEADER_SIZE:hi - HEADER_SIZE])
+            messages.append(parts)
         return messages
 
     # -- receiving ------------------------------------------------------------------------------
@@ -378,9 +389,20 @@ class ZmqTransport:
                                            f"({type(exc).__name__}); stopping"))
 
     def _handle_message(self, peer: str, body: memoryview) -> None:
-        """Route every frame packed in one message; a malformed one drops it and the rest of the message."""
+        """Route every frame packed in one message, or join the next piece of a large frame; a malformed
+        frame drops it and the rest of the message (a malformed piece, the whole frame)."""
+        partial = self._partial.pop(peer, None)
         try:
-            for header, payload in split_frames(body, self.max_payload):
+            if partial is not None:
+                if partial.add(body):
+                    self._handle_decoded(peer, partial.header, partial.payload())
+                else:
+                    self._partial[peer] = partial
+                return
+            for header, payload in split_frames(body, self.max_payload, self.message_limit):
+                if len(payload) < header.payload_size:  # the first piece of a large frame
+                    self._partial[peer] = Partial(header, payload, self.message_limit)
+                    return
                 if not self._handle_decoded(peer, header, payload):
                     return
         except FrameError as exc:
