@@ -326,8 +326,8 @@ def _eval_block(mmo: _Mmo, party: int, keys: DcfKeys, lo: int, hi: int, x: np.nd
 NU = 7  # levels folded into the leaf: 2^7 = 128 output bits in one converted block
 CLEAR_LOW2 = np.uint64(0xFFFF_FFFF_FFFF_FFFC)  # the two low bits of a 126-bit seed's low word
 _LEAF_TWEAK = np.uint64(2)  # convert's tweak in the seed's free low bits: children use 0 and 1
-ALL_ONES = np.uint64(0xFFFF_FFFF_FFFF_FFFF)
 SIX = np.uint64(6)
+TWO = np.uint64(2)
 LOW6 = np.uint64(63)
 
 
@@ -450,71 +450,107 @@ def _gen_bit_block(mmo: _Mmo, alpha: np.ndarray, bits: int, seeds: np.ndarray, s
     """One block of C keys, both parties together: seeds (2, C, 2); writes the correction words into the
     given views.
 
-    Invariant per level: on alpha's path the parties' seeds differ and t0 ^ t1 = 1 (so only t0 is kept),
-    and v_alpha is the XOR of the value bits both parties accumulated there. Off the path after level i
-    the seeds and control bits are equal, so everything below cancels and the output is what the parties
-    hold on leaving: v_alpha ^ v_lose0 ^ v_lose1 ^ v_cw = a_i, which is [x < alpha] for an x that leaves
-    alpha's path at level i. At alpha's leaf the correction turns the blocks' XOR into [j < alpha_low]."""
+    Invariant per level: on alpha's path the parties' seeds differ and t0 ^ t1 = 1 (so only t0 is kept).
+    Off the path after level i the seeds and control bits are equal, so everything below cancels and the
+    output is what the parties hold on leaving: v_alpha ^ v_lose0 ^ v_lose1 ^ v_cw = a_i, which is
+    [x < alpha] for an x that leaves alpha's path at level i (v_alpha: the XOR of the value bits both
+    parties accumulated on the path). At alpha's leaf the correction turns the blocks' XOR into
+    [j < alpha_low].
+
+    The loop keeps only what the next level needs (seeds, t0); the per-level (t, v) pairs of the keep and
+    lose children (XORed over the parties) are stacked 2 bits a level and the control and value
+    corrections follow from them and alpha's bits for all levels at once, in `_bit_corrections`."""
     depth, low = _split(bits)
     n = alpha.size
     high = alpha >> np.uint64(low)
     t0 = np.zeros(n, dtype=np.uint64)  # party 0's control bit on alpha's path; party 1's is t0 ^ 1
-    v_alpha = np.zeros(n, dtype=np.uint64)
-    t_left = np.zeros(n, dtype=np.uint64)
-    t_right = np.zeros(n, dtype=np.uint64)
-    v_packed = np.zeros(n, dtype=np.uint64)
-    x = np.empty((2, 2, n, 2), dtype=np.uint64)  # AES input: (child side, party, key, word)
+    chunks = (depth + 31) // 32  # (t, v) pairs of 32 levels per word
+    lose_tv = np.zeros((chunks, n), dtype=np.uint64)
+    keep_tv = np.zeros((chunks, n), dtype=np.uint64)
+    three = np.uint64(3)
+    x = np.empty((2, 2, n, 2), dtype=np.uint64)  # AES input: (keep / lose child, party, key, word)
     buf = np.empty(x.size + 2, dtype=np.uint64)
-    s = x[0]  # the current seeds (two low bits clear), written in place each level: left child's input
+    s = x[0]  # the current seeds (two low bits clear), written in place each level
     s[:] = seeds
     s[:, :, 0] &= CLEAR_LOW2
     for level in range(depth):
-        shift = np.uint64(depth - 1 - level)
-        a = (high >> shift) & ONE
-        am = np.negative(a)
+        a = (high >> np.uint64(depth - 1 - level)) & ONE
+        # keep = the child on alpha's path, lose = the other: tweaking each seed with alpha's bit orders
+        # the AES output by keep / lose directly, so no per-element selection of 128-bit blocks is needed
         x[1] = s
-        x[1, :, :, 0] |= ONE  # the right child's tweak
-        g = mmo(x, buf)  # (side, party, C, 2): t in bit 0, v in bit 1, the child seed above
-        # lose = the child off alpha's path: right if a = 0, left if a = 1; keep = the other
-        flip = g[0] ^ g[1]
-        flip &= _dup(am)
-        lose = g[1] ^ flip
-        s_cw = np.bitwise_xor(lose[0], lose[1], out=s_cws[level])
-        lose_tv = s_cw[:, 0] & np.uint64(3)  # t_lose0 ^ t_lose1 (bit 0), v_lose0 ^ v_lose1 (bit 1)
+        x[0, :, :, 0] |= a
+        x[1, :, :, 0] |= a ^ ONE
+        g = mmo(x, buf)  # (keep / lose, party, C, 2): t in bit 0, v in bit 1, the child seed above
+        s_cw = np.bitwise_xor(g[1, 0], g[1, 1], out=s_cws[level])
+        lose, keep = lose_tv[level // 32], keep_tv[level // 32]
+        lose <<= TWO
+        lose |= s_cw[:, 0] & three  # t_lose0 ^ t_lose1 (bit 0), v_lose0 ^ v_lose1 (bit 1)
         s_cw[:, 0] &= CLEAR_LOW2
-        np.bitwise_xor(g[0], flip, out=s)  # keep = left ^ flip
-        keep_tv = s[0, :, 0] ^ s[1, :, 0]
-        t_keep0 = s[0, :, 0] & ONE
-        # v_cw = v_lose0 ^ v_lose1 ^ v_alpha ^ a; then v_alpha ^= v_keep0 ^ v_keep1 ^ v_cw
-        vcw = (lose_tv >> ONE) ^ v_alpha
-        vcw ^= a
-        v_packed |= vcw << shift
-        np.bitwise_xor((lose_tv ^ keep_tv) >> ONE, a, out=v_alpha)
-        v_alpha &= ONE
-        # the lose side's control correction is t_lose0 ^ t_lose1 (bits equal below it), the keep side's
-        # t_keep0 ^ t_keep1 ^ 1 (bits differ below it); left is lose iff a = 1
-        t_lose = lose_tv & ONE
-        t_keep = keep_tv & ONE
-        t_keep ^= ONE
-        swap = (t_lose ^ t_keep) & am
-        t_l = t_keep ^ swap
-        t_left |= t_l << shift
-        t_right |= (t_l ^ t_lose ^ t_keep) << shift
+        k = g[0, 0, :, 0] ^ g[0, 1, :, 0]
+        k &= three
+        keep <<= TWO
+        keep |= k
+        # t0 = t_keep0 ^ (t0 & t_keep_cw), the keep side's correction being t_keep0 ^ t_keep1 ^ 1
+        t_keep0 = g[0, 0, :, 0] & ONE
         corr = s_cw & _dup(np.negative(t0))  # the correction goes to the party whose bit is 1
-        s[0] ^= corr
+        np.bitwise_xor(g[0, 0], corr, out=s[0])
         corr ^= s_cw
-        s[1] ^= corr
+        np.bitwise_xor(g[0, 1], corr, out=s[1])
         s[:, :, 0] &= CLEAR_LOW2
-        t0 &= t_keep
+        k = np.invert(k, out=k)
+        t0 &= k
         t0 ^= t_keep0
-    t_cw[0] = t_left
-    t_cw[1] = t_right
-    v_cw[:] = v_packed
+    v_alpha = _bit_corrections(high, depth, lose_tv, keep_tv, t_cw, v_cw)
     conv = _convert_leaf(mmo, s)  # (party, C, 2)
     mask = _leaf_mask(alpha & np.uint64((1 << low) - 1))
     np.bitwise_xor(conv[0], conv[1], out=leaf)
     leaf ^= mask
     leaf ^= _dup(np.negative(v_alpha))
+
+
+def _bit_corrections(high: np.ndarray, depth: int, lose_tv: np.ndarray, keep_tv: np.ndarray,
+                     t_cw: np.ndarray, v_cw: np.ndarray) -> np.ndarray:
+    """The packed control and value corrections of every level from the stacked (t, v) pairs, into
+    t_cw (2, C) and v_cw (C,); returns v_alpha after the last level (C,). Level i's bit is at d - 1 - i,
+    where alpha's high bits hold its bit a_i, so each formula below is one pass over all levels:
+        t_lose_cw = t_lose0 ^ t_lose1,  t_keep_cw = t_keep0 ^ t_keep1 ^ 1,  left is lose iff a_i = 1;
+        v_alpha after level i = v_lose ^ v_keep ^ a_i (over both parties), v_alpha before level 0 = 0;
+        v_cw_i = v_lose0 ^ v_lose1 ^ (v_alpha before level i) ^ a_i."""
+    t_lose, v_lose = _unstack(lose_tv, depth)
+    t_keep, v_keep = _unstack(keep_tv, depth)
+    levels = np.uint64((1 << depth) - 1)
+    a = high & levels
+    t_keep ^= levels
+    np.bitwise_xor(t_keep, (t_keep ^ t_lose) & a, out=t_cw[0])
+    t_keep ^= t_lose
+    np.bitwise_xor(t_cw[0], t_keep, out=t_cw[1])
+    v_after = v_lose ^ v_keep
+    v_after ^= a
+    np.bitwise_xor(v_lose, v_after >> ONE, out=v_cw)  # v_alpha before level i: bit d - i of v_after
+    v_cw ^= a
+    return v_after & ONE
+
+
+def _unstack(tv: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
+    """(chunks, C) words of 2-bit (t, v) pairs, 32 levels a word with the latest level lowest, to the
+    packed t and v bits (C,) with level i at bit d - 1 - i: the even / odd bits of each word gathered
+    (a fixed sequence of masks and shifts), the chunks' bits concatenated."""
+    t = np.zeros(tv.shape[1], dtype=np.uint64)
+    v = np.zeros(tv.shape[1], dtype=np.uint64)
+    for chunk in range(tv.shape[0]):
+        m = np.uint64(min(32, depth - 32 * chunk))
+        for bit, out in ((0, t), (1, v)):
+            w = (tv[chunk] >> np.uint64(bit)) & _GATHER[0]
+            for step, mask in enumerate(_GATHER[1:]):
+                w |= w >> np.uint64(1 << step)
+                w &= mask
+            out <<= m
+            out |= w
+    return t, v
+
+
+_GATHER = [np.uint64(m) for m in (0x5555_5555_5555_5555, 0x3333_3333_3333_3333, 0x0F0F_0F0F_0F0F_0F0F,
+                                  0x00FF_00FF_00FF_00FF, 0x0000_FFFF_0000_FFFF, 0x0000_0000_FFFF_FFFF)]
 
 
 def eval_bit(party: int, keys: BitKeys, x: np.ndarray) -> np.ndarray:
