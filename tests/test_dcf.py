@@ -235,6 +235,59 @@ def test_gen_bit_checks_stop_between_blocks(monkeypatch) -> None:
     assert len(calls) == 3
 
 
+def _reference_gen_bit(alpha: int, bits: int, seed0: int, seed1: int) -> tuple[list[int], int, int, int, int]:
+    """The construction for one key as written down (128-bit Python ints, one AES call per block), for
+    checking the batched code word by word: s_cw per level, packed t_cw left / right, packed v_cw, leaf."""
+    enc = Cipher(algorithms.AES(dcf._FIXED_KEY), modes.ECB()).encryptor()
+
+    def mmo(block: int) -> int:
+        return int.from_bytes(enc.update(block.to_bytes(16, "little")), "little") ^ block
+
+    seed_bits = (1 << 128) - 4
+    low = min(bits, 7)
+    depth = bits - low
+    s, t, v_alpha = [seed0 & seed_bits, seed1 & seed_bits], [0, 1], 0
+    s_cws, t_left, t_right, v_cw = [], 0, 0, 0
+    for i in range(depth):
+        a = (alpha >> (bits - 1 - i)) & 1
+        child = [[mmo(s[b] | c) for c in (0, 1)] for b in (0, 1)]  # child[party][side]: t, v, seed
+        keep, lose = a, 1 - a
+        s_cw = (child[0][lose] ^ child[1][lose]) & seed_bits
+        v_corr = ((child[0][lose] ^ child[1][lose]) >> 1 & 1) ^ v_alpha ^ a
+        v_alpha ^= ((child[0][keep] ^ child[1][keep]) >> 1 & 1) ^ v_corr
+        t_corr = [(child[0][0] ^ child[1][0]) & 1 ^ a ^ 1, (child[0][1] ^ child[1][1]) & 1 ^ a]
+        for b in (0, 1):
+            s[b] = (child[b][keep] & seed_bits) ^ (s_cw if t[b] else 0)
+            t[b] = (child[b][keep] & 1) ^ (t[b] & t_corr[keep])
+        s_cws.append(s_cw)
+        t_left |= t_corr[0] << (depth - 1 - i)
+        t_right |= t_corr[1] << (depth - 1 - i)
+        v_cw |= v_corr << (depth - 1 - i)
+    leaf = mmo(s[0] | 2) ^ mmo(s[1] | 2) ^ ((1 << (alpha & ((1 << low) - 1))) - 1)
+    if v_alpha:
+        leaf ^= (1 << 128) - 1
+    return s_cws, t_left, t_right, v_cw, leaf
+
+
+@pytest.mark.parametrize("bits", [63, 9, 5])
+def test_bit_dcf_words_match_the_construction_written_out(bits: int) -> None:
+    """Every correction word equals the one the per-key transcription of the construction gives."""
+    n = 12
+    alpha = random_ring((n,)) & np.uint64((1 << bits) - 1)
+    alpha[:2] = [0, (1 << bits) - 1]
+    s0, s1 = random_ring((n, 2)), random_ring((n, 2))
+    k0, _ = gen_bit(alpha, bits, s0, s1)
+
+    def join(w: np.ndarray) -> int:
+        return int(w[0]) | int(w[1]) << 64
+
+    for e in range(n):
+        s_cws, t_left, t_right, v_cw, leaf = _reference_gen_bit(int(alpha[e]), bits, join(s0[e]), join(s1[e]))
+        assert [join(w) for w in k0.s_cw[:, e]] == s_cws
+        assert (int(k0.t_cw[0, e]), int(k0.t_cw[1, e]), int(k0.v_cw[e])) == (t_left, t_right, v_cw)
+        assert join(k0.leaf[e]) == leaf
+
+
 def test_bit_dcf_detects_a_flipped_correction_word() -> None:
     """The checks above can fail: a flipped leaf bit breaks exactly the x at that leaf index on alpha's
     leaf, the top level's value correction every output, a seed correction about half the paths below it."""
