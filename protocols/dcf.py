@@ -20,9 +20,14 @@ between blocks.
 Key size per element and party: n (16 + 8w) + 8w + 16 (control bits) bytes, plus a 16-byte root seed
 each party derives from its PRG seed; n = 63, w = 1: 1,536 B. Control bits are stored at bit position
 n - 1 - level, where x's bit for that level is, so evaluation selects all levels' bits in two passes.
-Not smaller: early termination and 1-bit outputs (~0.9 KB) yield XOR shares of the comparison bit, and the
-gates here need arithmetic shares in the same round; the 8-byte payload correction per level and word is
-what masks the difference of the parties' pseudorandom payload words, so it cannot be shortened.
+Not smaller: early termination and 1-bit outputs yield XOR shares of the comparison bit, and the gates
+here need arithmetic shares in the same round; the 8-byte payload correction per level and word is what
+masks the difference of the parties' pseudorandom payload words, so it cannot be shortened.
+
+Where XOR shares of [x < alpha] will do, `gen_bit` / `eval_bit` (below) are that compact variant: one AES
+block per child (control bit, value bit and a 126-bit seed), the last 7 levels folded into one 128-bit
+leaf block; 2 (n - 7) + 5 words per key, 936 B at n = 63, and about half the AES blocks of the above
+(n = 63: gen 226 per key for both parties against 380, eval 57 against 127).
 The construction (expansion, tweaks, corrections) is the one above; only the order of work and the
 layout of the words differ from a per-party implementation, so its security argument is unchanged.
 """
@@ -307,3 +312,302 @@ def _eval_block(mmo: _Mmo, party: int, keys: DcfKeys, lo: int, hi: int, x: np.nd
     v += final[:, lo:hi] & np.negative(t)
     if party == 1:
         np.negative(v, out=v)
+
+
+# -- a compact DCF with XOR-shared 1-bit output and early termination ------------------------------------
+#
+# Boyle et al.'s DCF specialised to the group Z_2 (the payload is the output bit itself, one bit per
+# level), with the last NU levels cut off: the leaf seed converts to a 128-bit block whose bit j is the
+# output for low bits j (Boyle, Gilboa, Ishai, "Function Secret Sharing: Improvements and Extensions",
+# CCS 2016, early termination). One AES-MMO block per child carries the control bit (bit 0), the value bit
+# (bit 1) and the 126-bit child seed (bits 2..127), so generation costs 2 blocks per level and party and
+# evaluation 1 block per level (x's side only), against 3 and 2 for the arithmetic DCF at w = 1.
+
+NU = 7  # levels folded into the leaf: 2^7 = 128 output bits in one converted block
+CLEAR_LOW2 = np.uint64(0xFFFF_FFFF_FFFF_FFFC)  # the two low bits of a 126-bit seed's low word
+_LEAF_TWEAK = np.uint64(2)  # convert's tweak in the seed's free low bits: children use 0 and 1
+SIX = np.uint64(6)
+TWO = np.uint64(2)
+LOW6 = np.uint64(63)
+
+
+def _split(bits: int) -> tuple[int, int]:
+    """(tree depth d, leaf bits): the top d bits of x walk the tree, the low ones index the leaf."""
+    if not 1 <= bits <= 64:
+        raise ValueError(f"compact DCF: bits must be in 1..64, got {bits}")
+    low = min(bits, NU)
+    return bits - low, low
+
+
+def bit_words_per_key(bits: int) -> int:
+    """uint64 correction words per key: s_cw per level (2), t_cw (2), v_cw (1), leaf correction (2)."""
+    return 2 * _split(bits)[0] + 5
+
+
+@dataclass(frozen=True)
+class BitKeys:
+    """A batch of N compact-DCF keys for one party: root seeds (N, 2) and the correction words the
+    parties share, one flat uint64 array as it travels:
+
+    s_cw (d, N, 2), then t_cw (2, N) with bit d - 1 - i of row 0 / 1 the left / right control correction
+    of level i, v_cw (N,) with the value-bit correction of level i at bit d - 1 - i, leaf (N, 2).
+    """
+
+    bits: int
+    seeds: np.ndarray
+    words: np.ndarray
+
+    def __post_init__(self) -> None:
+        want = self.seeds.shape[0] * bit_words_per_key(self.bits)
+        if self.words.size != want:
+            raise ValueError(f"compact DCF correction words: {self.words.size} words, expected {want}")
+
+    def _part(self, k: int) -> np.ndarray:
+        n, depth = self.seeds.shape[0], _split(self.bits)[0]
+        sizes = [depth * n * 2, 2 * n, n, 2 * n]
+        shapes: list[tuple[int, ...]] = [(depth, n, 2), (2, n), (n,), (n, 2)]
+        lo = sum(sizes[:k])
+        return self.words[lo:lo + sizes[k]].reshape(shapes[k])
+
+    @property
+    def s_cw(self) -> np.ndarray:
+        return self._part(0)
+
+    @property
+    def t_cw(self) -> np.ndarray:
+        return self._part(1)
+
+    @property
+    def v_cw(self) -> np.ndarray:
+        return self._part(2)
+
+    @property
+    def leaf(self) -> np.ndarray:
+        return self._part(3)
+
+    def correction_words(self) -> np.ndarray:
+        """Everything but the root seed, as sent (level-major: each level's words are contiguous)."""
+        return self.words
+
+    @staticmethod
+    def from_words(bits: int, seeds: np.ndarray, words: np.ndarray) -> BitKeys:
+        return BitKeys(bits, seeds, words)
+
+
+def _leaf_mask(alpha_low: np.ndarray) -> np.ndarray:
+    """(N, 2): the 128-bit pattern with bit j = [j < alpha_low] (bit j in word j >> 6, alpha_low < 128).
+    Word 0 is all ones once alpha_low >= 64; a shift is taken mod 64 only, never by 64."""
+    hi = np.negative(alpha_low >> SIX)  # all ones if alpha_low >= 64
+    below = (ONE << (alpha_low & LOW6)) - ONE
+    out = np.empty((alpha_low.size, 2), dtype=np.uint64)
+    np.bitwise_or(below, hi, out=out[:, 0])
+    np.bitwise_and(below, hi, out=out[:, 1])
+    return out
+
+
+def _convert_leaf(mmo: _Mmo, seeds: np.ndarray) -> np.ndarray:
+    """Leaf seeds (..., 2) (two low bits clear) to their 128-bit output blocks: MMO with tweak 2."""
+    x = seeds.copy()
+    x[..., 0] |= _LEAF_TWEAK
+    return mmo(x, np.empty(x.size + 2, dtype=np.uint64))
+
+
+def _parity(v: np.ndarray) -> np.ndarray:
+    """Parity of each uint64's bits, in bit 0 (XOR folds: once per block, so no need for bitwise_count)."""
+    v = v.copy()
+    for k in (32, 16, 8, 4, 2, 1):
+        v ^= v >> np.uint64(k)
+    return v & ONE
+
+
+def gen_bit(alpha: np.ndarray, bits: int, seed0: np.ndarray, seed1: np.ndarray,
+            stop: Callable[[], None] | None = None, out: np.ndarray | None = None) -> tuple[BitKeys, BitKeys]:
+    """Keys whose evaluations XOR to [x < alpha]. alpha (N,) < 2^bits (higher bits are ignored), seeds
+    (N, 2) uint64, bits in 1..64.
+
+    Works in blocks of BLOCK keys; `stop()` is called between blocks and may raise to abandon the work.
+    `out`, if given, is the flat uint64 array of N * bit_words_per_key(bits) words to write the correction
+    words into (e.g. the front of a message buffer)."""
+    alpha = np.asarray(alpha, dtype=np.uint64)
+    n_elems = alpha.size
+    if alpha.shape != (n_elems,) or seed0.shape != (n_elems, 2) or seed1.shape != (n_elems, 2):
+        raise ValueError(f"compact DCF: alpha {alpha.shape}, seeds {seed0.shape} and {seed1.shape}")
+    words = np.empty(n_elems * bit_words_per_key(bits), dtype=np.uint64) if out is None else out
+    k0 = BitKeys(bits, seed0.copy(), words)
+    s_cws, t_cw, v_cw, leaf = k0.s_cw, k0.t_cw, k0.v_cw, k0.leaf
+    mmo = _Mmo()
+    for lo in range(0, n_elems, BLOCK):
+        if stop is not None:
+            stop()
+        hi = min(n_elems, lo + BLOCK)
+        _gen_bit_block(mmo, alpha[lo:hi], bits, np.stack([seed0[lo:hi], seed1[lo:hi]]),
+                       s_cws[:, lo:hi], t_cw[:, lo:hi], v_cw[lo:hi], leaf[lo:hi])
+    return k0, BitKeys(bits, seed1.copy(), words)
+
+
+def _gen_bit_block(mmo: _Mmo, alpha: np.ndarray, bits: int, seeds: np.ndarray, s_cws: np.ndarray,
+                   t_cw: np.ndarray, v_cw: np.ndarray, leaf: np.ndarray) -> None:
+    """One block of C keys, both parties together: seeds (2, C, 2); writes the correction words into the
+    given views.
+
+    Invariant per level: on alpha's path the parties' seeds differ and t0 ^ t1 = 1 (so only t0 is kept).
+    Off the path after level i the seeds and control bits are equal, so everything below cancels and the
+    output is what the parties hold on leaving: v_alpha ^ v_lose0 ^ v_lose1 ^ v_cw = a_i, which is
+    [x < alpha] for an x that leaves alpha's path at level i (v_alpha: the XOR of the value bits both
+    parties accumulated on the path). At alpha's leaf the correction turns the blocks' XOR into
+    [j < alpha_low].
+
+    The loop keeps only what the next level needs (seeds, t0); the per-level (t, v) pairs of the keep and
+    lose children (XORed over the parties) are stacked 2 bits a level and the control and value
+    corrections follow from them and alpha's bits for all levels at once, in `_bit_corrections`."""
+    depth, low = _split(bits)
+    n = alpha.size
+    high = alpha >> np.uint64(low)
+    t0 = np.zeros(n, dtype=np.uint64)  # party 0's control bit on alpha's path; party 1's is t0 ^ 1
+    chunks = (depth + 31) // 32  # (t, v) pairs of 32 levels per word
+    lose_tv = np.zeros((chunks, n), dtype=np.uint64)
+    keep_tv = np.zeros((chunks, n), dtype=np.uint64)
+    three = np.uint64(3)
+    x = np.empty((2, 2, n, 2), dtype=np.uint64)  # AES input: (keep / lose child, party, key, word)
+    buf = np.empty(x.size + 2, dtype=np.uint64)
+    s = x[0]  # the current seeds (two low bits clear), written in place each level
+    s[:] = seeds
+    s[:, :, 0] &= CLEAR_LOW2
+    for level in range(depth):
+        a = (high >> np.uint64(depth - 1 - level)) & ONE
+        # keep = the child on alpha's path, lose = the other: tweaking each seed with alpha's bit orders
+        # the AES output by keep / lose directly, so no per-element selection of 128-bit blocks is needed
+        x[1] = s
+        x[0, :, :, 0] |= a
+        x[1, :, :, 0] |= a ^ ONE
+        g = mmo(x, buf)  # (keep / lose, party, C, 2): t in bit 0, v in bit 1, the child seed above
+        s_cw = np.bitwise_xor(g[1, 0], g[1, 1], out=s_cws[level])
+        lose, keep = lose_tv[level // 32], keep_tv[level // 32]
+        lose <<= TWO
+        lose |= s_cw[:, 0] & three  # t_lose0 ^ t_lose1 (bit 0), v_lose0 ^ v_lose1 (bit 1)
+        s_cw[:, 0] &= CLEAR_LOW2
+        k = g[0, 0, :, 0] ^ g[0, 1, :, 0]
+        k &= three
+        keep <<= TWO
+        keep |= k
+        # t0 = t_keep0 ^ (t0 & t_keep_cw), the keep side's correction being t_keep0 ^ t_keep1 ^ 1
+        t_keep0 = g[0, 0, :, 0] & ONE
+        corr = s_cw & _dup(np.negative(t0))  # the correction goes to the party whose bit is 1
+        np.bitwise_xor(g[0, 0], corr, out=s[0])
+        corr ^= s_cw
+        np.bitwise_xor(g[0, 1], corr, out=s[1])
+        s[:, :, 0] &= CLEAR_LOW2
+        k = np.invert(k, out=k)
+        t0 &= k
+        t0 ^= t_keep0
+    v_alpha = _bit_corrections(high, depth, lose_tv, keep_tv, t_cw, v_cw)
+    conv = _convert_leaf(mmo, s)  # (party, C, 2)
+    mask = _leaf_mask(alpha & np.uint64((1 << low) - 1))
+    np.bitwise_xor(conv[0], conv[1], out=leaf)
+    leaf ^= mask
+    leaf ^= _dup(np.negative(v_alpha))
+
+
+def _bit_corrections(high: np.ndarray, depth: int, lose_tv: np.ndarray, keep_tv: np.ndarray,
+                     t_cw: np.ndarray, v_cw: np.ndarray) -> np.ndarray:
+    """The packed control and value corrections of every level from the stacked (t, v) pairs, into
+    t_cw (2, C) and v_cw (C,); returns v_alpha after the last level (C,). Level i's bit is at d - 1 - i,
+    where alpha's high bits hold its bit a_i, so each formula below is one pass over all levels:
+        t_lose_cw = t_lose0 ^ t_lose1,  t_keep_cw = t_keep0 ^ t_keep1 ^ 1,  left is lose iff a_i = 1;
+        v_alpha after level i = v_lose ^ v_keep ^ a_i (over both parties), v_alpha before level 0 = 0;
+        v_cw_i = v_lose0 ^ v_lose1 ^ (v_alpha before level i) ^ a_i."""
+    t_lose, v_lose = _unstack(lose_tv, depth)
+    t_keep, v_keep = _unstack(keep_tv, depth)
+    levels = np.uint64((1 << depth) - 1)
+    a = high & levels
+    t_keep ^= levels
+    np.bitwise_xor(t_keep, (t_keep ^ t_lose) & a, out=t_cw[0])
+    t_keep ^= t_lose
+    np.bitwise_xor(t_cw[0], t_keep, out=t_cw[1])
+    v_after = v_lose ^ v_keep
+    v_after ^= a
+    np.bitwise_xor(v_lose, v_after >> ONE, out=v_cw)  # v_alpha before level i: bit d - i of v_after
+    v_cw ^= a
+    return v_after & ONE
+
+
+def _unstack(tv: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
+    """(chunks, C) words of 2-bit (t, v) pairs, 32 levels a word with the latest level lowest, to the
+    packed t and v bits (C,) with level i at bit d - 1 - i: the even / odd bits of each word gathered
+    (a fixed sequence of masks and shifts), the chunks' bits concatenated."""
+    t = np.zeros(tv.shape[1], dtype=np.uint64)
+    v = np.zeros(tv.shape[1], dtype=np.uint64)
+    for chunk in range(tv.shape[0]):
+        m = np.uint64(min(32, depth - 32 * chunk))
+        for bit, out in ((0, t), (1, v)):
+            w = (tv[chunk] >> np.uint64(bit)) & _GATHER[0]
+            for step, mask in enumerate(_GATHER[1:]):
+                w |= w >> np.uint64(1 << step)
+                w &= mask
+            out <<= m
+            out |= w
+    return t, v
+
+
+_GATHER = [np.uint64(m) for m in (0x5555_5555_5555_5555, 0x3333_3333_3333_3333, 0x0F0F_0F0F_0F0F_0F0F,
+                                  0x00FF_00FF_00FF_00FF, 0x0000_FFFF_0000_FFFF, 0x0000_0000_FFFF_FFFF)]
+
+
+def eval_bit(party: int, keys: BitKeys, x: np.ndarray) -> np.ndarray:
+    """(N,) uint64 in {0, 1}: party's XOR share of [x < alpha], for public x (N,) < 2^bits.
+
+    One AES block per level (the child on x's path) and one at the leaf, which holds the last NU levels'
+    outputs in its 128 bits."""
+    x = np.asarray(x, dtype=np.uint64)
+    if x.shape != (keys.seeds.shape[0],):
+        raise ValueError(f"compact DCF: {keys.seeds.shape[0]} keys, x of shape {x.shape}")
+    out = np.empty(x.size, dtype=np.uint64)
+    mmo = _Mmo()
+    for lo in range(0, x.size, BLOCK):
+        hi = min(x.size, lo + BLOCK)
+        _eval_bit_block(mmo, party, keys, lo, hi, x[lo:hi], out[lo:hi])
+    return out
+
+
+def _eval_bit_block(mmo: _Mmo, party: int, keys: BitKeys, lo: int, hi: int, x: np.ndarray,
+                    y: np.ndarray) -> None:
+    """Keys lo:hi at x into y (C,). The seeds live in the AES input itself, tweaked in place (their low
+    bits are clear). Value bits accumulate unmasked in bit 1 of `acc`; the v_cw terms are gathered as the
+    mask of levels where t was 1 and folded in once at the end (a parity of mask & v_cw)."""
+    depth, low = _split(keys.bits)
+    n = hi - lo
+    s_cw = keys.s_cw
+    high = x >> np.uint64(low)
+    s = np.empty((n, 2), dtype=np.uint64)
+    buf = np.empty(s.size + 2, dtype=np.uint64)
+    s[:] = keys.seeds[lo:hi]
+    s[:, 0] &= CLEAR_LOW2
+    t = np.full(n, party, dtype=np.uint64)
+    acc = np.zeros(n, dtype=np.uint64)
+    t_levels = np.zeros(n, dtype=np.uint64)  # bit d - 1 - i: t before level i
+    t_left, t_right = keys.t_cw[0, lo:hi], keys.t_cw[1, lo:hi]
+    t_path = t_left ^ ((t_left ^ t_right) & high)  # bit d-1-level: the control correction of x's side
+    for level in range(depth):
+        shift = np.uint64(depth - 1 - level)
+        s[:, 0] |= (high >> shift) & ONE  # the chosen child's tweak: 0 (left) or 1 (right)
+        g = mmo(s, buf)
+        child_low = g[:, 0]
+        acc ^= child_low
+        np.left_shift(t_levels, ONE, out=t_levels)
+        t_levels |= t
+        tm = np.negative(t)
+        cw = s_cw[level, lo:hi]
+        t &= t_path >> shift
+        t ^= child_low
+        t &= ONE
+        child_low &= CLEAR_LOW2
+        np.bitwise_xor(child_low, cw[:, 0] & tm, out=s[:, 0])
+        np.bitwise_xor(g[:, 1], cw[:, 1] & tm, out=s[:, 1])
+    block = _convert_leaf(mmo, s)
+    block ^= keys.leaf[lo:hi] & _dup(np.negative(t))
+    j = x & np.uint64((1 << low) - 1)
+    word = block[:, 0] ^ ((block[:, 0] ^ block[:, 1]) & np.negative(j >> SIX))
+    np.right_shift(word, j & LOW6, out=y)
+    y ^= acc >> ONE
+    y ^= _parity(t_levels & keys.v_cw[lo:hi])
+    y &= ONE

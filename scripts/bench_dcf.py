@@ -9,6 +9,9 @@ the size one level of one block of keys uses), and the ratio of each to the AES 
 construction would reach if AES were the only cost (blocks per key from the construction). Medians over
 repeats (wall clock; per CPU-second of this process beside it, less disturbed on a shared machine); the
 machine (CPU model, cores, load average) is printed first.
+
+Beside them, the same for the compact DCF (dcf.gen_bit / eval_bit: XOR shares of [x < alpha], early
+termination; its key size and AES blocks per key do not depend on --width), on the same alphas and xs.
 """
 
 from __future__ import annotations
@@ -64,6 +67,12 @@ def blocks_per_key(width: int) -> tuple[int, int]:
     return gen, evaluation
 
 
+def bit_blocks_per_key() -> tuple[int, int]:
+    """AES blocks per compact key: gen (both parties, two children per level, convert), eval (one party)."""
+    depth = BITS - dcf.NU
+    return 2 * (2 * depth + 1), depth + 1
+
+
 def run(n: int, width: int, repeat: int) -> dict[str, float]:
     alpha = random_ring((n,)) >> np.uint64(1)
     beta = random_ring((n, width))
@@ -74,8 +83,11 @@ def run(n: int, width: int, repeat: int) -> dict[str, float]:
     eval_t: list[float] = []
     gen_cpu: list[float] = []
     eval_cpu: list[float] = []
+    bit_gen_t: list[float] = []
+    bit_eval_t: list[float] = []
     for _ in range(repeat):
         times = np.zeros(4)
+        bit_times = np.zeros(2)
         for c in chunks:  # one chunk's keys alive at a time, as the dealer sends and drops them
             t0, c0 = time.perf_counter(), time.process_time()
             k0, k1 = dcf.gen(alpha[c], beta[c], BITS, seeds[0][c], seeds[1][c])
@@ -84,10 +96,23 @@ def run(n: int, width: int, repeat: int) -> dict[str, float]:
             times += (t1 - t0, time.perf_counter() - t1, c1 - c0, time.process_time() - c1)
             if not np.array_equal(y0 + dcf.eval_dcf(1, k1, x[c]), np.where((x[c] < alpha[c])[:, None], beta[c], 0)):
                 raise SystemExit("DCF output wrong: the benchmark measured a broken build")
+            del k0, k1
+            t0 = time.perf_counter()
+            b0, b1 = dcf.gen_bit(alpha[c], BITS, seeds[0][c], seeds[1][c])
+            t1 = time.perf_counter()
+            z0 = dcf.eval_bit(0, b0, x[c])
+            bit_times += (t1 - t0, time.perf_counter() - t1)
+            if not np.array_equal(z0 ^ dcf.eval_bit(1, b1, x[c]), x[c] < alpha[c]):
+                raise SystemExit("compact DCF output wrong: the benchmark measured a broken build")
+            del b0, b1
         for acc, value in zip((gen_t, eval_t, gen_cpu, eval_cpu), times, strict=True):
             acc.append(float(value))
+        bit_gen_t.append(float(bit_times[0]))
+        bit_eval_t.append(float(bit_times[1]))
     return {"n": n, "gen_keys_per_s": n / statistics.median(gen_t), "eval_per_s": n / statistics.median(eval_t),
-            "gen_keys_per_cpu_s": n / statistics.median(gen_cpu), "eval_per_cpu_s": n / statistics.median(eval_cpu)}
+            "gen_keys_per_cpu_s": n / statistics.median(gen_cpu), "eval_per_cpu_s": n / statistics.median(eval_cpu),
+            "bit_gen_keys_per_s": n / statistics.median(bit_gen_t),
+            "bit_eval_per_s": n / statistics.median(bit_eval_t)}
 
 
 def main() -> None:
@@ -99,28 +124,38 @@ def main() -> None:
     args = ap.parse_args()
     aes = aes_blocks_per_s(args.repeat)
     gen_blocks, eval_blocks = blocks_per_key(args.width)
+    bit_gen_blocks, bit_eval_blocks = bit_blocks_per_key()
     rows = []
     for n in (int(v) for v in args.n.split(",")):
         row = run(n, args.width, max(1, args.repeat if n < 10**6 else min(args.repeat, 3)))
         row["gen_ratio_to_aes_floor"] = row["gen_keys_per_s"] / (aes / gen_blocks)
         row["eval_ratio_to_aes_floor"] = row["eval_per_s"] / (aes / eval_blocks)
+        row["bit_gen_ratio_to_aes_floor"] = row["bit_gen_keys_per_s"] / (aes / bit_gen_blocks)
+        row["bit_eval_ratio_to_aes_floor"] = row["bit_eval_per_s"] / (aes / bit_eval_blocks)
         rows.append(row)
     key_bytes = 8 * dcf.words_per_key(BITS, args.width)
+    bit_key_bytes = 8 * dcf.bit_words_per_key(BITS)
     if args.json:
         print(json.dumps({"machine": machine(), "aes_blocks_per_s": aes, "key_bytes_per_party": key_bytes,
-                          "rows": rows}))
+                          "bit_key_bytes_per_party": bit_key_bytes, "rows": rows}))
         return
     print(f"machine: {machine()}")
     print(f"AES-128 (cryptography, ECB update_into, one core): {aes / 1e6:.0f} M blocks/s; {BITS}-bit keys, "
           f"payload {args.width} word(s), {key_bytes} B per party; AES blocks per key: gen {gen_blocks} "
           f"(floor {aes / gen_blocks / 1e3:.0f} k keys/s), eval {eval_blocks} "
           f"(floor {aes / eval_blocks / 1e3:.0f} k/s)")
+    print(f"compact DCF (1-bit XOR output, early termination): {bit_key_bytes} B per party; AES blocks per key: "
+          f"gen {bit_gen_blocks} (floor {aes / bit_gen_blocks / 1e3:.0f} k keys/s), eval {bit_eval_blocks} "
+          f"(floor {aes / bit_eval_blocks / 1e3:.0f} k/s)")
     print(f"{'n':>10} {'gen keys/s':>12} {'of floor':>9} {'eval /s':>12} {'of floor':>9}   "
-          f"{'gen /cpu-s':>11} {'eval /cpu-s':>11}")
+          f"{'gen /cpu-s':>11} {'eval /cpu-s':>11}   {'bit gen/s':>11} {'of floor':>9} {'bit eval/s':>11} "
+          f"{'of floor':>9}")
     for r in rows:
         print(f"{r['n']:>10,} {r['gen_keys_per_s'] / 1e3:>10.0f} k {r['gen_ratio_to_aes_floor']:>8.1%} "
               f"{r['eval_per_s'] / 1e3:>10.0f} k {r['eval_ratio_to_aes_floor']:>8.1%}   "
-              f"{r['gen_keys_per_cpu_s'] / 1e3:>9.0f} k {r['eval_per_cpu_s'] / 1e3:>9.0f} k")
+              f"{r['gen_keys_per_cpu_s'] / 1e3:>9.0f} k {r['eval_per_cpu_s'] / 1e3:>9.0f} k   "
+              f"{r['bit_gen_keys_per_s'] / 1e3:>9.0f} k {r['bit_gen_ratio_to_aes_floor']:>8.1%} "
+              f"{r['bit_eval_per_s'] / 1e3:>9.0f} k {r['bit_eval_ratio_to_aes_floor']:>8.1%}")
 
 
 if __name__ == "__main__":
