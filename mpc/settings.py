@@ -6,12 +6,20 @@ from enum import StrEnum
 
 
 class Comparison(StrEnum):
-    """How comparisons, ReLU and splines run: `dcf` one round (two compute parties), `bits` 8 rounds (any
-    number), `auto` chosen per batch by the cost model of protocols/comparison.py."""
+    """How comparisons, ReLU and splines run: `dcf` one round, one DCF key per element (two compute
+    parties); `compact` two rounds with keys of 936 B instead of 1,536 B and up (two compute parties);
+    `bits` 8 rounds, no keys (any number); `auto` chosen per batch by the cost model of
+    protocols/comparison.py."""
 
     AUTO = "auto"
     DCF = "dcf"
+    COMPACT = "compact"
     BITS = "bits"
+
+    @property
+    def one_key(self) -> bool:
+        """Whether the method evaluates one DCF key per element (the gates of protocols/gates.py)."""
+        return self in (Comparison.DCF, Comparison.COMPACT)
 
 
 class Truncation(StrEnum):
@@ -30,8 +38,9 @@ def choices(enum: type[StrEnum]) -> str:
 def check_parties(n_compute: int, comparison: str | None = None, truncation: str | None = None) -> str | None:
     """Why a method cannot run with n_compute compute parties (None if it can). The one place this
     rule lives: the topology loader, the CLI and the protocols all ask here."""
-    if comparison == Comparison.DCF and n_compute != 2:
-        return f"comparison 'dcf' works with exactly two compute parties (here {n_compute}); use 'bits' or 'auto'"
+    if comparison in (Comparison.DCF, Comparison.COMPACT) and n_compute != 2:
+        return (f"comparison '{comparison}' works with exactly two compute parties (here {n_compute}); "
+                "use 'bits' or 'auto'")
     if truncation == Truncation.LOCAL and n_compute != 2:
         return (f"truncation 'local' is only sound for two compute parties (here {n_compute}); "
                 "use 'dealer'")

@@ -65,11 +65,12 @@ def sign_gate(ctx: Engine, x: SharedArray, relu: bool = False,
     """([x < 0], relu(x) if asked). Collective. dcf: 1 round for both; bits: 8 rounds, 9 with ReLU."""
     chosen = choose_method(ctx, x.size, method)
     ctx.last_comparison_method = chosen.value
-    if chosen == Comparison.DCF:
+    if chosen.one_key:
+        compact = chosen == Comparison.COMPACT
         if relu:
-            msb, out = gates.evaluate(ctx, gates.SIGN_RELU, x, 0, [0, x.frac_bits], "sign_relu")
+            msb, out = gates.evaluate(ctx, gates.SIGN_RELU, x, 0, [0, x.frac_bits], "sign_relu", compact)
             return msb, out
-        return gates.evaluate(ctx, gates.SIGN, x, 0, [0], "sign")[0], None
+        return gates.evaluate(ctx, gates.SIGN, x, 0, [0], "sign", compact)[0], None
     msb = binary.msb_bits(ctx, x)
     return msb, (x - _mul_bit(ctx, msb, x)) if relu else None
 
@@ -78,8 +79,8 @@ def relu(ctx: Engine, x: SharedArray, method: str | None = None) -> SharedArray:
     """max(x, 0). dcf: 1 round (one key with a two-word payload); bits: 9 rounds."""
     chosen = choose_method(ctx, x.size, method)
     ctx.last_comparison_method = chosen.value
-    if chosen == Comparison.DCF:
-        return gates.evaluate(ctx, gates.RELU, x, 0, [x.frac_bits], "relu")[0]
+    if chosen.one_key:
+        return gates.evaluate(ctx, gates.RELU, x, 0, [x.frac_bits], "relu", chosen == Comparison.COMPACT)[0]
     return x - _mul_bit(ctx, binary.msb_bits(ctx, x), x)
 
 
@@ -94,7 +95,8 @@ def relu_truncate(ctx: Engine, x: SharedArray, bits: int, method: str | None = N
     ctx.last_comparison_method = chosen.value
     if chosen == Comparison.BITS:
         return truncation.truncate(ctx, relu(ctx, x, Comparison.BITS), bits)
-    return gates.evaluate(ctx, gates.RELU_TRUNC, x, bits, [x.frac_bits - bits], "relu_trunc")[0]
+    return gates.evaluate(ctx, gates.RELU_TRUNC, x, bits, [x.frac_bits - bits], "relu_trunc",
+                          chosen == Comparison.COMPACT)[0]
 
 
 # -- operations built on the sign gate ---------------------------------------------------------------
@@ -110,8 +112,8 @@ def equal(ctx: Engine, x: SharedArray | object, y: SharedArray | object, method:
     d = _diff(ctx, x, y)
     chosen = choose_method(ctx, d.size, method)
     ctx.last_comparison_method = chosen.value
-    if chosen == Comparison.DCF:
-        return gates.evaluate(ctx, gates.IS_ZERO, d, 0, [0], "eq")[0]
+    if chosen.one_key:
+        return gates.evaluate(ctx, gates.IS_ZERO, d, 0, [0], "eq", chosen == Comparison.COMPACT)[0]
     return binary.is_zero_bits(ctx, d)
 
 

@@ -191,8 +191,9 @@ def piecewise(ctx: Engine, table: Piecewise, x: SharedArray, method: str | None 
     bits: 9 rounds."""
     chosen = comparison.choose_method(ctx, x.size * max(1, len(table.breaks)), method)
     ctx.last_comparison_method = chosen.value
-    if chosen == comparison.Comparison.DCF:
-        return gates.evaluate(ctx, gates.spline_gate(table), x, 0, list(table.scales), table.name)
+    if chosen.one_key:
+        return gates.evaluate(ctx, gates.spline_gate(table), x, 0, list(table.scales), table.name,
+                              chosen == comparison.Comparison.COMPACT)
     return _piecewise_bits(ctx, table, x)
 
 

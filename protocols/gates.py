@@ -149,29 +149,46 @@ class Gate:
             out = out * ((r >> np.uint64(frac)) if self.uses_r_shift else r)
         return out
 
-    def spec(self, n: int, frac: int) -> Spec:
+    def payload(self, r: np.ndarray, frac: int) -> np.ndarray:
+        """The dealer's payload words (N, width): per word, its monomials' values times their factors."""
+        plan = self.plan(frac)
+        out = np.zeros((r.size, plan.width), dtype=np.uint64)
+        for k, word in enumerate(plan.words):
+            for mono, factor in word:
+                out[:, k] += np.uint64(factor) * self.value(mono, r, frac)
+        return out
+
+    def spec(self, n: int, frac: int, compact: bool = False) -> Spec:
         """The dealer's side for n elements: r, each party's root seed, the DCF correction words for
-        alpha = r mod 2^63 and the payload words, and shares of every dealt monomial."""
+        alpha = r mod 2^63 and the payload words, and shares of every dealt monomial.
+
+        `compact`: the key gives XOR shares of each point's bit lt instead (dcf.gen_bit, 936 B against
+        1,536 B and up); the parties open lt ^ rho in a second round, rho a random bit per element and point
+        XOR-shared from their streams, and the dealer shares q and rho q for every payload word q the point
+        uses, so that lt q = e q + (1 - 2e) rho q with the opened e = lt ^ rho."""
         plan = self.plan(frac)
         width = plan.width
 
-        def payload(r: np.ndarray) -> np.ndarray:
-            out = np.zeros((r.size, width), dtype=np.uint64)
-            for k, word in enumerate(plan.words):
-                for mono, factor in word:
-                    out[:, k] += np.uint64(factor) * self.value(mono, r, frac)
-            return out
-
         def keys(env: Env) -> np.ndarray:
             r = env["r"]
-            k0, _ = dcf.gen(r & LOW63, payload(r), DCF_BITS, env["root"][0], env["root"][1], env.get(STOP))
-            return k0.correction_words()
+            if compact:
+                return dcf.gen_bit(r & LOW63, DCF_BITS, env["root"][0], env["root"][1],
+                                   env.get(STOP))[0].correction_words()
+            return dcf.gen(r & LOW63, self.payload(r, frac), DCF_BITS, env["root"][0], env["root"][1],
+                           env.get(STOP))[0].correction_words()
 
         spec = Spec(heavy=True).random("r", (n,)).own("root", (n, 2))
-        spec.public("keys", (n * dcf.words_per_key(DCF_BITS, width),), keys)
+        words = dcf.bit_words_per_key(DCF_BITS) if compact else dcf.words_per_key(DCF_BITS, width)
+        spec.public("keys", (n * words,), keys)
         for k, mono in enumerate(plan.dealt):
             if not self.is_mask(mono):
                 spec.shared(f"dealt{k}", (n,), partial(self._dealt_value, mono, frac))
+        if compact:
+            spec.random("rho", (_packed_words(n * len(self.offsets)),), sharing="xor")
+            spec.shared("q", (width, n), lambda env: np.ascontiguousarray(self.payload(env["r"], frac).T))
+            for point, uses in enumerate(plan.uses):
+                for _, k in uses:
+                    spec.shared(f"rho_q{point}_{k}", (n,), partial(_rho_times, point, k, n))
         return spec
 
     def _dealt_value(self, mono: Monomial, frac: int, env: Env) -> np.ndarray:
@@ -201,6 +218,30 @@ class Gate:
                         out += form.terms[lead] * words[point][:, k]  # type: ignore[operator]
             outs.append(out)
         return outs
+
+
+def _packed_words(bits: int) -> int:
+    """uint64 words holding `bits` bits."""
+    return -(-bits // 64)
+
+
+def pack_bits(bits: np.ndarray) -> np.ndarray:
+    """0/1 values (m,) into (ceil(m / 64),) uint64 words, 64 per word (little-endian bit order)."""
+    packed = np.packbits(bits.astype(np.uint8), bitorder="little")
+    out = np.zeros(_packed_words(bits.size), dtype=np.uint64)
+    out.view(np.uint8)[:packed.size] = packed
+    return out
+
+
+def unpack_bits(words: np.ndarray, m: int) -> np.ndarray:
+    """The first m bits of pack_bits' words, as 0/1 uint64 values."""
+    return np.unpackbits(words.view(np.uint8), count=m, bitorder="little").astype(np.uint64)
+
+
+def _rho_times(point: int, k: int, n: int, env: Env) -> np.ndarray:
+    """The dealer's rho_point * q_k (the payload word k of each element, times its mask bit at `point`)."""
+    rho = unpack_bits(env["rho"], n * (point + 1))[n * point:]
+    return rho * env["q"][k]
 
 
 def _probe_points() -> tuple[np.ndarray, np.ndarray]:
@@ -260,27 +301,50 @@ def _ratio(rep: np.ndarray, c: np.ndarray) -> int | None:
 
 
 def evaluate(ctx: Engine, gate: Gate, x: SharedArray, frac: int, out_fracs: Sequence[int],
-             label: str) -> list[SharedArray]:
-    """Run `gate` on every element of x: one online round. `frac` is the gate's shift parameter, and
-    `out_fracs` the fractional bits of each output. Large batches are dealt in chunks of DCF_CHUNK."""
+             label: str, compact: bool = False) -> list[SharedArray]:
+    """Run `gate` on every element of x: one online round (two if `compact`: smaller keys, see
+    Gate.spec). `frac` is the gate's shift parameter, and `out_fracs` the fractional bits of each output.
+    Large batches are dealt in chunks of DCF_CHUNK."""
     flat = x.reshape(-1)
     n = flat.size
     bounds = [(lo, min(n, lo + DCF_CHUNK)) for lo in range(0, n, DCF_CHUNK)] or [(0, 0)]
-    parts = [_chunk(ctx, gate, flat[lo:hi], frac, out_fracs, label) for lo, hi in bounds]
+    parts = [_chunk(ctx, gate, flat[lo:hi], frac, out_fracs, label, compact) for lo, hi in bounds]
     outs = parts[0] if len(parts) == 1 else [concatenate([p[k] for p in parts]) for k in range(len(out_fracs))]
     return [o.reshape(x.shape) for o in outs]
 
 
+async def _compact_words(io: Exchange, gate: Gate, plan: Plan, mat: Material, xhat: np.ndarray) -> list[np.ndarray]:
+    """Shares of lt * q for every point and payload word, from the compact key's XOR shares of each
+    point's bit lt: opens e = lt ^ rho (one round, a bit per element and point) and combines the dealt
+    shares of q and rho q."""
+    n = xhat.size
+    keys = dcf.BitKeys.from_words(DCF_BITS, mat.root, mat.keys)
+    lts = [dcf.eval_bit(io.index, keys, (xhat - np.uint64(offset % 2**64)) & LOW63) for offset in gate.offsets]
+    opened = await io.open(pack_bits(np.concatenate(lts)) ^ mat.rho, step=1, xor=True)
+    e = unpack_bits(opened, n * len(gate.offsets)).reshape(len(gate.offsets), n)
+    words = []
+    for point, uses in enumerate(plan.uses):
+        out = np.zeros((n, plan.width), dtype=np.uint64)
+        flip = ONE - TWO * e[point]  # 1 - 2e mod 2^64
+        for _, k in uses:
+            out[:, k] = e[point] * mat.q[k] + flip * mat[f"rho_q{point}_{k}"]
+        words.append(out)
+    return words
+
+
 def _chunk(ctx: Engine, gate: Gate, x: SharedArray, frac: int, out_fracs: Sequence[int],
-           label: str) -> list[SharedArray]:
+           label: str, compact: bool) -> list[SharedArray]:
     n = x.size
     plan = gate.plan(frac)
 
     async def body(io: Exchange, mat: Material, xs: np.ndarray) -> tuple[np.ndarray, ...]:
         xhat = await io.open(xs + mat.r)
-        keys = dcf.DcfKeys.from_words(DCF_BITS, plan.width, mat.root, mat.keys)
-        words = [dcf.eval_dcf(io.index, keys, (xhat - np.uint64(offset % 2**64)) & LOW63) if n
-                 else np.zeros((0, plan.width), np.uint64) for offset in gate.offsets]
+        if compact:
+            words = await _compact_words(io, gate, plan, mat, xhat)
+        else:
+            keys = dcf.DcfKeys.from_words(DCF_BITS, plan.width, mat.root, mat.keys)
+            words = [dcf.eval_dcf(io.index, keys, (xhat - np.uint64(offset % 2**64)) & LOW63) if n
+                     else np.zeros((0, plan.width), np.uint64) for offset in gate.offsets]
         dealt = [mat.r if gate.is_mask(mono) else mat[f"dealt{k}"] for k, mono in enumerate(plan.dealt)]
         return tuple(gate.combine(xhat, frac, io.first, words, dealt))
 
@@ -290,8 +354,9 @@ def _chunk(ctx: Engine, gate: Gate, x: SharedArray, frac: int, out_fracs: Sequen
         zero_dealt = [np.zeros(n, np.uint64) for _ in plan.dealt]
         return tuple(gate.combine(np.asarray(xv, np.uint64).ravel(), frac, True, zero_words, zero_dealt))
 
-    return run_protocol(ctx, label, gate.spec(n, frac), body, [x], [((n,), f) for f in out_fracs],
-                        plain=plain, cost=Cost(1, 1, 8 * n))
+    cost = Cost(2, 2, 8 * n + 8 * _packed_words(n * len(gate.offsets))) if compact else Cost(1, 1, 8 * n)
+    return run_protocol(ctx, label, gate.spec(n, frac, compact), body, [x],
+                        [((n,), f) for f in out_fracs], plain=plain, cost=cost)
 
 
 # -- the gates ------------------------------------------------------------------------------------

@@ -200,8 +200,9 @@ def sign_relu_truncate(ctx: Engine, z: SharedArray, bits: int,
     """([z < 0], relu(z) >> bits). dcf: one round for both; bits: the sign and ReLU, then a truncation."""
     chosen = comparison.choose_method(ctx, z.size, method)
     ctx.last_comparison_method = chosen.value
-    if chosen == Comparison.DCF:
-        msb, h = gates.evaluate(ctx, gates.SIGN_RELU_TRUNC, z, bits, [0, z.frac_bits - bits], "sign_relu_trunc")
+    if chosen.one_key:
+        msb, h = gates.evaluate(ctx, gates.SIGN_RELU_TRUNC, z, bits, [0, z.frac_bits - bits], "sign_relu_trunc",
+                                chosen == Comparison.COMPACT)
         return msb, h
     sign, relu = comparison.sign_gate(ctx, z, relu=True, method=chosen.value)
     assert relu is not None

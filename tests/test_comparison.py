@@ -77,7 +77,7 @@ def _pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
     return np.round(a * 2**F) / 2**F, np.round(b * 2**F) / 2**F
 
 
-@pytest.mark.parametrize("method", ["dcf", "bits"])
+@pytest.mark.parametrize("method", ["dcf", "compact", "bits"])
 def test_comparisons_against_numpy(make_topology, method: str) -> None:
     a, b = _pairs(800)
 
@@ -94,7 +94,7 @@ def test_comparisons_against_numpy(make_topology, method: str) -> None:
         np.testing.assert_array_equal(g, w.astype(np.int64))
 
 
-@pytest.mark.parametrize("method", ["dcf", "bits"])
+@pytest.mark.parametrize("method", ["dcf", "compact", "bits"])
 def test_relu_max_min_where(make_topology, method: str) -> None:
     a, b = _pairs(400)
 
@@ -127,7 +127,7 @@ def test_integer_comparisons_full_range(make_topology) -> None:
     np.testing.assert_array_equal(rl, np.maximum(a, 0))
 
 
-@pytest.mark.parametrize("method", ["dcf", "bits"])
+@pytest.mark.parametrize("method", ["dcf", "compact", "bits"])
 def test_max_and_argmax_along_axis(make_topology, method: str) -> None:
     a = RNG.integers(-50, 50, (6, 7)).astype(np.float64)
     a[0, :] = 3.0  # all ties: first index
@@ -146,7 +146,7 @@ def test_max_and_argmax_along_axis(make_topology, method: str) -> None:
     np.testing.assert_array_equal(got[3], a.argmax(axis=0))
 
 
-@pytest.mark.parametrize("method", ["dcf", "bits"])
+@pytest.mark.parametrize("method", ["dcf", "compact", "bits"])
 def test_argmax_returns_the_first_maximum_like_numpy(make_topology, method: str) -> None:
     """Ties go to the first maximum at every length (odd lengths carry an element up the tree)."""
     ties = RNG.integers(0, 3, (40, 17))  # few distinct values: many ties at every position
@@ -169,7 +169,7 @@ def test_argmax_returns_the_first_maximum_like_numpy(make_topology, method: str)
         np.testing.assert_array_equal(g, w)
 
 
-@pytest.mark.parametrize("method", ["dcf", "bits"])
+@pytest.mark.parametrize("method", ["dcf", "compact", "bits"])
 def test_equality_and_sign_exact_for_every_ring_difference(make_topology, method: str) -> None:
     """`==` is 0 or 1 and `sign` is numpy's even where x - y or x is 2^63 (d and -d both look negative)."""
     top = -(2**63)
@@ -194,7 +194,7 @@ def test_equality_and_sign_exact_for_every_ring_difference(make_topology, method
     np.testing.assert_array_equal(sign_d, np.sign(d))
 
 
-@pytest.mark.parametrize("method", ["dcf", "bits"])
+@pytest.mark.parametrize("method", ["dcf", "compact", "bits"])
 def test_max_and_argmax_need_a_nonempty_existing_axis(make_topology, method: str) -> None:
     """Both raise the same clear ValueError (not numpy's IndexError or a ZeroDivisionError) on every party."""
     async def program(ctx: Context):
@@ -329,7 +329,7 @@ def test_dcf_keys_dealt_in_chunks(make_topology, monkeypatch) -> None:
     np.testing.assert_allclose(rl, np.maximum(a, 0), atol=STEP)
 
 
-@pytest.mark.parametrize("method", ["dcf", "bits"])
+@pytest.mark.parametrize("method", ["dcf", "compact", "bits"])
 def test_fused_relu_truncation(make_topology, method: str) -> None:
     """relu(x @ w + b) with the product kept at 2f bits: one gate (dcf: one round) truncates and rectifies."""
     x_plain = RNG.uniform(-8, 8, (300, 6))
@@ -352,7 +352,7 @@ def test_fused_relu_truncation(make_topology, method: str) -> None:
     # encoding of w and b (half an LSB each, times |x|) plus one LSB of truncation
     bound = (np.abs(np.concatenate([x_plain, big])).sum(axis=1, keepdims=True) + 3) * STEP
     assert (np.abs(got - want) <= bound).all()
-    assert rounds_of(out, 0) == (1 if method == "dcf" else 10)
+    assert rounds_of(out, 0) == {"dcf": 1, "compact": 2, "bits": 10}[method]
 
 
 def test_every_comparison_op_with_parties_as_processes() -> None:
@@ -362,23 +362,26 @@ def test_every_comparison_op_with_parties_as_processes() -> None:
     import sys
     from pathlib import Path
 
-    res = subprocess.run([sys.executable, "-m", "parties", "bench", "--op", "lt,eq,relu,max", "--method", "dcf,bits",
+    res = subprocess.run([sys.executable, "-m", "parties", "bench", "--op", "lt,eq,relu,max", "--method", "dcf,compact,bits",
                           "--n", "300", "--repeat", "1", "--json"], capture_output=True, text=True, timeout=240,
                          cwd=Path(__file__).resolve().parent.parent)
     assert res.returncode == 0, res.stderr
     records = json.loads(res.stdout)
     got = {(r["op"], r["method"]): r for r in records}
-    assert set(got) == {(op, m) for op in ("lt", "eq", "relu", "max") for m in ("dcf", "bits")}
+    assert set(got) == {(op, m) for op in ("lt", "eq", "relu", "max") for m in ("dcf", "compact", "bits")}
     for (op, method), r in got.items():
         assert r["correct"] is True, (op, method)
-        assert r["rounds"] == (1 if method == "dcf" else 8 if op in ("lt", "eq") else 9), (op, method, r["rounds"])
+        rounds = {"dcf": 1, "compact": 2}.get(method, 8 if op in ("lt", "eq") else 9)
+        assert r["rounds"] == rounds, (op, method, r["rounds"])
 
 
-@pytest.mark.parametrize(("method", "online_per_element", "messages"), [("dcf", 8, 1), ("bits", 112, 8)])
+@pytest.mark.parametrize(("method", "online_per_element", "messages"),
+                         [("dcf", 8, 1), ("compact", 8, 2), ("bits", 112, 8)])
 def test_equality_traffic(make_topology, method: str, online_per_element: int, messages: int) -> None:
-    """`==` costs the rounds of `<` and less traffic: one masked value (dcf), or 6 one-word AND levels (bits)."""
+    """`==` costs the rounds of `<` and less traffic: one masked value (dcf; compact: and the key's two bits,
+    lt ^ rho at two points, packed 64 a word), or 6 one-word AND levels (bits)."""
     from mpc.transport.frames import HEADER_SIZE
-    from protocols.dcf import words_per_key
+    from protocols.dcf import bit_words_per_key, words_per_key
 
     n = 500
     a, b = _pairs(n)
@@ -393,9 +396,13 @@ def test_equality_traffic(make_topology, method: str, online_per_element: int, m
         return rounds, ctx.party.stats.since(before).total("online").bytes_sent, await ctx.reveal(eq)
 
     out = run_local(make_topology(2), program)
-    assert rounds_of(out) == (1 if method == "dcf" else 8)
-    assert out["bank_a"].value[1] == online_per_element * n + messages * HEADER_SIZE
+    assert rounds_of(out) == {"dcf": 1, "compact": 2, "bits": 8}[method]
+    bit_words = -(-2 * n // 64) if method == "compact" else 0
+    assert out["bank_a"].value[1] == online_per_element * n + 8 * bit_words + messages * HEADER_SIZE
     np.testing.assert_array_equal(out["bank_a"].value[2], (a == b).astype(np.int64))
+    dealt = out["helper"].stats.total("offline", "eq").bytes_sent
     if method == "dcf":  # one key of a 2-word payload per element and party, and bank_b's share of msb(r)
-        assert out["helper"].stats.total("offline", "eq").bytes_sent == 8 * n * (2 * words_per_key(63, 2) + 1) + \
-            2 * HEADER_SIZE
+        assert dealt == 8 * n * (2 * words_per_key(63, 2) + 1) + 2 * HEADER_SIZE
+    if method == "compact":  # a 936-byte key per element and party; to bank_b: msb(r), the 2 words q, rho q
+        # for both words at both points
+        assert dealt == 8 * n * (2 * bit_words_per_key(63) + 1 + 2 + 2 * 2) + 2 * HEADER_SIZE

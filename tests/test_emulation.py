@@ -31,10 +31,10 @@ async def workload(ctx: Context):
     return [await ctx.reveal(o) for o in outs]
 
 
-@pytest.mark.parametrize("method", ["dcf", "bits"])
+@pytest.mark.parametrize("method", ["dcf", "compact", "bits"])
 def test_emulation_predicts_the_secure_run(make_topology, method: str) -> None:
     """Same results (to the truncation's last bit), and exactly the rounds and online bytes measured."""
-    topo = make_topology(2 if method == "dcf" else 3, comparison=method)
+    topo = make_topology(3 if method == "bits" else 2, comparison=method)
     secure = run_local(topo, workload)
     report = emulate(topo, workload)
     assert report.ok, report.findings

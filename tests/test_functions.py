@@ -110,7 +110,7 @@ def test_norm_table_is_exact() -> None:
 EDGES = grid(np.array([0.0, LSB, -LSB, 1.0, -1.0, 2.0**29, -(2.0**29), 2.0**45, -(2.0**45)]))
 
 
-@pytest.mark.parametrize("method,n", [("dcf", 2), ("bits", 3)])
+@pytest.mark.parametrize("method,n", [("dcf", 2), ("compact", 2), ("bits", 3)])
 def test_spline_gate_equals_its_ring_formula(make_topology, method: str, n: int) -> None:
     """Untruncated outputs equal the ring formula exactly, at every breakpoint and one LSB either side."""
     tables = [functions.sigmoid_table(F), functions.exp_table(F), functions.norm_table("reciprocal", F, True)]
