@@ -9,6 +9,7 @@ Results of comparisons are shared integers 0/1 (frac 0), usable in further arith
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -18,12 +19,26 @@ from protocols import arithmetic, binary, gates, truncation
 from protocols.core import Engine
 from protocols.shared import SharedArray, concatenate, constant
 
-# Cost model of `auto`: seconds per element of online compute and of dealer work, measured in one run of
-# `mpc bench --op lt --method dcf,bits --n 100000 --repeat 5` on this project's 2-vCPU machine (dcf:
-# 0.129 s online, 0.865 s dealing; bits: 0.090 s online, 0.059 s dealing), and bytes per element each
-# party sends. Crossover: dcf wins when 7 x latency > n x 8.5 us, i.e. below ~820 elements per ms one-way.
-DCF_S, DCF_DEALER_S, DCF_BYTES, DCF_ROUNDS = 1.3e-6, 8.7e-6, 8, 1
-BITS_S, BITS_DEALER_S, BITS_BYTES, BITS_ROUNDS = 0.9e-6, 0.6e-6, 208, 8
+
+@dataclass(frozen=True)
+class MethodCost:
+    """What one comparison costs per element: seconds of online compute and of dealer work, bytes each
+    compute party sends online, and rounds per batch."""
+
+    online_s: float
+    dealer_s: float
+    bytes: float
+    rounds: int
+
+
+# Cost model of `auto`, measured with `mpc bench --op lt --method dcf,compact,bits --n 100000 --repeat 5` on
+# this project's 2-vCPU machine (README, "Choosing a comparison method"). Per ms of one-way latency, dcf
+# wins below ~130 elements per batch, compact up to ~1,300, bits above.
+COSTS = {
+    Comparison.DCF: MethodCost(2.2e-6, 11.9e-6, 8, 1),
+    Comparison.COMPACT: MethodCost(1.6e-6, 5.1e-6, 8 + 1 / 8, 2),
+    Comparison.BITS: MethodCost(1.3e-6, 0.65e-6, 208, 8),
+}
 
 
 def choose_method(ctx: Engine, n: int, method: str | None = None) -> Comparison:
@@ -41,18 +56,16 @@ def choose_method(ctx: Engine, n: int, method: str | None = None) -> Comparison:
         return chosen
     if n_compute != 2:
         return Comparison.BITS
-    if estimate(ctx, n, Comparison.DCF) <= estimate(ctx, n, Comparison.BITS):
-        return Comparison.DCF
-    return Comparison.BITS
+    return min(COSTS, key=lambda m: estimate(ctx, n, m))
 
 
-def estimate(ctx: Engine, n: int, method: str) -> float:
+def estimate(ctx: Engine, n: int, method: Comparison) -> float:
+    """Seconds a batch of n comparisons takes by `method` on the compute parties' link (cost model)."""
     link = ctx.party.topology.link(*ctx.compute_parties[:2])
     latency = link.latency_ms / 1000
     bandwidth = link.bandwidth_mbps * 1e6 / 8 if link.bandwidth_mbps else float("inf")
-    if method == "dcf":
-        return DCF_ROUNDS * latency + DCF_BYTES * n / bandwidth + n * (DCF_S + DCF_DEALER_S)
-    return BITS_ROUNDS * latency + BITS_BYTES * n / bandwidth + n * (BITS_S + BITS_DEALER_S)
+    cost = COSTS[method]
+    return cost.rounds * latency + cost.bytes * n / bandwidth + n * (cost.online_s + cost.dealer_s)
 
 
 def _mul_bit(ctx: Engine, bit: SharedArray, x: SharedArray | object) -> SharedArray:

@@ -295,10 +295,12 @@ def test_auto_prefers_dcf_on_latency_and_bits_needs_no_two_parties(make_topology
     from protocols.comparison import choose_method
 
     async def program(ctx: Context):
-        return (choose_method(ctx, 1000), choose_method(ctx, 10**7), choose_method(ctx, 10, "bits"))
+        return (choose_method(ctx, 1000), choose_method(ctx, 10**7), choose_method(ctx, 10, "bits"),
+                choose_method(ctx, 20_000))
 
     wan = run_local(make_topology(2, network={"latency_ms": 25}), program)["bank_a"].value
     assert wan[0] == "dcf" and wan[2] == "bits"
+    assert wan[3] == "compact"  # a larger batch: the dealer's bytes outweigh one more round
     lan = run_local(make_topology(2), program)["bank_a"].value
     assert lan[1] == "bits"  # a huge batch on a link with no latency: the lighter method
 
