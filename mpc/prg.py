@@ -17,7 +17,7 @@ SEED_BYTES = 16
 # Words of keystream per update_into call: the zero input (64 KiB) stays in L1/L2 and is reused, so each
 # call streams only its output; one update() on a fresh multi-MB byte string is several times slower.
 CHUNK_WORDS = 8192
-Combine = Literal["add", "sub", "xor"]
+Combine = Literal["set", "add", "sub", "xor"]
 
 
 def new_seed() -> bytes:
@@ -42,7 +42,7 @@ class PRG:
         return out[:n].reshape(shape)
 
     def combine_into(self, target: np.ndarray, op: int, purpose: int, how: Combine) -> None:
-        """target += / -= / ^= the stream (op, purpose) of target's size, in place. The keystream passes
+        """target = / += / -= / ^= the stream (op, purpose) of target's size, in place. The keystream passes
         through one small buffer that stays in cache, so a dealer summing parties' streams allocates (and
         page-faults) no full-size temporary: about half the time of `target += ring(...)`."""
         flat = target.reshape(-1)
@@ -50,11 +50,14 @@ class PRG:
             raise ValueError("combine_into needs a contiguous target")
         scratch = np.empty(min(flat.size, CHUNK_WORDS) + 2, dtype=np.uint64)
         dest = scratch.data.cast("B")
-        apply = {"add": np.add, "sub": np.subtract, "xor": np.bitwise_xor}[how]
+        apply = {"add": np.add, "sub": np.subtract, "xor": np.bitwise_xor}.get(how)
         for lo, hi, zeros, enc in self._pieces(flat.size, op, purpose):
             enc.update_into(zeros, dest)
             part = flat[lo:hi]
-            apply(part, scratch[:hi - lo], out=part)
+            if apply is None:
+                part[:] = scratch[:hi - lo]
+            else:
+                apply(part, scratch[:hi - lo], out=part)
 
     def _pieces(self, n: int, op: int, purpose: int) -> Iterator[tuple[int, int, memoryview, CipherContext]]:
         """(lo, hi, zero input of hi - lo words, encryptor) per piece of the stream's n words."""

@@ -27,8 +27,10 @@ from protocols.core import STOP, Env, Item, Material, Spec
 
 log = logging.getLogger("mpc.material")
 
-# The message step under which dealer material travels (its op id is the consuming op's).
+# The message steps under which dealer material travels (its op id is the consuming op's): the public
+# arrays, and the last party's corrections.
 DEALER_STEP = 0xD0
+CORRECTIONS_STEP = 0xD1
 
 
 class SeededProvider:
@@ -59,14 +61,23 @@ class SeededProvider:
     def _stream(self, name: str, op: Op, purpose: int, item: Item) -> np.ndarray:
         return self._prg[name].ring(item.shape, op.id, purpose)
 
-    def _combine(self, op: Op, purpose: int, item: Item, skip_last: bool = False) -> np.ndarray:
-        """The sum (or XOR) of the compute parties' streams for an item, accumulated into the first stream
-        (PRG arrays are fresh and writable)."""
+    def _combine(self, op: Op, purpose: int, item: Item, skip_last: bool = False,
+                 out: np.ndarray | None = None) -> np.ndarray:
+        """The sum (or XOR) of the compute parties' streams for an item: accumulated into the first stream
+        (PRG arrays are fresh and writable), or written into `out` (item.size words)."""
         names = [name for name in self.compute if not (skip_last and name == self.last)]
-        if not names:
+        if out is None and not names:
             return np.zeros(item.shape, dtype=np.uint64)
-        total = self._stream(names[0], op, purpose, item)
-        for name in names[1:]:
+        if out is None:
+            total, rest = self._stream(names[0], op, purpose, item), names[1:]
+        else:
+            total = out.reshape(item.shape)
+            if names:
+                self._prg[names[0]].combine_into(total, op.id, purpose, "set")
+            else:
+                total[...] = 0
+            rest = names[1:]
+        for name in rest:
             self._prg[name].combine_into(total, op.id, purpose, "xor" if item.sharing == "xor" else "add")
         return total
 
@@ -74,7 +85,10 @@ class SeededProvider:
         """The dealer's work: the whole material (env), the last party's corrections and the public arrays
         (each flattened into one array, in spec order)."""
         env: Env = {STOP: self.party.stop.check}
-        corrections, public = [], []
+        public = []
+        # the last party's corrections, written in place: one array sent as it is
+        corrections = np.empty(sum(i.size for i in spec.of_kind("shared")), dtype=np.uint64)
+        corr_at = 0
         for purpose, item in enumerate(spec.items, start=1):
             if item.kind == "random":
                 env[item.name] = self._combine(op, purpose, item)
@@ -89,13 +103,14 @@ class SeededProvider:
                 if item.kind == "public":
                     public.append(value.ravel())
                 else:
-                    others = self._combine(op, purpose, item, skip_last=True)
+                    others = self._combine(op, purpose, item, skip_last=True,
+                                           out=corrections[corr_at:corr_at + item.size])
+                    corr_at += item.size
                     if item.sharing == "xor":
                         others ^= value
                     else:
                         np.subtract(value, others, out=others)
-                    corrections.append(others.ravel())
-        return env, _flat(corrections), _flat(public)
+        return env, corrections, _flat(public)
 
     def own_material(self, op: Op, spec: Spec, corrections: np.ndarray | None, public: np.ndarray) -> Material:
         """This compute party's material from its streams, the corrections (last party) and public arrays."""
@@ -135,23 +150,25 @@ class HelperProvider(SeededProvider):
             _, corrections, public = await self._evaluate_heavy(op, spec)
         else:
             _, corrections, public = self.evaluate(op, spec)
+        # Public arrays (the same array to every party) and the last party's corrections travel apart:
+        # joining them would copy the public part, megabytes of DCF keys, for one party.
         for name in self.compute:
-            payload = _flat([corrections, public]) if name == self.last else public
-            if payload.size:
-                self.party.send(name, op, payload, step=DEALER_STEP)
+            if public.size:
+                self.party.send(name, op, public, step=DEALER_STEP)
+            if name == self.last and corrections.size:
+                self.party.send(name, op, corrections, step=CORRECTIONS_STEP)
 
     async def fetch(self, op: Op, spec: Spec) -> Material:
         n_corr = sum(i.size for i in spec.of_kind("shared")) if self.party.name == self.last else 0
         n_pub = sum(i.size for i in spec.of_kind("public"))
-        words = np.zeros(0, dtype=np.uint64)
         derived = self._derived(op, spec)  # while the dealer computes and sends the rest
-        if n_corr + n_pub:
-            helper = self.party.helper
-            assert helper is not None
-            # dealer material is offline: its depth does not count as a round
-            msg = await self.party.recv(helper, op, step=DEALER_STEP, dtype=np.uint64, shape=(n_corr + n_pub,))
-            words = msg.array
-        return self._with_received(spec, derived, words[:n_corr], words[n_corr:])
+        helper = self.party.helper
+        assert helper is not None
+        # dealer material is offline: its depth does not count as a round
+        received = [np.zeros(0, dtype=np.uint64) if not size else
+                    (await self.party.recv(helper, op, step=step, dtype=np.uint64, shape=(size,))).array
+                    for step, size in ((CORRECTIONS_STEP, n_corr), (DEALER_STEP, n_pub))]
+        return self._with_received(spec, derived, *received)
 
     @staticmethod
     async def setup(party: Party, op: Op) -> HelperProvider:

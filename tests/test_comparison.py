@@ -286,8 +286,8 @@ def test_dcf_traffic(make_topology) -> None:
     out = run_local(make_topology(2), program)
     assert out["bank_a"].value[0] == 8 * n + HEADER_SIZE
     helper = out["helper"].stats.total("offline", "sign").bytes_sent
-    # to bank_a the correction words; to bank_b the same plus its share of msb(r)
-    assert helper == 8 * n * (2 * words_per_key(63, 1) + 1) + 2 * HEADER_SIZE
+    # to bank_a the correction words; to bank_b the same, and apart its share of msb(r)
+    assert helper == 8 * n * (2 * words_per_key(63, 1) + 1) + 3 * HEADER_SIZE
     assert words_per_key(63, 1) * 8 == 1536  # per party per comparison; plus the 16-byte root seed, derived
 
 
@@ -404,7 +404,7 @@ def test_equality_traffic(make_topology, method: str, online_per_element: int, m
     np.testing.assert_array_equal(out["bank_a"].value[2], (a == b).astype(np.int64))
     dealt = out["helper"].stats.total("offline", "eq").bytes_sent
     if method == "dcf":  # one key of a 2-word payload per element and party, and bank_b's share of msb(r)
-        assert dealt == 8 * n * (2 * words_per_key(63, 2) + 1) + 2 * HEADER_SIZE
+        assert dealt == 8 * n * (2 * words_per_key(63, 2) + 1) + 3 * HEADER_SIZE
     if method == "compact":  # a 936-byte key per element and party; to bank_b: msb(r), the 2 words q, rho q
         # for both words at both points
-        assert dealt == 8 * n * (2 * bit_words_per_key(63) + 1 + 2 + 2 * 2) + 2 * HEADER_SIZE
+        assert dealt == 8 * n * (2 * bit_words_per_key(63) + 1 + 2 + 2 * 2) + 3 * HEADER_SIZE
