@@ -33,7 +33,7 @@ from functools import cache, partial
 import numpy as np
 
 from protocols import dcf
-from protocols.core import STOP, Cost, Engine, Env, Exchange, Material, Spec, run_protocol
+from protocols.core import STOP, WORKERS, Cost, Engine, Env, Exchange, Material, Spec, run_protocol
 from protocols.shared import SharedArray, concatenate
 
 Monomial = frozenset[str]
@@ -164,7 +164,8 @@ class Gate:
 
         def keys(env: Env) -> np.ndarray:
             r = env["r"]
-            k0, _ = dcf.gen(r & LOW63, payload(r), DCF_BITS, env["root"][0], env["root"][1], env.get(STOP))
+            k0, _ = dcf.gen(r & LOW63, payload(r), DCF_BITS, env["root"][0], env["root"][1], env.get(STOP),
+                            workers=env.get(WORKERS))
             return k0.correction_words()
 
         spec = Spec(heavy=True).random("r", (n,)).own("root", (n, 2))
