@@ -7,6 +7,7 @@ field it concerns, all at once, so a user fixes a config in one pass instead of 
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -140,6 +141,9 @@ class Topology(_Strict):
     truncation: Truncation = Truncation.DEALER
     comparison: Comparison = Comparison.AUTO
     insecure: StrictBool = False
+    # Worker processes the helper generates DCF keys in (mpc/workers.py); 1: in the party's own process.
+    # Unset: the CPUs the helper's process may use. A host-local choice, not agreed between the parties.
+    dealer_workers: StrictInt | None = Field(default=None, ge=1, le=1024)
     network: NetworkSpec = NetworkSpec()
 
     # -- lookups -------------------------------------------------------------------------------
@@ -163,6 +167,12 @@ class Topology(_Strict):
 
     def index(self, name: str) -> int:
         return self.names.index(self.party(name).name)
+
+    def dealer_worker_count(self) -> int:
+        """`dealer_workers`, or if unset the CPUs this process may use (its affinity, not the machine's)."""
+        if self.dealer_workers is not None:
+            return self.dealer_workers
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
     def link(self, a: str, b: str) -> LinkParams:
         """The emulated network between two parties: the per-link override, else the default."""

@@ -36,6 +36,7 @@ from mpc.transport import (
     TransportKind,
     ZmqTransport,
 )
+from mpc.workers import WorkerPool
 
 log = logging.getLogger("mpc.runtime")
 
@@ -87,7 +88,7 @@ class Party:
     """One party's context in a run: who it is, who the others are, and how to talk to them."""
 
     def __init__(self, topology: Topology, name: str, transport: Transport, stats: Stats,
-                 stop: StopSignal | None = None):
+                 stop: StopSignal | None = None, workers: WorkerPool | None = None):
         spec = topology.party(name)
         self.topology = topology
         self.name = name
@@ -103,6 +104,9 @@ class Party:
         self._next_op = 1
         self.stop = stop or StopSignal()
         self._slots = asyncio.Semaphore(MAX_WORKERS)
+        # The helper's worker processes for heavy dealing (mpc/workers.py), if it has more than one; they
+        # live as long as this run (run_on stops them).
+        self.workers = workers
 
     @property
     def is_helper(self) -> bool:
@@ -224,7 +228,8 @@ async def run_party(
     or all-localhost topology) they are plain TCP and a warning says so. If the program raises, every
     peer is told (abort) so it stops at once with the reason. At session start the parties compare the
     topology's agreed settings and `setup` (say, the program and its shared parameters): any difference
-    stops every party at once, naming the setting.
+    stops every party at once, naming the setting. The helper deals in the topology's
+    `dealer_worker_count()` worker processes (1: in this process).
     """
     if keys is None:
         keys = load_keys(topology, name, secret_key)
@@ -234,7 +239,7 @@ async def run_party(
     stats = Stats()
     transport = ZmqTransport(topology, name, stats, timeout_s=timeout_s, keys=keys,
                              agreement=_agreement(topology, setup))
-    return await run_on(transport, topology, name, program, stats)
+    return await run_on(transport, topology, name, program, stats, dealer_workers=topology.dealer_worker_count())
 
 
 def _agreement(topology: Topology, setup: Mapping[str, str] | None) -> dict[str, str]:
@@ -243,23 +248,37 @@ def _agreement(topology: Topology, setup: Mapping[str, str] | None) -> dict[str,
 
 
 async def run_on(transport: Transport, topology: Topology, name: str, program: Program[T],
-                 stats: Stats) -> PartyOutcome:
-    """Run `program` as party `name` on a transport not yet started; abort on any error, else goodbye."""
+                 stats: Stats, *, dealer_workers: int = 1) -> PartyOutcome:
+    """Run `program` as party `name` on a transport not yet started; abort on any error, else goodbye.
+
+    The helper's worker processes (if dealer_workers > 1) are started first, so they boot while the party
+    connects; its program starts once they have. They are terminated and joined when the run ends, however
+    it ends: on a failure before the peers are told, so a peer's death stops them at once."""
     stop = StopSignal()
+    pool: WorkerPool | None = None
     try:
+        if dealer_workers > 1 and topology.party(name).role == "helper":
+            pool = WorkerPool(dealer_workers, name, stop.check)
+            pool.start()
         await transport.start()
-        party = Party(topology, name, transport, stats, stop)
+        if pool is not None:
+            await pool.ready(topology.timeout_s)  # booted meanwhile: the program never waits for them
+        party = Party(topology, name, transport, stats, stop, pool)
         log.info("%s: session %s started with %s", name, party.session_id[:12], ", ".join(party.peers) or "-")
         t0 = time.perf_counter()
         value = await _until_failure(program(party), transport, stop)
         wall = time.perf_counter() - t0
     except BaseException as exc:
         stop.set(exc)
+        if pool is not None:
+            pool.close()
         failure = transport.failure
         await transport.abort(_reason(name, exc, failure))
         if failure is not None and isinstance(exc, asyncio.CancelledError | Stopped):
             raise failure from None  # interrupted after a peer failed: name the peer, not the interrupt
         raise
+    if pool is not None:
+        pool.close()
     await transport.close()
     return PartyOutcome(name, value, stats, wall, party.session_id)
 

@@ -1,6 +1,24 @@
-"""Secure operations on shared values and the correlated randomness they consume."""
+"""Secure operations on shared values and the correlated randomness they consume.
 
-from protocols.context import Context, run_local, secure
-from protocols.shared import SharedArray
+The names below are imported on first use (PEP 562): a dealer's worker process that runs DCF key
+generation (protocols/dcf.py) does not import every protocol at start-up."""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from protocols.context import Context, run_local, secure
+    from protocols.shared import SharedArray
+
+_HOME = {"Context": "protocols.context", "run_local": "protocols.context", "secure": "protocols.context",
+         "SharedArray": "protocols.shared"}
 
 __all__ = ["Context", "SharedArray", "run_local", "secure"]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOME:
+        raise AttributeError(f"module 'protocols' has no attribute {name!r}")
+    return getattr(importlib.import_module(_HOME[name]), name)

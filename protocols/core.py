@@ -34,8 +34,12 @@ Kind = Literal["random", "shared", "own", "public"]
 Env = dict[str, Any]
 """The dealer's view while it evaluates a spec: the value of every random/shared array, and for every
 `own` array the list of each compute party's draw (in the topology's order). env[STOP]() raises once the
-run has stopped: long work (DCF key generation) calls it between chunks."""
+run has stopped: long work (DCF key generation) calls it between chunks. env[WORKERS], when present (the
+helper party with worker processes), is the party's mpc.workers.WorkerPool: long work may split itself
+across it; absent (the in-process test dealer, the in-memory transport, dealer_workers: 1), the work runs
+where it is called."""
 STOP = "__stop__"
+WORKERS = "__workers__"
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ payload words left and right; one block holds both words when w = 1); one more b
 Speed: keys are generated for both parties at once ((2, C, ...) arrays) in blocks of C keys small enough
 to stay in cache, with selections written as masks (x ^ ((x ^ y) & -bit)) rather than np.where, and AES
 through `update_into` on preallocated buffers. A block of keys is the unit of work, so a caller can stop
-between blocks.
+between blocks, and `generate` can split whole blocks across worker processes (AES holds the GIL).
 
 Key size per element and party: n (16 + 8w) + 8w + 16 (control bits) bytes, plus a 16-byte root seed
 each party derives from its PRG seed; n = 63, w = 1: 1,536 B. Control bits are stored at bit position
@@ -39,6 +39,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from mpc.workers import RangeFn, WorkerPool
 
 # A fixed, public AES key: the PRG's security rests on the seeds, as in fixed-key MMO constructions.
 _FIXED_KEY = bytes.fromhex("6d70632d6463662d66697865642d6b65")
@@ -71,11 +73,7 @@ class DcfKeys:
             raise ValueError(f"DCF correction words: {self.words.size} words, expected {want}")
 
     def _part(self, k: int) -> np.ndarray:
-        n, bits, width = self.seeds.shape[0], self.bits, self.width
-        sizes = [bits * n * 2, bits * width * n, 2 * n, width * n]
-        shapes = [(bits, n, 2), (bits, width, n), (2, n), (width, n)]
-        lo = sum(sizes[:k])
-        return self.words[lo:lo + sizes[k]].reshape(shapes[k])
+        return _layout(self.words, self.seeds.shape[0], self.bits, self.width)[k]
 
     @property
     def s_cw(self) -> np.ndarray:
@@ -104,6 +102,17 @@ class DcfKeys:
 
 def words_per_key(bits: int, width: int) -> int:
     return bits * (2 + width) + 2 + width
+
+
+def _layout(words: np.ndarray, n: int, bits: int, width: int) -> tuple[np.ndarray, ...]:
+    """Views of n keys' flat words: s_cw (bits, n, 2), v_cw (bits, w, n), t_cw (2, n), final (w, n)."""
+    sizes = [bits * n * 2, bits * width * n, 2 * n, width * n]
+    shapes = [(bits, n, 2), (bits, width, n), (2, n), (width, n)]
+    parts, lo = [], 0
+    for size, shape in zip(sizes, shapes, strict=True):
+        parts.append(words[lo:lo + size].reshape(shape))
+        lo += size
+    return tuple(parts)
 
 
 class _Mmo:
@@ -150,28 +159,58 @@ def _dup(v: np.ndarray) -> np.ndarray:
 
 
 def gen(alpha: np.ndarray, beta: np.ndarray, bits: int, seed0: np.ndarray, seed1: np.ndarray,
-        stop: Callable[[], None] | None = None, out: np.ndarray | None = None) -> tuple[DcfKeys, DcfKeys]:
+        stop: Callable[[], None] | None = None, out: np.ndarray | None = None,
+        workers: WorkerPool | None = None) -> tuple[DcfKeys, DcfKeys]:
     """Keys for f(x) = beta if x < alpha else 0. alpha (N,) < 2^bits, beta (N, w), seeds (N, 2) uint64.
 
     Works in blocks of BLOCK keys; `stop()` is called between blocks and may raise to abandon the work.
     `out`, if given, is the flat uint64 array of N * words_per_key(bits, w) words to write the correction
-    words into (e.g. the front of a message buffer)."""
+    words into (e.g. the front of a message buffer). With `workers`, the keys are generated in the pool's
+    processes (see `generate`): the same words, byte for byte."""
     alpha = np.asarray(alpha, dtype=np.uint64)
-    beta_t = np.ascontiguousarray(np.asarray(beta, dtype=np.uint64).T)
-    width, n_elems = beta_t.shape
+    beta = np.asarray(beta, dtype=np.uint64)
+    n_elems, width = beta.shape
     _payload_blocks(width)
-    words = np.empty(n_elems * words_per_key(bits, width), dtype=np.uint64) if out is None else out
-    k0 = DcfKeys(bits, width, seed0.copy(), words)
-    s_cws, v_cws, t_cw, final = k0.s_cw, k0.v_cw, k0.t_cw, k0.final
-    t_cw[:] = 0
+    words = generate(_gen_range, n_elems, n_elems * words_per_key(bits, width), (alpha, beta, seed0, seed1),
+                     (bits,), stop, out, workers)
+    return DcfKeys(bits, width, seed0.copy(), words), DcfKeys(bits, width, seed1.copy(), words)
+
+
+def generate(fill: RangeFn, n: int, n_words: int, inputs: tuple[np.ndarray, ...], params: tuple[object, ...],
+             stop: Callable[[], None] | None, out: np.ndarray | None, workers: WorkerPool | None) -> np.ndarray:
+    """The flat words of n keys from a block-wise generator, `fill(words, n, lo, hi, *inputs[lo:hi], *params,
+    stop=None)`, which writes every word of keys lo:hi into `words` (all n keys' words, laid out as they
+    travel) in blocks of BLOCK, calling stop() between blocks. Into `out` if given.
+
+    Without workers, in this thread. With them, split into contiguous ranges of whole blocks, one per worker
+    process, each writing its keys' words straight into the pool's shared memory (only the inputs are
+    pickled), then copied once into `out` or a new array: a key's words do not depend on how the keys are
+    split, so they are byte-identical. Stopping the run terminates the workers."""
+    if workers is None or n == 0:
+        words = np.empty(n_words, dtype=np.uint64) if out is None else out
+        fill(words, n, 0, n, *inputs, *params, stop=stop)
+        return words
+    if stop is not None:
+        stop()
+    return workers.fill(fill, n, n_words, inputs, params, align=BLOCK, out=out)
+
+
+def _gen_range(words: np.ndarray, n: int, lo: int, hi: int, alpha: np.ndarray, beta: np.ndarray,
+               seed0: np.ndarray, seed1: np.ndarray, bits: int, stop: Callable[[], None] | None = None) -> None:
+    """Keys lo:hi of n into `words`, laid out as DcfKeys' words for all n keys; alpha, beta (C, w) and the
+    seeds are keys lo:hi's only (a worker process gets just its range's inputs from `generate`)."""
+    width = beta.shape[1]
+    s_cws, v_cws, t_cw, final = _layout(words, n, bits, width)
+    beta_t = np.ascontiguousarray(beta.T)
+    t_cw[:, lo:hi] = 0
     mmo = _Mmo()
-    for lo in range(0, n_elems, BLOCK):
+    for start in range(0, hi - lo, BLOCK):
         if stop is not None:
             stop()
-        hi = min(n_elems, lo + BLOCK)
-        _gen_block(mmo, alpha[lo:hi], beta_t[:, lo:hi], bits, np.stack([seed0[lo:hi], seed1[lo:hi]]),
-                   s_cws[:, lo:hi], v_cws[:, :, lo:hi], t_cw[:, lo:hi], final[:, lo:hi])
-    return k0, DcfKeys(bits, width, seed1.copy(), words)
+        end = min(hi - lo, start + BLOCK)
+        a, b = lo + start, lo + end  # in the whole batch's columns
+        _gen_block(mmo, alpha[start:end], beta_t[:, start:end], bits, np.stack([seed0[start:end], seed1[start:end]]),
+                   s_cws[:, a:b], v_cws[:, :, a:b], t_cw[:, a:b], final[:, a:b])
 
 
 def _gen_block(mmo: _Mmo, alpha: np.ndarray, beta: np.ndarray, bits: int, seeds: np.ndarray,
@@ -421,28 +460,37 @@ def _parity(v: np.ndarray) -> np.ndarray:
 
 
 def gen_bit(alpha: np.ndarray, bits: int, seed0: np.ndarray, seed1: np.ndarray,
-            stop: Callable[[], None] | None = None, out: np.ndarray | None = None) -> tuple[BitKeys, BitKeys]:
+            stop: Callable[[], None] | None = None, out: np.ndarray | None = None,
+            workers: WorkerPool | None = None) -> tuple[BitKeys, BitKeys]:
     """Keys whose evaluations XOR to [x < alpha]. alpha (N,) < 2^bits (higher bits are ignored), seeds
     (N, 2) uint64, bits in 1..64.
 
     Works in blocks of BLOCK keys; `stop()` is called between blocks and may raise to abandon the work.
     `out`, if given, is the flat uint64 array of N * bit_words_per_key(bits) words to write the correction
-    words into (e.g. the front of a message buffer)."""
+    words into (e.g. the front of a message buffer). With `workers`, in the pool's processes (`generate`)."""
     alpha = np.asarray(alpha, dtype=np.uint64)
     n_elems = alpha.size
     if alpha.shape != (n_elems,) or seed0.shape != (n_elems, 2) or seed1.shape != (n_elems, 2):
         raise ValueError(f"compact DCF: alpha {alpha.shape}, seeds {seed0.shape} and {seed1.shape}")
-    words = np.empty(n_elems * bit_words_per_key(bits), dtype=np.uint64) if out is None else out
-    k0 = BitKeys(bits, seed0.copy(), words)
-    s_cws, t_cw, v_cw, leaf = k0.s_cw, k0.t_cw, k0.v_cw, k0.leaf
+    words = generate(_gen_bit_range, n_elems, n_elems * bit_words_per_key(bits), (alpha, seed0, seed1),
+                     (bits,), stop, out, workers)
+    return BitKeys(bits, seed0.copy(), words), BitKeys(bits, seed1.copy(), words)
+
+
+def _gen_bit_range(words: np.ndarray, n: int, lo: int, hi: int, alpha: np.ndarray, seed0: np.ndarray,
+                   seed1: np.ndarray, bits: int, stop: Callable[[], None] | None = None) -> None:
+    """Keys lo:hi of n into `words`, laid out as BitKeys' words for all n keys; alpha and the seeds are keys
+    lo:hi's only (as `_gen_range`)."""
+    layout = BitKeys(bits, np.empty((n, 2), dtype=np.uint64), words)
+    s_cws, t_cw, v_cw, leaf = layout.s_cw, layout.t_cw, layout.v_cw, layout.leaf
     mmo = _Mmo()
-    for lo in range(0, n_elems, BLOCK):
+    for start in range(0, hi - lo, BLOCK):
         if stop is not None:
             stop()
-        hi = min(n_elems, lo + BLOCK)
-        _gen_bit_block(mmo, alpha[lo:hi], bits, np.stack([seed0[lo:hi], seed1[lo:hi]]),
-                       s_cws[:, lo:hi], t_cw[:, lo:hi], v_cw[lo:hi], leaf[lo:hi])
-    return k0, BitKeys(bits, seed1.copy(), words)
+        end = min(hi - lo, start + BLOCK)
+        a, b = lo + start, lo + end
+        _gen_bit_block(mmo, alpha[start:end], bits, np.stack([seed0[start:end], seed1[start:end]]),
+                       s_cws[:, a:b], t_cw[:, a:b], v_cw[a:b], leaf[a:b])
 
 
 def _gen_bit_block(mmo: _Mmo, alpha: np.ndarray, bits: int, seeds: np.ndarray, s_cws: np.ndarray,

@@ -33,7 +33,7 @@ from functools import cache, partial
 import numpy as np
 
 from protocols import dcf
-from protocols.core import STOP, Cost, Engine, Env, Exchange, Material, Spec, run_protocol
+from protocols.core import STOP, WORKERS, Cost, Engine, Env, Exchange, Material, Spec, run_protocol
 from protocols.shared import SharedArray, concatenate
 
 Monomial = frozenset[str]
@@ -172,10 +172,10 @@ class Gate:
         def keys(env: Env) -> np.ndarray:
             r = env["r"]
             if compact:
-                return dcf.gen_bit(r & LOW63, DCF_BITS, env["root"][0], env["root"][1],
-                                   env.get(STOP))[0].correction_words()
+                return dcf.gen_bit(r & LOW63, DCF_BITS, env["root"][0], env["root"][1], env.get(STOP),
+                                   workers=env.get(WORKERS))[0].correction_words()
             return dcf.gen(r & LOW63, self.payload(r, frac), DCF_BITS, env["root"][0], env["root"][1],
-                           env.get(STOP))[0].correction_words()
+                           env.get(STOP), workers=env.get(WORKERS))[0].correction_words()
 
         spec = Spec(heavy=True).random("r", (n,)).own("root", (n, 2))
         words = dcf.bit_words_per_key(DCF_BITS) if compact else dcf.words_per_key(DCF_BITS, width)

@@ -23,7 +23,9 @@ import numpy as np
 
 from mpc.prg import PRG, new_seed
 from mpc.runtime import Op, Party
-from protocols.core import STOP, Env, Item, Material, Spec
+from mpc.workers import WorkerPool
+from protocols import dcf
+from protocols.core import STOP, WORKERS, Env, Item, Material, Spec
 
 log = logging.getLogger("mpc.material")
 
@@ -41,6 +43,7 @@ class SeededProvider:
         self.compute = party.compute_parties
         self.last = self.compute[-1]
         self._prg = {name: PRG(seed) for name, seed in seeds.items()}
+        self.workers: WorkerPool | None = None  # worker processes heavy specs may split across (env[WORKERS])
         self._said_heavy = False  # said once in the log: a long phase starts
         # Heavy specs (DCF chunks) are evaluated one at a time, in the order dealt: the first is sent (and
         # encrypted by the transport's thread, on another core) while the next is generated. All at once,
@@ -48,12 +51,14 @@ class SeededProvider:
         self._heavy_lock = asyncio.Lock()
 
     async def _evaluate_heavy(self, op: Op, spec: Spec) -> tuple[Env, np.ndarray, np.ndarray]:
-        """A heavy spec (DCF keys) in a worker thread: sends of earlier material go on meanwhile, and numpy
-        and AES release the GIL, so chunks dealt together use several cores. Once the run has stopped (a
-        peer died), queued work never starts and nobody waits for work under way."""
+        """A heavy spec (DCF keys) in a worker thread, off the event loop: sends of earlier material go on
+        meanwhile. With worker processes, that thread only waits while they generate the keys on every
+        core (in one process, AES holds the GIL). Once the run has stopped (a peer died), queued work never
+        starts and nobody waits for work under way."""
         if not self._said_heavy:
             self._said_heavy = True
-            log.info("%s: generating DCF keys in worker threads", self.party.name)
+            where = f"{self.workers.size} worker processes" if self.workers else "a worker thread"
+            log.info("%s: generating DCF keys in %s", self.party.name, where)
         async with self._heavy_lock:
             return await self.party.run_in_worker(self.evaluate, op, spec)
 
@@ -85,6 +90,8 @@ class SeededProvider:
         """The dealer's work: the whole material (env), the last party's corrections and the public arrays
         (each flattened into one array, in spec order)."""
         env: Env = {STOP: self.party.stop.check}
+        if self.workers is not None:
+            env[WORKERS] = self.workers
         public = []
         # the last party's corrections, written in place: one array sent as it is
         corrections = np.empty(sum(i.size for i in spec.of_kind("shared")), dtype=np.uint64)
@@ -142,7 +149,15 @@ class SeededProvider:
 
 class HelperProvider(SeededProvider):
     """Material dealt by the helper party: seeds at setup, then per op at most one message to each
-    compute party (corrections to the last, public arrays to all)."""
+    compute party (corrections to the last, public arrays to all). The helper's heavy specs run in its
+    worker processes, if it has them."""
+
+    def __init__(self, party: Party, seeds: dict[str, bytes]):
+        super().__init__(party, seeds)
+        self.workers = party.workers if party.is_helper else None
+        if self.workers is not None:
+            # the heavy specs' generator (DCF keys), imported by the workers now, not in the first op's dealing
+            self.workers.warm(dcf.gen)
 
     async def deal(self, op: Op, spec: Spec) -> None:
         self.party.raise_if_failed()

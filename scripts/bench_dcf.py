@@ -1,6 +1,7 @@
 """DCF key generation and evaluation speed beside the AES floor, measured in the same run.
 
-    python scripts/bench_dcf.py [--n 10000,100000,1000000] [--repeat 5] [--width 1] [--threads 1] [--json]
+    python scripts/bench_dcf.py [--n 10000,100000,1000000] [--repeat 5] [--width 1] [--json]
+    python scripts/bench_dcf.py --workers 1,2 [--n 100000] [--repeat 5] [--width 1] [--json]
 
 Prints, per n: keys/s for gen (both parties' keys) and for eval (one party), in the dealer's chunks of
 DCF_CHUNK keys as `mpc` deals and evaluates them, the AES-128 rate in blocks/s
@@ -12,6 +13,10 @@ machine (CPU model, cores, load average) is printed first.
 
 Beside them, the same for the compact DCF (dcf.gen_bit / eval_bit: XOR shares of [x < alpha], early
 termination; its key size and AES blocks per key do not depend on --width), on the same alphas and xs.
+
+With --workers, instead: gen keys/s per number of worker processes (mpc/workers.py; 1 = in this process),
+in the dealer's chunks as the helper with `dealer_workers` generates them (wall clock: the work is in other
+processes), and how long the workers took to boot (not in the keys/s).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import time
 import numpy as np
 
 from mpc.prg import random_ring
+from mpc.workers import WorkerPool
 from protocols import dcf
 from protocols.gates import DCF_CHUNK
 
@@ -115,13 +121,57 @@ def run(n: int, width: int, repeat: int) -> dict[str, float]:
             "bit_eval_per_s": n / statistics.median(bit_eval_t)}
 
 
+def run_workers(n: int, width: int, repeat: int, counts: list[int]) -> list[dict[str, float]]:
+    """gen keys/s with each number of worker processes, on the same inputs; the words checked against the
+    in-process gen's (one chunk)."""
+    alpha = random_ring((n,)) >> np.uint64(1)
+    beta = random_ring((n, width))
+    seeds = random_ring((n, 2)), random_ring((n, 2))
+    chunks = [slice(lo, min(n, lo + DCF_CHUNK)) for lo in range(0, n, DCF_CHUNK)]
+    want = dcf.gen(alpha[chunks[0]], beta[chunks[0]], BITS, seeds[0][chunks[0]], seeds[1][chunks[0]])[0].words
+    rows = []
+    for count in counts:
+        pool = WorkerPool(count, "bench").start() if count > 1 else None
+        boot = 0.0
+        try:
+            if pool is not None:
+                pool.warm(dcf.gen)
+                boot = pool.wait_ready()
+            times = []
+            for _ in range(repeat):
+                t0 = time.perf_counter()
+                for c in chunks:  # one chunk's keys alive at a time, as the dealer sends and drops them
+                    k0, _ = dcf.gen(alpha[c], beta[c], BITS, seeds[0][c], seeds[1][c], workers=pool)
+                    if c is chunks[0] and not np.array_equal(k0.words, want):
+                        raise SystemExit(f"DCF keys from {count} workers differ: the benchmark measured a broken build")
+                    del k0
+                times.append(time.perf_counter() - t0)
+        finally:
+            if pool is not None:
+                pool.close()
+        rows.append({"n": n, "workers": count, "gen_keys_per_s": n / statistics.median(times), "boot_s": boot})
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", default="10000,100000,1000000")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--width", type=int, default=1, help="payload words: 1 comparison, 2 relu")
+    ap.add_argument("--workers", default=None, help="e.g. 1,2: gen keys/s per number of worker processes")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    if args.workers:
+        rows = [row for n in (int(v) for v in args.n.split(","))
+                for row in run_workers(n, args.width, args.repeat, [int(w) for w in args.workers.split(",")])]
+        if args.json:
+            print(json.dumps({"machine": machine(), "rows": rows}))
+            return
+        print(f"machine: {machine()}")
+        print(f"{'n':>10} {'workers':>8} {'gen keys/s':>12} {'boot s':>8}")
+        for r in rows:
+            print(f"{r['n']:>10,} {r['workers']:>8} {r['gen_keys_per_s'] / 1e3:>10.0f} k {r['boot_s']:>8.2f}")
+        return
     aes = aes_blocks_per_s(args.repeat)
     gen_blocks, eval_blocks = blocks_per_key(args.width)
     bit_gen_blocks, bit_eval_blocks = bit_blocks_per_key()

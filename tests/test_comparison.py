@@ -364,8 +364,9 @@ def test_every_comparison_op_with_parties_as_processes() -> None:
     import sys
     from pathlib import Path
 
-    res = subprocess.run([sys.executable, "-m", "parties", "bench", "--op", "lt,eq,relu,max", "--method", "dcf,compact,bits",
-                          "--n", "300", "--repeat", "1", "--json"], capture_output=True, text=True, timeout=240,
+    res = subprocess.run([sys.executable, "-m", "parties", "bench", "--op", "lt,eq,relu,max",
+                          "--method", "dcf,compact,bits", "--n", "300", "--repeat", "1", "--json"],
+                         capture_output=True, text=True, timeout=240,
                          cwd=Path(__file__).resolve().parent.parent)
     assert res.returncode == 0, res.stderr
     records = json.loads(res.stdout)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,14 @@ def test_per_link_override_and_cli_override() -> None:
     assert over.link("bank_a", "bank_b").bandwidth_mbps == 50
 
 
+def test_dealer_workers_default_to_the_cpus_this_process_may_use(tmp_path: Path) -> None:
+    path = tmp_path / "t.yaml"
+    path.write_text(GOOD)
+    assert load_topology(path).dealer_worker_count() == len(os.sched_getaffinity(0))
+    path.write_text(GOOD + "dealer_workers: 1\n")
+    assert load_topology(path).dealer_worker_count() == 1
+
+
 BAD = {
     "unknown party in link": (
         GOOD + "network:\n  links:\n    - {between: [bank_a, bank_z], latency_ms: 3}\n",
@@ -78,6 +87,9 @@ BAD = {
     "port as text": (GOOD.replace("port: 7001", "port: '7001'"), "parties[0] (bank_a).port: Input should be a valid"),
     "timeout true": (GOOD + "timeout_s: true\n", "timeout_s: Input should be a valid number"),
     "insecure as text": (GOOD + "insecure: 'no'\n", "insecure: Input should be a valid boolean"),
+    "dealer_workers zero": (GOOD + "dealer_workers: 0\n", "dealer_workers: Input should be greater than or equal to 1"),
+    "dealer_workers as text": (GOOD + "dealer_workers: all\n", "dealer_workers: Input should be a valid integer"),
+    "dealer_workers true": (GOOD + "dealer_workers: true\n", "dealer_workers: Input should be a valid integer"),
     # hosts the transport cannot use
     "ipv6 host": (GOOD.replace("host: 127.0.0.1, port: 7001", "host: '::1', port: 7001"), "'::1' is an IPv6 address"),
     "host with a port": (GOOD.replace("host: 127.0.0.1, port: 7001", "host: '127.0.0.1:6631', port: 7001"),

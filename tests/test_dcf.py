@@ -3,12 +3,15 @@ DCF gate kind at the ring's edges."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from mpc import prg
 from mpc.prg import PRG, new_seed, random_ring
+from mpc.workers import WorkerPool
 from protocols import dcf
 from protocols.context import Context, run_local
 from protocols.dcf import BitKeys, DcfKeys, eval_bit, eval_dcf, gen, gen_bit
@@ -323,6 +326,37 @@ def test_bit_dcf_detects_a_flipped_correction_word() -> None:
     assert 0.3 < (xor_with(flip_seed) != want).mean() < 0.7
 
 
+def test_gen_in_worker_processes_is_byte_identical() -> None:
+    """Keys split over 2 worker processes, each writing its range's words into shared memory, are the
+    sequential gen's byte for byte: several blocks with a ragged last one, a single block, payload widths 1
+    and 2, and into a caller's `out` (holding garbage: the control-bit words are OR-accumulated)."""
+    pool = WorkerPool(2, "test").start()
+    try:
+        for n, width in [(2 * dcf.BLOCK + 1000, 1), (2 * dcf.BLOCK + 1000, 2), (300, 1)]:
+            alpha = random_ring((n,)) >> np.uint64(1)
+            beta = random_ring((n, width))
+            seeds = random_ring((n, 2)), random_ring((n, 2))
+            want, _ = gen(alpha, beta, 63, *seeds)
+            got0, got1 = gen(alpha, beta, 63, *seeds, workers=pool)
+            assert got0.words.tobytes() == want.words.tobytes() and got1.words is got0.words
+            np.testing.assert_array_equal(got0.seeds, seeds[0])
+            np.testing.assert_array_equal(got1.seeds, seeds[1])
+        for workers in (None, pool):
+            out = np.full(want.words.size, 2**64 - 1, dtype=np.uint64)
+            k0, _ = gen(alpha, beta, 63, *seeds, workers=workers, out=out)
+            assert k0.words is out and out.tobytes() == want.words.tobytes()
+        for n in (2 * dcf.BLOCK + 1000, 300):  # the compact keys the same way
+            alpha = random_ring((n,)) >> np.uint64(1)
+            seeds = random_ring((n, 2)), random_ring((n, 2))
+            bits_want, _ = gen_bit(alpha, 63, *seeds)
+            for workers in (None, pool):
+                out = np.full(bits_want.words.size, 2**64 - 1, dtype=np.uint64)
+                b0, b1 = gen_bit(alpha, 63, *seeds, workers=workers, out=out)
+                assert b0.words is out and b1.words is out and out.tobytes() == bits_want.words.tobytes()
+    finally:
+        pool.close()
+
+
 @pytest.mark.parametrize("n", [0, 1, 3, prg.CHUNK_WORDS - 1, prg.CHUNK_WORDS, 2 * prg.CHUNK_WORDS + 5])
 def test_prg_stream_is_aes_ctr_keystream(n: int) -> None:
     """The chunked update_into pattern yields the same keystream as one AES-CTR call (the streams the
@@ -369,6 +403,27 @@ def test_dcf_gates_at_ring_edges(make_topology) -> None:
     assert not bad.any(), (x_plain[bad], got[bad] - want[bad])
     np.testing.assert_array_equal(lt, (a < b).astype(np.int64))
     np.testing.assert_array_equal(eq, (a == b).astype(np.int64))
+
+
+@pytest.mark.parametrize("transport", ["zmq", "memory"])
+def test_the_helper_deals_in_its_worker_processes_and_stops_them(make_topology, transport: str) -> None:
+    """dealer_workers: 2: the helper (only) has a pool, its keys give the right comparisons, and its
+    processes are gone once the run has ended. Over the in-memory transport gen runs in-process."""
+    x = RNG.integers(-1000, 1000, 3 * dcf.BLOCK)
+
+    async def program(ctx: Context):
+        pool = ctx.party.workers
+        opened = await ctx.reveal(ctx.less(await share(ctx, "bank_a", x), 0, "dcf"))
+        return opened, pool.pids if pool is not None else None
+
+    out = run_local(make_topology(2, dealer_workers=2), program, transport=transport)
+    np.testing.assert_array_equal(out["bank_a"].value[0], (x < 0).astype(np.int64))
+    assert out["bank_a"].value[1] is None and out["bank_b"].value[1] is None
+    pids = out["helper"].value[1]
+    if transport == "memory":
+        assert pids is None
+    else:
+        assert len(pids) == 2 and not any(Path(f"/proc/{pid}").exists() for pid in pids)
 
 
 def test_bench_helper_stays_idle_during_the_online_phase(make_topology) -> None:

@@ -201,16 +201,52 @@ def test_dead_or_frozen_party_stops_the_others_naming_it(tmp_path: Path, how: st
         stop_all(procs)
 
 
-def test_party_busy_dealing_stops_at_once_when_a_bank_dies(tmp_path: Path) -> None:
-    """The helper generating DCF keys for 10^6 comparisons (about 20 s of work in worker threads) stops
-    within 2 s of learning that a bank died (it learns within a second), as does the other bank."""
-    procs = start_parties(keyed_config(tmp_path), "--program", "bench", "-p", "ops=lt", "-p", "n=1000000",
-                          "-p", "method=dcf", "-p", "repeat=1", ready="generating DCF keys")
+@pytest.mark.parametrize("workers", [1, 2])
+def test_party_busy_dealing_stops_at_once_when_a_bank_dies(tmp_path: Path, workers: int) -> None:
+    """The helper generating DCF keys for 10^6 comparisons (about 20 s of work; in a worker thread, or in
+    2 worker processes) stops within 2 s of learning that a bank died (it learns within a second), as does
+    the other bank; and no process the helper started (its workers) outlives it."""
+    procs = start_parties(keyed_config(tmp_path, dealer_workers=workers), "--program", "bench", "-p", "ops=lt",
+                          "-p", "n=1000000", "-p", "method=dcf", "-p", "repeat=1", ready="generating DCF keys")
+    children = _children(procs["helper"].pid)  # read from /proc, nothing signalled
     try:
+        assert len([c for c in children.values() if "--multiprocessing-fork" in c[1]]) == (workers if workers > 1
+                                                                                           else 0), children
         procs["bank_b"].send_signal(signal.SIGKILL)
         assert_stop_naming(procs, "bank_b", 4.0, time.monotonic())
+        deadline = time.monotonic() + 2.0  # the helper has exited: its workers were stopped before it did
+        while (left := {pid: c for pid, c in children.items() if _same_process(pid, c[0])}) and \
+                time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not left, f"the helper's processes outlived it: {left}"
     finally:
         stop_all(procs)
+        for pid, (started, _) in children.items():  # only if the assertion failed: the helper's own children
+            if _same_process(pid, started):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _children(pid: int) -> dict[int, tuple[str, str]]:
+    """The processes whose parent is `pid`: their start time (to tell them from a later process given the
+    same pid) and command line."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                if int(fields[1]) == pid:
+                    cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                    found[int(entry.name)] = (fields[19], cmdline)
+    return found
+
+
+def _same_process(pid: int, started: str) -> bool:
+    """Whether `pid` is still the process that started at `started` (and not a zombie)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return False
+    return fields[19] == started and fields[0] != "Z"
 
 
 def test_a_secret_key_that_is_not_the_partys_own_is_refused_at_start(tmp_path: Path) -> None:
