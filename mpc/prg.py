@@ -32,16 +32,16 @@ class PRG:
             raise ValueError(f"PRG seed must be {SEED_BYTES} bytes")
         self._algo = algorithms.AES(seed)
 
-    def ring(self, shape: tuple[int, ...], op: int, purpose: int) -> np.ndarray:
-        """A uniform uint64 array of `shape` for stream (op, purpose)."""
+    def ring(self, shape: tuple[int, ...], op: int, purpose: int, start: int = 0) -> np.ndarray:
+        """A uniform uint64 array of `shape` for stream (op, purpose), from its word `start` (even) on."""
         n = int(np.prod(shape, dtype=np.int64))
         out = np.empty(n + 2, dtype=np.uint64)  # update_into wants 15 spare bytes after the last block
         dest = out.data.cast("B")
-        for lo, hi, zeros, enc in self._pieces(n, op, purpose):
+        for lo, hi, zeros, enc in self._pieces(n, op, purpose, start):
             enc.update_into(zeros, dest[8 * lo:8 * (hi + 2)])
         return out[:n].reshape(shape)
 
-    def combine_into(self, target: np.ndarray, op: int, purpose: int, how: Combine) -> None:
+    def combine_into(self, target: np.ndarray, op: int, purpose: int, how: Combine, start: int = 0) -> None:
         """target = / += / -= / ^= the stream (op, purpose) of target's size, in place. The keystream passes
         through one small buffer that stays in cache, so a dealer summing parties' streams allocates (and
         page-faults) no full-size temporary: about half the time of `target += ring(...)`."""
@@ -51,7 +51,7 @@ class PRG:
         scratch = np.empty(min(flat.size, CHUNK_WORDS) + 2, dtype=np.uint64)
         dest = scratch.data.cast("B")
         apply = {"add": np.add, "sub": np.subtract, "xor": np.bitwise_xor}.get(how)
-        for lo, hi, zeros, enc in self._pieces(flat.size, op, purpose):
+        for lo, hi, zeros, enc in self._pieces(flat.size, op, purpose, start):
             enc.update_into(zeros, dest)
             part = flat[lo:hi]
             if apply is None:
@@ -59,10 +59,15 @@ class PRG:
             else:
                 apply(part, scratch[:hi - lo], out=part)
 
-    def _pieces(self, n: int, op: int, purpose: int) -> Iterator[tuple[int, int, memoryview, CipherContext]]:
-        """(lo, hi, zero input of hi - lo words, encryptor) per piece of the stream's n words."""
+    def _pieces(self, n: int, op: int, purpose: int,
+                start: int) -> Iterator[tuple[int, int, memoryview, CipherContext]]:
+        """(lo, hi, zero input of hi - lo words, encryptor) per piece of the stream's n words from word `start`
+        (even: a stream is AES-CTR, two words per block, so any part of it can be produced alone)."""
+        if start % 2:
+            raise ValueError("a PRG stream is read from an even word on")
         nonce = (op & (2**64 - 1)).to_bytes(8, "little") + purpose.to_bytes(4, "little") + bytes(4)
-        enc = Cipher(self._algo, modes.CTR(nonce)).encryptor()
+        counter = (int.from_bytes(nonce, "big") + start // 2) % 2**128  # CTR counts the block big-endian
+        enc = Cipher(self._algo, modes.CTR(counter.to_bytes(16, "big"))).encryptor()
         zeros = np.zeros(min(n, CHUNK_WORDS), dtype=np.uint64).data.cast("B")
         for lo in range(0, n, CHUNK_WORDS):
             hi = min(n, lo + CHUNK_WORDS)

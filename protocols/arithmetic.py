@@ -58,7 +58,8 @@ def _matmul_shape(sx: tuple[int, ...], sy: tuple[int, ...]) -> tuple[int, ...]:
 def triple_spec(shape_a: tuple[int, ...], shape_b: tuple[int, ...], shape_c: tuple[int, ...],
                 product: Product) -> Spec:
     """A (matrix) Beaver triple: uniform a and b, and c = product(a, b) secret-shared."""
-    return (Spec().random("a", shape_a).random("b", shape_b)
+    pieces = product is elementwise and shape_a == shape_b == shape_c  # no broadcasting
+    return (Spec(elementwise=pieces).random("a", shape_a).random("b", shape_b)
             .shared("c", shape_c, lambda env: product(env["a"], env["b"])))
 
 

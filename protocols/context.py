@@ -147,8 +147,13 @@ class Context:
         operation's."""
         return self._release(self.party.new_op("barrier"))
 
-    async def _release(self, op: Any) -> None:
+    async def dealt(self) -> None:
+        """Wait until this party's pending dealer material is in hand (helper: dealt and handed to its
+        transport; compute party: derived and received)."""
         await asyncio.gather(*list(self._dealing))
+
+    async def _release(self, op: Any) -> None:
+        await self.dealt()
         token = np.zeros(0, dtype=np.uint8)
         peers = self.party.peers
         for peer in peers:

@@ -62,6 +62,10 @@ class Spec:
 
     items: list[Item] = field(default_factory=list)
     heavy: bool = False
+    elementwise: bool = False
+    """Every item random or shared, all of one number of elements, and every fn element by element (it
+    gives the same on any slice of its inputs): the dealer may compute and send it in pieces, so that the
+    transfer of one overlaps the computation of the next (Beaver triples, truncation pairs)."""
 
     def random(self, name: str, shape: tuple[int, ...], sharing: Sharing = "add") -> Spec:
         """A uniform value; every compute party draws its share from its own PRG stream (no traffic)."""
@@ -83,6 +87,10 @@ class Spec:
     def _add(self, item: Item) -> Spec:
         if any(i.name == item.name for i in self.items):
             raise ValueError(f"material item {item.name!r} declared twice")
+        if self.elementwise and (item.kind not in ("random", "shared")
+                                 or (self.items and item.size != self.items[0].size)):
+            raise ValueError(f"material item {item.name!r}: an elementwise spec holds random and shared items "
+                             "of one size")
         self.items.append(item)
         return self
 

@@ -30,9 +30,20 @@ from protocols.core import STOP, WORKERS, Env, Item, Material, Spec
 log = logging.getLogger("mpc.material")
 
 # The message steps under which dealer material travels (its op id is the consuming op's): the public
-# arrays, and the last party's corrections.
+# arrays, and the last party's corrections (piece k of an elementwise spec's: CORRECTIONS_STEP | k << 8).
 DEALER_STEP = 0xD0
 CORRECTIONS_STEP = 0xD1
+# Elements per piece of an elementwise spec: a piece's arrays (512 KiB each) stay in cache while computed,
+# and its corrections fill about one transport message (1 MiB for two shared items).
+PIECE = 1 << 16
+
+
+def pieces(spec: Spec) -> list[tuple[int, int]]:
+    """The element ranges an elementwise spec is dealt in (one range for any other spec)."""
+    n = spec.items[0].size if spec.items else 0
+    if not spec.elementwise or n <= PIECE:
+        return [(0, n)]
+    return [(lo, min(n, lo + PIECE)) for lo in range(0, n, PIECE)]
 
 
 class SeededProvider:
@@ -63,28 +74,50 @@ class SeededProvider:
             return await self.party.run_in_worker(self.evaluate, op, spec)
 
     # -- derivation -----------------------------------------------------------------------------
-    def _stream(self, name: str, op: Op, purpose: int, item: Item) -> np.ndarray:
-        return self._prg[name].ring(item.shape, op.id, purpose)
+    def _stream(self, name: str, op: Op, purpose: int, item: Item, start: int = 0) -> np.ndarray:
+        return self._prg[name].ring(item.shape, op.id, purpose, start)
 
     def _combine(self, op: Op, purpose: int, item: Item, skip_last: bool = False,
-                 out: np.ndarray | None = None) -> np.ndarray:
-        """The sum (or XOR) of the compute parties' streams for an item: accumulated into the first stream
-        (PRG arrays are fresh and writable), or written into `out` (item.size words)."""
+                 out: np.ndarray | None = None, start: int = 0) -> np.ndarray:
+        """The sum (or XOR) of the compute parties' streams for an item (from word `start` on): accumulated
+        into the first stream (PRG arrays are fresh and writable), or written into `out` (item.size words)."""
         names = [name for name in self.compute if not (skip_last and name == self.last)]
         if out is None and not names:
             return np.zeros(item.shape, dtype=np.uint64)
         if out is None:
-            total, rest = self._stream(names[0], op, purpose, item), names[1:]
+            total, rest = self._stream(names[0], op, purpose, item, start), names[1:]
         else:
             total = out.reshape(item.shape)
             if names:
-                self._prg[names[0]].combine_into(total, op.id, purpose, "set")
+                self._prg[names[0]].combine_into(total, op.id, purpose, "set", start)
             else:
                 total[...] = 0
             rest = names[1:]
         for name in rest:
-            self._prg[name].combine_into(total, op.id, purpose, "xor" if item.sharing == "xor" else "add")
+            self._prg[name].combine_into(total, op.id, purpose, "xor" if item.sharing == "xor" else "add", start)
         return total
+
+    def corrections_of_piece(self, op: Op, spec: Spec, lo: int, hi: int) -> np.ndarray:
+        """The last party's corrections for elements lo:hi of an elementwise spec, item after item: the
+        dealer's work for one piece, on arrays of hi - lo elements."""
+        shared = spec.of_kind("shared")
+        out = np.empty((len(shared), hi - lo), dtype=np.uint64)
+        env: Env = {}
+        at = 0
+        for purpose, whole in enumerate(spec.items, start=1):
+            item = Item(whole.name, (hi - lo,), whole.kind, whole.sharing, whole.fn)
+            if item.kind == "random":
+                env[item.name] = self._combine(op, purpose, item, start=lo)
+                continue
+            assert item.fn is not None
+            value = env[item.name] = np.asarray(item.fn(env), dtype=np.uint64)
+            others = self._combine(op, purpose, item, skip_last=True, out=out[at], start=lo)
+            at += 1
+            if item.sharing == "xor":
+                others ^= value
+            else:
+                np.subtract(value, others, out=others)
+        return out.reshape(-1)
 
     def evaluate(self, op: Op, spec: Spec) -> tuple[Env, np.ndarray, np.ndarray]:
         """The dealer's work: the whole material (env), the last party's corrections and the public arrays
@@ -161,6 +194,13 @@ class HelperProvider(SeededProvider):
 
     async def deal(self, op: Op, spec: Spec) -> None:
         self.party.raise_if_failed()
+        ranges = pieces(spec)
+        if len(ranges) > 1:
+            for k, (lo, hi) in enumerate(ranges):
+                self.party.send(self.last, op, self.corrections_of_piece(op, spec, lo, hi),
+                                step=CORRECTIONS_STEP | k << 8)
+                await asyncio.sleep(0)  # the transport hands this piece on while the next is computed
+            return
         if spec.heavy:
             _, corrections, public = await self._evaluate_heavy(op, spec)
         else:
@@ -180,6 +220,15 @@ class HelperProvider(SeededProvider):
         helper = self.party.helper
         assert helper is not None
         # dealer material is offline: its depth does not count as a round
+        ranges = pieces(spec)
+        if n_corr and len(ranges) > 1:
+            n_shared = len(spec.of_kind("shared"))
+            corrections = np.empty((n_shared, n_corr // n_shared), dtype=np.uint64)
+            for k, (lo, hi) in enumerate(ranges):
+                msg = await self.party.recv(helper, op, step=CORRECTIONS_STEP | k << 8, dtype=np.uint64,
+                                            shape=(n_shared * (hi - lo),))
+                corrections[:, lo:hi] = msg.array.reshape(n_shared, hi - lo)
+            return self._with_received(spec, derived, corrections.reshape(-1), np.zeros(0, dtype=np.uint64))
         received = [np.zeros(0, dtype=np.uint64) if not size else
                     (await self.party.recv(helper, op, step=step, dtype=np.uint64, shape=(size,))).array
                     for step, size in ((CORRECTIONS_STEP, n_corr), (DEALER_STEP, n_pub))]

@@ -57,7 +57,7 @@ def _local(ctx: Engine, x: SharedArray, bits: int) -> SharedArray:
 
 def pair_spec(shape: tuple[int, ...], bits: int) -> Spec:
     """A truncation pair: uniform r, shares of msb(r) and of (r mod 2^63) >> bits."""
-    return (Spec().random("r", shape)
+    return (Spec(elementwise=True).random("r", shape)
             .shared("msb", shape, lambda env: np.right_shift(env["r"], TOP))
             .shared("low", shape, lambda env: np.right_shift(env["r"] & LOW_MASK, np.uint64(bits))))
 

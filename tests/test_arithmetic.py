@@ -487,3 +487,32 @@ def test_undeclared_inputs_after_hold_and_duplicate_recipients(make_topology) ->
     out = run_local(make_topology(2, timeout_s=10), program, transport="memory")
     np.testing.assert_array_equal(out["bank_a"].value, np.arange(4.0))
     assert out["bank_b"].value is None
+
+
+@pytest.mark.parametrize("n_compute", [2, 3])
+def test_large_triples_and_truncation_pairs_are_dealt_in_pieces(make_topology, n_compute: int) -> None:
+    """Beaver triples and truncation pairs over more than one piece (protocols/material.py, PIECE) are
+    dealt piece by piece as their own messages, over real sockets, and give numpy's results: the pieces'
+    PRG streams start where the parties' whole streams have them."""
+    from protocols.material import PIECE
+
+    n = 2 * PIECE + 1001  # two whole pieces and a ragged one
+    a = RNG.integers(-(2**31), 2**31, n)
+    b = RNG.integers(-(2**31), 2**31, n)
+    x = np.round(RNG.uniform(-1000, 1000, n) * 2**F) / 2**F
+
+    async def program(ctx: Context):
+        ai, bi = await share(ctx, "bank_a", a), await share(ctx, "bank_b", b)
+        xs = await share(ctx, "bank_a", x)
+        before = ctx.party.stats.copy()
+        prod = ai * bi
+        half = xs * 0.5  # one truncation pair per element
+        products = await ctx.reveal(prod), await ctx.reveal(half)
+        return products, ctx.party.stats.since(before).total("offline").messages_sent
+
+    out = context.run_local(make_topology(n_compute), program)
+    (prod, half), _ = out["bank_a"].value
+    np.testing.assert_array_equal(prod, a * b)
+    assert np.all(np.abs(half - x / 2) <= LSB)
+    # to the last party: three pieces of c's corrections, three of the pair's; to nobody else anything
+    assert out["helper"].value[1] == 6
