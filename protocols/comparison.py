@@ -31,13 +31,14 @@ class MethodCost:
     rounds: int
 
 
-# Cost model of `auto`, measured with `mpc bench --op lt --method dcf,compact,bits --n 100000 --repeat 5` on
-# this project's 2-vCPU machine (README, "Choosing a comparison method"). Per ms of one-way latency, dcf
-# wins below ~130 elements per batch, compact up to ~1,300, bits above.
+# Cost model of `auto`, measured with `mpc bench --op lt,relu,eq --method dcf,compact,bits --n 100000 --repeat 5`
+# on this project's 2-vCPU machine, quiet (lt: dcf 0.107 s online, 0.521 s dealing; compact 0.067 s, 0.304 s;
+# bits 0.074 s, 0.034 s). Per ms of one-way latency, dcf wins below ~380 elements per batch, compact up to
+# ~2,300, bits above (README, "Comparison methods").
 COSTS = {
-    Comparison.DCF: MethodCost(2.2e-6, 11.9e-6, 8, 1),
-    Comparison.COMPACT: MethodCost(1.6e-6, 5.1e-6, 8 + 1 / 8, 2),
-    Comparison.BITS: MethodCost(1.3e-6, 0.65e-6, 208, 8),
+    Comparison.DCF: MethodCost(1.07e-6, 5.21e-6, 8, 1),
+    Comparison.COMPACT: MethodCost(0.67e-6, 3.04e-6, 8 + 1 / 8, 2),
+    Comparison.BITS: MethodCost(0.74e-6, 0.34e-6, 208, 8),
 }
 
 

@@ -60,9 +60,13 @@ def test_training_matches_the_float64_reference_in_4_rounds_per_layer(make_topol
     assert np.max(np.abs(ref[0][0])) > 0.1  # it learned something: the comparison is not of zeros
 
 
-def test_bits_comparisons_train_the_same_model(make_topology) -> None:
-    out = run_local(make_topology(2, comparison="bits"), train_and_open(MLP), dealer="local-test")
+@pytest.mark.parametrize(("method", "rounds"), [("bits", None), ("compact", 15)])
+def test_other_comparison_methods_train_the_same_model(make_topology, method: str, rounds: int | None) -> None:
+    """bits, and compact: the MLP's 3 layers' gates and the loss's clip take one more round each (15)."""
+    out = run_local(make_topology(2, comparison=method), train_and_open(MLP), dealer="local-test")
     assert_close(out["bank_a"].value[0], tr.train_reference(MLP, X, Y.astype(float)), TOL[MLP.hidden])
+    if rounds is not None:
+        assert out["bank_a"].value[1] == rounds
 
 
 def test_emulation_predicts_the_rounds_and_result(make_topology) -> None:
