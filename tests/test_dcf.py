@@ -81,8 +81,17 @@ def test_dcf_empty_batch() -> None:
     assert eval_dcf(0, k0, empty).shape == (0, 2)
 
 
-def test_gen_checks_stop_between_blocks(monkeypatch) -> None:
-    """Key generation works in blocks and asks `stop` before each: a failed run abandons it there."""
+def _gen_arith(n: int, stop) -> None:  # type: ignore[no-untyped-def]
+    gen(np.zeros(n, np.uint64), np.zeros((n, 1), np.uint64), 63, random_ring((n, 2)), random_ring((n, 2)), stop=stop)
+
+
+def _gen_bits(n: int, stop) -> None:  # type: ignore[no-untyped-def]
+    gen_bit(np.zeros(n, np.uint64), 63, random_ring((n, 2)), random_ring((n, 2)), stop=stop)
+
+
+@pytest.mark.parametrize("generate", [_gen_arith, _gen_bits], ids=["gen", "gen_bit"])
+def test_gen_checks_stop_between_blocks(monkeypatch, generate) -> None:
+    """Key generation (both kinds) works in blocks and asks `stop` before each: a failed run abandons it there."""
     monkeypatch.setattr(dcf, "BLOCK", 10)
     calls = []
 
@@ -91,14 +100,11 @@ def test_gen_checks_stop_between_blocks(monkeypatch) -> None:
         if len(calls) == 3:
             raise RuntimeError("peer died")
 
-    n = 45
     with pytest.raises(RuntimeError, match="peer died"):
-        gen(np.zeros(n, np.uint64), np.zeros((n, 1), np.uint64), 63, random_ring((n, 2)), random_ring((n, 2)),
-            stop=stop)
+        generate(45, stop)
     assert len(calls) == 3
     calls.clear()
-    gen(np.zeros(25, np.uint64), np.zeros((25, 1), np.uint64), 63, random_ring((25, 2)), random_ring((25, 2)),
-        stop=lambda: calls.append(1))
+    generate(25, lambda: calls.append(1))
     assert len(calls) == 3
 
 
@@ -218,24 +224,6 @@ def test_bit_dcf_more_keys_than_a_block_into_a_given_buffer() -> None:
     assert np.shares_memory(k0.words, buf) and np.shares_memory(k1.words, buf)
     assert (buf[size:] == np.uint64(2**64 - 1)).all()
     np.testing.assert_array_equal(np.bitwise_xor(*_bit_eval(k0, k1, x)), (x < alpha).astype(np.uint64))
-
-
-def test_gen_bit_checks_stop_between_blocks(monkeypatch) -> None:
-    """Key generation works in blocks and asks `stop` before each: a failed run abandons it there."""
-    monkeypatch.setattr(dcf, "BLOCK", 10)
-    calls = []
-
-    def stop() -> None:
-        calls.append(1)
-        if len(calls) == 3:
-            raise RuntimeError("peer died")
-
-    with pytest.raises(RuntimeError, match="peer died"):
-        gen_bit(np.zeros(45, np.uint64), 63, random_ring((45, 2)), random_ring((45, 2)), stop=stop)
-    assert len(calls) == 3
-    calls.clear()
-    gen_bit(np.zeros(25, np.uint64), 63, random_ring((25, 2)), random_ring((25, 2)), stop=lambda: calls.append(1))
-    assert len(calls) == 3
 
 
 def _reference_gen_bit(alpha: int, bits: int, seed0: int, seed1: int) -> tuple[list[int], int, int, int, int]:

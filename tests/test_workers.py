@@ -101,6 +101,31 @@ def test_after_the_run_stopped_queued_work_never_starts(tmp_path: Path) -> None:
         workers.close()
 
 
+def _sleeping_job(workers: WorkerPool, tmp_path: Path) -> tuple[threading.Thread, list[BaseException]]:
+    """A job sleeping in both workers, run from a thread (as the helper's dealing runs off its loop); returns
+    once both workers have started their part (readiness, not time) and the errors the job raises."""
+    errors: list[BaseException] = []
+
+    def job() -> None:
+        try:
+            workers.fill(sleep_range, 10, 10, [], (str(tmp_path / "started"),))
+        except BaseException as exc:  # noqa: BLE001 - checked by the caller
+            errors.append(exc)
+
+    thread = threading.Thread(target=job)
+    thread.start()
+    deadline = time.monotonic() + 30
+    try:
+        while len(list(tmp_path.iterdir())) < 2:
+            assert time.monotonic() < deadline, "the workers never started the job"
+            time.sleep(0.01)
+    except BaseException:
+        workers.close()
+        thread.join()
+        raise
+    return thread, errors
+
+
 def test_a_stop_during_a_job_is_not_waited_for_and_close_ends_the_workers(tmp_path: Path) -> None:
     """The job sleeps for a minute in both workers: the caller stops waiting within a poll of the stop
     signal, and close() leaves no worker alive, within the 2 s a party has to stop."""
@@ -111,21 +136,8 @@ def test_a_stop_during_a_job_is_not_waited_for_and_close_ends_the_workers(tmp_pa
             raise InterruptedError("stopped")
 
     workers = WorkerPool(2, "test", check).start()
-    errors: list[BaseException] = []
-
-    def job() -> None:
-        try:
-            workers.fill(sleep_range, 10, 10, [], (str(tmp_path / "started"),))
-        except BaseException as exc:  # noqa: BLE001 - checked below
-            errors.append(exc)
-
-    thread = threading.Thread(target=job)
-    thread.start()
+    thread, errors = _sleeping_job(workers, tmp_path)
     try:
-        deadline = time.monotonic() + 30
-        while len(list(tmp_path.iterdir())) < 2:  # readiness: both workers have started their part
-            assert time.monotonic() < deadline, "the workers never started the job"
-            time.sleep(0.01)
         t0 = time.monotonic()
         stopped.set()
         thread.join(2.0)
@@ -141,21 +153,8 @@ def test_a_stop_during_a_job_is_not_waited_for_and_close_ends_the_workers(tmp_pa
 def test_close_during_a_job_ends_the_wait_at_once(tmp_path: Path) -> None:
     """close() from another thread (the event loop's, as the run stops) while a job waits on the workers."""
     workers = WorkerPool(2, "test").start()
-    errors: list[BaseException] = []
-
-    def job() -> None:
-        try:
-            workers.fill(sleep_range, 10, 10, [], (str(tmp_path / "started"),))
-        except BaseException as exc:  # noqa: BLE001 - checked below
-            errors.append(exc)
-
-    thread = threading.Thread(target=job)
-    thread.start()
+    thread, errors = _sleeping_job(workers, tmp_path)
     try:
-        deadline = time.monotonic() + 30
-        while len(list(tmp_path.iterdir())) < 2:
-            assert time.monotonic() < deadline, "the workers never started the job"
-            time.sleep(0.01)
         t0 = time.monotonic()
         workers.close()
         thread.join(2.0)
