@@ -25,6 +25,8 @@ _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*$")
 
 
+DEFAULT_MAX_WORKERS = 4  # the default dealer_workers' ceiling: more would get no share of a chunk of keys
+
 class ConfigError(Exception):
     """A topology that cannot be used; `problems` lists every issue as 'file: field: message'."""
 
@@ -169,10 +171,12 @@ class Topology(_Strict):
         return self.names.index(self.party(name).name)
 
     def dealer_worker_count(self) -> int:
-        """`dealer_workers`, or if unset the CPUs this process may use (its affinity, not the machine's)."""
+        """`dealer_workers`, or if unset the CPUs this process may use (its affinity, not the machine's), at
+        most DEFAULT_MAX_WORKERS: a dealt chunk of 32,768 DCF keys splits into at most 4 blocks of 8,192."""
         if self.dealer_workers is not None:
             return self.dealer_workers
-        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        return min(cpus, DEFAULT_MAX_WORKERS)
 
     def link(self, a: str, b: str) -> LinkParams:
         """The emulated network between two parties: the per-link override, else the default."""
@@ -186,13 +190,21 @@ class Topology(_Strict):
     def agreed_settings(self) -> dict[str, str]:
         """What every party must share for the run to be sound (compared at session start): the same
         parties in the same order (an index names a party on the wire), and the same encoding and methods.
-        Hosts, ports, key paths, timeouts and the emulated network may differ from host to host."""
-        return {
+        Hosts, ports, key paths, timeouts and the emulated network may differ from host to host, except
+        the links `auto` reads to choose a comparison method: every party must choose the same."""
+        settings = {
             "parties": ", ".join(f"{p.name} ({p.role})" for p in self.parties),
             "frac_bits": str(self.frac_bits),
             "truncation": self.truncation.value,
             "comparison": self.comparison.value,
         }
+        compute, helper = [p.name for p in self.compute_parties], self.helper
+        if self.comparison == Comparison.AUTO and len(compute) == 2:
+            links = [(compute[0], compute[1])] + ([(helper.name, compute[1])] if helper is not None else [])
+            settings["network of auto's links"] = "; ".join(
+                f"{a}-{b} {self.link(a, b).latency_ms:g} ms, {self.link(a, b).bandwidth_mbps or 'unlimited'} Mbit/s"
+                for a, b in links)
+        return settings
 
     # -- derived topologies --------------------------------------------------------------------
     def with_network(self, latency_ms: float | None = None, bandwidth_mbps: float | None = None) -> Topology:

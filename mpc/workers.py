@@ -4,10 +4,13 @@ Why processes: the AES that dealing runs (`cryptography`) holds the GIL, so two 
 deal about as fast as one. A pool is started once per party that deals, at party start, and lives exactly
 as long as the party's run.
 
-- Start method `spawn`: the party process runs ZeroMQ's threads and must never be forked. `start()`
-  returns at once; the workers boot (~0.15 s: an interpreter, numpy, this module) while the party connects
-  to its peers, and the party's program starts once they have (`ready()`, in mpc/runtime.py), so no
-  operation waits for them. `warm(fn)` has them import the module of the work they will run before it comes.
+- A worker is a fresh interpreter running this module (`python -m mpc.workers`), given one end of a Unix
+  socket pair: the party process runs ZeroMQ's threads and must never be forked, and unlike
+  multiprocessing's `spawn` a fresh interpreter never re-runs the user's script (a program without an
+  `if __name__ == "__main__"` guard would start its parties again in every worker). `start()` returns at
+  once; the workers boot (~0.15 s: an interpreter, numpy, this module) while the party connects to its
+  peers, and the party's program starts once they have (`ready()`, in mpc/runtime.py), so no operation
+  waits for them. `warm(fn)` has them import the module of the work they will run before it comes.
 - Work (`fill`): n items split into contiguous ranges, one per worker; each worker runs the given
   module-level function over its range and writes its output straight into shared memory (an anonymous
   memfd, no name to unlink, nothing left behind if the party is killed), laid out as the caller wants it.
@@ -29,10 +32,11 @@ import contextlib
 import ctypes
 import logging
 import mmap
-import multiprocessing
 import os
 import pickle
 import signal
+import socket
+import subprocess
 import sys
 import tempfile
 import threading
@@ -40,7 +44,6 @@ import time
 from collections.abc import Callable, Sequence
 from multiprocessing import reduction
 from multiprocessing.connection import Connection, wait
-from multiprocessing.process import BaseProcess
 from typing import Any, cast
 
 import numpy as np
@@ -66,8 +69,7 @@ class WorkerPool:
         self.size = size
         self.name = name
         self._check = check or _never
-        self._ctx = multiprocessing.get_context("spawn")
-        self._procs: list[BaseProcess] = []
+        self._procs: list[_Worker] = []
         self._conns: list[Connection] = []
         self._ready: list[float | None] = []  # when each worker said it had booted (time.time())
         self._lock = threading.Lock()  # one job (or warm-up) at a time on the pipes and the arena
@@ -78,14 +80,15 @@ class WorkerPool:
     def start(self) -> WorkerPool:
         """Launch the processes and return at once: they boot in the background."""
         self._started_at = time.time()
+        # the parent's import path, so that a worker finds the modules of the work it is given as the party does
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
         for i in range(self.size):
-            mine, theirs = self._ctx.Pipe(duplex=True)  # a socketpair: it can pass the output's fd
-            proc = self._ctx.Process(target=_serve, args=(theirs, os.getpid()), name=f"{self.name}-worker-{i}",
-                                     daemon=True)
-            proc.start()
+            mine, theirs = socket.socketpair()  # a Unix socket pair: it can pass the output's fd
+            proc = subprocess.Popen([sys.executable, "-m", "mpc.workers", str(theirs.fileno()), str(os.getpid())],
+                                    pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, env=env)
             theirs.close()
-            self._procs.append(proc)
-            self._conns.append(mine)
+            self._procs.append(_Worker(f"{self.name}-worker-{i}", proc))
+            self._conns.append(Connection(mine.detach()))
             self._ready.append(None)
         return self
 
@@ -268,6 +271,34 @@ class WorkerPool:
 _BOOTED = object()
 
 
+class _Worker:
+    """One worker process: its name, and what the pool asks of it (alive, terminate, kill, join, exit code)."""
+
+    def __init__(self, name: str, proc: subprocess.Popen[bytes]):
+        self.name = name
+        self._proc = proc
+        self.pid = proc.pid
+
+    @property
+    def exitcode(self) -> int | None:
+        return self._proc.poll()
+
+    def is_alive(self) -> bool:
+        return self._proc.poll() is None
+
+    def terminate(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            self._proc.terminate()
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            self._proc.kill()
+
+    def join(self, timeout: float | None = None) -> None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._proc.wait(timeout)
+
+
 def _never() -> None:
     """The default stop check: never stopped."""
 
@@ -347,3 +378,7 @@ def _die_with_parent(parent: int) -> None:
             ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent:  # the party died before the line above took effect
         os._exit(0)
+
+
+if __name__ == "__main__":  # a worker: python -m mpc.workers FD PARENT_PID (started by WorkerPool.start)
+    _serve(Connection(int(sys.argv[1])), int(sys.argv[2]))

@@ -23,12 +23,14 @@ from protocols.shared import SharedArray, concatenate, constant
 @dataclass(frozen=True)
 class MethodCost:
     """What one comparison costs per element: seconds of online compute and of dealer work, bytes each
-    compute party sends online, and rounds per batch."""
+    compute party sends online, rounds per batch, and the bytes the helper sends the last compute party
+    (its busiest link: keys and corrections)."""
 
     online_s: float
     dealer_s: float
     bytes: float
     rounds: int
+    dealer_bytes: float
 
 
 # Cost model of `auto`, measured with `mpc bench --op lt,relu,eq --method dcf,compact,bits --n 100000 --repeat 5`
@@ -36,9 +38,9 @@ class MethodCost:
 # bits 0.074 s, 0.034 s). Per ms of one-way latency, dcf wins below ~380 elements per batch, compact up to
 # ~2,300, bits above (README, "Comparison methods").
 COSTS = {
-    Comparison.DCF: MethodCost(1.07e-6, 5.21e-6, 8, 1),
-    Comparison.COMPACT: MethodCost(0.67e-6, 3.04e-6, 8 + 1 / 8, 2),
-    Comparison.BITS: MethodCost(0.74e-6, 0.34e-6, 208, 8),
+    Comparison.DCF: MethodCost(1.07e-6, 5.21e-6, 8, 1, 1_544),
+    Comparison.COMPACT: MethodCost(0.67e-6, 3.04e-6, 8 + 1 / 8, 2, 960),
+    Comparison.BITS: MethodCost(0.74e-6, 0.34e-6, 208, 8, 112),
 }
 
 
@@ -61,12 +63,20 @@ def choose_method(ctx: Engine, n: int, method: str | None = None) -> Comparison:
 
 
 def estimate(ctx: Engine, n: int, method: Comparison) -> float:
-    """Seconds a batch of n comparisons takes by `method` on the compute parties' link (cost model)."""
-    link = ctx.party.topology.link(*ctx.compute_parties[:2])
-    latency = link.latency_ms / 1000
-    bandwidth = link.bandwidth_mbps * 1e6 / 8 if link.bandwidth_mbps else float("inf")
+    """Seconds a batch of n comparisons takes by `method` (cost model): the compute parties' link for the
+    online rounds and bytes, the helper's link to the last compute party for the dealer's bytes."""
+    topology = ctx.party.topology
+    link = topology.link(*ctx.compute_parties[:2])
+    helper = ctx.party.helper
+    dealer_link = topology.link(helper, ctx.compute_parties[-1]) if helper is not None else None
     cost = COSTS[method]
-    return cost.rounds * latency + cost.bytes * n / bandwidth + n * (cost.online_s + cost.dealer_s)
+    dealer_transfer = cost.dealer_bytes * n / _bytes_per_s(dealer_link.bandwidth_mbps) if dealer_link else 0.0
+    return (cost.rounds * link.latency_ms / 1000 + cost.bytes * n / _bytes_per_s(link.bandwidth_mbps)
+            + dealer_transfer + n * (cost.online_s + cost.dealer_s))
+
+
+def _bytes_per_s(mbps: float | None) -> float:
+    return mbps * 1e6 / 8 if mbps else float("inf")
 
 
 def _mul_bit(ctx: Engine, bit: SharedArray, x: SharedArray | object) -> SharedArray:

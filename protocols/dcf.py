@@ -186,7 +186,7 @@ def generate(fill: RangeFn, n: int, n_words: int, inputs: tuple[np.ndarray, ...]
     process, each writing its keys' words straight into the pool's shared memory (only the inputs are
     pickled), then copied once into `out` or a new array: a key's words do not depend on how the keys are
     split, so they are byte-identical. Stopping the run terminates the workers."""
-    if workers is None or n == 0:
+    if workers is None or n <= BLOCK:  # one block: nothing to split, no round trip to the workers
         words = np.empty(n_words, dtype=np.uint64) if out is None else out
         fill(words, n, 0, n, *inputs, *params, stop=stop)
         return words

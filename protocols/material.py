@@ -4,8 +4,9 @@ The helper shares one AES seed with each compute party. For every op, each compu
 seed its share of every `random` array, its shares of every `shared` array but the last party's, and its
 `own` arrays; the helper, who knows every seed, derives the whole, evaluates the spec's functions, and
 sends only what cannot be derived: to the last compute party the corrections that complete its shares of
-the `shared` arrays, and to every compute party the `public` arrays, each as one message. PRG streams are
-keyed by (op id, the item's position in the spec), so no two arrays ever reuse a stream.
+the `shared` arrays (one message, or one per piece of an elementwise spec), and to every compute party the
+`public` arrays (one message, the same array to each). PRG streams are keyed by (op id, the item's
+position in the spec) and read from an element offset for a piece, so no two arrays ever reuse a stream.
 
 Providers (the `RandomnessProvider` interface of protocols/core.py):
 - `HelperProvider`: the real one; the helper deals (`deal`), compute parties derive and receive (`fetch`).
@@ -34,14 +35,15 @@ log = logging.getLogger("mpc.material")
 DEALER_STEP = 0xD0
 CORRECTIONS_STEP = 0xD1
 # Elements per piece of an elementwise spec: a piece's arrays (512 KiB each) stay in cache while computed,
-# and its corrections fill about one transport message (1 MiB for two shared items).
-PIECE = 1 << 16
+# and its corrections for up to two shared items, with their frame header, fit one 1 MiB transport message.
+PIECE = (1 << 16) - 8
 
 
 def pieces(spec: Spec) -> list[tuple[int, int]]:
-    """The element ranges an elementwise spec is dealt in (one range for any other spec)."""
+    """The element ranges an elementwise spec's corrections are dealt in (one range for any other spec, and
+    for one with nothing to correct: dealer and receiver both ask here)."""
     n = spec.items[0].size if spec.items else 0
-    if not spec.elementwise or n <= PIECE:
+    if not spec.elementwise or n <= PIECE or not spec.of_kind("shared"):
         return [(0, n)]
     return [(lo, min(n, lo + PIECE)) for lo in range(0, n, PIECE)]
 
@@ -181,8 +183,8 @@ class SeededProvider:
 
 
 class HelperProvider(SeededProvider):
-    """Material dealt by the helper party: seeds at setup, then per op at most one message to each
-    compute party (corrections to the last, public arrays to all). The helper's heavy specs run in its
+    """Material dealt by the helper party: seeds at setup, then per op the public arrays to every compute
+    party and the corrections to the last (in pieces for an elementwise spec). The helper's heavy specs run in its
     worker processes, if it has them."""
 
     def __init__(self, party: Party, seeds: dict[str, bytes]):

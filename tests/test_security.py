@@ -210,7 +210,7 @@ def test_party_busy_dealing_stops_at_once_when_a_bank_dies(tmp_path: Path, worke
                           "-p", "n=1000000", "-p", "method=dcf", "-p", "repeat=1", ready="generating DCF keys")
     children = _children(procs["helper"].pid)  # read from /proc, nothing signalled
     try:
-        assert len([c for c in children.values() if "--multiprocessing-fork" in c[1]]) == (workers if workers > 1
+        assert len([c for c in children.values() if "mpc.workers" in c[1]]) == (workers if workers > 1
                                                                                            else 0), children
         procs["bank_b"].send_signal(signal.SIGKILL)
         assert_stop_naming(procs, "bank_b", 4.0, time.monotonic())

@@ -10,6 +10,7 @@ import pytest
 import zmq
 
 from mpc.runtime import Party, PartyFailed, run_local, run_local_async, run_party
+from mpc.settings import Comparison
 from mpc.transport import PeerAborted, PeerTimeout, ProtocolViolation
 from mpc.transport.frames import HEADER_SIZE
 from parties.diagnostics import mesh, pingpong
@@ -128,6 +129,22 @@ async def test_different_settings_stop_both_parties_at_start(make_topology) -> N
     assert isinstance(a, ProtocolViolation) and isinstance(b, ProtocolViolation)
     assert "bank_b runs with different settings (frac_bits: 16 here, 20 at bank_b)" in str(a)
     assert "frac_bits: 20 here, 16 at bank_a" in str(b)
+
+
+async def test_auto_comparison_needs_the_same_links_on_every_party(make_topology) -> None:
+    """`auto` chooses a method from the links' latency and bandwidth: parties that see different links would
+    choose differently and wait for each other's messages forever, so they are refused at the hello; with a
+    fixed method the emulated network may differ from host to host."""
+    topo = make_topology(2, helper=False, timeout_s=20)
+    other = topo.with_network(latency_ms=5)
+    a, b = await asyncio.gather(run_party(topo, "bank_a", mesh), run_party(other, "bank_b", mesh),
+                                return_exceptions=True)
+    assert isinstance(a, ProtocolViolation) and isinstance(b, ProtocolViolation)
+    assert "network of auto's links: bank_a-bank_b 0 ms, unlimited Mbit/s here, bank_a-bank_b 5 ms" in str(a)
+    fixed = topo.model_copy(update={"comparison": Comparison.DCF})
+    out = await asyncio.gather(run_party(fixed, "bank_a", mesh), run_party(fixed.with_network(latency_ms=5),
+                                                                           "bank_b", mesh))
+    assert all(o.value is not None for o in out)
 
 
 async def test_parties_listed_in_another_order_are_refused(make_topology) -> None:

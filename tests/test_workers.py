@@ -169,3 +169,24 @@ def test_close_during_a_job_ends_the_wait_at_once(tmp_path: Path) -> None:
 def test_one_worker_is_no_pool() -> None:
     with pytest.raises(ValueError, match="at least 2"):
         WorkerPool(1)
+
+
+def test_a_script_without_a_main_guard_is_not_run_again_by_the_workers(tmp_path: Path) -> None:
+    """Workers are fresh interpreters: a user's script that calls run_local at module level (as the README's
+    examples do) runs once, not once more in every worker (multiprocessing's spawn would re-run it)."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "my_program.py"
+    script.write_text(
+        "import numpy as np\n"
+        "from mpc import localhost_topology\n"
+        "from protocols import run_local\n"
+        "async def program(ctx):\n"
+        "    x = await ctx.input('bank_a', np.array([1.0, -2.0, 3.0]) if ctx.name == 'bank_a' else None)\n"
+        "    return await ctx.reveal(ctx.relu(x, 'dcf'))\n"
+        "out = run_local(localhost_topology(2, dealer_workers=2), program)\n"
+        "print('RESULT', out['bank_a'].value.tolist())\n")
+    res = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.count("RESULT") == 1 and "RESULT [1.0, 0.0, 3.0]" in res.stdout
