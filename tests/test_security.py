@@ -385,6 +385,7 @@ async def test_a_large_frame_in_pieces_is_delivered_once_whole(transport: ZmqTra
     for piece in pieces[:-1]:
         transport._handle_message("bank_b", memoryview(piece))
         assert not transport._inbox  # nothing before the last piece
+        assert transport.inbox.buffered["bank_b"] == big.nbytes  # but counted against the bound from the first
     transport._handle_message("bank_b", memoryview(pieces[-1]))
     msg = await transport.recv("bank_b", 7, 0, tag="t")
     np.testing.assert_array_equal(msg.array, big)
@@ -398,6 +399,7 @@ async def test_a_bad_piece_drops_the_frame_and_the_next_frame_is_seen_as_lost(tr
     transport._handle_message("bank_b", memoryview(wire[:limit]))
     transport._handle_message("bank_b", memoryview(wire[limit:2 * limit - 8]))  # short: not the last piece
     assert transport.failure is None and not transport._inbox and not transport._partial
+    assert transport.inbox.buffered["bank_b"] == 0
     transport._handle_message("bank_b", memoryview(b"".join(frame(1, op=8))))  # the sender's next frame
     assert transport.failure is not None and "lost or replayed" in str(transport.failure)
 

@@ -394,18 +394,21 @@ class ZmqTransport:
         partial = self._partial.pop(peer, None)
         try:
             if partial is not None:
-                if partial.add(body):
-                    self._handle_decoded(peer, partial.header, partial.payload())
-                else:
+                if not partial.add(body):
                     self._partial[peer] = partial
+                elif not self._handle_decoded(peer, partial.header, partial.payload(), held=True):
+                    self.inbox.release(peer, partial.header.payload_size)
                 return
             for header, payload in split_frames(body, self.max_payload, self.message_limit):
-                if len(payload) < header.payload_size:  # the first piece of a large frame
-                    self._partial[peer] = Partial(header, payload, self.message_limit)
+                if len(payload) < header.payload_size:  # the first piece of a large frame: its whole size
+                    if self.inbox.hold(peer, header.payload_size):  # counts from now (else the run stops)
+                        self._partial[peer] = Partial(header, payload, self.message_limit)
                     return
                 if not self._handle_decoded(peer, header, payload):
                     return
         except FrameError as exc:
+            if partial is not None:
+                self.inbox.release(peer, partial.header.payload_size)
             log.warning("%s: dropped a frame from %s: %s", self.me, peer, exc)
 
     def _handle_frame(self, peer: str, raw_header: memoryview | bytes, payload: memoryview | bytes) -> bool:
@@ -417,8 +420,9 @@ class ZmqTransport:
             return False
         return self._handle_decoded(peer, header, memoryview(payload))
 
-    def _handle_decoded(self, peer: str, header: Header, payload: memoryview) -> bool:
-        """Check a decoded frame against its link (sender, session, sequence) and route it.
+    def _handle_decoded(self, peer: str, header: Header, payload: memoryview, held: bool = False) -> bool:
+        """Check a decoded frame against its link (sender, session, sequence) and route it. `held`: its
+        bytes are already counted against max_buffered_mb (a large frame, from its first piece on).
 
         Order matters: whatever is dropped (malformed, stale) does not take a sequence number; an abort is
         acted on at once, whatever its sequence number and even from a party that never agreed the session.
@@ -455,7 +459,7 @@ class ZmqTransport:
                       f"expected {expected}); stopping rather than computing on incomplete data"))
             return False
         self._next_seq_in[peer] = expected + 1
-        if isinstance(body, np.ndarray) and not self.inbox.hold(peer, body.nbytes):
+        if isinstance(body, np.ndarray) and not held and not self.inbox.hold(peer, body.nbytes):
             return False
         if header.kind is Kind.BYE:
             self._bye_seen.add(peer)
