@@ -359,8 +359,8 @@ def _latency_list(ctx: click.Context, param: click.Parameter, value: str | None)
               help="Comma-separated ops: mul, matmul, trunc, lt, eq, relu, max, fraud, sigmoid, tanh, exp, log, "
                    "reciprocal, div, sqrt, rsqrt, softmax, train_lr, train_mlp.")
 @click.option("--method", "methods", default="auto", show_default=True, metavar="M[,M...]",
-              help="Comparison method(s) for lt, eq, relu, max and the functions: auto, dcf, bits; several run "
-                   "each.")
+              help="Comparison method(s) for lt, eq, relu, max and the functions: auto, dcf, compact, bits; "
+                   "several run each.")
 @click.option("--n", type=click.IntRange(min=1), default=100_000, show_default=True,
               help="Elements per operand (matmul: two sqrt(n) x sqrt(n) matrices; fraud: accounts).")
 @click.option("--repeat", type=click.IntRange(min=1), default=3, show_default=True)

@@ -133,7 +133,7 @@ class Engine(Ops, Protocol):
     party: Party
     provider: RandomnessProvider
     truncation: str  # the default truncation method (dealer | local)
-    comparison: str  # the default comparison method (auto | dcf | bits)
+    comparison: str  # the default comparison method (auto | dcf | compact | bits)
     last_comparison_method: str | None  # what `auto` chose last (for measurement)
     emulator: Any  # None, or the emulation running this program on cleartext (protocols/emulation.py)
 

@@ -12,7 +12,7 @@ output says so. Every namespace, bridge, qdisc and proxy made is removed at the 
 Ctrl-C.
 
 Usage: sudo python scripts/netns_bench.py [--op mul,lt,relu] [--n 1000] [--latency-ms 25]
-       [--method auto|dcf|bits] [--repeat 3] [--bandwidth-mbps B] [--loopback] [--json]
+       [--method auto|dcf|compact|bits] [--repeat 3] [--bandwidth-mbps B] [--loopback] [--json]
 """
 
 from __future__ import annotations
@@ -201,7 +201,7 @@ def main() -> None:
     ap.add_argument("--op", default="mul,lt,relu")
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--latency-ms", type=float, default=25.0)
-    ap.add_argument("--method", default="auto", choices=["auto", "dcf", "bits"])
+    ap.add_argument("--method", default="auto", choices=["auto", "dcf", "compact", "bits"])
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--bandwidth-mbps", type=float, default=None)
     ap.add_argument("--loopback", action="store_true", help="delay proxies on loopback, no namespaces")
