@@ -30,13 +30,14 @@ def _op(name: str):
         w = await ctx.input("bank_b", W if ctx.name == "bank_b" else None)
         out = {"mul": lambda: x * y, "matmul": lambda: x @ w, "trunc": lambda: ctx.truncate(x * 3, 1),
                "lt_dcf": lambda: ctx.less(x, y, "dcf"), "lt_bits": lambda: ctx.less(x, y, "bits"),
+               "lt_compact": lambda: ctx.less(x, y, "compact"),
                "relu": lambda: ctx.relu(x)}[name]()
         return await ctx.reveal(out)
 
     return program
 
 
-@pytest.mark.parametrize("op", ["mul", "matmul", "trunc", "lt_dcf", "lt_bits", "relu"])
+@pytest.mark.parametrize("op", ["mul", "matmul", "trunc", "lt_dcf", "lt_bits", "lt_compact", "relu"])
 def test_memory_and_zmq_measure_the_same_rounds_and_bytes(make_topology, op: str) -> None:
     topo = make_topology(2)
     on_zmq = context.run_local(topo, _op(op))
