@@ -13,7 +13,7 @@ import numpy as np
 
 from mpc.config import Topology
 from mpc.stats import Stats
-from mpc.transport.base import Message, consume_exception
+from mpc.transport.base import FirstFailure, Message, consume_exception
 from mpc.transport.errors import PeerError, PeerGone, PeerTimeout, ProtocolViolation
 from mpc.transport.frames import HEADER_SIZE
 
@@ -112,3 +112,30 @@ class Inbox:
                 fut.add_done_callback(consume_exception)
 
 
+class Receiving:
+    """What both transports do alike once their frames are filed in an `Inbox`: `recv` by key and the
+    run's first failure. A transport sets `me`, `peers`, `inbox` and `_failures` (base.FirstFailure)."""
+
+    me: str
+    peers: list[str]
+    inbox: Inbox
+    _failures: FirstFailure
+
+    async def recv(self, peer: str, op: int, step: int, *, tag: str, phase: str = "online",
+                   dtype: np.dtype | type | None = None, shape: Sequence[int] | None = None,
+                   timeout: float | None = None, what: str = "") -> Message:
+        """Await the message `peer` sent under key (op, step); check its dtype and shape if given."""
+        if self._failures.error is not None:
+            raise self._failures.error
+        if peer not in self.peers:
+            raise ValueError(f"{self.me}: no peer named {peer!r}")
+        return await self.inbox.take(peer, op, step, tag=tag, phase=phase, dtype=dtype, shape=shape,
+                                     timeout=timeout, what=what)
+
+    @property
+    def failure(self) -> PeerError | None:
+        return self._failures.error
+
+    def on_failure(self, callback: Callable[[PeerError], None]) -> None:
+        """Call `callback(error)` when the run fails (a peer died, aborted, or broke the protocol)."""
+        self._failures.on_failure(callback)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,7 +20,7 @@ import numpy as np
 from mpc.config import Topology
 from mpc.stats import Stats
 from mpc.transport import session as agreement_rules
-from mpc.transport.base import FirstFailure, Message, wait_for_goodbyes
+from mpc.transport.base import FirstFailure, wait_for_goodbyes
 from mpc.transport.errors import PeerAborted, PeerError, PeerGone, PeerTimeout
 from mpc.transport.frames import (
     HEADER_SIZE,
@@ -31,7 +31,7 @@ from mpc.transport.frames import (
     payload_view,
     plan_messages,
 )
-from mpc.transport.inbox import Inbox
+from mpc.transport.inbox import Inbox, Receiving
 
 log = logging.getLogger("mpc.transport")
 
@@ -78,7 +78,7 @@ class MemoryNetwork:
             t.on_everyone_started()
 
 
-class MemoryTransport:
+class MemoryTransport(Receiving):
     """One party's links in a `MemoryNetwork`. Create inside the running loop; `start()`, use, `close()`."""
 
     def __init__(self, network: MemoryNetwork, me: str, stats: Stats, *, timeout_s: float | None = None,
@@ -218,26 +218,8 @@ class MemoryTransport:
         elif frame.array is not None and self.inbox.hold(peer, frame.array.nbytes):
             self.inbox.put(peer, (self.topology.index(peer), frame.op, frame.step), frame.array, frame.depth)
 
-    async def recv(self, peer: str, op: int, step: int, *, tag: str, phase: str = "online",
-                   dtype: np.dtype | type | None = None, shape: Sequence[int] | None = None,
-                   timeout: float | None = None, what: str = "") -> Message:
-        """Await what `peer` sent under key (op, step); check its dtype and shape if given."""
-        if self._failures.error is not None:
-            raise self._failures.error
-        if peer not in self.peers:
-            raise ValueError(f"{self.me}: no peer named {peer!r}")
-        return await self.inbox.take(peer, op, step, tag=tag, phase=phase, dtype=dtype, shape=shape,
-                                     timeout=timeout, what=what)
-
     # -- failure --------------------------------------------------------------------------------
     def _fail(self, error: PeerError) -> PeerError:
         """Record the first failure and fail every wait with it (the run cannot continue soundly)."""
         return self._failures.record(error, (self._started, self._bye_done), self.inbox)
 
-    @property
-    def failure(self) -> PeerError | None:
-        return self._failures.error
-
-    def on_failure(self, callback: Callable[[PeerError], None]) -> None:
-        """Call `callback(error)` when the run fails (a peer died, aborted, or broke the protocol)."""
-        self._failures.on_failure(callback)

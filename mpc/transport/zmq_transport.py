@@ -18,7 +18,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 
 import numpy as np
 import zmq
@@ -47,7 +47,7 @@ from mpc.transport.frames import (
     plan_messages,
     split_frames,
 )
-from mpc.transport.inbox import Inbox
+from mpc.transport.inbox import Inbox, Receiving
 from mpc.transport.liveness import Liveness
 
 log = logging.getLogger("mpc.transport")
@@ -59,7 +59,7 @@ ABORT_LINGER_MS = 300
 __all__ = ["Message", "ZmqTransport"]
 
 
-class ZmqTransport:
+class ZmqTransport(Receiving):
     """The mesh seen from one party. Create inside the running event loop; `start()`, use, `close()`."""
 
     def __init__(self, topology: Topology, me: str, stats: Stats, *, timeout_s: float | None = None,
@@ -334,27 +334,6 @@ class ZmqTransport:
         return messages
 
     # -- receiving ------------------------------------------------------------------------------
-    async def recv(
-        self,
-        peer: str,
-        op: int,
-        step: int,
-        *,
-        tag: str,
-        phase: str = "online",
-        dtype: np.dtype | type | None = None,
-        shape: Sequence[int] | None = None,
-        timeout: float | None = None,
-        what: str = "",
-    ) -> Message:
-        """Await the message `peer` sent under key (op, step); check its dtype and shape if given."""
-        if self._failures.error is not None:
-            raise self._failures.error
-        if peer not in self.peers:
-            raise ValueError(f"{self.me}: no peer named {peer!r}")
-        return await self.inbox.take(peer, op, step, tag=tag, phase=phase, dtype=dtype, shape=shape,
-                                     timeout=timeout, what=what)
-
     async def _read_loop(self) -> None:
         assert self._router is not None
         names = {n.encode(): n for n in self.peers}
@@ -533,10 +512,3 @@ class ZmqTransport:
         """Record the first failure and fail every wait with it (the run cannot continue soundly)."""
         return self._failures.record(error, (self._hello_done, self._bye_done), self.inbox)
 
-    @property
-    def failure(self) -> PeerError | None:
-        return self._failures.error
-
-    def on_failure(self, callback: Callable[[PeerError], None]) -> None:
-        """Call `callback(error)` when the run fails (a peer died, aborted, or broke the protocol)."""
-        self._failures.on_failure(callback)
