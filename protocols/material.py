@@ -113,13 +113,19 @@ class SeededProvider:
                 continue
             assert item.fn is not None
             value = env[item.name] = np.asarray(item.fn(env), dtype=np.uint64)
-            others = self._combine(op, purpose, item, skip_last=True, out=out[at], start=lo)
+            self._correction(op, purpose, item, value, out[at], start=lo)
             at += 1
-            if item.sharing == "xor":
-                others ^= value
-            else:
-                np.subtract(value, others, out=others)
         return out.reshape(-1)
+
+    def _correction(self, op: Op, purpose: int, item: Item, value: np.ndarray, out: np.ndarray,
+                    start: int = 0) -> None:
+        """Write into `out` the last party's share of a shared item: its value minus (or XOR) the other
+        parties' streams."""
+        others = self._combine(op, purpose, item, skip_last=True, out=out, start=start)
+        if item.sharing == "xor":
+            others ^= value
+        else:
+            np.subtract(value, others, out=others)
 
     def evaluate(self, op: Op, spec: Spec) -> tuple[Env, np.ndarray, np.ndarray]:
         """The dealer's work: the whole material (env), the last party's corrections and the public arrays
@@ -145,13 +151,8 @@ class SeededProvider:
                 if item.kind == "public":
                     public.append(value.ravel())
                 else:
-                    others = self._combine(op, purpose, item, skip_last=True,
-                                           out=corrections[corr_at:corr_at + item.size])
+                    self._correction(op, purpose, item, value, corrections[corr_at:corr_at + item.size])
                     corr_at += item.size
-                    if item.sharing == "xor":
-                        others ^= value
-                    else:
-                        np.subtract(value, others, out=others)
         return env, corrections, _flat(public)
 
     def own_material(self, op: Op, spec: Spec, corrections: np.ndarray | None, public: np.ndarray) -> Material:
