@@ -266,25 +266,30 @@ def test_measured_rounds(make_topology, method: str, lt_rounds: int, relu_rounds
     assert rounds_of(out, 3) == relu_rounds
 
 
+def _traffic(make_topology, n: int, op):  # type: ignore[no-untyped-def]
+    """Run op(ctx, x, y) on n pairs from `_pairs`, x from bank_a and y from bank_b: the outcomes (each
+    party's value: the op's rounds, its online bytes sent, the opened result) and the pairs."""
+    a, b = _pairs(n)
+
+    async def program(ctx: Context):
+        x, y = await share(ctx, "bank_a", a), await share(ctx, "bank_b", b)
+        await (x - y).resolve()
+        before = ctx.party.stats.copy()
+        result = op(ctx, x, y)
+        rounds = await depths([x, y], [result])
+        return rounds, ctx.party.stats.since(before).total("online").bytes_sent, await ctx.reveal(result)
+
+    return run_local(make_topology(2), program), a, b
+
+
 def test_dcf_traffic(make_topology) -> None:
     """Online: 8 bytes per element each way (the masked value); dealer: the key's correction words."""
     from mpc.transport.frames import HEADER_SIZE
     from protocols.dcf import words_per_key
 
     n = 500
-    a, b = _pairs(n)
-
-    async def program(ctx: Context):
-        x, y = await share(ctx, "bank_a", a), await share(ctx, "bank_b", b)
-        d = x - y
-        await d.resolve()
-        before = ctx.party.stats.copy()
-        lt = ctx.less(x, y, "dcf")
-        await lt.resolve()
-        return ctx.party.stats.since(before).total("online").bytes_sent, await ctx.reveal(lt)
-
-    out = run_local(make_topology(2), program)
-    assert out["bank_a"].value[0] == 8 * n + HEADER_SIZE
+    out, _, _ = _traffic(make_topology, n, lambda ctx, x, y: ctx.less(x, y, "dcf"))
+    assert out["bank_a"].value[1] == 8 * n + HEADER_SIZE
     helper = out["helper"].stats.total("offline", "sign").bytes_sent
     # to bank_a the correction words; to bank_b the same, and apart its share of msb(r)
     assert helper == 8 * n * (2 * words_per_key(63, 1) + 1) + 3 * HEADER_SIZE
@@ -396,18 +401,7 @@ def test_equality_traffic(make_topology, method: str, online_per_element: int, m
     from protocols.dcf import bit_words_per_key, words_per_key
 
     n = 500
-    a, b = _pairs(n)
-
-    async def program(ctx: Context):
-        x, y = await share(ctx, "bank_a", a), await share(ctx, "bank_b", b)
-        d = x - y
-        await d.resolve()
-        before = ctx.party.stats.copy()
-        eq = ctx.equal(x, y, method)
-        rounds = await depths([x, y], [eq])
-        return rounds, ctx.party.stats.since(before).total("online").bytes_sent, await ctx.reveal(eq)
-
-    out = run_local(make_topology(2), program)
+    out, a, b = _traffic(make_topology, n, lambda ctx, x, y: ctx.equal(x, y, method))
     assert rounds_of(out) == {"dcf": 1, "compact": 2, "bits": 8}[method]
     bit_words = -(-2 * n // 64) if method == "compact" else 0
     assert out["bank_a"].value[1] == online_per_element * n + 8 * bit_words + messages * HEADER_SIZE
