@@ -188,7 +188,7 @@ class Gate:
             spec.shared("q", (width, n), lambda env: np.ascontiguousarray(self.payload(env["r"], frac).T))
             for point, uses in enumerate(plan.uses):
                 for _, k in uses:
-                    spec.shared(f"rho_q{point}_{k}", (n,), partial(_rho_times, point, k, n))
+                    spec.shared(f"rho_q{point}_{k}", (n,), partial(_rho_times, point, k, (len(self.offsets), n)))
         return spec
 
     def _dealt_value(self, mono: Monomial, frac: int, env: Env) -> np.ndarray:
@@ -238,10 +238,12 @@ def unpack_bits(words: np.ndarray, m: int) -> np.ndarray:
     return np.unpackbits(words.view(np.uint8), count=m, bitorder="little").astype(np.uint64)
 
 
-def _rho_times(point: int, k: int, n: int, env: Env) -> np.ndarray:
-    """The dealer's rho_point * q_k (the payload word k of each element, times its mask bit at `point`)."""
-    rho = unpack_bits(env["rho"], n * (point + 1))[n * point:]
-    return rho * env["q"][k]
+def _rho_times(point: int, k: int, shape: tuple[int, int], env: Env) -> np.ndarray:
+    """The dealer's rho_point * q_k (the payload word k of each element, times its mask bit at `point`);
+    the mask bits (points, n) are unpacked once per spec, for every (point, word) it deals."""
+    if "rho_bits" not in env:
+        env["rho_bits"] = unpack_bits(env["rho"], shape[0] * shape[1]).reshape(shape)
+    return env["rho_bits"][point] * env["q"][k]
 
 
 def _probe_points() -> tuple[np.ndarray, np.ndarray]:
