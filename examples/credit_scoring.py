@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from protocols.models import Model, share_model
+from protocols.applications.models import Model, share_model
 
 
 async def credit_scoring(ctx, data_dir: Path = Path("examples/data"), threshold: float = 0.5,

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
-from protocols.models import Model
+from protocols.applications.models import Model
 
 OUT = Path(__file__).parent / "data"
 FEATURES_A = ["income_k", "years_employed", "savings_k"]  # bank_a: the applicant's salary account

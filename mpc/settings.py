@@ -9,7 +9,7 @@ class Comparison(StrEnum):
     """How comparisons, ReLU and splines run: `dcf` one round, one DCF key per element (two compute
     parties); `compact` two rounds with keys of 936 B instead of 1,536 B and up (two compute parties);
     `bits` 8 rounds, no keys (any number); `auto` chosen per batch by the cost model of
-    protocols/comparison.py."""
+    protocols/primitives/comparison.py."""
 
     AUTO = "auto"
     DCF = "dcf"
@@ -18,7 +18,7 @@ class Comparison(StrEnum):
 
     @property
     def one_key(self) -> bool:
-        """Whether the method evaluates one DCF key per element (the gates of protocols/gates.py)."""
+        """Whether the method evaluates one DCF key per element (the gates of protocols/primitives/gates.py)."""
         return self in (Comparison.DCF, Comparison.COMPACT)
 
 

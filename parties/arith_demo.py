@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from protocols.context import Context
+from protocols.interface.context import Context
 
 
 def demo_data(seed: int, n: int) -> dict[str, dict[str, np.ndarray]]:

@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from protocols.context import Context
-from protocols.shared import SharedArray
+from protocols.interface.context import Context
+from protocols.primitives.shared import SharedArray
 
 
 @dataclass(frozen=True)
@@ -120,7 +120,7 @@ def _softmax(a: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-FUNCTIONS: dict[str, BenchOp] = {  # protocols/functions.py; error bounds as in the README's table
+FUNCTIONS: dict[str, BenchOp] = {  # protocols/interface/functions.py; error bounds as in the README's table
     "sigmoid": BenchOp(_unary(-10, 10), lambda ctx, x, y, m: ctx.sigmoid(x, m),
                        lambda a, b: 1 / (1 + np.exp(-a)), 7.5e-4, "comparison"),
     "tanh": BenchOp(_unary(-6, 6), lambda ctx, x, y, m: ctx.tanh(x, m), lambda a, b: np.tanh(a), 3.7e-4,
@@ -140,7 +140,7 @@ FUNCTIONS: dict[str, BenchOp] = {  # protocols/functions.py; error bounds as in 
     "softmax": BenchOp(_rows, lambda ctx, x, y, m: ctx.softmax(x, -1, m), lambda a, b: _softmax(a), 2e-4,
                        "comparison"),
 }
-# -- training on shares (protocols/training.py): one epoch of mini-batch SGD on n accounts x 16 features
+# -- training on shares (protocols/applications/training.py): one epoch of mini-batch SGD on n accounts x 16 features
 TRAIN_FEATURES, TRAIN_BATCH = 16, 128
 
 
@@ -152,7 +152,7 @@ def _train_inputs(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndar
 
 
 def _train_config(hidden: tuple[int, ...]) -> Any:
-    from protocols.training import TrainConfig
+    from protocols.applications.training import TrainConfig
 
     return TrainConfig(hidden=hidden, learning_rate=0.3, epochs=1, batch_size=TRAIN_BATCH, class_weight=3.0,
                        check_divergence=False)
@@ -160,7 +160,7 @@ def _train_config(hidden: tuple[int, ...]) -> Any:
 
 def _train_secure(hidden: tuple[int, ...]) -> Callable[[Context, SharedArray, SharedArray, str | None], SharedArray]:
     def run(ctx: Context, x: SharedArray, y: SharedArray, method: str | None) -> SharedArray:
-        from protocols.training import train
+        from protocols.applications.training import train
 
         previous, ctx.comparison = ctx.comparison, method or ctx.comparison
         try:
@@ -174,7 +174,7 @@ def _train_secure(hidden: tuple[int, ...]) -> Callable[[Context, SharedArray, Sh
 
 def _train_plain(hidden: tuple[int, ...]) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     def run(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        from protocols.training import train_reference
+        from protocols.applications.training import train_reference
 
         layers = train_reference(_train_config(hidden), x, y.astype(np.float64))
         return np.concatenate([p.ravel() for layer in layers for p in layer])

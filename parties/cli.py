@@ -252,7 +252,7 @@ def emulate(config: str, program: str, params: tuple[str, ...], as_json: bool) -
     program, and predict its online rounds and bytes. Exit 1 if anything was found."""
     topo = _load(config)
     from parties.programs import bind_params, find_program
-    from protocols.emulation import emulate as run_emulation
+    from protocols.interface.emulation import emulate as run_emulation
 
     try:
         entry = find_program(program)
@@ -296,8 +296,8 @@ def launch(ctx: click.Context, config: str, program: str, params: tuple[str, ...
     """Run every party of CONFIG as its own process on this host; fail if any party fails."""
     _load(config, latency_ms, bandwidth_mbps, timeout_s)  # checked with the overrides the children will get
     topo = _load(config)
-    from mpc.launcher import failure_summary
-    from mpc.launcher import launch as launch_all
+    from parties.launcher import failure_summary
+    from parties.launcher import launch as launch_all
     from parties.programs import bind_params
 
     try:
@@ -314,7 +314,7 @@ def launch(ctx: click.Context, config: str, program: str, params: tuple[str, ...
     global_args = ["--debug"] if ctx.obj["debug"] else []
     import tempfile
 
-    from mpc.benchmark import secured, write_topology
+    from mpc.localhost import secured, write_topology
 
     with tempfile.TemporaryDirectory(prefix="mpc-launch-") as tmp:
         keyed = secured(topo, Path(tmp))
@@ -375,8 +375,9 @@ def _latency_list(ctx: click.Context, param: click.Parameter, value: str | None)
 def bench(ctx: click.Context, config: str | None, ops: str, methods: str, n: int, repeat: int,
           latencies: list[float | None], bandwidth_mbps: float | None, plot_path: str | None, as_json: bool) -> None:
     """Measure secure operations: online rounds, bytes, messages and wall time; dealer bytes and time."""
-    from mpc.benchmark import check_plot, default_topology, fit_latency_model, plot, run_bench
+    from mpc.localhost import default_topology
     from parties.bench import OPS
+    from parties.bench_driver import check_plot, fit_latency_model, plot, run_bench
 
     if plot_path:
         try:

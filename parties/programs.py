@@ -27,7 +27,7 @@ from mpc.runtime import Party
 from parties import arith_demo, bench, diagnostics
 from parties.fraud import secure as fraud_secure
 from parties.fraud import train as fraud_train
-from protocols.context import secure
+from protocols.interface.context import secure
 
 
 @dataclass(frozen=True)

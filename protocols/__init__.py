@@ -1,7 +1,7 @@
 """Secure operations on shared values and the correlated randomness they consume.
 
 The names below are imported on first use (PEP 562): a dealer's worker process that runs DCF key
-generation (protocols/dcf.py) does not import every protocol at start-up."""
+generation (protocols/primitives/dcf.py) does not import every protocol at start-up."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from protocols.context import Context, run_local, secure
-    from protocols.shared import SharedArray
+    from protocols.interface.context import Context, run_local, secure
+    from protocols.primitives.shared import SharedArray
 
-_HOME = {"Context": "protocols.context", "run_local": "protocols.context", "secure": "protocols.context",
-         "SharedArray": "protocols.shared"}
+_CONTEXT = "protocols.interface.context"
+_HOME = {"Context": _CONTEXT, "run_local": _CONTEXT, "secure": _CONTEXT, "SharedArray": "protocols.primitives.shared"}
 
 __all__ = ["Context", "SharedArray", "run_local", "secure"]
 

@@ -32,8 +32,8 @@ import numpy as np
 
 from mpc.prg import random_ring
 from mpc.workers import WorkerPool
-from protocols import dcf
-from protocols.gates import DCF_CHUNK
+from protocols.primitives import dcf
+from protocols.primitives.gates import DCF_CHUNK
 
 BITS = 63
 

@@ -20,9 +20,9 @@ import time
 
 import numpy as np
 
-from mpc.benchmark import free_ports
 from mpc.config import localhost_topology
 from mpc.keys import CurveKeys, ephemeral
+from mpc.localhost import free_ports
 from mpc.runtime import Party, run_party
 
 BULK_BYTES = 8 * 1024 * 1024

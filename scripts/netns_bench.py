@@ -33,8 +33,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mpc.benchmark import default_topology, free_ports, run_bench  # noqa: E402
 from mpc.config import Topology, localhost_topology  # noqa: E402
+from mpc.localhost import default_topology, free_ports  # noqa: E402
+from parties.bench_driver import run_bench  # noqa: E402
 
 PROXY = Path(__file__).resolve().parent / "delay_proxy.py"
 SUBNET = "10.213.{}.{}"

@@ -7,8 +7,8 @@ from collections.abc import Callable
 import hypothesis  # noqa: F401  # imported now: its plugin imports it at the session's end otherwise, and
 import pytest  # CPython 3.11.7 can then fail to compile it (AST recursion depth mismatch, gh-106905)
 
-from mpc.benchmark import free_ports
 from mpc.config import Topology, localhost_topology
+from mpc.localhost import free_ports
 
 __all__ = ["free_ports", "make_topology"]
 

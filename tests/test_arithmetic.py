@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from mpc.transport.frames import HEADER_SIZE
-from protocols import context
-from protocols.context import Context
-from protocols.core import Exchange
-from protocols.shared import SharedArray, resolved
+from protocols.interface import context
+from protocols.interface.context import Context
+from protocols.primitives.core import Exchange
+from protocols.primitives.shared import SharedArray, resolved
 
 # Protocol maths on the in-memory transport (no sockets; the same rounds and bytes, tests/test_memory_transport.py);
 # every operation also runs with parties as processes in tests/test_cli_launch.py, test_comparison.py, test_fraud.py.
@@ -491,10 +491,10 @@ def test_undeclared_inputs_after_hold_and_duplicate_recipients(make_topology) ->
 
 @pytest.mark.parametrize("n_compute", [2, 3])
 def test_large_triples_and_truncation_pairs_are_dealt_in_pieces(make_topology, n_compute: int) -> None:
-    """Beaver triples and truncation pairs over more than one piece (protocols/material.py, PIECE) are
+    """Beaver triples and truncation pairs over more than one piece (protocols/primitives/material.py, PIECE) are
     dealt piece by piece as their own messages, over real sockets, and give numpy's results: the pieces'
     PRG streams start where the parties' whole streams have them."""
-    from protocols.material import PIECE
+    from protocols.primitives.material import PIECE
 
     n = 2 * PIECE + 1001  # two whole pieces and a ragged one
     a = RNG.integers(-(2**31), 2**31, n)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-import mpc.benchmark
+import parties.bench_driver
 from parties.cli import cli
 
 
@@ -24,13 +24,13 @@ def fake_bench(monkeypatch: pytest.MonkeyPatch) -> None:
     record = {"op": "mul", "n": 10, "method": "beaver", "parties": 2, "latency_ms": 0.0, "bandwidth_mbps": None,
               "rounds": 1, "bytes_online": 272, "bytes_offline": 192, "messages": 2, "wall_s": 0.001,
               "wall_s_min": 0.001, "wall_s_max": 0.002, "offline_s": 0.001, "ops_per_s": 10_000.0, "correct": True}
-    monkeypatch.setattr(mpc.benchmark, "run_bench", lambda *a, **k: [dict(record)])
+    monkeypatch.setattr(parties.bench_driver, "run_bench", lambda *a, **k: [dict(record)])
 
 
 @pytest.mark.parametrize("where", ["missing directory", "a directory", "read-only directory"])
 def test_unwritable_plot_path_is_refused_before_running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                         where: str) -> None:
-    monkeypatch.setattr(mpc.benchmark, "run_bench", _no_bench)
+    monkeypatch.setattr(parties.bench_driver, "run_bench", _no_bench)
     path = {"missing directory": tmp_path / "no" / "such" / "plot.png", "a directory": tmp_path,
             "read-only directory": tmp_path / "ro" / "plot.png"}[where]
     if where == "read-only directory":
@@ -43,7 +43,7 @@ def test_unwritable_plot_path_is_refused_before_running(tmp_path: Path, monkeypa
 
 
 def test_missing_matplotlib_is_refused_before_running(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(mpc.benchmark, "run_bench", _no_bench)
+    monkeypatch.setattr(parties.bench_driver, "run_bench", _no_bench)
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib raises ImportError
     res = CliRunner().invoke(cli, ["bench", "--op", "mul", "--n", "10", "--plot", str(tmp_path / "p.png")])
     assert res.exit_code == 2 and "needs matplotlib: pip install 'mpc[plot]'" in res.output
@@ -55,7 +55,7 @@ def test_results_are_printed_before_a_failing_plot(fake_bench: None, monkeypatch
     def disk_full(records: list[dict[str, Any]], path: str) -> None:
         raise RuntimeError(f"--plot: cannot write {path}: No space left on device")
 
-    monkeypatch.setattr(mpc.benchmark, "plot", disk_full)
+    monkeypatch.setattr(parties.bench_driver, "plot", disk_full)
     res = CliRunner().invoke(cli, ["bench", "--op", "mul", "--n", "10", "--plot", str(tmp_path / "p.png"),
                                    *(["--json"] if as_json else [])])
     assert res.exit_code == 1
@@ -72,7 +72,7 @@ def test_plot_is_written(fake_bench: None, tmp_path: Path) -> None:
 
 def test_latency_out_of_range_or_above_the_timeout_is_refused_before_running(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(mpc.benchmark, "run_bench", _no_bench)
+    monkeypatch.setattr(parties.bench_driver, "run_bench", _no_bench)
     res = CliRunner().invoke(cli, ["bench", "--op", "mul", "--latency-ms", "0,200000"])
     assert res.exit_code == 2 and "network.latency_ms: Input should be less than or equal to 60000" in res.output
     config = tmp_path / "t.yaml"

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from mpc.prg import random_ring
-from protocols import context
-from protocols.context import Context
-from protocols.dcf import DcfKeys, eval_dcf, gen
+from protocols.interface import context
+from protocols.interface.context import Context
+from protocols.primitives.dcf import DcfKeys, eval_dcf, gen
 from tests.test_arithmetic import depths, rounds_of, share
 
 # Protocol maths on the in-memory transport (no sockets; the same rounds and bytes, tests/test_memory_transport.py);
@@ -285,7 +285,7 @@ def _traffic(make_topology, n: int, op):  # type: ignore[no-untyped-def]
 def test_dcf_traffic(make_topology) -> None:
     """Online: 8 bytes per element each way (the masked value); dealer: the key's correction words."""
     from mpc.transport.frames import HEADER_SIZE
-    from protocols.dcf import words_per_key
+    from protocols.primitives.dcf import words_per_key
 
     n = 500
     out, _, _ = _traffic(make_topology, n, lambda ctx, x, y: ctx.less(x, y, "dcf"))
@@ -297,7 +297,7 @@ def test_dcf_traffic(make_topology) -> None:
 
 
 def test_auto_prefers_dcf_on_latency_and_bits_needs_no_two_parties(make_topology) -> None:
-    from protocols.comparison import choose_method
+    from protocols.primitives.comparison import choose_method
 
     async def program(ctx: Context):
         return (choose_method(ctx, 1000), choose_method(ctx, 10**7), choose_method(ctx, 10, "bits"),
@@ -331,7 +331,7 @@ def test_dcf_refused_for_three_parties(make_topology) -> None:
 
 
 def test_dcf_keys_dealt_in_chunks(make_topology, monkeypatch) -> None:
-    import protocols.gates as gates
+    import protocols.primitives.gates as gates
 
     monkeypatch.setattr(gates, "DCF_CHUNK", 100)
     a, b = _pairs(350)
@@ -398,7 +398,7 @@ def test_equality_traffic(make_topology, method: str, online_per_element: int, m
     """`==` costs the rounds of `<` and less traffic: one masked value (dcf; compact: and the key's two bits,
     lt ^ rho at two points, packed 64 a word), or 6 one-word AND levels (bits)."""
     from mpc.transport.frames import HEADER_SIZE
-    from protocols.dcf import bit_words_per_key, words_per_key
+    from protocols.primitives.dcf import bit_words_per_key, words_per_key
 
     n = 500
     out, a, b = _traffic(make_topology, n, lambda ctx, x, y: ctx.equal(x, y, method))

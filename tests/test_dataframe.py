@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from protocols.context import Context, run_local
+from protocols.interface.context import Context, run_local
 
 FRAME = pd.DataFrame({"amount": [120.5, -3.25, 0.0, 99.0], "count": [3, 1, 0, 7], "flag": [True, False, True, False]})
 

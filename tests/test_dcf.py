@@ -1,4 +1,4 @@
-"""The DCF (protocols/dcf.py) and the PRG streams (mpc/prg.py) against plaintext references, and every
+"""The DCF (protocols/primitives/dcf.py) and the PRG streams (mpc/prg.py) against plaintext references, and every
 DCF gate kind at the ring's edges."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from mpc import prg
 from mpc.prg import PRG, new_seed, random_ring
 from mpc.workers import WorkerPool
-from protocols import dcf
-from protocols.context import Context, run_local
-from protocols.dcf import BitKeys, DcfKeys, eval_bit, eval_dcf, gen, gen_bit
+from protocols.interface.context import Context, run_local
+from protocols.primitives import dcf
+from protocols.primitives.dcf import BitKeys, DcfKeys, eval_bit, eval_dcf, gen, gen_bit
 from tests.test_arithmetic import share
 
 RNG = np.random.default_rng(13)

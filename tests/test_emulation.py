@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from protocols.context import Context, run_local
-from protocols.emulation import emulate
+from protocols.interface.context import Context, run_local
+from protocols.interface.emulation import emulate
 
 ROOT = Path(__file__).resolve().parent.parent
 RNG = np.random.default_rng(7)

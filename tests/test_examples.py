@@ -65,7 +65,7 @@ def test_sealed_bid_auction(tmp_path: Path) -> None:
 
 
 def test_credit_scoring_with_a_lenders_secret_model(tmp_path: Path) -> None:
-    from protocols.models import Model
+    from protocols.applications.models import Model
 
     out = launch(_config(tmp_path, "local-3banks-helper"), "examples/credit_scoring.py:credit_scoring",
                  f"data_dir={DATA}")

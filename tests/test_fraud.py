@@ -13,7 +13,7 @@ import pytest
 from parties.fraud import data, features
 from parties.fraud.model import load
 from parties.fraud.secure import N_FEATURES, score, standardised_part
-from protocols.context import Context, run_local
+from protocols.interface.context import Context, run_local
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -292,7 +292,7 @@ def test_the_multi_host_steps_of_the_readme(small_data: Path, tmp_path: Path) ->
     """Keys, one topology, one `mpc run` per party with only its own data, on three addresses."""
     import yaml
 
-    from mpc.benchmark import free_ports
+    from mpc.localhost import free_ports
 
     res = mpc("keys", "generate", str(tmp_path / "keys"), "--party", "bank_a", "--party", "bank_b", "--party", "helper")
     assert res.returncode == 0, res.stderr

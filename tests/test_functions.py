@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from protocols import functions
-from protocols.context import Context, run_local
-from protocols.gates import Piecewise
+from protocols.interface import functions
+from protocols.interface.context import Context, run_local
+from protocols.primitives.gates import Piecewise
 from tests.test_arithmetic import share
 
 F = 16

@@ -1,4 +1,5 @@
-"""The layering rule, checked on the source: mpc < protocols < parties, and no import cycle inside a layer.
+"""The layering rule, checked on the source: mpc < protocols < parties, inside protocols primitives <
+interface < applications, and no import cycle inside a layer.
 
 Every import counts, wherever it is written (module level, inside a function, under TYPE_CHECKING): a
 lazy import still makes the lower layer depend on the higher one.
@@ -13,6 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS = ("mpc", "protocols", "parties")  # lowest first: a module may import its own layer and those below
+SUBLAYERS = ("protocols.primitives", "protocols.interface", "protocols.applications")  # the same rule inside protocols
 
 
 def module_name(path: Path, root: Path = ROOT) -> str:
@@ -39,11 +41,19 @@ def imports(path: Path, modules: dict[str, Path], root: Path = ROOT) -> set[str]
                 base = ".".join([*anchor, base] if base else anchor)
             for alias in node.names:  # `from pkg import mod` imports the submodule pkg.mod
                 found.add(f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base)
+        elif isinstance(node, ast.List | ast.Tuple):  # a subprocess's argv: [..., "-m", "pkg.mod", ...]
+            words = [e.value for e in node.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)]
+            found.update(words[i + 1] for i, w in enumerate(words[:-1]) if w == "-m")
     return {m for m in found if m.split(".")[0] in LAYERS}
 
 
-def layer(module: str) -> int:
-    return LAYERS.index(module.split(".")[0])
+def layer(module: str) -> tuple[int, int]:
+    """(layer, sub-layer): a module of protocols/ outside the sub-packages (its __init__) counts as the top."""
+    top = LAYERS.index(module.split(".")[0])
+    sub = next((i for i, s in enumerate(SUBLAYERS) if module == s or module.startswith(s + ".")), None)
+    if top != LAYERS.index("protocols"):
+        return top, 0
+    return top, len(SUBLAYERS) if sub is None else sub
 
 
 def test_the_parser_sees_every_kind_of_import(tmp_path: Path) -> None:
@@ -52,8 +62,8 @@ def test_the_parser_sees_every_kind_of_import(tmp_path: Path) -> None:
     pkg.mkdir()
     src = pkg / "m.py"
     src.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from parties import cli\n"
-                   "def f():\n    import protocols.core\n    from .ring import x\n")
-    assert imports(src, {"parties.cli": src, "mpc.ring": src}, tmp_path) == {"parties.cli", "protocols.core",
+                   "def f():\n    import protocols.primitives.core\n    from .ring import x\n")
+    assert imports(src, {"parties.cli": src, "mpc.ring": src}, tmp_path) == {"parties.cli", "protocols.primitives.core",
                                                                             "mpc.ring"}
 
 

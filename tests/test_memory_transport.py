@@ -12,8 +12,8 @@ from mpc.stats import Stats
 from mpc.transport import MemoryNetwork, PeerAborted, PeerGone, PeerTimeout, ProtocolViolation
 from mpc.transport.frames import HEADER_SIZE
 from parties.diagnostics import mesh, pingpong
-from protocols import context
-from protocols.context import Context
+from protocols.interface import context
+from protocols.interface.context import Context
 
 RNG = np.random.default_rng(11)
 A = RNG.uniform(-50, 50, size=(6, 4))

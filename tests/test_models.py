@@ -12,8 +12,8 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.neural_network import MLPClassifier
 
-from protocols.context import Context, run_local
-from protocols.models import Model, parse_architecture, share_model
+from protocols.applications.models import Model, parse_architecture, share_model
+from protocols.interface.context import Context, run_local
 
 RNG = np.random.default_rng(3)
 X = RNG.normal(0, 1, (300, 6))

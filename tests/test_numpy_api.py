@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from protocols.context import Context, run_local
+from protocols.interface.context import Context, run_local
 
 F = 16
 STEP = 2.0**-F
@@ -146,7 +146,7 @@ def test_numpy_idioms_with_the_helper_dealing(make_topology) -> None:
 @pytest.mark.parametrize("d", [1, 2, 3, 7, 95, 1000, 2**20 + 1, 2**40 + 3])
 def test_integer_floor_division_is_exact_over_the_whole_range(make_topology, d: int) -> None:
     """x // d as numpy, for |x| < 2^62; the one-round division under it is within -1..+2 units."""
-    from protocols import truncation
+    from protocols.primitives import truncation
 
     xs = np.concatenate([RNG.integers(-(2**61), 2**61, 2000), RNG.integers(-3 * d, 3 * d, 300),
                          [0, -1, 1, d - 1, d, -d, 2**61, -(2**61)]])
@@ -206,7 +206,7 @@ def test_more_numpy_and_small_public_divisors(make_topology) -> None:
 
 
 def test_public_divisors_and_reduce_keywords_are_checked(make_topology) -> None:
-    from protocols import truncation
+    from protocols.primitives import truncation
 
     async def program(ctx: Context):
         x = await ctx.input("bank_a", np.arange(1, 4) if ctx.name == "bank_a" else None)

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from mpc.ring import decode_fixed, encode_fixed
-from protocols import training as tr
-from protocols.context import Context, run_local
-from protocols.emulation import emulate
+from protocols.applications import training as tr
+from protocols.interface.context import Context, run_local
+from protocols.interface.emulation import emulate
 
 RNG = np.random.default_rng(5)
 N, D = 384, 6

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import yaml
 
-from mpc.benchmark import free_ports
+from mpc.localhost import free_ports
 from parties.fraud import data, features
 from parties.fraud import train as fraud_train
-from protocols import training
+from protocols.applications import training
 
 ROOT = Path(__file__).resolve().parent.parent
 MLP = "16-16-relu,16-8-relu,8-1-logistic"

@@ -19,7 +19,7 @@ from zmq.auth.asyncio import AsyncioAuthenticator
 
 from mpc.config import LinkParams, PartySpec
 from mpc.keys import CurveKeys
-from mpc.transport.emulation import LinkClock
+from mpc.transport.delay import LinkClock
 from mpc.transport.frames import HEADER_SIZE
 
 log = logging.getLogger("mpc.transport")

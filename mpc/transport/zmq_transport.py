@@ -30,7 +30,7 @@ from mpc.stats import Stats
 from mpc.transport import session as sessions
 from mpc.transport import sockets
 from mpc.transport.base import FirstFailure, Message, wait_for_goodbyes
-from mpc.transport.emulation import Body, Inbound
+from mpc.transport.delay import Body, Inbound
 from mpc.transport.errors import PeerAborted, PeerError, PeerGone, PeerTimeout, ProtocolViolation
 from mpc.transport.frames import (
     HEADER_SIZE,

@@ -19,13 +19,13 @@ from typing import TYPE_CHECKING, Any, TextIO, cast
 
 import numpy as np
 
-from mpc.benchmark import free_ports, secured, write_topology
 from mpc.config import Topology, localhost_topology
-from mpc.launcher import launch
+from mpc.localhost import free_ports, secured, write_topology
 from mpc.ring import decode_fixed
 from parties.fraud import data, features, train_demo
 from parties.fraud import train as secure_train
 from parties.fraud.model import MODEL_FILE, load
+from parties.launcher import launch
 
 if TYPE_CHECKING:
     from rich.console import Console

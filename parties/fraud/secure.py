@@ -19,7 +19,8 @@ import numpy as np
 
 from parties.fraud import data, features
 from parties.fraud.model import MLP, MODEL_FILE, load
-from protocols import Context, SharedArray, training
+from protocols import Context, SharedArray
+from protocols.applications import training
 
 N_FEATURES = len(features.FEATURES)
 log = logging.getLogger(__name__)  # `progress: STAGE` lines: the demo's harness shows them

@@ -9,7 +9,7 @@ Program `fraud-train`, run by every party (`mpc demo fraud` by default, or `mpc 
 3. Each bank inputs the labels it knows: 1 for the confirmed mules among its own customers (its labels
    file). An account's training label is the OR of both banks' labels, a + b - ab, on shares (1 round).
    One bit is opened: whether there is any positive label at all (training without one is refused).
-4. protocols/training.py trains the model on shares; the weights stay shared. Each epoch opens one
+4. protocols/applications/training.py trains the model on shares; the weights stay shared. Each epoch opens one
    count to both banks: how many weights left the fixed-point range (0 unless training diverges).
 5. The scored accounts' logits are computed with the shared weights and only the flags are opened.
    Each bank writes its own share of the weights (and its own scaler) to its own file (`model_out`); the
@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 
 from parties.fraud import data, features
-from protocols import Context, SharedArray, training
+from protocols import Context, SharedArray
+from protocols.applications import training
 
 N_FEATURES = len(features.FEATURES)
 MODELS = {"mlp": (16, 8), "logistic": ()}

@@ -17,7 +17,7 @@ import numpy as np
 from mpc.ring import decode_fixed
 from parties.fraud import data, features
 from parties.fraud import train as secure_train
-from protocols import training
+from protocols.applications import training
 
 Outputs = dict[str, dict[str, Any]]
 

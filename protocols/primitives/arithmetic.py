@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 
 from mpc import ring
-from protocols import truncation
-from protocols.core import Cost, Engine, Exchange, Material, Spec, run_protocol
-from protocols.shared import SharedArray, public_ring
+from protocols.primitives import truncation
+from protocols.primitives.core import Cost, Engine, Exchange, Material, Spec, run_protocol
+from protocols.primitives.shared import SharedArray, public_ring
 
 Product = Callable[[np.ndarray, np.ndarray], np.ndarray]
 

@@ -5,7 +5,8 @@ shares; on the helper the same calls deal the correlated randomness each operati
 program order and shape, ahead of need (docs/ARCHITECTURE.md, "the life of a run").
 
 Sharing (`input`) and opening (`reveal`) live here; every other operation is a protocol family's module
-(protocols/arithmetic.py, truncation.py, comparison.py, ...), run by the skeleton of protocols/core.py.
+(protocols/primitives/: arithmetic.py, truncation.py, comparison.py, ...), run by the skeleton of
+protocols/primitives/core.py.
 This is the one module that imports them all: nothing in protocols/ imports it back. Op ids are taken
 when an operation is called, before any await, so the call order of the program (not the event loop's
 scheduling) fixes every message key.
@@ -26,10 +27,11 @@ from mpc.config import Topology
 from mpc.prg import random_ring
 from mpc.ring import decode_fixed, encode_fixed, ring, signed
 from mpc.runtime import Party, PartyOutcome, run_local_async
-from protocols import arithmetic, comparison, functions, numpy_api, truncation
-from protocols.core import RandomnessProvider
-from protocols.material import HelperProvider, LocalTestProvider
-from protocols.shared import (
+from protocols.interface import functions, numpy_api
+from protocols.primitives import arithmetic, comparison, truncation
+from protocols.primitives.core import RandomnessProvider
+from protocols.primitives.material import HelperProvider, LocalTestProvider
+from protocols.primitives.shared import (
     SharedArray,
     Shares,
     concatenate,
@@ -100,7 +102,7 @@ class Context:
         """Whether this party's share carries public constants (the first compute party's does)."""
         return self.name == self._compute[0]
 
-    emulator: Any = None  # set by emulation (protocols/emulation.py): protocols then run on cleartext
+    emulator: Any = None  # set by emulation (protocols/interface/emulation.py): protocols then run on cleartext
 
     # -- tasks and phases -----------------------------------------------------------------------
     def spawn(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
@@ -358,10 +360,10 @@ class Context:
         return arithmetic.product(self, x, y, kind, frac_bits=self.frac_bits, truncate=truncate)
 
     def truncate(self, x: SharedArray, bits: int, method: str | None = None) -> SharedArray:
-        """floor(x / 2^bits) or one more; dealer: 1 round, local: 0 (see protocols/truncation.py)."""
+        """floor(x / 2^bits) or one more; dealer: 1 round, local: 0 (see protocols/primitives/truncation.py)."""
         return truncation.truncate(self, x, bits, method)
 
-    # -- comparisons (protocols/comparison.py): method None = the topology's `comparison` ---------
+    # -- comparisons (protocols/primitives/comparison.py): method None = the topology's `comparison` ---------
     def less(self, x: Any, y: Any, method: str | None = None) -> SharedArray:
         """[x < y] as a shared 0/1 integer. dcf: 1 round; bits: 8 rounds."""
         return comparison.less_than(self, x, y, method)
@@ -401,7 +403,7 @@ class Context:
         """bit ? a : b for a shared 0/1 integer `bit`. 1 round."""
         return comparison.where(self, bit, a, b)
 
-    # -- numpy on shared values (protocols/numpy_api.py) -----------------------------------------
+    # -- numpy on shared values (protocols/interface/numpy_api.py) -----------------------------------------
     def numpy(self, kind: str, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """numpy's dispatch for SharedArray: kind 'ufunc' (args = method, *inputs) or 'function'."""
         if kind == "ufunc":
@@ -435,7 +437,7 @@ class Context:
     def dot(self, x: SharedArray | Any, y: SharedArray | Any) -> SharedArray:
         return self.matmul(x, y)
 
-    # -- functions (protocols/functions.py) ------------------------------------------------------
+    # -- functions (protocols/interface/functions.py) ------------------------------------------------------
     # Splines evaluated by one DCF gate (dcf) or one batch of comparisons (bits); error bounds and
     # rounds in the README's "Functions" table. method None = the topology's `comparison`.
     def sigmoid(self, x: SharedArray, method: str | None = None) -> SharedArray:

@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from protocols import arithmetic, comparison, truncation
-from protocols.shared import SharedArray, concatenate, constant, stack
+from protocols.primitives import arithmetic, comparison, truncation
+from protocols.primitives.shared import SharedArray, concatenate, constant, stack
 
 if TYPE_CHECKING:
-    from protocols.core import Engine
+    from protocols.primitives.core import Engine
 
 MAX_POWER = 64  # x ** k for 0 <= k <= MAX_POWER: ceil(log2 k) + popcount(k) - 1 products
 
@@ -32,9 +32,9 @@ MAX_POWER = 64  # x ** k for 0 <= k <= MAX_POWER: ceil(log2 k) + popcount(k) - 1
 
 def divide(ctx: Engine, x: Any, y: Any) -> SharedArray:
     """x / y. By a public y: one round, within 3 units in the last place whatever x / y for an integer y
-    (the division of protocols/truncation.py, for every representable x); any other y is k / 2^e, the same
+    (the division of protocols/primitives/truncation.py, for every representable x); any other y is k / 2^e, the same
     division by the integer k after a local scaling by 2^e (valid while |x| 2^e < 2^(62 - f)). By a shared
-    y: ctx.div (a reciprocal, protocols/functions.py). Public / shared: y's reciprocal times x."""
+    y: ctx.div (a reciprocal, protocols/interface/functions.py). Public / shared: y's reciprocal times x."""
     if isinstance(y, SharedArray):
         if not isinstance(x, SharedArray):
             return ctx.mul(ctx.reciprocal(y), np.asarray(x, dtype=np.float64))  # type: ignore[attr-defined]
@@ -66,7 +66,7 @@ def divide(ctx: Engine, x: Any, y: Any) -> SharedArray:
 
 def floor_divide(ctx: Engine, x: SharedArray, d: Any) -> SharedArray:
     """x // d for a shared integer x and a public integer d > 0, exact as numpy's for |x| < 2^62: the
-    one-round division of protocols/truncation.py (off by -1..2), then the remainder x - q d compared with
+    one-round division of protocols/primitives/truncation.py (off by -1..2), then the remainder x - q d compared with
     -d, 0 and d in one batched comparison fixes it (dcf: 2 rounds; bits: 9)."""
     if isinstance(d, SharedArray):
         raise TypeError("x // y with a shared y is not supported; use x / y (fixed point)")

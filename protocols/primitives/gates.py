@@ -1,7 +1,7 @@
 """One-round gates on a masked value: the parties open x^ = x + r and evaluate one DCF key.
 
 Method "dcf" of every comparison, ReLU and spline (two compute parties). After Boyle et al. (Eurocrypt
-2021) and AriaNN (PETS 2022): the helper deals r, DCF keys for alpha = r mod 2^63 (protocols/dcf.py) and
+2021) and AriaNN (PETS 2022): the helper deals r, DCF keys for alpha = r mod 2^63 (protocols/primitives/dcf.py) and
 a few shared values of r; the parties open x^ = x + r (8 bytes per element each way, one round) and
 evaluate their key at x^ mod 2^63.
 
@@ -32,9 +32,9 @@ from functools import cache, partial
 
 import numpy as np
 
-from protocols import dcf
-from protocols.core import STOP, WORKERS, Cost, Engine, Env, Exchange, Material, Spec, run_protocol
-from protocols.shared import SharedArray, concatenate
+from protocols.primitives import dcf
+from protocols.primitives.core import STOP, WORKERS, Cost, Engine, Env, Exchange, Material, Spec, run_protocol
+from protocols.primitives.shared import SharedArray, concatenate
 
 Monomial = frozenset[str]
 ONE = np.uint64(1)
@@ -109,7 +109,7 @@ class Plan:
 
     @property
     def width(self) -> int:
-        """DCF payload width: the words, padded to 1 or an even number (protocols/dcf.py)."""
+        """DCF payload width: the words, padded to 1 or an even number (protocols/primitives/dcf.py)."""
         w = len(self.words)
         return w if w <= 1 or w % 2 == 0 else w + 1
 
@@ -414,12 +414,12 @@ RELU_TRUNC = Gate("relu_trunc", _relu_trunc, uses_r_shift=True)
 """max(x, 0) >> f: floor, or one unit in the last place above; e.g. after a product kept at 2f bits."""
 SIGN_RELU_TRUNC = Gate("sign_relu_trunc", _sign_relu_trunc, uses_r_shift=True)
 """([x < 0], max(x, 0) >> f) from one key: a layer's ReLU with its truncation, the bit kept for the backward
-pass (protocols/training.py)."""
+pass (protocols/applications/training.py)."""
 IS_ZERO = Gate("eq", _is_zero, uses_r_shift=False, offsets=(0, 1))
 """[x == 0], exact for every ring value: one key (payload 1, m_r) at two points."""
 
 
-# -- piecewise polynomials (splines): protocols/functions.py -------------------------------------------
+# -- piecewise polynomials (splines): protocols/interface/functions.py -------------------------------------------
 
 POWERS = ("", "R", "R2", "R3")
 """Dealer symbols r^e (e = 0..3): a spline piece of degree d <= 3 in t = x - c = (x^ - c) - r needs them."""
@@ -431,7 +431,7 @@ class Piecewise:
 
     Interval j (0..K) is [a_j, a_(j+1)) with a_0 = -inf, a_(K+1) = +inf; on it output o is
     sum_i coeffs[o][j][i] * t^i with t = x - centers[j], all ring integers, so that the output's ring
-    value is its real value times 2^scales[o] (the caller fitted and encoded them; protocols/functions.py)."""
+    value is its real value times 2^scales[o] (the caller fitted and encoded them; protocols/interface/functions.py)."""
 
     name: str
     breaks: tuple[int, ...]

@@ -24,8 +24,8 @@ from __future__ import annotations
 import numpy as np
 
 from mpc.ring import signed as ring_signed
-from protocols.core import Cost, Engine, Exchange, Material, Spec, run_protocol
-from protocols.shared import SharedArray
+from protocols.primitives.core import Cost, Engine, Exchange, Material, Spec, run_protocol
+from protocols.primitives.shared import SharedArray
 
 OFFSET_BITS = 62
 TOP = np.uint64(63)

@@ -5,7 +5,7 @@ fixed-point range or that a comparison's operands were too far apart; it just gi
 Emulation runs the same program with the same encodings (fixed point at `frac_bits`, integers mod 2^64,
 the same ring wrap-around and the same randomised truncation) but with every value in the clear, so it
 can check each one. Every protocol gives its meaning on cleartext ring values (`plain`) and its online
-cost (`Cost`) to `run_protocol` (protocols/core.py); emulation runs those instead of dealing and
+cost (`Cost`) to `run_protocol` (protocols/primitives/core.py); emulation runs those instead of dealing and
 exchanging: no sockets, no dealer, no helper process. It reports every value that leaves the range where
 the secure computation is correct, with the operation and the line of the user's program, and predicts
 the online rounds and bytes the secure run will take.
@@ -34,12 +34,12 @@ from mpc.ring import decode_fixed, encode_fixed, ring, signed
 from mpc.runtime import Party
 from mpc.stats import Stats
 from mpc.transport.frames import HEADER_SIZE
-from protocols.context import Context, _tabular
-from protocols.core import Cost, Plain
-from protocols.shared import SharedArray, Shares, resolved, split
+from protocols.interface.context import Context, _tabular
+from protocols.primitives.core import Cost, Plain
+from protocols.primitives.shared import SharedArray, Shares, resolved, split
 
 T = TypeVar("T")
-_PACKAGES = tuple(os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep + p + os.sep
+_PACKAGES = tuple(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) + os.sep + p + os.sep
                   for p in ("protocols", "mpc", "parties"))
 _WHERE: contextvars.ContextVar[str | None] = contextvars.ContextVar("emulation_where", default=None)
 

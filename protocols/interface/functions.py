@@ -27,10 +27,10 @@ from functools import cache
 
 import numpy as np
 
-from protocols import arithmetic, binary, comparison, gates, truncation
-from protocols.core import Engine
-from protocols.gates import Piecewise, shifted
-from protocols.shared import SharedArray, derive, rescale
+from protocols.primitives import arithmetic, binary, comparison, gates, truncation
+from protocols.primitives.core import Engine
+from protocols.primitives.gates import Piecewise, shifted
+from protocols.primitives.shared import SharedArray, derive, rescale
 
 MIN_FRAC, MAX_FRAC = 10, 16
 """frac_bits the function tables support: cubic pieces need 3 f + a few bits of coefficient below 2^61."""

@@ -1,8 +1,8 @@
 """Comparison, sign, ReLU, max and where: everything reduces to the sign gate msb(x) = [x < 0].
 
 Method "dcf" (two compute parties): one online round per gate, by the one-round gates of
-protocols/gates.py (SIGN, RELU, SIGN_RELU, RELU_TRUNC). Method "bits" (any number of compute parties):
-protocols/binary.py, 8 rounds; ReLU adds a product. Method "auto" picks per batch by a cost model.
+protocols/primitives/gates.py (SIGN, RELU, SIGN_RELU, RELU_TRUNC). Method "bits" (any number of compute parties):
+protocols/primitives/binary.py, 8 rounds; ReLU adds a product. Method "auto" picks per batch by a cost model.
 
 Results of comparisons are shared integers 0/1 (frac 0), usable in further arithmetic.
 """
@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 
 from mpc.settings import Comparison, check_parties, choices
-from protocols import arithmetic, binary, gates, truncation
-from protocols.core import Engine
-from protocols.shared import SharedArray, concatenate, constant
+from protocols.primitives import arithmetic, binary, gates, truncation
+from protocols.primitives.core import Engine
+from protocols.primitives.shared import SharedArray, concatenate, constant
 
 
 @dataclass(frozen=True)

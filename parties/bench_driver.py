@@ -13,7 +13,6 @@ Latency model: across the latencies run, wall = a + rounds x L + bytes / bandwid
 from __future__ import annotations
 
 import os
-import socket
 import statistics
 import tempfile
 from collections import defaultdict
@@ -21,44 +20,12 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from mpc.config import Topology, localhost_topology
-from mpc.keys import with_ephemeral_keys
-from mpc.launcher import launch
+from mpc.config import Topology
+from mpc.localhost import secured, write_topology
 from mpc.settings import Comparison
+from parties.launcher import launch
 
 Record = dict[str, Any]
-
-
-def free_ports(n: int) -> list[int]:
-    """n distinct TCP ports on 127.0.0.1 that were free a moment ago (bound and released)."""
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
-def default_topology() -> Topology:
-    """The built-in localhost topology of two banks and the helper, on free ports."""
-    return localhost_topology(2, helper=True, ports=free_ports(3), timeout_s=120)
-
-
-def secured(topo: Topology, directory: Path) -> Topology:
-    """The topology with ephemeral CURVE key files in `directory` if it has no keys of its own and runs
-    on this host (launch, bench and demo start every party here)."""
-    if any(p.public_key for p in topo.parties) or topo.insecure:
-        return topo
-    return with_ephemeral_keys(topo, directory / "keys")
-
-
-def write_topology(topo: Topology, path: Path) -> Path:
-    path.write_text(yaml.safe_dump(topo.model_dump(mode="json", exclude_none=True), sort_keys=False))
-    return path
 
 
 def run_bench(topology: Topology, ops: Sequence[str], n: int, repeat: int, latencies: Sequence[float | None] = (None,),

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from protocols.core import Cost, Engine, Exchange, Material, Spec, run_protocol
-from protocols.shared import SharedArray
+from protocols.primitives.core import Cost, Engine, Exchange, Material, Spec, run_protocol
+from protocols.primitives.shared import SharedArray
 
 SHIFTS = (1, 2, 4, 8, 16, 32)
 ALL_ONES = np.uint64(2**64 - 1)

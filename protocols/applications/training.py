@@ -22,7 +22,7 @@ c_i = 1 + (c - 1) y_i is local (c public, y shared), and the products by c are t
 pass (for logistic regression once, before training).
 
 Sigmoid: SecureML's "hard sigmoid" clip(z/4 + 1/2, 0, 1), one ReLU-truncation gate on [u, u - 1] that
-also truncates the product it follows: 1 round. The spline sigmoid of protocols/functions.py (error
+also truncates the product it follows: 1 round. The spline sigmoid of protocols/interface/functions.py (error
 7.5e-4) costs 2 rounds and cannot take the untruncated product, so a step would take 5 rounds; training
 needs the gradient's sign and rough size, not the curve's last digits, and scoring after training uses
 the same function the model was trained with (the float64 reference uses it too). The loss gradient is
@@ -42,10 +42,11 @@ import numpy as np
 
 from mpc.prg import random_ring
 from mpc.settings import Comparison
-from protocols import comparison, gates, truncation
-from protocols.core import Cost, Engine, Exchange, Material, Spec, run_protocol
-from protocols.models import parse_architecture
-from protocols.shared import SharedArray, concatenate, constant, resolved
+from protocols.applications.models import parse_architecture
+from protocols.interface.context import Context
+from protocols.primitives import comparison, gates, truncation
+from protocols.primitives.core import Cost, Engine, Exchange, Material, Spec, run_protocol
+from protocols.primitives.shared import SharedArray, concatenate, constant, resolved
 
 TOP = np.uint64(63)
 LOW63 = np.uint64(2**63 - 1)
@@ -90,7 +91,7 @@ class TrainConfig:
         return [n_features, *self.hidden, 1]
 
     def architecture(self, n_features: int) -> str:
-        """As protocols.models: 'IN-OUT-ACTIVATION' per layer, e.g. '16-16-relu,16-8-relu,8-1-logistic'."""
+        """As protocols.applications.models: 'IN-OUT-ACTIVATION' per layer, e.g. '16-16-relu,16-8-relu,8-1-logistic'."""
         s = self.sizes(n_features)
         acts = ["relu"] * (len(s) - 2) + ["logistic"]
         return ",".join(f"{a}-{b}-{act}" for a, b, act in zip(s, s[1:], acts, strict=False))
@@ -212,7 +213,7 @@ def sign_relu_truncate(ctx: Engine, z: SharedArray, bits: int,
 def bit_trunc(ctx: Engine, bit: SharedArray, t: SharedArray, bits: int) -> SharedArray:
     """bit * (t >> bits) for a shared 0/1 integer `bit`, in ONE round (not a product, then a truncation).
 
-    The truncation of t (protocols/truncation.py, dealer pair r, msb(r), low(r)) is affine in the dealer's
+    The truncation of t (protocols/primitives/truncation.py, dealer pair r, msb(r), low(r)) is affine in the dealer's
     shared values: t >> bits = A + B msb(r) - low(r) with A, B public once c = t + 2^62 + r is open. So
     bit * (t >> bits) = A bit + B (bit msb(r)) - bit low(r), and the two products by dealer values are
     Beaver products with a mask `a` of the bit: e = bit - a is opened in the same message as c, and
@@ -257,12 +258,12 @@ def bit_trunc(ctx: Engine, bit: SharedArray, t: SharedArray, bits: int) -> Share
                         cost=Cost(1, 1, 16 * n))[0]
 
 
-def sigmoid_kind(ctx: Any) -> str:
+def sigmoid_kind(ctx: Context) -> str:
     """The sigmoid training and scoring use: 'hard' (see the module doc); the reference takes the same."""
     return "hard"
 
 
-def _sigmoid(ctx: Any, z: SharedArray) -> SharedArray:
+def _sigmoid(ctx: Context, z: SharedArray) -> SharedArray:
     """The hard sigmoid at f bits for z at f or 2f bits: clip(z/4 + 1/2, 0, 1) = relu(u) - relu(u - 1),
     u = z/4 + 1/2, both in one ReLU-truncation gate (u is z read with 2 more fractional bits: the division
     by 4 is free)."""
@@ -275,25 +276,25 @@ def _sigmoid(ctx: Any, z: SharedArray) -> SharedArray:
 
 # -- training on shares -----------------------------------------------------------------------------
 
-def _with_ones(ctx: Any, h: SharedArray) -> SharedArray:
+def _with_ones(ctx: Context, h: SharedArray) -> SharedArray:
     """[h, 1]: the bias as one more input (its gradient is then one more row of h^T delta)."""
     return concatenate([h, constant(ctx, np.ones((h.shape[0], 1), dtype=np.float64))], axis=1)
 
 
-def _weighted(ctx: Any, h: SharedArray, c: SharedArray | None) -> SharedArray:
+def _weighted(ctx: Context, h: SharedArray, c: SharedArray | None) -> SharedArray:
     """c_i * [h_i, 1] (rows), or [h, 1] without class weights."""
     aug = _with_ones(ctx, h)
     return aug if c is None else ctx.mul(aug, c[:, None])
 
 
-def agree_model_id(ctx: Any) -> Any:
+def agree_model_id(ctx: Context) -> Any:
     """A joint random id for this session's model: each compute party's share is its own random draw, so
     the opened sum is uniform unless both collude. 1 round; the helper gets None."""
     mine = resolved(ctx, (2,), 0, random_ring((2,)))
     return ctx.reveal(mine)
 
 
-def train(ctx: Any, x: SharedArray, y: SharedArray, cfg: TrainConfig,
+def train(ctx: Context, x: SharedArray, y: SharedArray, cfg: TrainConfig,
           init: Weights | None = None) -> SharedWeights:
     """Train on shared rows x (n, d) at f fractional bits and shared 0/1 labels y (n,). Collective.
 
@@ -327,7 +328,7 @@ def train(ctx: Any, x: SharedArray, y: SharedArray, cfg: TrainConfig,
     return result
 
 
-def _end_epoch(ctx: Any, result: SharedWeights, f: int) -> None:
+def _end_epoch(ctx: Context, result: SharedWeights, f: int) -> None:
     result.epoch_ends.append(result.layers[0][0])
     if result.config.check_divergence:
         result.out_of_range.append(ctx.reveal(ctx.less(0, _count_out_of_range(ctx, result, f))))  # one bit
@@ -340,7 +341,7 @@ def weight_limit(f: int) -> float:
     return 2.0 ** (62 - 2 * f - 10)
 
 
-def _count_out_of_range(ctx: Any, result: SharedWeights, f: int) -> SharedArray:
+def _count_out_of_range(ctx: Context, result: SharedWeights, f: int) -> SharedArray:
     """How many weights (and biases) lie beyond +-weight_limit: one comparison gate on [w - L, -w - L]."""
     flat = concatenate([p.reshape(-1) for layer in result.layers for p in layer])
     limit = weight_limit(f)
@@ -348,7 +349,7 @@ def _count_out_of_range(ctx: Any, result: SharedWeights, f: int) -> SharedArray:
     return beyond.sum()
 
 
-def _step(ctx: Any, layers: list[tuple[SharedArray, SharedArray]], xb: SharedArray, yb: SharedArray,
+def _step(ctx: Context, layers: list[tuple[SharedArray, SharedArray]], xb: SharedArray, yb: SharedArray,
           cb: SharedArray | None, aug_b: SharedArray | None, cfg: TrainConfig,
           f: int) -> list[tuple[SharedArray, SharedArray]]:
     """One SGD step on a batch; returns the new weights."""
@@ -377,7 +378,7 @@ def _step(ctx: Any, layers: list[tuple[SharedArray, SharedArray]], xb: SharedArr
     return _update(ctx, layers, list(reversed(grads)), len(yb), cfg, f)
 
 
-def _update(ctx: Any, layers: list[tuple[SharedArray, SharedArray]], grads: list[SharedArray], batch: int,
+def _update(ctx: Context, layers: list[tuple[SharedArray, SharedArray]], grads: list[SharedArray], batch: int,
             cfg: TrainConfig, f: int) -> list[tuple[SharedArray, SharedArray]]:
     """w -= lr / B * g for every layer in ONE division by the public integer 2^(F - f) B / lr (g at F bits):
     the batch mean, the learning rate and the truncation in one round. g = [gW; gb] per layer."""
@@ -418,7 +419,7 @@ async def rounds_per_step(result: SharedWeights) -> float | None:
 
 # -- scoring with shared weights --------------------------------------------------------------------
 
-def logits(ctx: Any, layers: Sequence[tuple[SharedArray, SharedArray]], x: SharedArray) -> SharedArray:
+def logits(ctx: Context, layers: Sequence[tuple[SharedArray, SharedArray]], x: SharedArray) -> SharedArray:
     """The score before the sigmoid, at 2f bits, of shared rows x with shared weights (a Beaver product
     per layer and one ReLU-truncation gate per hidden layer)."""
     h = x
@@ -456,7 +457,7 @@ def _frac(result: SharedWeights) -> int:
     return result.layers[0][0].frac_bits
 
 
-async def open_weights(ctx: Any, result: SharedWeights | Sequence[tuple[SharedArray, SharedArray]],
+async def open_weights(ctx: Context, result: SharedWeights | Sequence[tuple[SharedArray, SharedArray]],
                        to: Sequence[str] | None = None) -> Weights | None:
     """Open the weights (a policy choice: `--reveal-model`). None on parties not in `to`."""
     layers = result.layers if isinstance(result, SharedWeights) else list(result)
@@ -473,7 +474,7 @@ def _digest(architecture: str, frac_bits: int, model_id: str, config: str) -> st
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-async def save_shares(ctx: Any, result: SharedWeights, path: str | Path,
+async def save_shares(ctx: Context, result: SharedWeights, path: str | Path,
                       extra: dict[str, np.ndarray] | None = None) -> str | None:
     """Write this bank's own share of the weights to `path` (.npz, no pickle); the helper writes nothing.
     One share alone is uniformly random. The file carries the architecture, the fixed-point scale, the
@@ -563,7 +564,7 @@ def digest_words(digest: str) -> np.ndarray:
     return np.frombuffer(bytes.fromhex(digest)[:16], dtype="<u8").copy()
 
 
-async def load_shared_weights(ctx: Any, architecture: str, loaded: LoadedShares | None,
+async def load_shared_weights(ctx: Context, architecture: str, loaded: LoadedShares | None,
                               files: dict[str, str] | None = None) -> list[tuple[SharedArray, SharedArray]]:
     """The shared weights from each bank's own share file (the helper passes None: it holds no share).
     The banks first check that their files' digests agree: bank_a's share is its digest, bank_b's the

@@ -27,7 +27,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 from mpc.runtime import Op, Party
-from protocols.shared import Ops, SharedArray, Shares, placeholder, split
+from protocols.primitives.shared import Ops, SharedArray, Shares, placeholder, split
 
 Sharing = Literal["add", "xor"]
 Kind = Literal["random", "shared", "own", "public"]
@@ -128,14 +128,14 @@ class RandomnessProvider(Protocol):
 
 
 class Engine(Ops, Protocol):
-    """What protocols need from the party's context (protocols.context.Context provides it)."""
+    """What protocols need from the party's context (protocols.interface.context.Context provides it)."""
 
     party: Party
     provider: RandomnessProvider
     truncation: str  # the default truncation method (dealer | local)
     comparison: str  # the default comparison method (auto | dcf | compact | bits)
     last_comparison_method: str | None  # what `auto` chose last (for measurement)
-    emulator: Any  # None, or the emulation running this program on cleartext (protocols/emulation.py)
+    emulator: Any  # None, or the emulation running this program on cleartext (protocols/interface/emulation.py)
 
     def deal(self, coro: Any) -> Any: ...
     async def online_gate(self) -> None: ...
@@ -199,7 +199,7 @@ def run_protocol(ctx: Engine, label: str, spec: Spec | None, body: Body, operand
     fetched at once (ahead of the online phase); the body runs when the operands are ready and the
     online gate is open. Returns the results as shared arrays at once (placeholders on the helper).
     `plain(*values)` is the protocol's meaning on cleartext ring values and `cost` its online cost:
-    emulation (protocols/emulation.py) runs those instead of the protocol."""
+    emulation (protocols/interface/emulation.py) runs those instead of the protocol."""
     emulator = getattr(ctx, "emulator", None)
     if emulator is not None:
         return emulator.run(ctx, label, operands, outputs, plain, cost)  # type: ignore[no-any-return]

@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from protocols.shared import SharedArray
+from protocols.interface.context import Context
+from protocols.primitives.shared import SharedArray
 
 ACTIVATIONS = ("identity", "relu", "logistic", "tanh")
 
@@ -113,7 +114,7 @@ class Model:
                 scale = 1.0
         return err
 
-    def score(self, ctx: Any, x: SharedArray) -> SharedArray:
+    def score(self, ctx: Context, x: SharedArray) -> SharedArray:
         """Scores of shared features x (rows are samples) with public weights."""
         return _forward(ctx, x, [(layer.weight, layer.bias, layer.activation) for layer in self.layers])
 
@@ -124,7 +125,7 @@ class SharedModel:
 
     layers: tuple[tuple[SharedArray, SharedArray, str], ...]
 
-    def score(self, ctx: Any, x: SharedArray) -> SharedArray:
+    def score(self, ctx: Context, x: SharedArray) -> SharedArray:
         return _forward(ctx, x, list(self.layers))
 
 
@@ -143,7 +144,7 @@ def parse_architecture(text: str) -> tuple[tuple[int, int, str], ...]:
     return tuple(layers)
 
 
-def share_model(ctx: Any, owner: str, architecture: str, model: Model | None = None) -> SharedModel:
+def share_model(ctx: Context, owner: str, architecture: str, model: Model | None = None) -> SharedModel:
     """The owner inputs its model's weights; every other party passes None. The architecture (layer
     shapes and activations, e.g. `model.architecture` = '8-16-relu,16-1-logistic') is public: every
     party, the helper included, needs it to run the protocols; the weights stay secret. 1 round, with
@@ -163,7 +164,7 @@ def share_model(ctx: Any, owner: str, architecture: str, model: Model | None = N
     return SharedModel(tuple(out))
 
 
-def _forward(ctx: Any, x: SharedArray, layers: list[tuple[Any, Any, str]]) -> SharedArray:
+def _forward(ctx: Context, x: SharedArray, layers: list[tuple[Any, Any, str]]) -> SharedArray:
     h = x
     for weight, bias, activation in layers:
         z = ctx.matmul(h, weight, truncate=False)  # at up to 2f fractional bits

@@ -1,4 +1,4 @@
-"""Correlated randomness: seeds, PRG streams and delivery, for any protocol's `Spec` (protocols/core.py).
+"""Correlated randomness: seeds, PRG streams and delivery, for any protocol's `Spec` (protocols/primitives/core.py).
 
 The helper shares one AES seed with each compute party. For every op, each compute party derives from its
 seed its share of every `random` array, its shares of every `shared` array but the last party's, and its
@@ -8,7 +8,7 @@ the `shared` arrays (one message, or one per piece of an elementwise spec), and 
 `public` arrays (one message, the same array to each). PRG streams are keyed by (op id, the item's
 position in the spec) and read from an element offset for a piece, so no two arrays ever reuse a stream.
 
-Providers (the `RandomnessProvider` interface of protocols/core.py):
+Providers (the `RandomnessProvider` interface of protocols/primitives/core.py):
 - `HelperProvider`: the real one; the helper deals (`deal`), compute parties derive and receive (`fetch`).
 - `LocalTestProvider`: TESTS ONLY. Every party knows every seed (so nothing is secret) and evaluates the
   spec itself. Selecting it is explicit and logged as insecure.
@@ -25,8 +25,8 @@ import numpy as np
 from mpc.prg import PRG, new_seed
 from mpc.runtime import Op, Party
 from mpc.workers import WorkerPool
-from protocols import dcf
-from protocols.core import STOP, WORKERS, Env, Item, Material, Spec
+from protocols.primitives import dcf
+from protocols.primitives.core import STOP, WORKERS, Env, Item, Material, Spec
 
 log = logging.getLogger("mpc.material")
 

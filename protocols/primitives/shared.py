@@ -8,10 +8,10 @@ program to deal each operation's randomness, never to compute on shares.
 
 `frac_bits` is the number of fractional bits of the array's encoding: 0 for integers mod 2^64, the
 topology's `frac_bits` for fixed point (one name for the fixed-point scale throughout). A product of two
-fixed-point values is truncated back to `frac_bits` (see protocols/truncation.py).
+fixed-point values is truncated back to `frac_bits` (see protocols/primitives/truncation.py).
 
 This module imports no other protocol module: operators reach the protocols through the array's context,
-which implements `Ops` (protocols/context.py).
+which implements `Ops` (protocols/interface/context.py).
 """
 
 from __future__ import annotations
@@ -68,11 +68,11 @@ class SharedArray:
 
     # -- numpy's dispatch: numpy functions on shared values compute securely or raise TypeError -----
     def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
-        """`np.maximum(x, 0)`, `ndarray + x`, `np.exp(x)`, ...: protocols/numpy_api.py."""
+        """`np.maximum(x, 0)`, `ndarray + x`, `np.exp(x)`, ...: protocols/interface/numpy_api.py."""
         return self.ctx.numpy("ufunc", ufunc, (method, *inputs), kwargs)
 
     def __array_function__(self, func: Any, types: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        """`np.sum(x)`, `np.mean(x)`, `np.dot(x, w)`, `np.where(bit, a, b)`, ...: protocols/numpy_api.py."""
+        """`np.sum(x)`, `np.mean(x)`, `np.dot(x, w)`, `np.where(bit, a, b)`, ...: protocols/interface/numpy_api.py."""
         return self.ctx.numpy("function", func, args, kwargs)
 
     def __array__(self, *args: Any, **kwargs: Any) -> np.ndarray:
@@ -155,7 +155,7 @@ class SharedArray:
     def __rmatmul__(self, other: Any) -> SharedArray:
         return self.ctx.matmul(other, self)
 
-    # -- comparisons (shared 0/1 integers; see protocols/comparison.py) --------------------------
+    # -- comparisons (shared 0/1 integers; see protocols/primitives/comparison.py) --------------------------
     def __lt__(self, other: Any) -> SharedArray:
         return self.ctx.less(self, other)
 
