@@ -127,11 +127,17 @@ def check(config: str, as_json: bool, strict: bool) -> None:
         table.add_row(p.name, p.role, f"{p.host}:{p.port}", "CURVE" if p.public_key else "-")
     console = _console()
     console.print(table)
-    net = topo.network
+    s = topo.session
+    console.print(f"session: frac_bits={s.frac_bits} timeout_s={s.timeout_s:g} truncation={s.truncation} "
+                  f"comparison={s.comparison} max_message_mb={s.max_message_mb:g} "
+                  f"max_buffered_mb={s.max_buffered_mb:g} max_input_elements={s.max_input_elements:,}")
+    net = topo.network_emulation
     bw = f"{net.bandwidth_mbps:g} Mbit/s" if net.bandwidth_mbps else "unlimited"
-    console.print(f"network: {net.latency_ms:g} ms one-way, {bw}; {len(net.links)} per-link override(s)")
-    console.print(f"frac_bits={topo.frac_bits} timeout_s={topo.timeout_s:g} truncation={topo.truncation} "
-                  f"comparison={topo.comparison}")
+    console.print(f"network_emulation: {net.latency_ms:g} ms one-way, {bw}; {len(net.links)} per-link override(s)")
+    declared = [f"{a}-{b}" for a, b in topo.cost_links() if topo.declared_link(a, b) is not None]
+    console.print("cost_model: " + (f"declared for {', '.join(declared)}; " if declared else "")
+                  + ("the other links auto reads are measured at the hello" if len(declared) < len(topo.cost_links())
+                     else "nothing to measure"))
 
 
 @cli.command()

@@ -21,9 +21,10 @@ ROOT = Path(__file__).resolve().parent.parent
 def _config(tmp_path: Path, name: str = "local-2banks-helper") -> Path:
     """A shipped config moved to free ports, so tests never collide with a running deployment."""
     data = yaml.safe_load((ROOT / "configs" / f"{name}.yaml").read_text())
-    for party, port in zip(data["parties"], free_ports(len(data["parties"])), strict=True):
+    parties = data["deployment"]["parties"]
+    for party, port in zip(parties, free_ports(len(parties)), strict=True):
         party["port"] = port
-    data["timeout_s"] = 20
+    data["session"]["timeout_s"] = 20
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
@@ -205,11 +206,11 @@ def test_run_single_party_reports_missing_peer(tmp_path: Path) -> None:
 
 def test_bad_config_exit_2(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
-    bad.write_text("parties: [{name: a, role: compute, port: 0}]\n")
+    bad.write_text("deployment: {parties: [{name: a, role: compute, port: 0}]}\n")
     for cmd in (["check"], ["launch"]):
         res = mpc(*cmd, str(bad))
         assert res.returncode == 2
-        assert f"{bad}: parties[0] (a).port" in res.stderr
+        assert f"{bad}: deployment.parties[0] (a).port" in res.stderr
         assert "Traceback" not in res.stderr
 
 

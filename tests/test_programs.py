@@ -45,7 +45,7 @@ def _topology(tmp_path: Path) -> Path:
     parties = [{"name": n, "role": "helper" if n == "helper" else "compute", "host": "127.0.0.1", "port": p}
                for n, p in zip(names, free_ports(3), strict=True)]
     path = tmp_path / "topology.yaml"
-    path.write_text(yaml.safe_dump({"name": "t", "timeout_s": 20, "parties": parties}))
+    path.write_text(yaml.safe_dump({"name": "t", "deployment": {"parties": parties}, "session": {"timeout_s": 20}}))
     return path
 
 

@@ -33,4 +33,5 @@ def test_topology_example_validates() -> None:
     example = re.search(r"```yaml\n(.*?)```", README, re.S)
     assert example is not None
     topo = parse_topology(yaml.safe_load(example.group(1)), "README.md")
-    assert topo.link("bank_a", "bank_b").latency_ms == 25
+    assert topo.emulated_link("bank_a", "bank_b").latency_ms == 25
+    assert topo.declared_link("bank_a", "bank_b") is None  # the cost model measures at the hello
