@@ -25,6 +25,7 @@ from mpc.config import Topology
 from mpc.keys import CurveKeys
 from mpc.keys import ephemeral as ephemeral_keys
 from mpc.keys import load as load_keys
+from mpc.links import AgreedLinks, agree_links
 from mpc.stats import Stats
 from mpc.transport import (
     MemoryNetwork,
@@ -88,7 +89,8 @@ class Party:
     """One party's context in a run: who it is, who the others are, and how to talk to them."""
 
     def __init__(self, topology: Topology, name: str, transport: Transport, stats: Stats,
-                 stop: StopSignal | None = None, workers: WorkerPool | None = None):
+                 stop: StopSignal | None = None, workers: WorkerPool | None = None,
+                 links: AgreedLinks | None = None):
         spec = topology.party(name)
         self.topology = topology
         self.name = name
@@ -107,6 +109,9 @@ class Party:
         # The helper's worker processes for heavy dealing (mpc/workers.py), if it has more than one; they
         # live as long as this run (run_on stops them).
         self.workers = workers
+        # The links' figures `auto`'s cost model reads, the same on every party (mpc/links.py): measured at
+        # the hello or declared; without a network (one process), the declared ones or none.
+        self.links = links if links is not None else AgreedLinks.assumed(topology)
 
     @property
     def is_helper(self) -> bool:
@@ -248,8 +253,11 @@ def _agreement(topology: Topology, setup: Mapping[str, str] | None) -> dict[str,
 
 
 async def run_on(transport: Transport, topology: Topology, name: str, program: Program[T],
-                 stats: Stats, *, dealer_workers: int = 1) -> PartyOutcome:
+                 stats: Stats, *, dealer_workers: int = 1, measure_links: bool = True) -> PartyOutcome:
     """Run `program` as party `name` on a transport not yet started; abort on any error, else goodbye.
+
+    Once the session is agreed, the links `auto`'s cost model reads are measured and their figures agreed
+    (mpc/links.py), unless `measure_links` is False (one process, no network: none or the declared ones).
 
     The helper's worker processes (if dealer_workers > 1) are started first, so they boot while the party
     connects; its program starts once they have. They are terminated and joined when the run ends, however
@@ -261,9 +269,10 @@ async def run_on(transport: Transport, topology: Topology, name: str, program: P
             pool = WorkerPool(dealer_workers, name, stop.check)
             pool.start()
         await transport.start()
+        links = await agree_links(transport, topology, name, stats) if measure_links else None
         if pool is not None:
             await pool.ready(topology.timeout_s)  # booted meanwhile: the program never waits for them
-        party = Party(topology, name, transport, stats, stop, pool)
+        party = Party(topology, name, transport, stats, stop, pool, links)
         log.info("%s: session %s started with %s", name, party.session_id[:12], ", ".join(party.peers) or "-")
         t0 = time.perf_counter()
         value = await _until_failure(program(party), transport, stop)
@@ -327,7 +336,7 @@ async def run_local_async(
         for name in topology.names:
             stats = Stats()
             link = network.transport(name, stats, timeout_s=timeout_s, agreement=_agreement(topology, None))
-            runs[name] = run_on(link, topology, name, program, stats)
+            runs[name] = run_on(link, topology, name, program, stats, measure_links=False)
     else:
         keys: dict[str, CurveKeys | None] = dict.fromkeys(topology.names)
         if curve and all(p.public_key is None for p in topology.parties):
