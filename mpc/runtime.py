@@ -25,6 +25,7 @@ from mpc.config import Topology
 from mpc.keys import CurveKeys
 from mpc.keys import ephemeral as ephemeral_keys
 from mpc.keys import load as load_keys
+from mpc.library import library_agreement
 from mpc.links import AgreedLinks, agree_links
 from mpc.stats import Stats
 from mpc.transport import (
@@ -232,8 +233,9 @@ async def run_party(
     Links use CurveZMQ with `keys`, or with the topology's key files; without keys (an `insecure: true`
     or all-localhost topology) they are plain TCP and a warning says so. If the program raises, every
     peer is told (abort) so it stops at once with the reason. At session start the parties compare the
-    topology's agreed settings and `setup` (say, the program and its shared parameters): any difference
-    stops every party at once, naming the setting. The helper deals in the topology's
+    topology's session settings, the library's version and code digest, the program's declared
+    `agreement` and `setup` (say, the program and its shared parameters): any difference stops every party
+    at once, naming the setting. The helper deals in the topology's
     `dealer_worker_count()` worker processes (1: in this process).
     """
     if keys is None:
@@ -243,13 +245,16 @@ async def run_party(
                     topology.name, "; insecure: true" if topology.insecure else "")
     stats = Stats()
     transport = ZmqTransport(topology, name, stats, timeout_s=timeout_s, keys=keys,
-                             agreement=_agreement(topology, setup))
+                             agreement=_agreement(topology, program, setup))
     return await run_on(transport, topology, name, program, stats, dealer_workers=topology.dealer_worker_count())
 
 
-def _agreement(topology: Topology, setup: Mapping[str, str] | None) -> dict[str, str]:
-    """What every party must share, compared at session start."""
-    return {**topology.agreed_settings(), **(setup or {})}
+def _agreement(topology: Topology, program: Program[Any], setup: Mapping[str, str] | None) -> dict[str, str]:
+    """What every party must share, compared at session start: the topology's session settings, the
+    library's version and code, what the program itself declares in its `agreement` attribute (a secure
+    program: the digest of the public tables it uses) and `setup` (say, the program and its parameters)."""
+    declared: Mapping[str, str] = getattr(program, "agreement", None) or {}
+    return {**topology.agreed_settings(), **library_agreement(), **declared, **(setup or {})}
 
 
 async def run_on(transport: Transport, topology: Topology, name: str, program: Program[T],
@@ -335,7 +340,7 @@ async def run_local_async(
         runs = {}
         for name in topology.names:
             stats = Stats()
-            link = network.transport(name, stats, timeout_s=timeout_s, agreement=_agreement(topology, None))
+            link = network.transport(name, stats, timeout_s=timeout_s, agreement=_agreement(topology, program, None))
             runs[name] = run_on(link, topology, name, program, stats, measure_links=False)
     else:
         keys: dict[str, CurveKeys | None] = dict.fromkeys(topology.names)

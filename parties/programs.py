@@ -5,9 +5,12 @@ A user's program is a secure program `async def fn(ctx, ...)` taking a `protocol
 first parameter is annotated `Party`, a transport-level program taking the bare `mpc.Party`). Its other
 parameters come from `-p NAME=VALUE`, typed by their annotations (int, float, bool, str, Path) or else by
 their defaults, and are checked before any party starts. Parties agree at session start on the program,
-its shared parameters and a SHA-256 digest of its source file, so two hosts running different versions
-of a file stop at once naming the difference. Parameters listed in `fn.own_params` (say a data
-directory) may differ from party to party.
+its shared parameters, a SHA-256 digest of its source file and of every module it loads from outside the
+installed libraries (its own package or directory: a helper module of the program is code the parties
+run too), so two hosts running different versions of any of them stop at once naming the difference.
+Modules a program imports only later, while it runs, are not covered: import them at the top.
+Parameters typed `Path` (a party's own file or directory) and those listed in `fn.own_params` are each
+party's own: they may differ from party to party and are never sent to the others.
 """
 
 from __future__ import annotations
@@ -16,9 +19,11 @@ import hashlib
 import importlib
 import importlib.util
 import inspect
+import site
 import sys
+import sysconfig
 import typing
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +42,8 @@ class ProgramEntry:
     is_secure: bool = False  # takes a protocols.Context rather than the bare Party
     own_params: tuple[str, ...] = ()  # parameters each party sets for itself (its own data); the rest must agree
     digest: str | None = None  # SHA-256 of a user program's source file (built-ins: None, part of this version)
+    modules: tuple[tuple[str, str], ...] = ()  # (name, SHA-256) of the other modules it loads from outside
+    # the installed libraries
 
 
 PROGRAMS: dict[str, ProgramEntry] = {
@@ -87,16 +94,22 @@ def find_program(spec: str) -> ProgramEntry:
         raise ValueError(f"unknown program {spec!r}; give a built-in ({', '.join(sorted(PROGRAMS))}), "
                          "FILE.py:FUNCTION or package.module:FUNCTION")
     module_file = Path(source)
+    before = set(sys.modules)
     if source.endswith(".py") or module_file.exists():
         if not module_file.is_file():
             raise ValueError(f"program file {source} does not exist")
         module = _load_file(module_file)
+        root = module_file.resolve().parent
     else:
         try:
             module = importlib.import_module(source)
         except ImportError as exc:
             raise ValueError(f"cannot import module {source!r} for --program {spec}: {exc}") from None
         module_file = Path(module.__file__ or "")
+        top = sys.modules.get(source.partition(".")[0])
+        root = Path(getattr(top, "__file__", None) or module_file).resolve().parent
+    loaded = _LOADED.setdefault(str(module_file.resolve()), set())
+    loaded.update(set(sys.modules) - before)  # loaded with it now (the first time it is loaded here)
     fn = getattr(module, attr, None)
     if fn is None:
         raise ValueError(f"{source} has no function {attr!r}")
@@ -110,8 +123,52 @@ def find_program(spec: str) -> ProgramEntry:
         (isinstance(first, str) and first.split(".")[-1] == "Party") or getattr(first, "__name__", "") == "Party")
     digest = hashlib.sha256(module_file.read_bytes()).hexdigest() if module_file.is_file() else None
     doc = (inspect.getdoc(fn) or "").split("\n")[0]
+    modules = _user_modules([*loaded, *_modules_under(root)], module_file)
     return ProgramEntry(fn, doc or f"{attr} from {module_file.name}", is_secure=not takes_party,
-                        own_params=tuple(getattr(fn, "own_params", ())), digest=digest)
+                        own_params=tuple(getattr(fn, "own_params", ())), digest=digest, modules=modules)
+
+
+_LOADED: dict[str, set[str]] = {}  # a program file -> the modules loaded with it
+
+
+def _installed_roots() -> tuple[Path, ...]:
+    """Where installed libraries live: the standard library, site-packages, and this library's own
+    packages (agreed by their own digest, mpc/library.py)."""
+    import mpc
+    import protocols
+
+    paths = {sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+    paths |= {*site.getsitepackages(), site.getusersitepackages()}
+    roots = [Path(p).resolve() for p in paths]
+    roots += [Path(str(m.__file__)).resolve().parent for m in (mpc, protocols, sys.modules[__package__ or "parties"])]
+    return tuple(roots)
+
+
+def _modules_under(root: Path) -> list[str]:
+    """Modules already loaded from the program's own directory or package (loaded before it, say)."""
+    found = []
+    for name, module in list(sys.modules.items()):
+        file = getattr(module, "__file__", None)
+        if file and Path(file).resolve().is_relative_to(root):
+            found.append(name)
+    return found
+
+
+def _user_modules(names: Iterable[str], entry: Path) -> tuple[tuple[str, str], ...]:
+    """(name, SHA-256) of each module among `names` loaded from a file outside the installed libraries,
+    the program's own file aside (its digest is the program's)."""
+    roots = _installed_roots()
+    entry = entry.resolve()
+    out = {}
+    for name in set(names):
+        file = getattr(sys.modules.get(name), "__file__", None)
+        if not file or name.startswith("mpc_user_program_"):
+            continue
+        path = Path(file).resolve()
+        if path == entry or not path.is_file() or any(path.is_relative_to(r) for r in roots):
+            continue
+        out[name] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return tuple(sorted(out.items()))
 
 
 def _load_file(path: Path) -> Any:
@@ -195,16 +252,27 @@ def get_program(name: str, params: Mapping[str, Any]) -> Callable[[Party], Await
     return program
 
 
+def own_params(name: str) -> set[str]:
+    """The parameters of program `name` that are each party's own: those typed `Path` (a party's own file
+    or directory, by annotation or default) and those listed in its `own_params`. Never sent to peers."""
+    entry = find_program(name)
+    return {p.name for p in _parameters(entry) if _expected_type(p) is Path} | set(entry.own_params)
+
+
 def program_setup(name: str, params: dict[str, Any]) -> dict[str, str]:
     """What every party must agree on about the program: its name, every parameter but its own ones
     (defaults filled in, so that `flags_to=both` given or left out is the same program) and, for a user's
-    program, the digest of its source (its path may differ from host to host; its code may not)."""
+    program, the digest of its source and of each module it loads from outside the installed libraries
+    (its path may differ from host to host; its code may not). Own parameters are left out entirely."""
     entry = find_program(name)
+    own = own_params(name)
     defaults = {p.name: p.default for p in _parameters(entry) if p.default is not inspect.Parameter.empty}
     full = {**defaults, **bind_params(name, params, complete=False)}
-    shared = ", ".join(f"{k}={full[k]!r}" for k in sorted(full) if k not in entry.own_params)
+    shared = ", ".join(f"{k}={full[k]!r}" for k in sorted(full) if k not in own)
     label = name if name in PROGRAMS else f"{name.rpartition(':')[2]}"
     setup = {"program": f"{label}({shared})"}
     if entry.digest is not None:
         setup["program code"] = f"sha256 {entry.digest[:16]}"
+    for module, digest in entry.modules:
+        setup[f"program module {module}"] = f"sha256 {digest[:16]}"
     return setup

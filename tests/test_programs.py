@@ -145,3 +145,51 @@ def test_a_bad_input_value_stops_every_party_at_once_with_its_reason(tmp_path: P
     assert "error: launch failed: bank_a: input: value out of fixed-point range" in res.stderr
     assert "bank_a aborted: bank_a failed with ValueError" in res.stderr
     assert "timed out" not in res.stderr
+
+
+def test_path_parameters_are_each_partys_own_and_never_sent(tmp_path: Path) -> None:
+    """A `Path` parameter names a party's own file: it may differ between parties and is not part of what
+    the hello carries (it used to be sent to every peer unless listed in own_params)."""
+    prog = tmp_path / "prog.py"
+    prog.write_text(PROGRAM)
+    mine = program_setup(f"{prog}:total", {"scale": "2", "out": "/secret/bank_a/out.csv"})
+    theirs = program_setup(f"{prog}:total", {"scale": "2", "out": "/elsewhere/b.csv"})
+    assert mine == theirs
+    assert not any("secret" in value or "out=" in value for value in mine.values())
+    assert "scale=2.0" in mine["program"] and "tag='x'" in mine["program"]  # the others are still agreed
+
+
+HELPER_PROGRAM = '''
+import helperlib
+
+
+async def scaled(ctx, n: int = 4):
+    a = [float(i) for i in range(n)] if ctx.name == "bank_a" else None
+    x = await ctx.input("bank_a", a)
+    z = await ctx.reveal(x * helperlib.scale())
+    return None if z is None else z.tolist()
+'''
+
+
+def test_parties_running_a_different_helper_module_stop_naming_it(tmp_path: Path) -> None:
+    """The program file is the same on every host, but bank_b's `helperlib` (imported from the program's
+    directory) returns 3.0 instead of 2.0: the hello names the module (this ran to garbage, exit 0)."""
+    topo = _topology(tmp_path)
+    procs = {}
+    for name in ("bank_a", "bank_b", "helper"):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "prog.py").write_text(HELPER_PROGRAM)
+        (folder / "helperlib.py").write_text(f"def scale():\n    return {3.0 if name == 'bank_b' else 2.0}\n")
+        procs[name] = subprocess.Popen(
+            [sys.executable, "-m", "parties", "run", str(topo), "--party", name, "--program",
+             f"{folder}/prog.py:scaled"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    errors = {}
+    for name, p in procs.items():
+        _, stderr = p.communicate(timeout=60)
+        assert p.returncode != 0, stderr
+        errors[name] = stderr
+    assert "runs with different settings (program module helperlib: sha256 " in errors["bank_a"], errors["bank_a"]
+    assert "program code" not in errors["bank_a"]  # the entry file is the same: only the module is named
+    same = program_setup(f"{tmp_path / 'bank_a' / 'prog.py'}:scaled", {})
+    assert same["program module helperlib"].startswith("sha256 ")

@@ -523,6 +523,7 @@ def secure(program: Callable[[Context], Awaitable[T]], *, dealer: str = "helper"
         ctx = await Context.create(party, dealer=dealer, test_seed=test_seed)
         return await run_program(ctx, program)
 
+    run.agreement = functions.public_tables()  # type: ignore[attr-defined]  # compared at the hello
     return run
 
 

@@ -21,6 +21,7 @@ bounds stated in the docstrings are measured over the documented domain (tests/t
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from functools import cache
 
@@ -47,6 +48,20 @@ def _table(name: str, frac: int) -> Piecewise:
     except KeyError:
         raise ValueError(f"sigmoid, tanh, exp, log, reciprocal, sqrt, rsqrt and softmax need frac_bits between "
                          f"{MIN_FRAC} and {MAX_FRAC}; the topology's frac_bits is {frac}") from None
+
+
+@cache
+def public_tables() -> dict[str, str]:
+    """What every party must hold identically, compared at the hello (`secure` declares it): a digest of
+    each function's tables (all frac_bits) and of the comparison cost model `auto` chooses by."""
+    families: dict[str, list[tuple[int, Piecewise]]] = {}
+    for (name, frac), table in sorted(TABLES.items()):
+        families.setdefault(name, []).append((frac, table))
+    out = {f"table {name}": "sha256 " + hashlib.sha256(repr(tables).encode()).hexdigest()[:16]
+           for name, tables in families.items()}
+    costs = repr(sorted((m.value, c) for m, c in comparison.COSTS.items()))
+    out["table comparison costs"] = "sha256 " + hashlib.sha256(costs.encode()).hexdigest()[:16]
+    return out
 
 
 def sigmoid_table(frac: int) -> Piecewise:
