@@ -27,7 +27,7 @@ from mpc.ring import encode_fixed, ring
 from mpc.runtime import Party, PartyOutcome, run_local_async
 from protocols.interface import dispatch
 from protocols.interface.operations import OPERATIONS
-from protocols.interface.registry import bound
+from protocols.interface.registry import Registry, bound
 from protocols.interface.sharing import Prepared, SecureSharing, Sharing
 from protocols.primitives.core import SECURE, Backend, RandomnessProvider
 from protocols.primitives.material import HelperProvider, LocalTestProvider
@@ -50,7 +50,8 @@ class Context:
     """One party's handle on a secure computation. Create with `await Context.create(party)`."""
 
     def __init__(self, party: Party, provider: RandomnessProvider, truncation_method: str | None = None, *,
-                 backend: Backend = SECURE, sharing: Sharing | None = None):
+                 backend: Backend = SECURE, sharing: Sharing | None = None, operations: Registry = OPERATIONS):
+        self.operations = operations
         self.party = party
         self.provider = provider
         self.backend = backend
@@ -67,7 +68,8 @@ class Context:
         self._gate: asyncio.Future[None] | None = None
 
     @classmethod
-    async def create(cls, party: Party, *, dealer: str = "helper", test_seed: bytes = b"") -> Context:
+    async def create(cls, party: Party, *, dealer: str = "helper", test_seed: bytes = b"",
+                     operations: Registry = OPERATIONS) -> Context:
         """Set up the dealer: 'helper' (the helper party deals; real) or 'local-test' (tests only)."""
         op = party.new_op("setup")
         if dealer == "helper":
@@ -76,7 +78,7 @@ class Context:
             provider = LocalTestProvider(party, test_seed)
         else:
             raise ValueError(f"unknown dealer {dealer!r} (helper | local-test)")
-        return cls(party, provider)
+        return cls(party, provider, operations=operations)
 
     # -- identity -------------------------------------------------------------------------------
     @property
@@ -270,13 +272,14 @@ class Context:
     def __getattr__(self, name: str) -> Callable[..., SharedArray]:
         """ctx.mul, ctx.less, ctx.sigmoid, ...: every registered operation, with its docstring. Only names
         not found on the Context itself come here."""
-        op = OPERATIONS.get(name)
+        operations: Registry = self.__dict__.get("operations", OPERATIONS)
+        op = operations.get(name)
         if op is None or name.startswith("__"):
-            raise AttributeError(OPERATIONS.unknown(name, "Context attribute or operation"))
+            raise AttributeError(operations.unknown(name, "Context attribute or operation"))
         return bound(op, self)
 
     def __dir__(self) -> list[str]:
-        return sorted({*super().__dir__(), *OPERATIONS.names()})
+        return sorted({*super().__dir__(), *self.operations.names()})
 
     def numpy(self, kind: str, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """numpy's dispatch for SharedArray: kind 'ufunc' (args = method, *inputs) or 'function'."""
@@ -316,11 +319,12 @@ def _tabular(owner: str, value: Any) -> tuple[np.ndarray | None, tuple[str, ...]
 
 
 def secure(program: Callable[[Context], Awaitable[T]], *, dealer: str = "helper",
-           test_seed: bytes = b"") -> Callable[[Party], Awaitable[T]]:
-    """Turn `program(ctx)` into a runtime program `(party) -> result` with a Context and clean finish."""
+           test_seed: bytes = b"", operations: Registry = OPERATIONS) -> Callable[[Party], Awaitable[T]]:
+    """Turn `program(ctx)` into a runtime program `(party) -> result` with a Context and clean finish;
+    `operations`: the registry behind ctx.<name> (the project's, or one extended with a program's own)."""
 
     async def run(party: Party) -> T:
-        ctx = await Context.create(party, dealer=dealer, test_seed=test_seed)
+        ctx = await Context.create(party, dealer=dealer, test_seed=test_seed, operations=operations)
         return await run_program(ctx, program)
 
     return run
@@ -353,9 +357,10 @@ def _retrieved(task: asyncio.Future[Any]) -> None:
 
 
 def run_local(topology: Topology, program: Callable[[Context], Awaitable[T]], *, dealer: str = "helper",
-              timeout_s: float | None = None, curve: bool = True, transport: str = "zmq") -> dict[str, PartyOutcome]:
+              timeout_s: float | None = None, curve: bool = True, transport: str = "zmq",
+              operations: Registry = OPERATIONS) -> dict[str, PartyOutcome]:
     """Run a secure program on every party of `topology` in this process: over real sockets (encrypted
     with ephemeral CURVE keys unless the topology has its own, or curve=False), or with transport="memory"
     in one event loop without sockets (the same rounds and bytes; for tests of protocol maths)."""
-    return asyncio.run(run_local_async(topology, secure(program, dealer=dealer), timeout_s=timeout_s, curve=curve,
-                                       transport=transport))
+    return asyncio.run(run_local_async(topology, secure(program, dealer=dealer, operations=operations),
+                                       timeout_s=timeout_s, curve=curve, transport=transport))

@@ -34,6 +34,8 @@ from mpc.runtime import Op, Party
 from mpc.stats import Stats
 from mpc.transport.frames import HEADER_SIZE
 from protocols.interface.context import Context
+from protocols.interface.operations import OPERATIONS
+from protocols.interface.registry import Registry
 from protocols.interface.sharing import Declared, Prepared, decode
 from protocols.primitives.core import Body, Cost, Engine, Outputs, Plain, Spec
 from protocols.primitives.shared import SharedArray, Shares, resolved, split
@@ -278,19 +280,20 @@ class _NoDealer:
         raise AssertionError("emulation deals no material")
 
 
-def emulated_context(topology: Topology, name: str, emulator: Emulator) -> Context:
+def emulated_context(topology: Topology, name: str, emulator: Emulator,
+                     operations: Registry = OPERATIONS) -> Context:
     """A compute party's Context in emulation: the same Context, with the emulated back end and sharing."""
     party = Party(topology, name, _NoTransport(), Stats())  # type: ignore[arg-type]
     backend = EmulatedParty(emulator, name)
-    return Context(party, _NoDealer(), backend=backend, sharing=backend)
+    return Context(party, _NoDealer(), backend=backend, sharing=backend, operations=operations)
 
 
 async def emulate_async(topology: Topology, program: Callable[[Any], Awaitable[T]], *,
-                        seed: int = 0) -> EmulationReport:
+                        seed: int = 0, operations: Registry = OPERATIONS) -> EmulationReport:
     """Run `program(ctx)` as every compute party of `topology` on cleartext, in this event loop."""
     emulator = Emulator(topology, seed)
     names = list(emulator.compute)
-    contexts = [emulated_context(topology, name, emulator) for name in names]
+    contexts = [emulated_context(topology, name, emulator, operations) for name in names]
     results = await asyncio.gather(*(_run_one(ctx, program) for ctx in contexts))
     return EmulationReport(dict(zip(names, results, strict=True)), emulator.findings,
                            max(emulator.depth.values(), default=0), emulator.bytes, emulator.messages,
@@ -303,6 +306,7 @@ async def _run_one(ctx: Any, program: Callable[[Any], Awaitable[T]]) -> T:
     return result
 
 
-def emulate(topology: Topology, program: Callable[[Any], Awaitable[T]], *, seed: int = 0) -> EmulationReport:
+def emulate(topology: Topology, program: Callable[[Any], Awaitable[T]], *, seed: int = 0,
+            operations: Registry = OPERATIONS) -> EmulationReport:
     """Emulate a secure program (see the module doc): its results, findings and predicted costs."""
-    return asyncio.run(emulate_async(topology, program, seed=seed))
+    return asyncio.run(emulate_async(topology, program, seed=seed, operations=operations))
