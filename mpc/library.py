@@ -14,7 +14,7 @@ import importlib.util
 from functools import cache
 from pathlib import Path
 
-from mpc import __version__
+from mpc.version import __version__
 
 DISTRIBUTION = "mpc"
 

@@ -2,15 +2,14 @@
 
 A program is an async function `program(party)` that every party runs (SPMD). Messages are keyed by op
 ids taken from a deterministic counter at call time, before any `await` (MPyC's rule), so all parties
-agree on every key however the event loop interleaves tasks. Sub-steps fork child ids from their parent
-instead of touching the counter.
+agree on every key however the event loop interleaves tasks. An operation's sub-messages are told apart
+by their step number under the operation's one id.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import os
 import threading
@@ -79,11 +78,6 @@ class Op:
 
     id: int
     label: str
-
-    def child(self, index: int, label: str | None = None) -> Op:
-        """A deterministic sub-id: same parent and index give the same id on every party."""
-        h = hashlib.blake2b(self.id.to_bytes(8, "little") + index.to_bytes(8, "little"), digest_size=8)
-        return Op(int.from_bytes(h.digest(), "little"), label or self.label)
 
 
 class Party:

@@ -183,6 +183,9 @@ def run(ctx: click.Context, config: str, party_name: str, program: str, params: 
         return run_party(topo, party_name, prog, timeout_s=timeout_s, secret_key=secret_key, setup=setup)
 
     role = topo.party(party_name).role
+    from protocols.primitives.material import refuse_test_dealer
+
+    refuse_test_dealer("mpc run")  # so launch, demo and bench too: they start `mpc run` processes
     with threadpool_limits(1):
         try:
             outcome = _run_party_process(main, ctx.obj["debug"])

@@ -56,7 +56,7 @@ def test_the_hello_carries_the_library_and_the_tables() -> None:
 def test_parties_on_another_version_or_other_tables_stop_at_the_hello(tmp_path: Path, change: str) -> None:
     copy = _library_copy(tmp_path)
     if change == "version":
-        init = copy / "mpc" / "__init__.py"
+        init = copy / "mpc" / "version.py"
         init.write_text(init.read_text().replace('__version__ = "0.1.0"', '__version__ = "0.1.1"'))
     else:  # one breakpoint of sigmoid's table at 16 fractional bits moved by one unit
         tables = copy / "protocols" / "interface" / "function_tables.py"

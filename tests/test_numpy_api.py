@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from protocols.interface.context import Context, run_local
+from protocols.interface.testing import run_local_with_test_dealer
 
 F = 16
 STEP = 2.0**-F
@@ -15,7 +16,8 @@ RNG = np.random.default_rng(20261128)
 
 def run(make_topology, program, n_compute: int = 2, dealer: str = "local-test"):  # type: ignore[no-untyped-def]
     transport = "zmq" if dealer == "helper" else "memory"  # protocol maths in memory; the helper over sockets
-    out = run_local(make_topology(n_compute, helper=dealer == "helper"), program, dealer=dealer, transport=transport)
+    runner = run_local if dealer == "helper" else run_local_with_test_dealer
+    out = runner(make_topology(n_compute, helper=dealer == "helper"), program, transport=transport)
     return out["bank_a"].value
 
 

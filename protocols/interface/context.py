@@ -26,11 +26,12 @@ from mpc.config import Topology
 from mpc.ring import encode_fixed, ring
 from mpc.runtime import Party, PartyOutcome, run_local_async
 from protocols.interface import dispatch
+from protocols.interface.functions import public_tables
 from protocols.interface.operations import OPERATIONS
 from protocols.interface.registry import Registry, bound
-from protocols.interface.sharing import Prepared, SecureSharing, Sharing
+from protocols.interface.sharing import Prepared, SecureSharing, Sharing, check_input_size
 from protocols.primitives.core import SECURE, Backend, RandomnessProvider
-from protocols.primitives.material import HelperProvider, LocalTestProvider
+from protocols.primitives.material import HelperProvider
 from protocols.primitives.shared import (
     SharedArray,
     concatenate,
@@ -68,16 +69,12 @@ class Context:
         self._gate: asyncio.Future[None] | None = None
 
     @classmethod
-    async def create(cls, party: Party, *, dealer: str = "helper", test_seed: bytes = b"",
-                     operations: Registry = OPERATIONS) -> Context:
-        """Set up the dealer: 'helper' (the helper party deals; real) or 'local-test' (tests only)."""
+    async def create(cls, party: Party, *, dealer: str = "helper", operations: Registry = OPERATIONS) -> Context:
+        """Set up the dealer: the helper party deals (the only dealer outside tests; the insecure in-process
+        one is protocols.interface.testing's, named so)."""
+        _check_dealer(dealer)
         op = party.new_op("setup")
-        if dealer == "helper":
-            provider: RandomnessProvider = await HelperProvider.setup(party, op)
-        elif dealer == "local-test":
-            provider = LocalTestProvider(party, test_seed)
-        else:
-            raise ValueError(f"unknown dealer {dealer!r} (helper | local-test)")
+        provider: RandomnessProvider = await HelperProvider.setup(party, op)
         return cls(party, provider, operations=operations)
 
     # -- identity -------------------------------------------------------------------------------
@@ -191,12 +188,15 @@ class Context:
         if shape is not None and fixed is None:
             raise ValueError("input: pass fixed=True/False together with shape=")
         declared = None if shape is None or fixed is None else (tuple(int(d) for d in shape), bool(fixed))
+        if declared is not None:  # every party checks, before anything is dealt for it
+            check_input_size(self, owner, op, declared[0])
         prepared = None
         if self.name == owner:
             table, columns = _tabular(owner, value)
             # The owner's value is checked and encoded now, in the program's own call: a bad value (NaN, out of
             # the fixed-point range, not numeric) raises at the caller's line, before anything is sent.
             arr, frac, encoded = self._encode_input(owner, value, table)
+            check_input_size(self, owner, op, arr.shape)
             if declared is not None and (tuple(arr.shape) != declared[0] or bool(frac) != declared[1]):
                 raise ValueError(f"{owner}: input of shape {arr.shape} ({'fixed' if frac else 'integer'}) does "
                                  f"not match the declared shape {declared[0]} "
@@ -318,16 +318,29 @@ def _tabular(owner: str, value: Any) -> tuple[np.ndarray | None, tuple[str, ...]
     return table, tuple(kinds)
 
 
+def _check_dealer(dealer: str) -> None:
+    if dealer != "helper":
+        raise ValueError(f"dealer {dealer!r}: the helper party is the only dealer; the insecure in-process test "
+                         "dealer is protocols.interface.testing's (run_local_with_test_dealer), for tests only")
+
+
 def secure(program: Callable[[Context], Awaitable[T]], *, dealer: str = "helper",
-           test_seed: bytes = b"", operations: Registry = OPERATIONS) -> Callable[[Party], Awaitable[T]]:
+           operations: Registry = OPERATIONS) -> Callable[[Party], Awaitable[T]]:
     """Turn `program(ctx)` into a runtime program `(party) -> result` with a Context and clean finish;
-    `operations`: the registry behind ctx.<name> (the project's, or one extended with a program's own)."""
+    `operations`: the registry behind ctx.<name> (the project's, or one extended with a program's own).
+    Its `agreement`, compared at the hello, is the digest of the public tables the protocols use."""
+    _check_dealer(dealer)
 
     async def run(party: Party) -> T:
-        ctx = await Context.create(party, dealer=dealer, test_seed=test_seed, operations=operations)
+        ctx = await Context.create(party, operations=operations)
         return await run_program(ctx, program)
 
-    run.agreement = functions.public_tables()  # type: ignore[attr-defined]  # compared at the hello
+    return with_tables_agreement(run)
+
+
+def with_tables_agreement(run: Callable[[Party], Awaitable[T]]) -> Callable[[Party], Awaitable[T]]:
+    """Mark a runtime program as a secure one: its hello compares the public tables (functions.public_tables)."""
+    run.agreement = public_tables()  # type: ignore[attr-defined]
     return run
 
 

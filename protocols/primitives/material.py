@@ -253,10 +253,24 @@ class HelperProvider(SeededProvider):
         return HelperProvider(party, {party.name: msg.array.tobytes()})
 
 
+_TEST_DEALER_REFUSED: str | None = None
+
+
+def refuse_test_dealer(where: str) -> None:
+    """From now on this process refuses the in-process test dealer (`mpc run` calls it: a deployed party
+    must never run without secrecy, whatever its program asks for)."""
+    global _TEST_DEALER_REFUSED
+    _TEST_DEALER_REFUSED = where
+
+
 class LocalTestProvider(SeededProvider):
-    """TESTS ONLY: every party derives everything from one shared seed. Offers no secrecy at all."""
+    """TESTS ONLY: every party derives everything from one shared seed. Offers no secrecy at all. Reached
+    only through protocols.interface.testing; refused in a process started by `mpc run`."""
 
     def __init__(self, party: Party, test_seed: bytes):
+        if _TEST_DEALER_REFUSED is not None:
+            raise RuntimeError(f"{party.name}: the in-process test dealer offers no secrecy and is for tests only; "
+                               f"{_TEST_DEALER_REFUSED} refuses it (secure programs use the helper party)")
         seeds = {name: hashlib.blake2b(test_seed + name.encode(), digest_size=16).digest()
                  for name in party.compute_parties}
         super().__init__(party, seeds)
