@@ -45,6 +45,12 @@ class Stats:
     """How many calls of each operation label ran by each method (comparison methods chosen by `auto` or
     asked for): each operation records its own choice, so concurrent operations never overwrite it."""
 
+    def reset(self) -> None:
+        """Back to zero: a program's counters start after the hello's own messages (mpc/links.py)."""
+        fresh = Stats()
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(fresh, name))
+
     def record_method(self, label: str, method: str) -> None:
         key = (label, method)
         self.methods[key] = self.methods.get(key, 0) + 1
