@@ -135,10 +135,13 @@ def check(config: str, as_json: bool, strict: bool) -> None:
     net = topo.network_emulation
     bw = f"{net.bandwidth_mbps:g} Mbit/s" if net.bandwidth_mbps else "unlimited"
     console.print(f"network_emulation: {net.latency_ms:g} ms one-way, {bw}; {len(net.links)} per-link override(s)")
-    declared = [f"{a}-{b}" for a, b in topo.cost_links() if topo.declared_link(a, b) is not None]
-    console.print("cost_model: " + (f"declared for {', '.join(declared)}; " if declared else "")
-                  + ("the other links auto reads are measured at the hello" if len(declared) < len(topo.cost_links())
-                     else "nothing to measure"))
+    links = topo.cost_links()
+    declared = [f"{a}-{b}" for a, b in links if topo.declared_link(a, b) is not None]
+    measured = [f"{a}-{b}" for a, b in links if topo.declared_link(a, b) is None]
+    console.print("cost_model: " + ("; ".join(
+        ([f"declared for {', '.join(declared)}"] if declared else [])
+        + ([f"auto measures {', '.join(measured)} at the hello"] if measured else []))
+        or "auto reads no link (more than two compute parties: always bits)"))
 
 
 @cli.command()

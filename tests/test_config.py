@@ -190,7 +190,8 @@ def test_cli_check_good_and_bad(tmp_path: Path) -> None:
     ok = runner.invoke(cli, ["check", str(CONFIGS / "local-2banks-helper.yaml")])
     assert ok.exit_code == 0, ok.output
     assert "is valid" in ok.output and "bank_a" in ok.output
-    assert "session: frac_bits=16" in ok.output and "measured at the hello" in ok.output
+    assert "session: frac_bits=16" in ok.output
+    assert "auto measures bank_a-bank_b, helper-bank_b at the hello" in ok.output
     bad = tmp_path / "bad.yaml"
     bad.write_text(GOOD.replace("7002", "7001") + "session: {frac_bits: 99}\n")
     res = runner.invoke(cli, ["check", str(bad)])
