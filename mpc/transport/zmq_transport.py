@@ -338,6 +338,11 @@ class ZmqTransport(Receiving):
         assert self._router is not None
         names = {n.encode(): n for n in self.peers}
         while True:
+            # pyzmq returns a queued message without suspending: with a backlog (a helper's gigabytes of
+            # material) this loop would hold the event loop until it is drained, and a peer's death, the
+            # program and every timer would wait behind it (a dead helper was named 45 s late). So it
+            # lets the others run before each message.
+            await asyncio.sleep(0)
             parts = await self._router.recv_multipart(copy=False)
             peer = names.get(parts[0].bytes)
             if peer is None:

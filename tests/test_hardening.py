@@ -1,0 +1,75 @@
+"""Failures found by testing from outside (issue 19): each named, promptly, the way the user needs."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+import zmq
+
+from mpc.runtime import run_on
+from mpc.stats import Stats
+from mpc.transport import MemoryNetwork, PeerAborted, ZmqTransport
+from protocols.interface.context import Context, secure
+
+
+async def _run_every_party(topo, program) -> dict[str, BaseException | None]:
+    """Each party's run in one loop (memory transport): its error, or None."""
+    network = MemoryNetwork(topo)
+    runs = {}
+    for name in topo.names:
+        stats = Stats()
+        runs[name] = asyncio.create_task(run_on(network.transport(name, stats), topo, name, secure(program), stats))
+    await asyncio.wait(runs.values())
+    return {name: t.exception() for name, t in runs.items()}
+
+
+@pytest.mark.parametrize("links", [3000])
+def test_a_helper_failing_under_a_long_chain_of_pending_operations_is_named(make_topology, links: int) -> None:
+    """Thousands of local operations issued ahead on a value still waiting for material (a training loop):
+    the helper fails; each bank names it, with no RecursionError (cancelling the chain recursed)."""
+
+    async def program(ctx: Context) -> object:
+        x = await ctx.input("bank_a", np.ones(4) if ctx.name == "bank_a" else None)
+        if ctx.is_dealer:
+            raise RuntimeError("the helper fails before dealing")
+        y = x * x  # waits for the helper's material, which never comes
+        for _ in range(links):
+            y = y + x
+        return await ctx.reveal(y)
+
+    errors = asyncio.run(_run_every_party(make_topology(2), program))
+    assert isinstance(errors["helper"], RuntimeError)
+    for bank in ("bank_a", "bank_b"):
+        assert isinstance(errors[bank], PeerAborted) and errors[bank].peer == "helper", repr(errors[bank])
+
+
+async def test_the_reader_lets_the_event_loop_run_between_queued_messages(make_topology) -> None:
+    """pyzmq hands over a queued message without suspending: a backlog (the helper's material) must not
+    hold the event loop, or a peer's death and every timer wait until it is drained."""
+    transport = ZmqTransport(make_topology(2, helper=False), "bank_a", Stats())
+    ticks = 0
+    seen: list[int] = []
+
+    class Backlog:  # a socket with 50 messages queued: each recv returns at once, as pyzmq's does
+        async def recv_multipart(self, copy: bool = False) -> list[zmq.Frame]:
+            if len(seen) == 50:
+                await asyncio.Future()  # nothing more
+            return [zmq.Frame(b"bank_b"), zmq.Frame(b"payload")]
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    transport._router = Backlog()  # type: ignore[assignment]
+    transport._handle_message = lambda peer, body: seen.append(ticks)  # type: ignore[method-assign]
+    clock = asyncio.create_task(ticker())
+    reader = asyncio.create_task(transport._read_loop())
+    while len(seen) < 50:
+        await asyncio.sleep(0)
+    reader.cancel()
+    clock.cancel()
+    assert seen[-1] - seen[0] >= 40, seen  # the ticker ran between (nearly) every two messages
