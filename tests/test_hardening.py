@@ -11,7 +11,7 @@ import zmq
 from mpc.runtime import run_on
 from mpc.stats import Stats
 from mpc.transport import MemoryNetwork, PeerAborted, ZmqTransport
-from protocols.interface.context import Context, secure
+from protocols.interface.context import Context, run_local, secure
 
 
 async def _run_every_party(topo, program) -> dict[str, BaseException | None]:
@@ -73,3 +73,19 @@ async def test_the_reader_lets_the_event_loop_run_between_queued_messages(make_t
     reader.cancel()
     clock.cancel()
     assert seen[-1] - seen[0] >= 40, seen  # the ticker ran between (nearly) every two messages
+
+
+def test_a_party_busy_for_longer_than_the_timeout_is_waited_for(make_topology) -> None:
+    """bank_a computes for twice timeout_s before it sends; the helper has dealt everything and waits at
+    the goodbye meanwhile: a busy party is not an absent one, so the run completes (liveness, not a clock,
+    names a dead or frozen peer)."""
+
+    async def program(ctx: Context) -> object:
+        x = await ctx.input("bank_a", np.arange(3.0) if ctx.name == "bank_a" else None)
+        y = x * 2.0
+        if ctx.name == "bank_a":
+            await asyncio.sleep(2.0)  # busy (in its own process this would be computing)
+        return await ctx.reveal(y)
+
+    out = run_local(make_topology(2, timeout_s=0.8), program)
+    assert out["bank_b"].value.tolist() == [0.0, 2.0, 4.0]

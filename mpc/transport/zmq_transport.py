@@ -9,7 +9,9 @@ Guarantees:
 - Messages are matched by key (sender, op, step), never by arrival order (inbox.py).
 - Every link is FIFO with per-link sequence numbers (exactly previous + 1) and a session id agreed at
   start, so a lost, replayed or stale message is detected, never silently used.
-- Every wait has a timeout whose error names the peer; a peer's abort or goodbye fails waits on it at once.
+- Start-up waits at most timeout_s for every peer; mid-run a wait lasts as long as the peer is alive (a busy
+  peer is not an absent one): a dead or frozen peer is named by liveness (liveness.py), and a peer's abort
+  or goodbye fails waits on it at once. Every error names the peer.
 """
 
 from __future__ import annotations
@@ -75,7 +77,8 @@ class ZmqTransport(Receiving):
         # the largest ZeroMQ message: small frames are joined up to it, larger ones cut into pieces of it
         self.message_limit = message_limit(self.max_payload)
         self._partial: dict[str, Partial] = {}  # per peer: a large frame whose pieces are still arriving
-        self.inbox = Inbox(topology, me, stats, self.timeout_s, self.max_buffered, self._fail)
+        # Waits mid-run are bounded by liveness, not time: a busy peer is not an absent one (inbox.py).
+        self.inbox = Inbox(topology, me, stats, self.timeout_s, self.max_buffered, self._fail, bounded=False)
         self.session = _NO_SESSION
         # Opaque settings every party must share (the runtime fills them in); sent with the hello and
         # compared, so that a mismatch stops the start rather than the middle of a run, or worse.
@@ -206,7 +209,8 @@ class ZmqTransport(Receiving):
         self._flush()
         if self.peers:
             assert self._bye_done is not None
-            await wait_for_goodbyes(self.me, self.peers, self._bye_done, self._bye, self.timeout_s, self._fail)
+            await wait_for_goodbyes(self.me, self.peers, self._bye_done, self._bye, self.timeout_s, self._fail,
+                                    bounded=False)
 
     async def abort(self, reason: str) -> None:
         """Tell every peer this party is stopping with `reason`, then close."""
