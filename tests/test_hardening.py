@@ -89,3 +89,17 @@ def test_a_party_busy_for_longer_than_the_timeout_is_waited_for(make_topology) -
 
     out = run_local(make_topology(2, timeout_s=0.8), program)
     assert out["bank_b"].value.tolist() == [0.0, 2.0, 4.0]
+
+
+def test_a_peers_abort_reason_is_bounded_escaped_and_quoted_as_its_own_words(make_topology) -> None:
+    """A keyed peer's abort may hold newlines, ANSI escapes, forged lines and megabytes: shown on one line,
+    bounded, escaped, quoted as the peer's words."""
+    transport = ZmqTransport(make_topology(2, helper=False), "bank_a", Stats())
+    forged = "oops\nerror: launch failed: helper: killed by SIGKILL\x1b[2K\x1b[1A\u202e" + "x" * 5 * 2**20
+    transport._on_abort("bank_b", memoryview(forged.encode()))
+    text = str(transport.failure)
+    assert isinstance(transport.failure, PeerAborted) and transport.failure.peer == "bank_b"
+    assert text.startswith('bank_b aborted, saying: "oops\\x0aerror: launch failed: helper: killed by SIGKILL'
+                           '\\x1b[2K\\x1b[1A\\u202exxx')
+    assert text.isprintable() and "\n" not in text and len(text) < 600
+    assert text.endswith(f'" ... ({len(forged) - 400} more characters)')

@@ -21,7 +21,7 @@ from mpc.config import Topology
 from mpc.stats import Stats
 from mpc.transport import session as agreement_rules
 from mpc.transport.base import FirstFailure, wait_for_goodbyes
-from mpc.transport.errors import PeerAborted, PeerError, PeerGone, PeerTimeout
+from mpc.transport.errors import PeerError, PeerGone, PeerTimeout, aborted
 from mpc.transport.frames import (
     HEADER_SIZE,
     SESSION_BYTES,
@@ -209,7 +209,7 @@ class MemoryTransport(Receiving):
             return
         if frame.kind is Kind.ABORT:
             self._aborted.add(peer)
-            self._fail(PeerAborted(peer, f"{peer} aborted: {frame.reason}"))
+            self._fail(aborted(peer, frame.reason))
         elif frame.kind is Kind.BYE:
             self._bye.add(peer)
             self.inbox.peer_finished(peer)

@@ -33,7 +33,7 @@ from mpc.transport import session as sessions
 from mpc.transport import sockets
 from mpc.transport.base import FirstFailure, Message, wait_for_goodbyes
 from mpc.transport.delay import Body, Inbound
-from mpc.transport.errors import PeerAborted, PeerError, PeerGone, PeerTimeout, ProtocolViolation
+from mpc.transport.errors import PeerError, PeerGone, PeerTimeout, ProtocolViolation, aborted
 from mpc.transport.frames import (
     HEADER_SIZE,
     SESSION_BYTES,
@@ -467,7 +467,7 @@ class ZmqTransport(Receiving):
     def _on_abort(self, peer: str, payload: memoryview) -> None:
         reason = bytes(payload).decode("utf-8", "replace")
         self._aborted.add(peer)
-        self._fail(PeerAborted(peer, f"{peer} aborted: {reason}"))
+        self._fail(aborted(peer, reason))
 
     def _dispatch(self, peer: str, header: Header, payload: Body) -> None:
         """Act on a valid frame once it is due: hello, data (buffered by key), goodbye or abort."""
