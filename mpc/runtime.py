@@ -286,7 +286,7 @@ async def run_on(transport: Transport, topology: Topology, name: str, program: P
 async def _until_failure(work: Awaitable[T], transport: Transport, stop: StopSignal) -> T:
     """Run the program, but stop it the moment the run fails, whatever it is doing: waits on peers fail
     by themselves; local work (dealing in worker threads) would not notice, so it is cancelled."""
-    task = asyncio.ensure_future(work)
+    task = asyncio.ensure_future(no_exit(work))
 
     def stop_program(error: PeerError) -> None:
         stop.set(error)
@@ -296,6 +296,19 @@ async def _until_failure(work: Awaitable[T], transport: Transport, stop: StopSig
     if transport.failure is not None:
         stop_program(transport.failure)
     return await task
+
+
+class ProgramExit(RuntimeError):
+    """A program called sys.exit(): the other parties are still running theirs, so it is a failure."""
+
+
+async def no_exit(work: Awaitable[T]) -> T:
+    """`work`, with a SystemExit turned into ProgramExit: escaping a task, it ends the event loop itself."""
+    try:
+        return await work
+    except SystemExit as exc:
+        raise ProgramExit(f"the program called sys.exit({exc.code!r}); a program ends by returning or raising, "
+                          "on every party") from None
 
 
 def _reason(name: str, exc: BaseException, failure: PeerError | None = None) -> str:

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import zmq
 
-from mpc.runtime import run_on
+from mpc.runtime import PartyFailed, run_on
 from mpc.stats import Stats
 from mpc.transport import MemoryNetwork, PeerAborted, ZmqTransport
 from protocols.interface.context import Context, run_local, secure
+from protocols.interface.emulation import emulate
+from tests.test_cli_launch import _config, mpc, summary_lines
 
 
 async def _run_every_party(topo, program) -> dict[str, BaseException | None]:
@@ -103,3 +107,53 @@ def test_a_peers_abort_reason_is_bounded_escaped_and_quoted_as_its_own_words(mak
                            '\\x1b[2K\\x1b[1A\\u202exxx')
     assert text.isprintable() and "\n" not in text and len(text) < 600
     assert text.endswith(f'" ... ({len(forged) - 400} more characters)')
+
+
+def test_an_eof_error_is_an_error_not_an_interrupt(tmp_path: Path) -> None:
+    """Click turns an EOFError into an Abort, which read as Ctrl-C (exit 130, the cause lost)."""
+    prog = tmp_path / "prog.py"
+    prog.write_text("async def reads(ctx):\n    if ctx.name == 'bank_a':\n        raise EOFError('no more input')\n")
+    res = mpc("launch", str(_config(tmp_path)), "--program", f"{prog}:reads")
+    assert res.returncode == 1, res.stderr
+    assert "interrupted" not in res.stderr
+    assert summary_lines(res.stderr)[0] == ("error: launch failed: bank_a: EOFError: no more input (run `mpc --debug "
+                                            "...` for the traceback)"), res.stderr
+
+
+def test_emulate_names_a_program_calling_sys_exit(tmp_path: Path) -> None:
+    prog = tmp_path / "prog.py"
+    prog.write_text("import sys\n\n\nasync def leaves(ctx):\n    if ctx.name == 'bank_b':\n        sys.exit(0)\n"
+                    "    return 1\n")
+    res = mpc("emulate", str(_config(tmp_path)), "--program", f"{prog}:leaves")
+    assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr
+    assert "error: bank_b: the program called sys.exit(0)" in res.stderr
+
+
+def test_a_program_calling_sys_exit_fails_its_party_and_the_run(make_topology) -> None:
+    async def leaves(ctx: Context) -> int:
+        if ctx.name == "bank_b":
+            sys.exit(0)
+        return 1
+
+    with pytest.raises(PartyFailed) as info:
+        run_local(make_topology(2), leaves, transport="memory")
+    assert info.value.party == "bank_b" and "called sys.exit(0)" in str(info.value)
+
+
+def test_emulate_names_a_program_whose_calls_differ_on_the_helper(make_topology) -> None:
+    """The secure run stops such a program (the helper deals for other operations); emulation said ok."""
+
+    async def diverging(ctx: Context) -> object:
+        x = await ctx.input("bank_a", np.array([1.0, 2.0]) if ctx.name == "bank_a" else None)
+        return await ctx.reveal(x + x if ctx.is_dealer else x * x)
+
+    with pytest.raises(ValueError, match="the parties' programs diverge at operation 2: bank_a calls mul"):
+        emulate(make_topology(2), diverging)
+
+
+def test_a_nan_input_names_its_index_as_plain_integers(make_topology) -> None:
+    async def program(ctx: Context) -> object:
+        return await ctx.input("bank_a", np.array([[1.0, 2.0], [3.0, np.nan]]) if ctx.name == "bank_a" else None)
+
+    with pytest.raises(PartyFailed, match=r"not finite \(NaN or infinite\) at index \(1, 1\)$"):
+        run_local(make_topology(2), program, transport="memory")

@@ -31,12 +31,12 @@ import numpy as np
 
 from mpc.config import Topology
 from mpc.ring import decode_fixed, encode_fixed, ring, signed
-from mpc.runtime import Party
+from mpc.runtime import Party, ProgramExit, no_exit
 from mpc.stats import Stats
 from mpc.transport.frames import HEADER_SIZE
 from protocols.interface.context import Context, _tabular
 from protocols.primitives.core import Cost, Plain
-from protocols.primitives.shared import SharedArray, Shares, resolved, split
+from protocols.primitives.shared import SharedArray, Shares, placeholder, resolved, split
 
 T = TypeVar("T")
 _PACKAGES = tuple(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) + os.sep + p + os.sep
@@ -138,6 +138,8 @@ class Emulator:
         where = self.caller()
         name = ctx.name
         self.agree(name, op_id, f"{label} on shapes {', '.join(str(x.shape) for x in operands) or '-'}", where)
+        if ctx.is_dealer:  # the helper only deals: its calls must agree, it computes nothing
+            return [placeholder(ctx, shape, frac) for shape, frac in outputs]
         if name == self.compute[0]:
             self.ops[label] = self.ops.get(label, 0) + 1
         peers = len(self.compute) - 1
@@ -173,6 +175,8 @@ class Emulator:
                     check: Callable[..., None]) -> None:
         """Run `check(*values)` once the arrays are known, reporting against the current user line."""
         where = self.caller()
+        if ctx.is_dealer:
+            return
 
         async def go() -> None:
             values = [(await a.resolve()).share for a in arrays]
@@ -196,7 +200,9 @@ def decode(value: np.ndarray, frac: int) -> np.ndarray:
 
 
 class EmulatedContext(Context):
-    """A compute party's Context in emulation: whole values instead of shares, no transport, no dealer."""
+    """A party's Context in emulation: whole values instead of shares, no transport, no dealer. The
+    helper's runs too, on shapes only (as in the secure run), so that a program whose calls differ on the
+    helper is named here rather than by the secure run."""
 
     def __init__(self, topology: Topology, name: str, emulator: Emulator):
         party = Party(topology, name, _NoTransport(), Stats())  # type: ignore[arg-type]
@@ -230,6 +236,8 @@ class EmulatedContext(Context):
 
         async def run() -> SharedArray:
             encoded, frac, columns = await slot
+            if self.is_dealer:
+                return placeholder(self, encoded.shape, frac)
             out = resolved(self, encoded.shape, frac, encoded.copy(), 1)
             out.columns = columns
             emulator.depth[name] = max(emulator.depth[name], 1)
@@ -253,6 +261,8 @@ class EmulatedContext(Context):
                 return await (await run()).resolve()
 
             dims = tuple(int(d) for d in shape)
+            if self.is_dealer:
+                return placeholder(self, dims, self.frac_bits if fixed else 0)
             return SharedArray(self, dims, self.frac_bits if fixed else 0, self.spawn(value()))
         return self.spawn(run())
 
@@ -262,6 +272,8 @@ class EmulatedContext(Context):
         emulator.agree(name, self.party.new_op("reveal").id, f"reveal of shape {x.shape} to {recipients}",
                        emulator.caller())
         others = [r for r in recipients if r != name]
+        if self.is_dealer:
+            return self.spawn(_nothing())
         emulator.bytes[name] += (8 * x.size + HEADER_SIZE) * len(others)
         emulator.messages[name] += len(others)
 
@@ -273,7 +285,14 @@ class EmulatedContext(Context):
         return self.spawn(run())
 
     async def own_share(self, x: SharedArray) -> np.ndarray | None:
+        if self.is_dealer:
+            return None
         return (await x.resolve()).share  # the whole value: emulation has no secrets
+
+
+async def _nothing() -> None:
+    """What the helper gets from a reveal."""
+    return None
 
     async def release(self) -> None:
         if self._gate is not None and not self._gate.done():
@@ -302,15 +321,19 @@ async def emulate_async(topology: Topology, program: Callable[[Any], Awaitable[T
     """Run `program(ctx)` as every compute party of `topology` on cleartext, in this event loop."""
     emulator = Emulator(topology, seed)
     names = list(emulator.compute)
-    contexts = [EmulatedContext(topology, name, emulator) for name in names]
+    everyone = names + ([topology.helper.name] if topology.helper is not None else [])
+    contexts = [EmulatedContext(topology, name, emulator) for name in everyone]
     results = await asyncio.gather(*(_run_one(ctx, program) for ctx in contexts))
-    return EmulationReport(dict(zip(names, results, strict=True)), emulator.findings,
+    return EmulationReport(dict(zip(names, results[:len(names)], strict=True)), emulator.findings,
                            max(emulator.depth.values(), default=0), emulator.bytes, emulator.messages,
                            emulator.ops)
 
 
 async def _run_one(ctx: Any, program: Callable[[Any], Awaitable[T]]) -> T:
-    result = await program(ctx)
+    try:
+        result = await no_exit(program(ctx))  # escaping a task, it would end the event loop: emulate exited 0
+    except ProgramExit as exc:
+        raise ProgramExit(f"{ctx.name}: {exc}") from None
     await ctx.finish()
     return result
 
