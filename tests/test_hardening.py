@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import zmq
 from mpc.runtime import PartyFailed, run_on
 from mpc.stats import Stats
 from mpc.transport import MemoryNetwork, PeerAborted, ZmqTransport
+from protocols.applications import training as tr
 from protocols.interface.context import Context, run_local, secure
 from protocols.interface.emulation import emulate
 from tests.test_cli_launch import _config, mpc, summary_lines
@@ -157,3 +159,44 @@ def test_a_nan_input_names_its_index_as_plain_integers(make_topology) -> None:
 
     with pytest.raises(PartyFailed, match=r"not finite \(NaN or infinite\) at index \(1, 1\)$"):
         run_local(make_topology(2), program, transport="memory")
+
+
+def _share_file(path: Path, **changes: object) -> Path:
+    """A model share file of bank_a for '2-1-logistic' with its metadata changed (None: field removed)."""
+    arch, cfg = "2-1-logistic", tr.TrainConfig().to_json()
+    arrays = {"w0": np.zeros((2, 1), np.uint64), "b0": np.zeros(1, np.uint64)}
+    meta: dict[str, object] = {"format": tr.SHARE_FORMAT, "party": "bank_a", "architecture": arch, "frac_bits": 16,
+                               "model_id": "00", "config": cfg, "digest": tr._digest(arch, 16, "00", cfg),
+                               "checksum": tr._checksum(arrays)}
+    meta.update(changes)
+    np.savez(path, meta=np.array(json.dumps({k: v for k, v in meta.items() if v is not None})), **arrays)
+    return path
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({}, None),
+    ({"party": None}, "meta.party: missing"),
+    ({"config": "{not json"}, "meta.config: not valid JSON"),
+    ({"config": json.dumps({**json.loads(tr.TrainConfig().to_json()), "momentum": 0.9})},
+     "meta.config.momentum: not a field of a model share file"),
+    ({"frac_bits": "16"}, "meta.frac_bits: expected int, got '16'"),
+    ({"checksum": 5}, "meta.checksum: expected str, got 5"),
+    ({"config": json.dumps({**json.loads(tr.TrainConfig().to_json()), "epochs": True})},
+     "meta.config.epochs: expected int, got True"),
+])
+def test_a_bad_model_share_file_is_named_with_its_field(tmp_path: Path, changes: dict[str, object],
+                                                        message: str | None) -> None:
+    path = _share_file(tmp_path / "bank_a.npz", **changes)
+    if message is None:
+        assert tr.read_shares(path, "bank_a", "2-1-logistic", 16).config == tr.TrainConfig()
+        return
+    with pytest.raises(tr.TrainingError) as info:
+        tr.read_shares(path, "bank_a", "2-1-logistic", 16)
+    assert str(info.value).startswith(f"{path}: {message}") and "\n" not in str(info.value)
+
+
+def test_a_truncated_model_share_file_is_named(tmp_path: Path) -> None:
+    path = _share_file(tmp_path / "bank_a.npz")
+    path.write_bytes(path.read_bytes()[:300])
+    with pytest.raises(tr.TrainingError, match=f"^{path}: not a model share file, or a truncated one"):
+        tr.read_shares(path, "bank_a", "2-1-logistic", 16)
