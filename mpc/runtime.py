@@ -258,7 +258,7 @@ async def run_on(transport: Transport, topology: Topology, name: str, program: P
     pool: WorkerPool | None = None
     try:
         if dealer_workers > 1 and topology.party(name).role == "helper":
-            pool = WorkerPool(dealer_workers, name, stop.check)
+            pool = WorkerPool(dealer_workers, name, stop.check, frozen_after_s=topology.heartbeat_timeout_s)
             pool.start()
         await transport.start()
         if pool is not None:

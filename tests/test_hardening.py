@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 import zmq
 
 from mpc.runtime import PartyFailed, run_on
 from mpc.stats import Stats
 from mpc.transport import MemoryNetwork, PeerAborted, ZmqTransport
+from mpc.workers import WorkerPool
 from protocols.applications import training as tr
 from protocols.interface.context import Context, run_local, secure
 from protocols.interface.emulation import emulate
@@ -200,3 +207,95 @@ def test_a_truncated_model_share_file_is_named(tmp_path: Path) -> None:
     path.write_bytes(path.read_bytes()[:300])
     with pytest.raises(tr.TrainingError, match=f"^{path}: not a model share file, or a truncated one"):
         tr.read_shares(path, "bank_a", "2-1-logistic", 16)
+
+
+def spin_range(out: np.ndarray, n: int, lo: int, hi: int, marker: str) -> None:
+    """Run in a worker process: say it has started (a file), then compute far longer than any test waits."""
+    Path(f"{marker}.{lo}").touch()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        sum(range(10_000))
+
+
+def test_a_frozen_worker_process_fails_the_job_naming_it(tmp_path: Path) -> None:
+    """A worker of the helper's pool SIGSTOPped during a job: named once it has used no CPU time for
+    frozen_after_s (the helper waited for it forever, its peers until their timeout)."""
+    workers = WorkerPool(2, "helper", frozen_after_s=1.0).start()
+    errors: list[BaseException] = []
+
+    def job() -> None:
+        try:
+            workers.fill(spin_range, 10, 10, [], (str(tmp_path / "started"),))
+        except BaseException as exc:  # noqa: BLE001 - checked below
+            errors.append(exc)
+
+    thread = threading.Thread(target=job)
+    thread.start()
+    try:
+        while len(list(tmp_path.iterdir())) < 2:  # both workers are computing (readiness, not time)
+            assert thread.is_alive(), errors
+            time.sleep(0.01)
+        os.kill(workers.pids[0], signal.SIGSTOP)
+        thread.join(60)
+        assert not thread.is_alive()
+        assert "helper: a worker process is frozen: helper-worker-0" in str(errors[0]), errors
+        assert "stopped (SIGSTOP?)" in str(errors[0])
+    finally:
+        workers.close()
+        thread.join()
+    assert not workers.alive
+
+
+PARKED = '''
+import asyncio
+import logging
+
+import numpy as np
+
+
+async def parked(ctx):
+    x = await ctx.input("bank_a", np.ones(3) if ctx.name == "bank_a" else None)
+    y = await ctx.reveal(x * x)
+    if ctx.is_dealer:
+        await asyncio.sleep(600)  # frozen by the test before it says goodbye
+    logging.getLogger("test").warning("program done")
+    return None if y is None else y.tolist()
+'''
+
+
+def _start_parties(tmp_path: Path, program: str, **fields: object) -> tuple[Path, dict[str, subprocess.Popen[str]]]:
+    """Every party of a 2-bank topology (with `fields`) as an `mpc run` process running `program`."""
+    prog = tmp_path / "prog.py"
+    prog.write_text(program)
+    config = _config(tmp_path)
+    data = yaml.safe_load(config.read_text())
+    config.write_text(yaml.safe_dump({**data, **fields}))
+    name = program.split("async def ")[1].split("(")[0]
+    procs = {p: subprocess.Popen([sys.executable, "-m", "parties", "run", str(config), "--party", p, "--program",
+                                  f"{prog}:{name}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                 cwd=tmp_path)
+             for p in ("bank_a", "bank_b", "helper")}
+    return config, procs
+
+
+def test_a_helper_frozen_while_the_banks_say_goodbye_is_named_without_lingering(tmp_path: Path) -> None:
+    """The banks have finished and wait for the helper's goodbye when it freezes: named by heartbeats
+    (heartbeat_timeout_s) and the 0.5 s grace, not 5 s later (closing lingered on the socket to it)."""
+    _, procs = _start_parties(tmp_path, PARKED, heartbeat_s=0.2, heartbeat_timeout_s=2.0)
+    try:
+        for bank in ("bank_a", "bank_b"):  # both banks' programs are done: they are in the goodbye phase
+            stream = procs[bank].stderr
+            assert stream is not None
+            while "program done" not in (line := stream.readline()):
+                assert line, f"{bank} ended before its program was done"
+        os.kill(procs["helper"].pid, signal.SIGSTOP)
+        t0 = time.monotonic()
+        for bank in ("bank_a", "bank_b"):
+            _, err = procs[bank].communicate(timeout=60)
+            assert procs[bank].returncode == 1
+            assert f"error: {bank}: lost the connection to helper" in err, err
+        assert time.monotonic() - t0 < 2.0 + 0.5 + 2.5, "the banks lingered on the socket to the frozen helper"
+    finally:
+        for proc in procs.values():
+            proc.kill()
+            proc.communicate()

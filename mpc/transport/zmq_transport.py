@@ -228,7 +228,8 @@ class ZmqTransport(Receiving):
             await self._shutdown(linger_ms=ABORT_LINGER_MS)
 
     async def _drain_links(self, timeout: float) -> None:
-        waits = [link.queue.join() for link in self._links.values() if link.task and not link.task.done()]
+        waits = [link.queue.join() for peer, link in self._links.items()
+                 if link.task and not link.task.done() and not self._gone(peer)]
         if waits:
             try:
                 await asyncio.wait_for(asyncio.gather(*waits), timeout)
@@ -247,8 +248,9 @@ class ZmqTransport(Receiving):
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             for peer, link in self._links.items():
-                # Nothing more can reach a peer that said goodbye or aborted: do not linger for it.
-                link.sock.close(0 if peer in self._aborted else linger_ms)
+                # Nothing more can reach a peer that aborted, died or froze: do not linger for it (closing
+                # lingered up to 5 s on the socket to a frozen helper before its failure was reported).
+                link.sock.close(0 if self._gone(peer) else linger_ms)
             if self._router is not None:
                 self._router.close(0)
         finally:
@@ -512,6 +514,12 @@ class ZmqTransport(Receiving):
         self.inbox.peer_finished(peer)
         if self._bye_done and not self._bye_done.done() and self._bye >= set(self.peers):
             self._bye_done.set_result(None)
+
+    def _gone(self, peer: str) -> bool:
+        """Nothing sent to `peer` can arrive any more: it aborted, or its connection is lost."""
+        failure = self._failures.error
+        return (peer in self._aborted or peer not in self.liveness.connected
+                or (isinstance(failure, PeerGone | PeerTimeout) and failure.peer == peer))
 
     def _settled(self, peer: str) -> bool:
         """Its goodbye or abort is in: a dropped connection to it is then no failure."""
