@@ -32,6 +32,8 @@ PROGRAM_ERRORS = (LookupError, AttributeError, TypeError, NameError, ZeroDivisio
 
 def describe(exc: BaseException) -> str:
     """One line for an error: its text, with its class for a program's own bugs (and where the traceback is)."""
+    if isinstance(exc, MemoryError):  # its text is often empty
+        return f"out of memory (MemoryError{f': {exc}' if str(exc) else ''})"
     if isinstance(exc, PROGRAM_ERRORS):
         return f"{type(exc).__name__}: {exc} (run `mpc --debug ...` for the traceback)"
     return str(exc)

@@ -17,6 +17,7 @@ import pytest
 import yaml
 import zmq
 
+from mpc.records import PartyRecord
 from mpc.runtime import PartyFailed, run_on
 from mpc.stats import Stats
 from mpc.transport import MemoryNetwork, PeerAborted, ZmqTransport
@@ -24,7 +25,7 @@ from mpc.workers import WorkerPool
 from protocols.applications import training as tr
 from protocols.interface.context import Context, run_local, secure
 from protocols.interface.emulation import emulate
-from tests.test_cli_launch import _config, mpc, summary_lines
+from tests.test_cli_launch import ROOT, _config, children, mpc, summary_lines
 
 
 async def _run_every_party(topo, program) -> dict[str, BaseException | None]:
@@ -299,3 +300,75 @@ def test_a_helper_frozen_while_the_banks_say_goodbye_is_named_without_lingering(
         for proc in procs.values():
             proc.kill()
             proc.communicate()
+
+
+def test_a_party_out_of_memory_is_named_as_such(tmp_path: Path) -> None:
+    prog = tmp_path / "prog.py"
+    prog.write_text("import numpy as np\n\n\nasync def hungry(ctx):\n    if ctx.name == 'bank_a':\n"
+                    "        np.ones(2**50)\n    return await ctx.reveal(await ctx.input('bank_b', np.ones(2) if "
+                    "ctx.name == 'bank_b' else None))\n")
+    res = mpc("launch", str(_config(tmp_path)), "--program", f"{prog}:hungry")
+    assert res.returncode == 1
+    first, *others = summary_lines(res.stderr)
+    assert first.startswith("error: launch failed: bank_a: out of memory (MemoryError: Unable to allocate"), first
+    assert sorted(line.split(":")[0].strip() for line in others) == ["bank_b", "helper"]
+    assert all('bank_a aborted, saying: "bank_a ran out of memory (MemoryError)"' in line for line in others), others
+
+
+def test_a_party_killed_by_the_out_of_memory_killer_is_named_as_such(tmp_path: Path, monkeypatch) -> None:
+    """The kernel's OOM killer SIGKILLs a party: the launch says so (its count of kills rose meanwhile)."""
+    from parties import launcher
+
+    kills = iter([7, 8])
+    monkeypatch.setattr(launcher, "oom_kills", lambda: next(kills))
+    prog = tmp_path / "prog.py"
+    prog.write_text("import os\nimport signal\n\n\nasync def killed(ctx):\n    if ctx.name == 'bank_b':\n"
+                    "        os.kill(os.getpid(), signal.SIGKILL)\n    return await ctx.reveal(await ctx.input("
+                    "'bank_b', None))\n")
+    results = launcher.launch(str(_config(tmp_path)), ["bank_a", "bank_b", "helper"],
+                              ["--program", f"{prog}:killed"], sink=None)
+    first = launcher.failure_summary(results).splitlines()[0]
+    assert first == ("launch failed: bank_b: killed by SIGKILL (not by the launcher): out of memory (the kernel's "
+                     "out-of-memory killer killed processes on this host meanwhile)")
+
+
+def test_bench_reports_a_failed_party_as_launch_does(monkeypatch, make_topology) -> None:
+    from parties import bench_driver
+    from parties.launcher import ChildResult, failure_summary
+
+    lost = "bank_a: lost the connection to bank_b (its process died, froze, or the network failed)"
+    record = PartyRecord("bank_a", "compute", ok=False, error_class="PeerGone", error=lost, cause="bank_b")
+    results = [ChildResult("bank_a", 1, record, ["INFO progress: dealing"], error=lost),
+               ChildResult("bank_b", -9, None, ["INFO bank_b: session 1234 started"]),
+               ChildResult("helper", 1, None, ["INFO x", "Traceback (most recent call last):", "  File ...",
+                                               "MemoryError", "INFO y"])]
+    monkeypatch.setattr(bench_driver, "launch", lambda *args, **kwargs: results)
+    with pytest.raises(RuntimeError) as info:
+        bench_driver.run_bench(make_topology(2), ["mul"], 10, 1)
+    assert str(info.value) == failure_summary(results)
+    assert str(info.value).splitlines() == [
+        "launch failed: bank_b: killed by SIGKILL (not by the launcher)",
+        "  helper: exit 1: MemoryError",  # its own failure (no error line: its last words, no log line)
+        "  bank_a: lost the connection to bank_b (its process died, froze, or the network failed)"]
+
+
+def test_demo_reports_a_killed_party_as_launch_does(tmp_path: Path) -> None:
+    """bank_b SIGKILLed while the helper deals: one line per party, the root cause first, no log lines."""
+    proc = subprocess.Popen([sys.executable, "-m", "parties", "demo", "fraud", "--accounts", "3000"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        while "dealing:" not in (line := proc.stderr.readline()):
+            assert line, "the demo ended before the helper dealt"
+        bank_b = next(pid for pid, cmd in children(proc.pid).items() if "--party bank_b" in cmd)
+        os.kill(bank_b, signal.SIGKILL)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 1
+    first, *others = summary_lines(err)
+    assert first == "error: launch failed: bank_b: killed by SIGKILL (not by the launcher)", err
+    assert len(others) == 2 and all("lost the connection to bank_b" in line for line in others), err
+    assert " INFO " not in err and "exit -9" not in err

@@ -67,6 +67,10 @@ class Transport(Protocol):
     def on_failure(self, callback: Callable[[PeerError], None]) -> None:
         """Call `callback(error)` when the run fails."""
 
+    def on_lost_threadsafe(self, callback: Callable[[PeerError], None]) -> None:
+        """Call `callback(error)`, from any thread, as soon as a peer is lost, even while the event loop is
+        held by long synchronous work (a transport without connections never calls it)."""
+
 
 class FirstFailure:
     """A run's first failure, kept once: every callback hears it and every wait given fails with it (the

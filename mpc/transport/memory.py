@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -217,6 +217,9 @@ class MemoryTransport(Receiving):
                 self._bye_done.set_result(None)
         elif frame.array is not None and self.inbox.hold(peer, frame.array.nbytes):
             self.inbox.put(peer, (self.topology.index(peer), frame.op, frame.step), frame.array, frame.depth)
+
+    def on_lost_threadsafe(self, callback: Callable[[PeerError], None]) -> None:
+        """No connections to lose: every failure reaches the parties through their one event loop."""
 
     # -- failure --------------------------------------------------------------------------------
     def _fail(self, error: PeerError) -> PeerError:

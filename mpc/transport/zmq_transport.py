@@ -20,7 +20,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import zmq
@@ -121,6 +121,7 @@ class ZmqTransport(Receiving):
         self._ctx = zmq.asyncio.Context()
         await self._listen()
         self._connect()
+        self.liveness.start()
         self._reader = loop.create_task(self._read_loop(), name=f"{self.me}-reader")
         self._reader.add_done_callback(self._reader_done)
         await self._agree_session()
@@ -156,9 +157,7 @@ class ZmqTransport(Receiving):
                                   heartbeat_s=self.topology.heartbeat_s,
                                   heartbeat_timeout_s=self.topology.heartbeat_timeout_s)
             self._sockets.append(sock)
-            monitor = sock.get_monitor_socket(sockets.MONITOR_EVENTS)
-            self._sockets.append(monitor)
-            self._monitors.append(loop.create_task(self.liveness.watch(peer, monitor), name=f"{self.me}-watch-{peer}"))
+            self.liveness.monitor(self._ctx, peer, sock, sockets.MONITOR_EVENTS)
             sock.connect(f"tcp://{sockets.address(self.topology.party(peer))}")
             link = sockets.Link(peer, sock, self.topology.link(self.me, peer))
             link.task = loop.create_task(link.run(), name=f"{self.me}->{peer}")
@@ -242,6 +241,7 @@ class ZmqTransport(Receiving):
             for sock in [*(link.sock for link in self._links.values()), self._router]:
                 if sock is not None and not sock.closed:
                     sock.disable_monitor()  # before its monitor socket closes, or closing blocks
+            self.liveness.stop()
             tasks = [t for t in [self._reader, *(lk.task for lk in self._links.values()), *self._monitors,
                                  *(ib.task for ib in self._inbound.values())] if t is not None]
             for t in tasks:
@@ -254,6 +254,7 @@ class ZmqTransport(Receiving):
             if self._router is not None:
                 self._router.close(0)
         finally:
+            self.liveness.stop()  # idempotent; its monitor sockets must be closed before term()
             if self._auth is not None:  # its ZAP socket is one more socket of the context
                 self._auth.stop()
                 self._auth = None
@@ -375,6 +376,9 @@ class ZmqTransport(Receiving):
 
     def _on_handler_error(self, peer: str, exc: Exception) -> None:
         log.debug("%s: error handling a message from %s", self.me, peer, exc_info=exc)
+        if isinstance(exc, MemoryError):  # our own failure, not the peer's
+            self._fail(PeerError(self.me, f"{self.me}: ran out of memory (MemoryError) receiving from {peer}"))
+            return
         self._fail(ProtocolViolation(peer, f"{self.me}: could not handle a message from {peer} "
                                            f"({type(exc).__name__}); stopping"))
 
@@ -515,11 +519,15 @@ class ZmqTransport(Receiving):
         if self._bye_done and not self._bye_done.done() and self._bye >= set(self.peers):
             self._bye_done.set_result(None)
 
+    def on_lost_threadsafe(self, callback: Callable[[PeerError], None]) -> None:
+        """Call `callback(error)` from the liveness thread the moment a peer is lost mid-run, even while the
+        event loop is held (the failure reaches the loop too, once it is free)."""
+        self.liveness.on_lost.append(callback)
+
     def _gone(self, peer: str) -> bool:
-        """Nothing sent to `peer` can arrive any more: it aborted, or its connection is lost."""
+        """Nothing sent to `peer` can arrive any more: it aborted, or the run failed because it is lost."""
         failure = self._failures.error
-        return (peer in self._aborted or peer not in self.liveness.connected
-                or (isinstance(failure, PeerGone | PeerTimeout) and failure.peer == peer))
+        return peer in self._aborted or (isinstance(failure, PeerGone | PeerTimeout) and failure.peer == peer)
 
     def _settled(self, peer: str) -> bool:
         """Its goodbye or abort is in: a dropped connection to it is then no failure."""

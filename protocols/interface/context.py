@@ -26,7 +26,7 @@ import numpy as np
 from mpc.config import Topology
 from mpc.prg import random_ring
 from mpc.ring import decode_fixed, encode_fixed, ring, signed
-from mpc.runtime import Party, PartyOutcome, no_exit, run_local_async
+from mpc.runtime import Party, PartyOutcome, program_task, run_local_async
 from protocols.interface import functions, numpy_api
 from protocols.primitives import arithmetic, comparison, truncation
 from protocols.primitives.core import RandomnessProvider
@@ -530,7 +530,7 @@ def secure(program: Callable[[Context], Awaitable[T]], *, dealer: str = "helper"
 async def run_program(ctx: Context, program: Callable[[Context], Awaitable[T]]) -> T:
     """Run `program(ctx)` to the end of every operation it issued; the first failure of any operation
     stops it at once (raised here, so the runtime aborts the session naming this party)."""
-    task: asyncio.Future[T] = asyncio.ensure_future(no_exit(program(ctx)))
+    task: asyncio.Future[T] = program_task(program(ctx))
     try:
         await asyncio.wait([task, ctx.failed], return_when=asyncio.FIRST_COMPLETED)  # type: ignore[type-var]
     except BaseException:  # this party is stopped from outside (a peer failed): the program stops with it
