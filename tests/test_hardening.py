@@ -25,6 +25,7 @@ from mpc.workers import WorkerPool
 from protocols.applications import training as tr
 from protocols.interface.context import Context, run_local, secure
 from protocols.interface.emulation import emulate
+from protocols.primitives.shared import Shares, split
 from tests.test_cli_launch import ROOT, _config, children, mpc, summary_lines
 
 
@@ -352,16 +353,19 @@ def test_bench_reports_a_failed_party_as_launch_does(monkeypatch, make_topology)
         "  bank_a: lost the connection to bank_b (its process died, froze, or the network failed)"]
 
 
-def test_demo_reports_a_killed_party_as_launch_does(tmp_path: Path) -> None:
-    """bank_b SIGKILLed while the helper deals: one line per party, the root cause first, no log lines."""
+@pytest.mark.parametrize("victim", ["bank_b", "helper"])
+def test_demo_reports_a_killed_party_as_launch_does(tmp_path: Path, victim: str) -> None:
+    """A party SIGKILLed while the helper deals (the banks' event loops held by issuing the whole training):
+    every other stops by itself naming it, and the demo reports one line per party, the root cause first,
+    no log lines."""
     proc = subprocess.Popen([sys.executable, "-m", "parties", "demo", "fraud", "--accounts", "3000"], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stderr is not None
         while "dealing:" not in (line := proc.stderr.readline()):
             assert line, "the demo ended before the helper dealt"
-        bank_b = next(pid for pid, cmd in children(proc.pid).items() if "--party bank_b" in cmd)
-        os.kill(bank_b, signal.SIGKILL)
+        pid = next(pid for pid, cmd in children(proc.pid).items() if f"--party {victim}" in cmd)
+        os.kill(pid, signal.SIGKILL)
         _, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
@@ -369,6 +373,26 @@ def test_demo_reports_a_killed_party_as_launch_does(tmp_path: Path) -> None:
             proc.communicate()
     assert proc.returncode == 1
     first, *others = summary_lines(err)
-    assert first == "error: launch failed: bank_b: killed by SIGKILL (not by the launcher)", err
-    assert len(others) == 2 and all("lost the connection to bank_b" in line for line in others), err
-    assert " INFO " not in err and "exit -9" not in err
+    assert first == f"error: launch failed: {victim}: killed by SIGKILL (not by the launcher)", err
+    assert len(others) == 2 and all(f"lost the connection to {victim}" in line for line in others), err
+    assert " INFO " not in err and "exit -9" not in err and "Recursion" not in err
+
+
+async def test_a_result_cancelled_meanwhile_is_left_alone_when_its_operation_fails() -> None:
+    """A run stopping cancels what awaits an operation's results; the operation then fails: its results
+    were set anyway, InvalidStateError in a callback (116 tracebacks under --debug)."""
+    loop = asyncio.get_running_loop()
+    errors: list[dict[str, object]] = []
+    loop.set_exception_handler(lambda _, context: errors.append(context))
+    task: asyncio.Future[tuple[Shares, ...]] = loop.create_future()
+    first, second = split(Stub(), task, [((2,), 0), ((2,), 0)])  # type: ignore[arg-type]
+    first._fut.cancel()
+    task.set_exception(PeerAborted("helper", "helper aborted"))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert not errors, errors
+    assert first._fut.cancelled() and isinstance(second._fut.exception(), PeerAborted)
+
+
+class Stub:
+    """A context for shared arrays that are never computed on."""
