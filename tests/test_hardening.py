@@ -102,7 +102,7 @@ def test_a_party_busy_for_longer_than_the_timeout_is_waited_for(make_topology) -
             await asyncio.sleep(2.0)  # busy (in its own process this would be computing)
         return await ctx.reveal(y)
 
-    out = run_local(make_topology(2, timeout_s=0.8), program)
+    out = run_local(make_topology(2, timeout_s=0.8, dealer_workers=1), program)  # no worker processes to boot
     assert out["bank_b"].value.tolist() == [0.0, 2.0, 4.0]
 
 
