@@ -117,7 +117,11 @@ class Party:
         return self.topology.frac_bits
 
     def new_op(self, label: str) -> Op:
-        """Take the next op id from the program counter. Call before any await (see module doc)."""
+        """Take the next op id from the program counter. Call before any await (see module doc).
+
+        Raises `Stopped` once the run has stopped: a program issuing thousands of operations without
+        awaiting (a whole training) holds the event loop, and learns here that a peer was lost."""
+        self.stop.check()
         op = Op(self._next_op, label)
         self._next_op += 1
         return op
@@ -263,9 +267,10 @@ async def run_on(transport: Transport, topology: Topology, name: str, program: P
     it ends: on a failure before the peers are told, so a peer's death stops them at once."""
     stop = StopSignal()
     pool: WorkerPool | None = None
+    transport.on_lost_threadsafe(stop.set)  # a peer lost while the loop is held stops the program's next op
     try:
         if dealer_workers > 1 and topology.party(name).role == "helper":
-            pool = WorkerPool(dealer_workers, name, stop.check)
+            pool = WorkerPool(dealer_workers, name, stop.check, frozen_after_s=topology.heartbeat_timeout_s)
             pool.start()
         await transport.start()
         links = await agree_links(transport, topology, name, stats) if measure_links else None
@@ -281,6 +286,8 @@ async def run_on(transport: Transport, topology: Topology, name: str, program: P
         if pool is not None:
             pool.close()
         failure = transport.failure
+        if failure is None and isinstance(stop.reason, PeerError):  # the liveness thread's, not yet the loop's
+            failure = stop.reason
         await transport.abort(_reason(name, exc, failure))
         if failure is not None and isinstance(exc, asyncio.CancelledError | Stopped):
             raise failure from None  # interrupted after a peer failed: name the peer, not the interrupt
@@ -294,7 +301,7 @@ async def run_on(transport: Transport, topology: Topology, name: str, program: P
 async def _until_failure(work: Awaitable[T], transport: Transport, stop: StopSignal) -> T:
     """Run the program, but stop it the moment the run fails, whatever it is doing: waits on peers fail
     by themselves; local work (dealing in worker threads) would not notice, so it is cancelled."""
-    task = asyncio.ensure_future(work)
+    task = program_task(work)
 
     def stop_program(error: PeerError) -> None:
         stop.set(error)
@@ -304,6 +311,28 @@ async def _until_failure(work: Awaitable[T], transport: Transport, stop: StopSig
     if transport.failure is not None:
         stop_program(transport.failure)
     return await task
+
+
+class ProgramExit(RuntimeError):
+    """A program called sys.exit(): the other parties are still running theirs, so it is a failure."""
+
+
+def program_task(work: Awaitable[T]) -> asyncio.Task[T]:
+    """A task running a program, a SystemExit from it turned into ProgramExit (`no_exit`)."""
+    task = asyncio.ensure_future(no_exit(work))
+    close = getattr(work, "close", None)
+    if close is not None:  # cancelled before it started, the program itself was never awaited: no warning
+        task.add_done_callback(lambda _: close())
+    return task
+
+
+async def no_exit(work: Awaitable[T]) -> T:
+    """`work`, with a SystemExit turned into ProgramExit: escaping a task, it ends the event loop itself."""
+    try:
+        return await work
+    except SystemExit as exc:
+        raise ProgramExit(f"the program called sys.exit({exc.code!r}); a program ends by returning or raising, "
+                          "on every party") from None
 
 
 def _reason(name: str, exc: BaseException, failure: PeerError | None = None) -> str:
@@ -316,6 +345,8 @@ def _reason(name: str, exc: BaseException, failure: PeerError | None = None) -> 
         return f"{name} stopped because {exc if isinstance(exc, PeerError) else failure}"
     if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):
         return f"{name} was interrupted"
+    if isinstance(exc, MemoryError):
+        return f"{name} ran out of memory (MemoryError)"
     return f"{name} failed with {type(exc).__name__} (the details are in {name}'s own log)"
 
 

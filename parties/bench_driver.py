@@ -23,7 +23,7 @@ from typing import Any
 from mpc.config import Topology
 from mpc.localhost import secured, write_topology
 from mpc.settings import Comparison
-from parties.launcher import launch
+from parties.launcher import failure_summary, launch
 
 Record = dict[str, Any]
 
@@ -42,10 +42,8 @@ def run_bench(topology: Topology, ops: Sequence[str], n: int, repeat: int, laten
                     "-p", f"method={method}"]
             results = launch(str(path), topo.names, args, global_args=["--debug"] if debug else [], sink=None,
                              prefixes=prefixes)
-        failed = [r for r in results if r.returncode != 0 or r.output is None]
-        if failed:
-            detail = "\n".join(f"{r.name} (exit {r.returncode}): " + "\n  ".join(r.stderr_tail[-5:]) for r in failed)
-            raise RuntimeError(f"benchmark parties failed:\n{detail}")
+        if any(not r.ok for r in results):
+            raise RuntimeError(failure_summary(results))  # as `mpc launch` reports it
         per_party = {r.name: r.output.result for r in results if r.output is not None}
         records += summarise(per_party, topo)
         if on_progress is not None:

@@ -28,14 +28,34 @@ T = TypeVar("T")
 
 
 # Errors of a program's own code (a bug rather than bad input): their text alone ("'missing'") says little
-PROGRAM_ERRORS = (LookupError, AttributeError, TypeError, NameError, ZeroDivisionError, AssertionError)
+PROGRAM_ERRORS = (LookupError, AttributeError, TypeError, NameError, ZeroDivisionError, AssertionError, EOFError)
 
 
 def describe(exc: BaseException) -> str:
     """One line for an error: its text, with its class for a program's own bugs (and where the traceback is)."""
+    if isinstance(exc, MemoryError):  # its text is often empty
+        return f"out of memory (MemoryError{f': {exc}' if str(exc) else ''})"
     if isinstance(exc, PROGRAM_ERRORS):
         return f"{type(exc).__name__}: {exc} (run `mpc --debug ...` for the traceback)"
     return str(exc)
+
+
+class EndOfInput(RuntimeError):
+    """An EOFError out of a command (a program's, a truncated file's): an error, not an interrupt. Click
+    turns EOFError into an Abort, which the CLI reports as Ctrl-C (exit 130), the cause lost."""
+
+    def __init__(self, error: EOFError):
+        super().__init__(describe(error))
+
+
+class _Commands(click.Group):
+    """The CLI's group: an EOFError leaves a command as EndOfInput (see there)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except EOFError as exc:
+            raise EndOfInput(exc) from exc
 
 
 class CliError(click.ClickException):
@@ -93,7 +113,7 @@ def _program_options(f: Any) -> Any:
     return f
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
 @click.version_option(package_name="mpc")
 @click.pass_context

@@ -143,7 +143,7 @@ def test_a_bad_input_value_stops_every_party_at_once_with_its_reason(tmp_path: P
     res = mpc("launch", str(_topology(tmp_path)), "--program", f"{prog}:bad", cwd=tmp_path)
     assert res.returncode == 1
     assert "error: launch failed: bank_a: input: value out of fixed-point range" in res.stderr
-    assert "bank_a aborted: bank_a failed with ValueError" in res.stderr
+    assert "bank_a aborted, saying: \"bank_a failed with ValueError" in res.stderr
     assert "timed out" not in res.stderr
 
 

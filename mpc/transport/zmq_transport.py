@@ -9,7 +9,9 @@ Guarantees:
 - Messages are matched by key (sender, op, step), never by arrival order (inbox.py).
 - Every link is FIFO with per-link sequence numbers (exactly previous + 1) and a session id agreed at
   start, so a lost, replayed or stale message is detected, never silently used.
-- Every wait has a timeout whose error names the peer; a peer's abort or goodbye fails waits on it at once.
+- Start-up waits at most timeout_s for every peer; mid-run a wait lasts as long as the peer is alive (a busy
+  peer is not an absent one): a dead or frozen peer is named by liveness (liveness.py), and a peer's abort
+  or goodbye fails waits on it at once. Every error names the peer.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import zmq
@@ -31,7 +33,7 @@ from mpc.transport import session as sessions
 from mpc.transport import sockets
 from mpc.transport.base import FirstFailure, Message, wait_for_goodbyes
 from mpc.transport.delay import Body, Inbound
-from mpc.transport.errors import PeerAborted, PeerError, PeerGone, PeerTimeout, ProtocolViolation
+from mpc.transport.errors import PeerError, PeerGone, PeerTimeout, ProtocolViolation, aborted
 from mpc.transport.frames import (
     HEADER_SIZE,
     SESSION_BYTES,
@@ -75,7 +77,8 @@ class ZmqTransport(Receiving):
         # the largest ZeroMQ message: small frames are joined up to it, larger ones cut into pieces of it
         self.message_limit = message_limit(self.max_payload)
         self._partial: dict[str, Partial] = {}  # per peer: a large frame whose pieces are still arriving
-        self.inbox = Inbox(topology, me, stats, self.timeout_s, self.max_buffered, self._fail)
+        # Waits mid-run are bounded by liveness, not time: a busy peer is not an absent one (inbox.py).
+        self.inbox = Inbox(topology, me, stats, self.timeout_s, self.max_buffered, self._fail, bounded=False)
         self.session = _NO_SESSION
         # Opaque settings every party must share (the runtime fills them in); sent with the hello and
         # compared, so that a mismatch stops the start rather than the middle of a run, or worse.
@@ -118,6 +121,7 @@ class ZmqTransport(Receiving):
         self._ctx = zmq.asyncio.Context()
         await self._listen()
         self._connect()
+        self.liveness.start()
         self._reader = loop.create_task(self._read_loop(), name=f"{self.me}-reader")
         self._reader.add_done_callback(self._reader_done)
         await self._agree_session()
@@ -153,9 +157,7 @@ class ZmqTransport(Receiving):
                                   heartbeat_s=self.topology.heartbeat_s,
                                   heartbeat_timeout_s=self.topology.heartbeat_timeout_s)
             self._sockets.append(sock)
-            monitor = sock.get_monitor_socket(sockets.MONITOR_EVENTS)
-            self._sockets.append(monitor)
-            self._monitors.append(loop.create_task(self.liveness.watch(peer, monitor), name=f"{self.me}-watch-{peer}"))
+            self.liveness.monitor(self._ctx, peer, sock, sockets.MONITOR_EVENTS)
             sock.connect(f"tcp://{sockets.address(self.topology.party(peer))}")
             link = sockets.Link(peer, sock, self.topology.link(self.me, peer))
             link.task = loop.create_task(link.run(), name=f"{self.me}->{peer}")
@@ -206,7 +208,8 @@ class ZmqTransport(Receiving):
         self._flush()
         if self.peers:
             assert self._bye_done is not None
-            await wait_for_goodbyes(self.me, self.peers, self._bye_done, self._bye, self.timeout_s, self._fail)
+            await wait_for_goodbyes(self.me, self.peers, self._bye_done, self._bye, self.timeout_s, self._fail,
+                                    bounded=False)
 
     async def abort(self, reason: str) -> None:
         """Tell every peer this party is stopping with `reason`, then close."""
@@ -224,7 +227,8 @@ class ZmqTransport(Receiving):
             await self._shutdown(linger_ms=ABORT_LINGER_MS)
 
     async def _drain_links(self, timeout: float) -> None:
-        waits = [link.queue.join() for link in self._links.values() if link.task and not link.task.done()]
+        waits = [link.queue.join() for peer, link in self._links.items()
+                 if link.task and not link.task.done() and not self._gone(peer)]
         if waits:
             try:
                 await asyncio.wait_for(asyncio.gather(*waits), timeout)
@@ -237,17 +241,20 @@ class ZmqTransport(Receiving):
             for sock in [*(link.sock for link in self._links.values()), self._router]:
                 if sock is not None and not sock.closed:
                     sock.disable_monitor()  # before its monitor socket closes, or closing blocks
+            self.liveness.stop()
             tasks = [t for t in [self._reader, *(lk.task for lk in self._links.values()), *self._monitors,
                                  *(ib.task for ib in self._inbound.values())] if t is not None]
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             for peer, link in self._links.items():
-                # Nothing more can reach a peer that said goodbye or aborted: do not linger for it.
-                link.sock.close(0 if peer in self._aborted else linger_ms)
+                # Nothing more can reach a peer that aborted, died or froze: do not linger for it (closing
+                # lingered up to 5 s on the socket to a frozen helper before its failure was reported).
+                link.sock.close(0 if self._gone(peer) else linger_ms)
             if self._router is not None:
                 self._router.close(0)
         finally:
+            self.liveness.stop()  # idempotent; its monitor sockets must be closed before term()
             if self._auth is not None:  # its ZAP socket is one more socket of the context
                 self._auth.stop()
                 self._auth = None
@@ -338,6 +345,11 @@ class ZmqTransport(Receiving):
         assert self._router is not None
         names = {n.encode(): n for n in self.peers}
         while True:
+            # pyzmq returns a queued message without suspending: with a backlog (a helper's gigabytes of
+            # material) this loop would hold the event loop until it is drained, and a peer's death, the
+            # program and every timer would wait behind it (a dead helper was named 45 s late). So it
+            # lets the others run before each message.
+            await asyncio.sleep(0)
             parts = await self._router.recv_multipart(copy=False)
             peer = names.get(parts[0].bytes)
             if peer is None:
@@ -364,6 +376,9 @@ class ZmqTransport(Receiving):
 
     def _on_handler_error(self, peer: str, exc: Exception) -> None:
         log.debug("%s: error handling a message from %s", self.me, peer, exc_info=exc)
+        if isinstance(exc, MemoryError):  # our own failure, not the peer's
+            self._fail(PeerError(self.me, f"{self.me}: ran out of memory (MemoryError) receiving from {peer}"))
+            return
         self._fail(ProtocolViolation(peer, f"{self.me}: could not handle a message from {peer} "
                                            f"({type(exc).__name__}); stopping"))
 
@@ -458,7 +473,7 @@ class ZmqTransport(Receiving):
     def _on_abort(self, peer: str, payload: memoryview) -> None:
         reason = bytes(payload).decode("utf-8", "replace")
         self._aborted.add(peer)
-        self._fail(PeerAborted(peer, f"{peer} aborted: {reason}"))
+        self._fail(aborted(peer, reason))
 
     def _dispatch(self, peer: str, header: Header, payload: Body) -> None:
         """Act on a valid frame once it is due: hello, data (buffered by key), goodbye or abort."""
@@ -503,6 +518,16 @@ class ZmqTransport(Receiving):
         self.inbox.peer_finished(peer)
         if self._bye_done and not self._bye_done.done() and self._bye >= set(self.peers):
             self._bye_done.set_result(None)
+
+    def on_lost_threadsafe(self, callback: Callable[[PeerError], None]) -> None:
+        """Call `callback(error)` from the liveness thread the moment a peer is lost mid-run, even while the
+        event loop is held (the failure reaches the loop too, once it is free)."""
+        self.liveness.on_lost.append(callback)
+
+    def _gone(self, peer: str) -> bool:
+        """Nothing sent to `peer` can arrive any more: it aborted, or the run failed because it is lost."""
+        failure = self._failures.error
+        return peer in self._aborted or (isinstance(failure, PeerGone | PeerTimeout) and failure.peer == peer)
 
     def _settled(self, peer: str) -> bool:
         """Its goodbye or abort is in: a dropped connection to it is then no failure."""

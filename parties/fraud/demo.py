@@ -25,7 +25,7 @@ from mpc.ring import decode_fixed
 from parties.fraud import data, features, train_demo
 from parties.fraud import train as secure_train
 from parties.fraud.model import MODEL_FILE, load
-from parties.launcher import launch
+from parties.launcher import failure_summary, launch
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -94,10 +94,8 @@ def run(opts: DemoOptions) -> dict[str, Any]:
                          sink=cast(TextIO, sink))
         known = [secure_train.read_bank_labels(data_dir / f"labels_{b}.csv", dataset.accounts)
                  for b in ("bank_a", "bank_b")] if opts.trains else []
-    failed = [r for r in results if r.returncode != 0 or r.output is None]
-    if failed:
-        detail = "\n".join(f"{r.name} (exit {r.returncode}): " + "\n  ".join(r.stderr_tail[-4:]) for r in failed)
-        raise DemoError(f"a party failed:\n{detail}")
+    if any(not r.ok for r in results):
+        raise DemoError(failure_summary(results))  # as `mpc launch` reports it: one line per party
     outputs = {r.name: r.output.result for r in results if r.output is not None}
     if opts.trains:
         say("report", "training the same model in float64 numpy, scikit-learn and each bank alone, to compare")

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -524,10 +525,11 @@ def read_shares(path: str | Path, party: str, architecture: str, frac_bits: int)
             files = {k: z[k] for k in z.files if k != "meta"}
     except FileNotFoundError:
         raise TrainingError(f"{where}: no such model share file") from None
-    except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
-        raise TrainingError(f"{where}: not a model share file ({type(exc).__name__})") from None
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:  # a truncated file: EOFError
+        raise TrainingError(f"{where}: not a model share file, or a truncated one ({type(exc).__name__})") from None
     if not isinstance(meta, dict) or meta.get("format") != SHARE_FORMAT:
         raise TrainingError(f"{where}: not a model share file of format {SHARE_FORMAT}")
+    cfg_fields = _check_meta(where, meta)
     if meta["party"] != party:
         raise TrainingError(f"{where}: holds {meta['party']}'s share of the model, not {party}'s")
     if meta["architecture"] != architecture:
@@ -547,9 +549,46 @@ def read_shares(path: str | Path, party: str, architecture: str, frac_bits: int)
             raise TrainingError(f"{where}: layer {i} is not a ({n_in}, {n_out}) share of 64-bit ring values")
         shares.append((w, b))
     extra = {k.removeprefix("extra_"): v for k, v in files.items() if k.startswith("extra_")}
-    cfg_fields = json.loads(meta["config"])
-    cfg_fields["hidden"] = tuple(cfg_fields["hidden"])
     return LoadedShares(party, architecture, frac_bits, meta["digest"], TrainConfig(**cfg_fields), shares, extra)
+
+
+_META_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "format": int, "party": str, "architecture": str, "frac_bits": int, "model_id": str, "config": str,
+    "digest": str, "checksum": str}
+_CONFIG_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "hidden": list, "learning_rate": (int, float), "epochs": int, "batch_size": int, "seed": int,
+    "class_weight": (int, float), "check_divergence": bool}
+
+
+def _check_meta(where: str, meta: dict[str, Any]) -> dict[str, Any]:
+    """A share file's metadata checked field by field (TrainingError naming the file and the field, one
+    line); returns its training configuration's fields, ready for TrainConfig."""
+    _check_fields(where, "meta", meta, _META_FIELDS)
+    try:
+        config = json.loads(meta["config"])
+    except ValueError as exc:
+        raise TrainingError(f"{where}: meta.config: not valid JSON ({exc})") from None
+    if not isinstance(config, dict):
+        raise TrainingError(f"{where}: meta.config: expected a JSON object, got {type(config).__name__}")
+    _check_fields(where, "meta.config", config, _CONFIG_FIELDS)
+    if not all(type(h) is int for h in config["hidden"]):
+        raise TrainingError(f"{where}: meta.config.hidden: expected a list of integers, got {config['hidden']!r}")
+    return {**config, "hidden": tuple(config["hidden"])}
+
+
+def _check_fields(where: str, name: str, values: dict[str, Any], fields: dict[str, type | tuple[type, ...]]) -> None:
+    for key in values:
+        if key not in fields:
+            raise TrainingError(f"{where}: {name}.{key}: not a field of a model share file (fields: "
+                                f"{', '.join(fields)})")
+    for key, kind in fields.items():
+        if key not in values:
+            raise TrainingError(f"{where}: {name}.{key}: missing")
+        value = values[key]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
+            expected = " or ".join(k.__name__ for k in kinds)
+            raise TrainingError(f"{where}: {name}.{key}: expected {expected}, got {value!r:.60}")
 
 
 def _checksum(arrays: dict[str, np.ndarray]) -> str:

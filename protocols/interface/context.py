@@ -24,7 +24,7 @@ import numpy as np
 
 from mpc.config import Topology
 from mpc.ring import encode_fixed, ring
-from mpc.runtime import Party, PartyOutcome, run_local_async
+from mpc.runtime import Party, PartyOutcome, program_task, run_local_async
 from protocols.interface import dispatch
 from protocols.interface.functions import public_tables
 from protocols.interface.operations import OPERATIONS
@@ -215,7 +215,8 @@ class Context:
         frac = self.frac_bits if arr.dtype.kind == "f" else 0
         if frac and not np.all(np.isfinite(arr)):
             bad = np.argwhere(~np.isfinite(arr))[0]
-            raise ValueError(f"{owner}: input: a value that is not finite (NaN or infinite) at index {tuple(bad)}")
+            raise ValueError(f"{owner}: input: a value that is not finite (NaN or infinite) at index "
+                             f"{tuple(int(i) for i in bad)}")
         try:
             encoded = encode_fixed(arr, frac) if frac else ring(arr)
         except (ValueError, OverflowError) as exc:
@@ -347,7 +348,7 @@ def with_tables_agreement(run: Callable[[Party], Awaitable[T]]) -> Callable[[Par
 async def run_program(ctx: Context, program: Callable[[Context], Awaitable[T]]) -> T:
     """Run `program(ctx)` to the end of every operation it issued; the first failure of any operation
     stops it at once (raised here, so the runtime aborts the session naming this party)."""
-    task: asyncio.Future[T] = asyncio.ensure_future(program(ctx))
+    task: asyncio.Future[T] = program_task(program(ctx))
     try:
         await asyncio.wait([task, ctx.failed], return_when=asyncio.FIRST_COMPLETED)  # type: ignore[type-var]
     except BaseException:  # this party is stopped from outside (a peer failed): the program stops with it
