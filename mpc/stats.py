@@ -42,6 +42,23 @@ class Stats:
     rounds: int = 0
     transport_sends: int = 0
 
+    # Totals over every phase and op, as attributes: `outcome.stats.bytes_sent`
+    @property
+    def bytes_sent(self) -> int:
+        return self.total().bytes_sent
+
+    @property
+    def bytes_received(self) -> int:
+        return self.total().bytes_received
+
+    @property
+    def messages_sent(self) -> int:
+        return self.total().messages_sent
+
+    @property
+    def messages_received(self) -> int:
+        return self.total().messages_received
+
     def _counter(self, phase: str, tag: str) -> Counter:
         key = (phase, tag)
         c = self.by_op.get(key)
