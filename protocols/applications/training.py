@@ -42,7 +42,7 @@ import numpy as np
 
 from mpc.prg import random_ring
 from mpc.settings import Comparison
-from protocols.applications.models import parse_architecture
+from protocols.applications.models import Model, SharedModel, parse_architecture
 from protocols.interface.context import Context
 from protocols.primitives import comparison, gates, truncation
 from protocols.primitives.core import Cost, Engine, Exchange, Material, Spec, run_protocol
@@ -120,6 +120,25 @@ class SharedWeights:
     @property
     def shapes(self) -> list[tuple[int, int]]:
         return [w.shape for w, _ in self.layers]  # type: ignore[misc]
+
+    @property
+    def model(self) -> SharedModel:
+        """The trained model as a models.SharedModel, the type of any model on shares: ReLU hidden layers
+        and the hard sigmoid training used at the output (its scores are probabilities)."""
+        acts = ["relu"] * (len(self.layers) - 1) + ["hard_sigmoid"]
+        return SharedModel(tuple((w, b, a) for (w, b), a in zip(self.layers, acts, strict=True)))
+
+    def score(self, ctx: Context, x: SharedArray) -> SharedArray:
+        """Probabilities for shared rows x (see `model`)."""
+        return self.model.score(ctx, x)
+
+    async def reveal(self, ctx: Context, to: Sequence[str] | None = None) -> Model | None:
+        """Open the trained weights to `to` (a policy choice): a public models.Model there, None elsewhere."""
+        return await self.model.reveal(ctx, to)
+
+    async def save(self, ctx: Context, path: str | Path) -> Path | None:
+        """This party's own share of the trained weights (SharedModel.save; SharedModel.load reads it)."""
+        return await self.model.save(ctx, path)
 
 
 # -- the public parts: initial weights and batch order ---------------------------------------------
@@ -261,6 +280,11 @@ def bit_trunc(ctx: Engine, bit: SharedArray, t: SharedArray, bits: int) -> Share
 def sigmoid_kind(ctx: Context) -> str:
     """The sigmoid training and scoring use: 'hard' (see the module doc); the reference takes the same."""
     return "hard"
+
+
+def hard_sigmoid_shared(ctx: Context, z: SharedArray) -> SharedArray:
+    """The hard sigmoid a trained model scores with (models.SharedModel's 'hard_sigmoid' output)."""
+    return _sigmoid(ctx, z)
 
 
 def _sigmoid(ctx: Context, z: SharedArray) -> SharedArray:
