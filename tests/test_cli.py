@@ -116,3 +116,27 @@ def test_launch_output_writes_each_partys_results(tmp_path: Path) -> None:
     printed = [ln for ln in res.stdout.splitlines() if ln.startswith("bank_a: ")]
     shown = json.loads(printed[0].removeprefix("bank_a: "))
     assert len(shown["doubled"]) == 12 and "lists shortened to their first 12 items" in res.stdout
+
+
+def test_the_fraud_program_writes_each_banks_flagged_ids(tmp_path: Path) -> None:
+    import datetime
+
+    data = tmp_path / "data"
+    made = mpc("demo", "fraud", "--write-data", str(data), "--accounts", "300")
+    assert made.returncode == 0, made.stderr
+    out = tmp_path / "out"
+    res = mpc("launch", str(_config(tmp_path)), "--program", "fraud", "-p", f"data_dir={data}", "-p", "flags_to=own",
+              "--output", str(out), "--json")
+    assert res.returncode == 0, res.stderr
+    report = json.loads(res.stdout)  # valid JSON, every item in it
+    accounts = [r[0] for r in csv.reader((data / "accounts.csv").open())][1:]
+    for bank in ("bank_a", "bank_b"):
+        flagged = [r[0] for r in csv.reader((out / bank / "flagged_accounts.csv").open())]
+        flags = [int(r[0]) for r in csv.reader((out / bank / "flags.csv").open())]
+        assert flagged == [a for a, f in zip(accounts, flags, strict=True) if f]
+        body = json.loads((out / bank / "result.json").read_text())
+        started = datetime.datetime.fromisoformat(body["online_started"])
+        assert started.tzinfo is not None and body["online_s"] >= 0
+        party = next(p for p in report["parties"] if p["name"] == bank)
+        assert party["result"]["flagged_accounts"] == flagged
+    assert not (out / "helper" / "flagged_accounts.csv").exists()
