@@ -50,7 +50,7 @@ def bench(ctx: click.Context, config: str | None, ops: str, methods: str, n: int
     CONFIG: the topology to run on (default: two banks and the helper on localhost, free ports)."""
     from mpc.localhost import default_topology
     from parties.bench import OPS
-    from parties.bench_driver import check_plot, fit_latency_model, plot, run_bench
+    from parties.bench_driver import check_plot, fit_latency_model, plot, resolve_auto, run_bench
 
     if plot_path:
         try:
@@ -87,9 +87,34 @@ def bench(ctx: click.Context, config: str | None, ops: str, methods: str, n: int
             task = progress.add_task(f"{', '.join(names)} at n={n:,} x {repeat}",
                                      total=len(latencies) * sum(1 for _, o in plan if o))
             for method, op_names in plan:
-                if op_names:
-                    records += run_bench(topo, op_names, n, repeat, latencies, bandwidth_mbps, method,
-                                         debug=debug(ctx), on_progress=lambda _: progress.advance(task))
+                if not op_names:
+                    continue
+                sweep = latencies
+                if method == Comparison.AUTO and len(latencies) > 1:
+                    # auto resolved once per op for the whole sweep: at the first latency, then kept, so each
+                    # op's line is one method from end to end (auto would switch methods along the sweep)
+                    first = run_bench(topo, op_names, n, repeat, latencies[:1], bandwidth_mbps, method,
+                                      debug=debug(ctx), on_progress=lambda _: progress.advance(task))
+                    records += first
+                    sweep = latencies[1:]
+                    resolved = resolve_auto(first, {o: OPS[o].kind for o in op_names})
+                    if not as_json and any(m != Comparison.AUTO for m in resolved.values()):
+                        click.echo("note: auto resolved once per op at "
+                                   f"{first[0]['latency_ms']:g} ms for the whole sweep: "
+                                   + ", ".join(f"{o} {r['method']}" for o, r in zip(op_names, first, strict=False)
+                                               if resolved[o] != Comparison.AUTO), err=True)
+                    groups = _by_method(resolved)
+                    share = 1 / len(groups)
+
+                    def advance(_: float | None, share: float = share) -> None:
+                        progress.advance(task, share)
+
+                    for fixed, group in groups.items():
+                        records += run_bench(topo, group, n, repeat, sweep, bandwidth_mbps, fixed, debug=debug(ctx),
+                                             on_progress=advance)
+                    continue
+                records += run_bench(topo, op_names, n, repeat, sweep, bandwidth_mbps, method,
+                                     debug=debug(ctx), on_progress=lambda _: progress.advance(task))
     except RuntimeError as exc:
         raise CliError(str(exc)) from None
     records = fit_latency_model(records)
@@ -105,6 +130,13 @@ def bench(ctx: click.Context, config: str | None, ops: str, methods: str, n: int
             raise CliError(f"{exc} (the results are above)") from None
         if not as_json:
             click.echo(f"plot written to {plot_path}")
+
+
+def _by_method(resolved: dict[str, str]) -> dict[str, list[str]]:
+    groups: dict[str, list[str]] = {}
+    for op, method in resolved.items():
+        groups.setdefault(method, []).append(op)
+    return groups
 
 
 def print_bench_table(records: list[dict[str, Any]], repeat: int) -> None:
@@ -136,8 +168,11 @@ def print_bench_table(records: list[dict[str, Any]], repeat: int) -> None:
             if key in seen or r["fitted_s_per_ms"] is None:
                 continue
             seen.add(key)
+            rough = (f" (from {r['fitted_points']} latencies only: rough, run three or more for a slope)"
+                     if r["fitted_points"] < 3 else "")
             out.print(f"{r['op']} ({r['method']}): wall grows {r['fitted_s_per_ms'] * 1000:.2f} ms per ms of "
-                          f"latency; measured rounds {r['rounds']}; local compute {r['model_intercept_s']:.4f} s")
+                      f"latency{rough}; measured rounds {r['rounds']}; local compute {r['model_intercept_s']:.4f} s",
+                      markup=False)
     for r in (r for r in records if "steps" in r):  # training ops: one epoch of SGD
         out.print(f"{r['op']} ({r['method']}, {r['latency_ms']:g} ms): {r['steps']} steps, "
                       f"{r['rounds_per_step']:g} rounds per step, {r['steps_per_s']:,.1f} steps/s, "
