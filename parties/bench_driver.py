@@ -122,12 +122,12 @@ def fit_latency_model(records: list[Record]) -> list[Record]:
     return records
 
 
-def resolve_auto(records: Sequence[Record], kinds: Mapping[str, str]) -> dict[str, str]:
-    """Per op, the method `auto` chose in `records` (comparison ops), or auto (ops with no comparison
-    method): what the rest of a latency sweep runs, so that each op's line is one method."""
+def resolve_auto(records: Sequence[Record], has_methods: Mapping[str, bool]) -> dict[str, str]:
+    """Per op, the method `auto` chose in `records` (ops that take a comparison method), or auto (the
+    others): what the rest of a latency sweep runs, so that each op's line is one method."""
     chosen = {r["op"]: r["method"] for r in records}
-    return {op: chosen[op] if kinds[op] == "comparison" and chosen.get(op) in set(Comparison) else Comparison.AUTO
-            for op in kinds}
+    return {op: chosen[op] if has_methods[op] and chosen.get(op) in set(Comparison) else Comparison.AUTO
+            for op in has_methods}
 
 
 # Line style of each method in the plot (the model's lines are thin and dashed)

@@ -58,7 +58,7 @@ def test_a_slope_from_two_latencies_is_marked_rough(fake: None) -> None:
 
 def test_resolution_keeps_arithmetic_ops_on_auto() -> None:
     records = [{"op": "mul", "method": "beaver"}, {"op": "lt", "method": "compact"}]
-    assert resolve_auto(records, {"mul": "arithmetic", "lt": "comparison"}) == {"mul": "auto", "lt": "compact"}
+    assert resolve_auto(records, {"mul": False, "lt": True}) == {"mul": "auto", "lt": "compact"}
     fitted = fit_latency_model([{"op": "lt", "method": "dcf", "latency_ms": lat, "rounds": 1,
                                  "wall_s": 0.01 + lat / 1000, "bytes_online": 1} for lat in (0.0, 10.0)])
     assert {r["fitted_points"] for r in fitted} == {2}

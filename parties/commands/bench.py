@@ -9,6 +9,7 @@ import click
 
 from mpc.config import ConfigError, latency_problems
 from mpc.settings import Comparison, choices
+from parties.bench import OPS as BENCH_OPS
 from parties.commands.common import CliError, command, console, debug, load, topology_argument
 
 
@@ -27,8 +28,7 @@ def _latency_list(ctx: click.Context, param: click.Parameter, value: str | None)
 @command()
 @topology_argument(required=False)
 @click.option("--op", "ops", default="mul,matmul", show_default=True,
-              help="Comma-separated ops: mul, matmul, trunc, lt, eq, relu, max, fraud, sigmoid, tanh, exp, log, "
-                   "reciprocal, div, sqrt, rsqrt, softmax, train_lr, train_mlp.")
+              help=f"Comma-separated ops: {', '.join(BENCH_OPS)}.")
 @click.option("--method", "methods", default="auto", show_default=True, metavar="M[,M...]",
               help="Comparison method(s) for lt, eq, relu, max and the functions: auto, dcf, compact, bits; "
                    "several run each.")
@@ -68,7 +68,7 @@ def bench(ctx: click.Context, config: str | None, ops: str, methods: str, n: int
                                  param_hint="--method")
     if len(method_list) > 1:
         # arithmetic ops do not depend on the comparison method: run them once
-        plan = [(m, [o for o in names if OPS[o].kind == "comparison" or i == 0]) for i, m in enumerate(method_list)]
+        plan = [(m, [o for o in names if OPS[o].methods or i == 0]) for i, m in enumerate(method_list)]
     else:
         plan = [(method_list[0], names)]
     topo = load(config) if config else default_topology()
@@ -97,7 +97,7 @@ def bench(ctx: click.Context, config: str | None, ops: str, methods: str, n: int
                                       debug=debug(ctx), on_progress=lambda _: progress.advance(task))
                     records += first
                     sweep = latencies[1:]
-                    resolved = resolve_auto(first, {o: OPS[o].kind for o in op_names})
+                    resolved = resolve_auto(first, {o: bool(OPS[o].methods) for o in op_names})
                     if not as_json and any(m != Comparison.AUTO for m in resolved.values()):
                         click.echo("note: auto resolved once per op at "
                                    f"{first[0]['latency_ms']:g} ms for the whole sweep: "

@@ -26,6 +26,8 @@ from mpc.runtime import PartyOutcome, run_local_async
 from mpc.stats import Counter, Stats
 from protocols.interface.context import Context, secure
 from protocols.interface.emulation import Finding, emulate_async
+from protocols.interface.operations import OPERATIONS
+from protocols.interface.registry import Registry
 
 Program = Callable[..., Awaitable[Any]]
 
@@ -56,20 +58,23 @@ def _topology(topology: Topology | str | Path | None) -> Topology:
 
 async def run_async(program: Program, topology: Topology | str | Path | None = None, *, emulate: bool = False,
                     transport: str = "zmq", curve: bool = True, timeout_s: float | None = None,
-                    dealer: str = "helper", seed: int = 0, **params: Any) -> Results:
+                    dealer: str = "helper", seed: int = 0, operations: Registry | None = None,
+                    **params: Any) -> Results:
     """Run `program(ctx, **params)` on every party of `topology` in this event loop (see the module doc).
 
     Secure (the default): over real ZeroMQ sockets on the topology's ports, encrypted with ephemeral CURVE
     keys unless the topology has its own (or curve=False); transport="memory" hands messages over in this
     loop without sockets (the same rounds and bytes). Raises mpc.PartyFailed naming the party that failed.
-    `emulate=True`: cleartext, one loop, the findings and predicted costs (seed: the emulation's masks)."""
+    `emulate=True`: cleartext, one loop, the findings and predicted costs (seed: the emulation's masks).
+    `operations`: the registry behind ctx.<name> (default: the project's; one extended with your own)."""
     topo = _topology(topology)
+    registry = OPERATIONS if operations is None else operations
 
     async def bound(ctx: Context) -> Any:
         return await program(ctx, **params)
 
     if emulate:
-        report = await emulate_async(topo, bound, seed=seed)
+        report = await emulate_async(topo, bound, seed=seed, operations=registry)
         outcomes = {}
         for name, value in report.results.items():
             stats = Stats(rounds=report.rounds)
@@ -77,8 +82,8 @@ async def run_async(program: Program, topology: Topology | str | Path | None = N
                                                           bytes_sent=report.online_bytes_per_party.get(name, 0))
             outcomes[name] = PartyOutcome(name, value, stats, 0.0, "emulated")
         return Results(outcomes, emulated=True, findings=report.findings)
-    out = await run_local_async(topo, secure(bound, dealer=dealer), timeout_s=timeout_s, curve=curve,
-                                transport=transport)
+    out = await run_local_async(topo, secure(bound, dealer=dealer, operations=registry), timeout_s=timeout_s,
+                                curve=curve, transport=transport)
     return Results(out)
 
 
