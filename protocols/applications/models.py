@@ -34,7 +34,8 @@ from typing import Any
 import numpy as np
 
 from protocols.interface.context import Context
-from protocols.primitives.shared import SharedArray, resolved
+from protocols.primitives import comparison
+from protocols.primitives.shared import SharedArray, concatenate, resolved
 
 ACTIVATIONS = ("identity", "relu", "logistic", "tanh", "softmax", "hard_sigmoid")
 # Each secure function's absolute error beyond its input's (protocols/interface/functions.py, training.py)
@@ -320,8 +321,6 @@ def _forward(ctx: Context, x: SharedArray, layers: list[tuple[Any, Any, str]]) -
             h = ctx.relu(z + bias)  # the bias added at z's scale; the truncation fused into the ReLU gate
             continue
         if activation == "hard_sigmoid":  # the sigmoid training uses, its truncation fused in (one gate)
-            from protocols.applications.training import hard_sigmoid_shared
-
             h = hard_sigmoid_shared(ctx, z + bias)
             continue
         h = ctx.truncate(z, z.frac_bits - ctx.frac_bits) + bias if z.frac_bits > ctx.frac_bits else z + bias
@@ -332,6 +331,18 @@ def _forward(ctx: Context, x: SharedArray, layers: list[tuple[Any, Any, str]]) -
         elif activation == "softmax":
             h = ctx.softmax(h, axis=-1)
     return h[..., 0] if h.shape[-1] == 1 else h
+
+
+def hard_sigmoid_shared(ctx: Context, z: SharedArray) -> SharedArray:
+    """SecureML's hard sigmoid clip(z/4 + 1/2, 0, 1) at f bits, for z at f or 2f bits: relu(u) - relu(u - 1),
+    u = z/4 + 1/2, both in one ReLU-truncation gate (u is z read with 2 more fractional bits: the division
+    by 4 is free). Training uses it (1 round where the spline sigmoid takes 2), and so does scoring with a
+    model trained on shares."""
+    f = ctx.frac_bits
+    u = z.local(lambda s: s, z.shape, frac=z.frac_bits + 2) + 0.5
+    both = comparison.relu_truncate(ctx, concatenate([u, u - 1.0]), u.frac_bits - f)
+    n = z.shape[0]
+    return both[:n] - both[n:]
 
 
 def _activate(z: np.ndarray, activation: str) -> np.ndarray:

@@ -42,7 +42,7 @@ import numpy as np
 
 from mpc.prg import random_ring
 from mpc.settings import Comparison
-from protocols.applications.models import Model, SharedModel, parse_architecture
+from protocols.applications.models import Model, SharedModel, hard_sigmoid_shared, parse_architecture
 from protocols.interface.context import Context
 from protocols.primitives import comparison, gates, truncation
 from protocols.primitives.core import Cost, Engine, Exchange, Material, Spec, run_protocol
@@ -285,20 +285,9 @@ def sigmoid_kind(ctx: Context) -> str:
     return "hard"
 
 
-def hard_sigmoid_shared(ctx: Context, z: SharedArray) -> SharedArray:
-    """The hard sigmoid a trained model scores with (models.SharedModel's 'hard_sigmoid' output)."""
-    return _sigmoid(ctx, z)
-
-
 def _sigmoid(ctx: Context, z: SharedArray) -> SharedArray:
-    """The hard sigmoid at f bits for z at f or 2f bits: clip(z/4 + 1/2, 0, 1) = relu(u) - relu(u - 1),
-    u = z/4 + 1/2, both in one ReLU-truncation gate (u is z read with 2 more fractional bits: the division
-    by 4 is free)."""
-    f = ctx.frac_bits
-    u = z.local(lambda s: s, z.shape, frac=z.frac_bits + 2) + 0.5
-    both = comparison.relu_truncate(ctx, concatenate([u, u - 1.0]), u.frac_bits - f)
-    n = z.shape[0]
-    return both[:n] - both[n:]
+    """The hard sigmoid (models.hard_sigmoid_shared: a trained model scores with the same function)."""
+    return hard_sigmoid_shared(ctx, z)
 
 
 # -- training on shares -----------------------------------------------------------------------------
