@@ -105,3 +105,17 @@ def test_the_site_builds_with_warnings_as_errors(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr[-3000:]
     api = (tmp_path / "site" / "api" / "index.html").read_text()
     assert "run_async" in api and "TreeEnsemble" in api  # the reference is generated from the docstrings
+
+
+def test_the_navigation_takes_pages_it_does_not_know(tmp_path: Path) -> None:
+    """Pages added later appear without editing mkdocs.yml: known ones in order, others after them."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("docs_nav", ROOT / "scripts" / "docs_nav.py")
+    assert spec is not None and spec.loader is not None
+    hook = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hook)
+    for name in ("index.md", "serve.md", "cli.md", "zebra.md"):
+        (tmp_path / name).write_text(f"# {name}\n")
+    nav = hook.on_config({"docs_dir": str(tmp_path)})["nav"]
+    assert nav == [{"Home": "index.md"}, {"Serving": "serve.md"}, {"Command line": "cli.md"}, "zebra.md"]
