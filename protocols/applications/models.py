@@ -29,13 +29,16 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from protocols.interface.context import Context
 from protocols.primitives import comparison
 from protocols.primitives.shared import SharedArray, concatenate, resolved
+
+if TYPE_CHECKING:
+    from protocols.applications.trees import TreeEnsemble
 
 ACTIVATIONS = ("identity", "relu", "logistic", "tanh", "softmax", "hard_sigmoid")
 # Each secure function's absolute error beyond its input's (protocols/interface/functions.py, training.py)
@@ -60,7 +63,7 @@ class Model:
     layers: tuple[Layer, ...]
 
     @staticmethod
-    def from_sklearn(fitted: Any) -> Any:
+    def from_sklearn(fitted: Any) -> Model | TreeEnsemble:
         """A fitted LogisticRegression, LinearRegression or MLPClassifier, or a Pipeline of scalers ending in
         one (a Model); a tree model or ensemble (a trees.TreeEnsemble). TypeError/ValueError say what is
         not supported."""
@@ -120,7 +123,7 @@ class Model:
         np.savez(path, **arrays)  # type: ignore[arg-type]  # numpy's stub reads **kwds as allow_pickle
 
     @staticmethod
-    def load(path: Any) -> Any:
+    def load(path: Any) -> Model | TreeEnsemble:
         """A model written by `save`: a Model, or a trees.TreeEnsemble."""
         with np.load(path, allow_pickle=False) as f:
             if "kind" in f.files and str(f["kind"]) == "trees":
