@@ -225,6 +225,7 @@ class PartyFailed(RuntimeError):
 async def run_party(
     topology: Topology, name: str, program: Program[T], *, timeout_s: float | None = None,
     keys: CurveKeys | None = None, secret_key: str | None = None, setup: Mapping[str, str] | None = None,
+    start_timeout_s: float | None = None,
 ) -> PartyOutcome:
     """Run `program` as party `name` over ZeroMQ: connect, agree a session, run, say goodbye, close.
 
@@ -233,7 +234,8 @@ async def run_party(
     peer is told (abort) so it stops at once with the reason. At session start the parties compare the
     topology's session settings, the library's version and code digest, the program's declared
     `agreement` and `setup` (say, the program and its shared parameters): any difference stops every party
-    at once, naming the setting. The helper deals in the topology's
+    at once, naming the setting. `start_timeout_s` is how long to wait for the others to start (default:
+    the timeout; math.inf waits until they come). The helper deals in the topology's
     `dealer_worker_count()` worker processes (1: in this process).
     """
     if keys is None:
@@ -243,7 +245,7 @@ async def run_party(
                     topology.name, "; insecure: true" if topology.insecure else "")
     stats = Stats()
     transport = ZmqTransport(topology, name, stats, timeout_s=timeout_s, keys=keys,
-                             agreement=_agreement(topology, program, setup))
+                             agreement=_agreement(topology, program, setup), start_timeout_s=start_timeout_s)
     return await run_on(transport, topology, name, program, stats, dealer_workers=topology.dealer_worker_count())
 
 

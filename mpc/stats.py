@@ -59,6 +59,23 @@ class Stats:
         """Every method some operation used, in the order first used."""
         return list(dict.fromkeys(method for _, method in self.methods))
 
+    # Totals over every phase and op, as attributes: `outcome.stats.bytes_sent`
+    @property
+    def bytes_sent(self) -> int:
+        return self.total().bytes_sent
+
+    @property
+    def bytes_received(self) -> int:
+        return self.total().bytes_received
+
+    @property
+    def messages_sent(self) -> int:
+        return self.total().messages_sent
+
+    @property
+    def messages_received(self) -> int:
+        return self.total().messages_received
+
     def _counter(self, phase: str, tag: str) -> Counter:
         key = (phase, tag)
         c = self.by_op.get(key)

@@ -113,10 +113,24 @@ def fit_latency_model(records: list[Record]) -> list[Record]:
             num = sum((r["latency_ms"] - mean_l) * (r["wall_s"] - mean_w) for r in rs)
             slope = num / sum((lat - mean_l) ** 2 for lat in lats)
         for r in rs:
+            r["fitted_points"] = len(set(lats))  # a slope from fewer than 3 latencies is marked rough
             r["model_intercept_s"] = intercept
             r["predicted_wall_s"] = intercept + r["rounds"] * r["latency_ms"] / 1000 + _transfer_s(r)
             r["fitted_s_per_ms"] = slope
     return records
+
+
+def resolve_auto(records: Sequence[Record], has_methods: Mapping[str, bool]) -> dict[str, str]:
+    """Per op, the method `auto` chose in `records` (ops that take a comparison method), or auto (the
+    others): what the rest of a latency sweep runs, so that each op's line is one method."""
+    chosen = {r["op"]: r["method"] for r in records}
+    return {op: chosen[op] if has_methods[op] and chosen.get(op) in set(Comparison) else Comparison.AUTO
+            for op in has_methods}
+
+
+# Line style of each method in the plot (the model's lines are thin and dashed)
+LINE_STYLES = {"dcf": "-", "compact": "-.", "bits": ":"}
+MARKERS = {"dcf": "o", "compact": "s", "bits": "^"}
 
 
 def check_plot(path: str) -> None:
@@ -153,16 +167,19 @@ def plot(records: list[Record], path: str) -> None:
     for (op, method), rs in sorted(groups.items()):
         rs = sorted(rs, key=lambda r: r["latency_ms"])
         lats = [r["latency_ms"] for r in rs]
-        line = ax.plot(lats, [r["wall_s"] * 1000 for r in rs], marker="o",
-                       label=f"{op} ({method}): {rs[0]['rounds']} round{'s' if rs[0]['rounds'] != 1 else ''}")[0]
+        rough = " (2 points)" if len(lats) == 2 else ""
+        line = ax.plot(lats, [r["wall_s"] * 1000 for r in rs], marker=MARKERS.get(method, "o"),
+                       linestyle=LINE_STYLES.get(method, "-"),
+                       label=f"{op} ({method}): {rs[0]['rounds']} round{'s' if rs[0]['rounds'] != 1 else ''}{rough}")[0]
         ax.errorbar(lats, [r["wall_s"] * 1000 for r in rs], color=line.get_color(), fmt="none",
                     yerr=[[1000 * (r["wall_s"] - r["wall_s_min"]) for r in rs],
                           [1000 * (r["wall_s_max"] - r["wall_s"]) for r in rs]], capsize=3)
-        ax.plot(lats, [r["predicted_wall_s"] * 1000 for r in rs], linestyle="--", color=line.get_color(), alpha=0.6)
+        ax.plot(lats, [r["predicted_wall_s"] * 1000 for r in rs], linestyle="--", linewidth=0.8,
+                color=line.get_color(), alpha=0.5)
     n = records[0]["n"] if records else 0
     ax.set_xlabel("emulated one-way latency L (ms)")
     ax.set_ylabel("online wall time (ms), median over repeats")
-    ax.set_title(f"mpc bench, n = {n:,}: measured (solid) and a + rounds x L (dashed)")
+    ax.set_title(f"mpc bench, n = {n:,}: measured (line style: method) and a + rounds x L (thin dashed)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

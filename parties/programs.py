@@ -15,6 +15,7 @@ party's own: they may differ from party to party and are never sent to the other
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import importlib
 import importlib.util
@@ -22,6 +23,7 @@ import inspect
 import site
 import sys
 import sysconfig
+import traceback
 import typing
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -72,12 +74,12 @@ def bind_params(name: str, params: Mapping[str, Any], *, complete: bool = True) 
     bound: dict[str, Any] = {}
     for key, value in params.items():
         if key not in known:
-            raise ValueError(f"{name} has no parameter {key!r}; its parameters: {usage}")
+            raise ValueError(f"{name} has no parameter {key}{_suggest(key, known)}; its parameters: {usage}")
         expected = _expected_type(known[key])
         try:
             bound[key] = _convert(value, expected)
         except ValueError:
-            raise ValueError(f"{name} parameter {key}: expected {expected.__name__}, got {value!r}") from None
+            raise ValueError(f"{name} parameter {key}: expected {expected.__name__}, got {value}") from None
     missing = [p.name for p in accepted if p.default is inspect.Parameter.empty and p.name not in params]
     if missing and complete:
         raise ValueError(f"{name} needs {', '.join(missing)} (-p NAME=VALUE); its parameters: {usage}")
@@ -91,8 +93,8 @@ def find_program(spec: str) -> ProgramEntry:
         return PROGRAMS[spec]
     source, sep, attr = spec.rpartition(":")
     if not sep or not source or not attr.isidentifier():
-        raise ValueError(f"unknown program {spec!r}; give a built-in ({', '.join(sorted(PROGRAMS))}), "
-                         "FILE.py:FUNCTION or package.module:FUNCTION")
+        raise ValueError(f"unknown program {spec}{_suggest(spec, PROGRAMS)}; give a built-in "
+                         f"({', '.join(sorted(PROGRAMS))}), FILE.py:FUNCTION or package.module:FUNCTION")
     module_file = Path(source)
     before = set(sys.modules)
     if source.endswith(".py") or module_file.exists():
@@ -112,7 +114,10 @@ def find_program(spec: str) -> ProgramEntry:
     loaded.update(set(sys.modules) - before)  # loaded with it now (the first time it is loaded here)
     fn = getattr(module, attr, None)
     if fn is None:
-        raise ValueError(f"{source} has no function {attr!r}")
+        functions = [n for n, v in vars(module).items() if inspect.iscoroutinefunction(v) and not n.startswith("_")]
+        raise ValueError(f"{source} has no function {attr!r}{_suggest(attr, functions)}; its async functions: "
+                         f"{', '.join(functions) or 'none'}")
+    USER_FILES.add(str(module_file.resolve()))
     if not inspect.iscoroutinefunction(fn):
         raise ValueError(f"{spec} must be an async function (async def {attr}(ctx, ...))")
     params = list(inspect.signature(fn).parameters.values())
@@ -171,10 +176,34 @@ def _user_modules(names: Iterable[str], entry: Path) -> tuple[tuple[str, str], .
     return tuple(sorted(out.items()))
 
 
+# The source files of the user's programs loaded in this process: an error's traceback is searched for
+# their frames, so that the error line names the line of the user's code (user_frame).
+USER_FILES: set[str] = set()
+
+
+def _suggest(word: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(known), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def user_frame(exc: BaseException) -> str | None:
+    """`file.py:LINE` of the innermost frame of a user's program in the error's traceback (None if the
+    error did not pass through one)."""
+    where = None
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if frame.filename in USER_FILES:
+            where = f"{Path(frame.filename).name}:{frame.lineno}"
+    cause = exc.__cause__ or exc.__context__
+    if where is None and cause is not None and cause is not exc:
+        return user_frame(cause)
+    return where
+
+
 def _load_file(path: Path) -> Any:
     """Import a program file as its own module; its folder goes first on sys.path, as for a script, so it
     can import its neighbours."""
     path = path.resolve()
+    USER_FILES.add(str(path))
     name = f"mpc_user_program_{hashlib.sha256(str(path).encode()).hexdigest()[:12]}"
     if name in sys.modules:
         return sys.modules[name]
@@ -189,7 +218,9 @@ def _load_file(path: Path) -> Any:
         spec.loader.exec_module(module)
     except Exception as exc:
         del sys.modules[name]
-        raise ValueError(f"program file {path} failed to load: {type(exc).__name__}: {exc}") from exc
+        where = user_frame(exc)
+        raise ValueError(f"program file {path} failed to load: {type(exc).__name__}: {exc}"
+                         f"{f' at {where}' if where else ''}") from exc
     return module
 
 
@@ -217,8 +248,15 @@ def _expected_type(param: inspect.Parameter) -> type:
 
 def program_usage(name: str) -> str:
     """The program's parameters with their defaults, e.g. `steps=10`."""
-    return ", ".join(p.name if p.default is inspect.Parameter.empty else f"{p.name}={p.default!r}"
+    return ", ".join(p.name if p.default is inspect.Parameter.empty else f"{p.name}={_as_typed(p.default)}"
                      for p in _parameters(find_program(name))) or "none"
+
+
+def _as_typed(value: Any) -> str:
+    """A default as one would type it after -p NAME= (data, not PosixPath('data'))."""
+    if isinstance(value, str):
+        return value if value else "''"
+    return str(value) if isinstance(value, Path | int | float | bool) or value is None else repr(value)
 
 
 def _convert(value: Any, expected: type) -> Any:

@@ -177,7 +177,7 @@ def test_leftover_tasks_failing_as_they_are_cancelled_print_no_traceback(capsys:
     import asyncio
     import logging
 
-    from parties.cli import _run_party_process
+    from parties.commands.run import run_party_process as _run_party_process
 
     async def stubborn() -> None:
         try:
@@ -249,12 +249,13 @@ def test_program_parameters_are_checked_before_any_party_starts(tmp_path: Path) 
     from parties.programs import bind_params
 
     res = mpc("launch", str(_config(tmp_path)), "--program", "pingpong", "-p", "stepz=3")
-    assert res.returncode == 2 and "pingpong has no parameter 'stepz'; its parameters: steps=10" in res.stderr
+    assert res.returncode == 2 and "pingpong has no parameter stepz (did you mean steps?); its parameters: steps=10" \
+        in res.stderr
     assert "session" not in res.stderr  # no party was started
     # text from the command line takes each parameter's type from its default
     assert bind_params("fraud", {"data_dir": "d", "query": "12345", "reveal_scores": "true"}) == {
         "data_dir": "d", "query": "12345", "reveal_scores": True}
-    with pytest.raises(ValueError, match="pingpong parameter steps: expected int"):
+    with pytest.raises(ValueError, match="pingpong parameter steps: expected int, got x$"):  # as typed
         bind_params("pingpong", {"steps": "x"})
     with pytest.raises(ValueError, match="fraud needs data_dir"):
         bind_params("fraud", {})

@@ -58,9 +58,10 @@ def test_parameters_are_typed_by_annotation_and_checked(tmp_path: Path) -> None:
     prog.write_text(PROGRAM)
     spec = f"{prog}:total"
     assert bind_params(spec, {"scale": "2", "n": "4", "out": "a/b"}) == {"scale": 2.0, "n": 4, "out": Path("a/b")}
-    with pytest.raises(ValueError, match="scale: expected float, got 'x'"):
+    with pytest.raises(ValueError, match="scale: expected float, got x$"):
         bind_params(spec, {"scale": "x"})
-    with pytest.raises(ValueError, match="has no parameter 'nn'"):
+    with pytest.raises(ValueError, match=r"has no parameter nn \(did you mean n\?\); its parameters: scale=1.0, n=3, "
+                                         "tag=x, out=None"):
         bind_params(spec, {"nn": "1"})
     with pytest.raises(ValueError, match="must be an async function"):
         find_program(f"{prog}:not_async")
@@ -107,7 +108,7 @@ def test_a_module_function_runs_and_bad_parameters_stop_before_start(tmp_path: P
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["parties"][0]["result"] == [1.0, 2.0, 3.0]
     res = mpc("launch", str(topo), "--program", "mypkg.stats:total", "-p", "n=three", cwd=tmp_path)
-    assert res.returncode == 2 and "n: expected int, got 'three'" in res.stderr
+    assert res.returncode == 2 and "n: expected int, got three" in res.stderr
     assert "session" not in res.stderr  # no party was started
 
 

@@ -260,8 +260,9 @@ def test_a_secret_key_that_is_not_the_partys_own_is_refused_at_start(tmp_path: P
     with pytest.raises(ConfigError, match="this secret key is not bank_a's"):
         mpc_keys.load(cfg, "bank_a", cfg.party("bank_b").secret_key)
     t0 = time.monotonic()
-    res = subprocess.run([sys.executable, "-m", "parties", "run", str(config), "--party", "bank_a", "--secret-key",
-                          str(cfg.party("bank_b").secret_key)], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    res = subprocess.run([sys.executable, "-m", "parties", "run", str(config), "--party", "bank_a", "--program", "mesh",
+                          "--secret-key", str(cfg.party("bank_b").secret_key)], cwd=ROOT, capture_output=True,
+                         text=True, timeout=60)
     assert res.returncode == 1 and time.monotonic() - t0 < 8  # at start, not after the 10 s timeout
     assert res.stderr.strip().splitlines() == [
         f"error: {cfg.party('bank_b').secret_key}: this secret key is not bank_a's: its public half is not "

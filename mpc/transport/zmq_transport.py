@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import secrets
 import time
 from collections.abc import Callable, Mapping
@@ -57,6 +58,8 @@ log = logging.getLogger("mpc.transport")
 _EMPTY = np.zeros(0, dtype=np.uint8)
 _NO_SESSION = sessions.NO_SESSION
 ABORT_LINGER_MS = 300
+# A party still waiting for its peers this long after it started says where it listens and whom it waits for
+WAITING_NOTE_S = 2.0
 
 __all__ = ["Message", "ZmqTransport"]
 
@@ -65,13 +68,16 @@ class ZmqTransport(Receiving):
     """The mesh seen from one party. Create inside the running event loop; `start()`, use, `close()`."""
 
     def __init__(self, topology: Topology, me: str, stats: Stats, *, timeout_s: float | None = None,
-                 keys: CurveKeys | None = None, agreement: Mapping[str, str] | None = None):
+                 keys: CurveKeys | None = None, agreement: Mapping[str, str] | None = None,
+                 start_timeout_s: float | None = None):
         self.topology = topology
         self.me = me
         self.my_index = topology.index(me)
         self.peers = [n for n in topology.names if n != me]
         self.stats = stats
         self.timeout_s = timeout_s if timeout_s is not None else topology.timeout_s
+        # how long start() waits for every peer's hello (math.inf: until they come)
+        self.start_timeout_s = start_timeout_s if start_timeout_s is not None else self.timeout_s
         self.max_payload = int(topology.max_message_mb * 1024 * 1024)
         self.max_buffered = max(int(topology.max_buffered_mb * 1024 * 1024), self.max_payload)
         # the largest ZeroMQ message: small frames are joined up to it, larger ones cut into pieces of it
@@ -173,8 +179,16 @@ class ZmqTransport(Receiving):
             self._send_control(peer, Kind.HELLO, hello, session=nonce)
         if not self.peers:
             self._hello_done.set_result(None)
+        limit = self.start_timeout_s
         try:
-            await asyncio.wait_for(asyncio.shield(self._hello_done), self.timeout_s)
+            try:  # the peers usually come at once; if they do not, say where we listen and whom we wait for
+                await asyncio.wait_for(asyncio.shield(self._hello_done), min(limit, WAITING_NOTE_S))
+            except TimeoutError:
+                if limit <= WAITING_NOTE_S:
+                    raise
+                self._say_waiting(limit)
+                await asyncio.wait_for(asyncio.shield(self._hello_done),
+                                       None if limit == math.inf else limit - WAITING_NOTE_S)
         except TimeoutError:
             missing = [p for p in self.peers if p not in self._hello]
             failures = self.liveness.handshake_failures
@@ -182,11 +196,19 @@ class ZmqTransport(Receiving):
                      "our topology its current one?" for p in missing if failures.get(p)]
             raise PeerTimeout(
                 missing[0],
-                f"{self.me}: timed out after {self.timeout_s:g} s waiting for "
+                f"{self.me}: timed out after {limit:g} s waiting for "
                 + ", ".join(f"{p} ({sockets.address(self.topology.party(p))})" for p in missing)
-                + " to start; is it running and reachable?" + "".join(f" ({h})" for h in hints),
+                + " to start; is it running and reachable? (--start-timeout waits longer)"
+                + "".join(f" ({h})" for h in hints),
             ) from None
         self.session = sessions.session_id([self._hello[name] for name in self.topology.names])
+
+    def _say_waiting(self, limit: float) -> None:
+        host, port = self.topology.party(self.me).listen_address
+        missing = [p for p in self.peers if p not in self._hello]
+        until = "until they come" if limit == math.inf else f"up to {limit:g} s in all"
+        log.warning("%s: listening on %s:%s; waiting for %s to start (%s)", self.me, host, port,
+                    ", ".join(f"{p} at {sockets.address(self.topology.party(p))}" for p in missing), until)
 
     async def close(self) -> None:
         """Goodbye barrier, then close: every peer has received all we sent before we tear down."""

@@ -8,6 +8,7 @@ single-bank baselines, and checks the secure flags against them.
 
 from __future__ import annotations
 
+import datetime
 import io
 import re
 import tempfile
@@ -245,7 +246,7 @@ def _report(opts: DemoOptions, topo: Topology, ds: data.Dataset, outputs: dict[s
     for name, raw in (("bank_a", raw_a), ("bank_b", raw_b)):
         alone[name] = _metrics(models[name].flags(raw), labels)
     bank_out = [outputs[b] for b in banks]
-    wall = max(o["t_end"] for o in bank_out) - max(o["t_start"] for o in bank_out)
+    wall = (max(_epoch(o["online_ended"]) for o in bank_out) - max(_epoch(o["online_started"]) for o in bank_out))
     report: dict[str, Any] = {
         "accounts": int(len(accounts)),
         "labelled_accounts": None if labels is None else int((labels != data.UNLABELLED).sum()),
@@ -351,3 +352,7 @@ def print_report(report: dict[str, Any], console: Console | None = None) -> None
     say("what each party learned:")
     for name, learned in report["learned"].items():
         say(f"  {name}: {learned}", markup=False)
+
+
+def _epoch(iso: str) -> float:
+    return datetime.datetime.fromisoformat(iso).timestamp()

@@ -10,6 +10,7 @@ shipped two-layer model), whatever the number of accounts.
 
 from __future__ import annotations
 
+import datetime
 import logging
 import time
 from pathlib import Path
@@ -115,7 +116,8 @@ async def fraud(ctx: Context, data_dir: str, reveal_scores: bool = False, flags_
     t_end = time.time()
     stats = ctx.party.stats
     out: dict[str, Any] = {
-        "accounts": n, "t_start": t_start, "t_end": t_end, "deal_s": deal_s, "rounds": stats.rounds,
+        "accounts": n, "online_started": _iso(t_start), "online_ended": _iso(t_end), "online_s": t_end - t_start,
+        "deal_s": deal_s, "rounds": stats.rounds,
         "bytes_online": stats.total(phase="online").bytes_sent,
         "bytes_offline": stats.total(phase="offline").bytes_sent,
         "comparison_method": ",".join(stats.methods_used()) or None,
@@ -143,3 +145,8 @@ async def fraud(ctx: Context, data_dir: str, reveal_scores: bool = False, flags_
                       "architecture; its own share of the model (random by itself)")
     out["learned"] = "; ".join(learned) + f"; nothing of {other}'s data"
     return out
+
+
+def _iso(epoch: float) -> str:
+    """A wall-clock time as ISO 8601 in UTC, to the microsecond (results are read by people and files)."""
+    return datetime.datetime.fromtimestamp(epoch, datetime.UTC).isoformat(timespec="microseconds")

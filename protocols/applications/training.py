@@ -43,7 +43,7 @@ import numpy as np
 
 from mpc.prg import random_ring
 from mpc.settings import Comparison
-from protocols.applications.models import parse_architecture
+from protocols.applications.models import Model, SharedModel, hard_sigmoid_shared, parse_architecture
 from protocols.interface.context import Context
 from protocols.primitives import comparison, gates, truncation
 from protocols.primitives.core import Cost, Engine, Exchange, Material, Spec, run_protocol
@@ -121,6 +121,25 @@ class SharedWeights:
     @property
     def shapes(self) -> list[tuple[int, int]]:
         return [w.shape for w, _ in self.layers]  # type: ignore[misc]
+
+    @property
+    def model(self) -> SharedModel:
+        """The trained model as a models.SharedModel, the type of any model on shares: ReLU hidden layers
+        and the hard sigmoid training used at the output (its scores are probabilities)."""
+        acts = ["relu"] * (len(self.layers) - 1) + ["hard_sigmoid"]
+        return SharedModel(tuple((w, b, a) for (w, b), a in zip(self.layers, acts, strict=True)))
+
+    def score(self, ctx: Context, x: SharedArray) -> SharedArray:
+        """Probabilities for shared rows x (see `model`)."""
+        return self.model.score(ctx, x)
+
+    async def reveal(self, ctx: Context, to: Sequence[str] | None = None) -> Model | None:
+        """Open the trained weights to `to` (a policy choice): a public models.Model there, None elsewhere."""
+        return await self.model.reveal(ctx, to)
+
+    async def save(self, ctx: Context, path: str | Path) -> Path | None:
+        """This party's own share of the trained weights (SharedModel.save; SharedModel.load reads it)."""
+        return await self.model.save(ctx, path)
 
 
 # -- the public parts: initial weights and batch order ---------------------------------------------
@@ -268,14 +287,8 @@ def sigmoid_kind(ctx: Context) -> str:
 
 
 def _sigmoid(ctx: Context, z: SharedArray) -> SharedArray:
-    """The hard sigmoid at f bits for z at f or 2f bits: clip(z/4 + 1/2, 0, 1) = relu(u) - relu(u - 1),
-    u = z/4 + 1/2, both in one ReLU-truncation gate (u is z read with 2 more fractional bits: the division
-    by 4 is free)."""
-    f = ctx.frac_bits
-    u = z.local(lambda s: s, z.shape, frac=z.frac_bits + 2) + 0.5
-    both = comparison.relu_truncate(ctx, concatenate([u, u - 1.0]), u.frac_bits - f)
-    n = z.shape[0]
-    return both[:n] - both[n:]
+    """The hard sigmoid (models.hard_sigmoid_shared: a trained model scores with the same function)."""
+    return hard_sigmoid_shared(ctx, z)
 
 
 # -- training on shares -----------------------------------------------------------------------------
