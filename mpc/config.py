@@ -15,7 +15,17 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from mpc.settings import Comparison, Truncation, check_parties
 
@@ -25,6 +35,7 @@ _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*$")
 
 
+DEFAULT_WINDOW_MB = 256.0  # dealer_window_mb's default (docs/memory.md: measured)
 DEFAULT_MAX_WORKERS = 4  # the default dealer_workers' ceiling: more would get no share of a chunk of keys
 
 class ConfigError(Exception):
@@ -146,7 +157,19 @@ class Topology(_Strict):
     # Worker processes the helper generates DCF keys in (mpc/workers.py); 1: in the party's own process.
     # Unset: the CPUs the helper's process may use. A host-local choice, not agreed between the parties.
     dealer_workers: StrictInt | None = Field(default=None, ge=1, le=1024)
+    # Dealer material dealt ahead of its consumption, at most (mpc/window.py, docs/memory.md): the helper
+    # waits for the compute parties to consume before dealing more. A host-local choice, not agreed.
+    dealer_window_mb: StrictFloat = Field(default=DEFAULT_WINDOW_MB, gt=0, le=1_048_576)
     network: NetworkSpec = NetworkSpec()
+
+    @field_validator("dealer_window_mb")
+    @classmethod
+    def _window_within_buffer(cls, value: float, info: ValidationInfo) -> float:
+        buffered = info.data.get("max_buffered_mb")
+        if buffered is not None and value > buffered:
+            raise ValueError(f"{value:g} MiB is more than max_buffered_mb ({buffered:g} MiB): a full window of "
+                             "material waiting in a party's inbox would stop the run")
+        return value
 
     # -- lookups -------------------------------------------------------------------------------
     @property

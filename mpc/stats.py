@@ -41,6 +41,11 @@ class Stats:
     by_op: dict[tuple[str, str], Counter] = field(default_factory=dict)
     rounds: int = 0
     transport_sends: int = 0
+    # Bytes held now and at most, by name (memory the runtime can account for): "material" is dealer
+    # material a compute party holds (in its inbox, derived, or received and not yet consumed by its op);
+    # "dealt_ahead" is what the helper has dealt and not yet heard consumed, for its furthest-behind party.
+    level: dict[str, int] = field(default_factory=dict)
+    peak: dict[str, int] = field(default_factory=dict)
 
     def _counter(self, phase: str, tag: str) -> Counter:
         key = (phase, tag)
@@ -61,6 +66,17 @@ class Stats:
         c.bytes_received += nbytes
         self.rounds = max(self.rounds, depth)
 
+    def change(self, name: str, delta: int) -> None:
+        """Add `delta` bytes to the level `name` (negative: released), keeping its peak."""
+        level = self.level[name] = self.level.get(name, 0) + delta
+        if level > self.peak.get(name, 0):
+            self.peak[name] = level
+
+    def set_level(self, name: str, level: int) -> None:
+        self.level[name] = level
+        if level > self.peak.get(name, 0):
+            self.peak[name] = level
+
     def total(self, phase: str | None = None, tag: str | None = None) -> Counter:
         out = Counter()
         for (ph, tg), c in self.by_op.items():
@@ -70,13 +86,15 @@ class Stats:
 
     def copy(self) -> Stats:
         return Stats(
-            {k: Counter(**asdict(v)) for k, v in self.by_op.items()}, self.rounds, self.transport_sends
+            {k: Counter(**asdict(v)) for k, v in self.by_op.items()}, self.rounds, self.transport_sends,
+            dict(self.level), dict(self.peak),
         )
 
     def since(self, earlier: Stats) -> Stats:
         """The traffic between an earlier snapshot and now (rounds are not subtracted: a value's depth
         minus its inputs' depth gives an operation's rounds)."""
-        out = Stats(rounds=self.rounds, transport_sends=self.transport_sends - earlier.transport_sends)
+        out = Stats(rounds=self.rounds, transport_sends=self.transport_sends - earlier.transport_sends,
+                    level=dict(self.level), peak=dict(self.peak))
         for key, c in self.by_op.items():
             diff = c.minus(earlier.by_op.get(key, Counter()))
             if diff != Counter():
@@ -95,4 +113,5 @@ class Stats:
             "transport_sends": self.transport_sends,
             "phases": {ph: asdict(self.total(phase=ph)) for ph in sorted({k[0] for k in self.by_op})},
             "ops": {f"{ph}:{tg}": asdict(c) for (ph, tg), c in sorted(self.by_op.items())},
+            "peak_bytes": dict(sorted(self.peak.items())),
         }

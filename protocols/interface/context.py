@@ -27,6 +27,7 @@ from mpc.config import Topology
 from mpc.prg import random_ring
 from mpc.ring import decode_fixed, encode_fixed, ring, signed
 from mpc.runtime import Party, PartyOutcome, run_local_async
+from mpc.window import DealerWindow, MaterialWindow, Unbounded, Window, window_bytes
 from protocols.interface import functions, numpy_api
 from protocols.primitives import arithmetic, comparison, truncation
 from protocols.primitives.core import RandomnessProvider
@@ -52,9 +53,14 @@ META_STEP, SHARE_STEP, NAMES_STEP = 1, 0, 2
 class Context:
     """One party's handle on a secure computation. Create with `await Context.create(party)`."""
 
-    def __init__(self, party: Party, provider: RandomnessProvider, truncation_method: str | None = None):
+    def __init__(self, party: Party, provider: RandomnessProvider, truncation_method: str | None = None,
+                 window: Window | None = None):
         self.party = party
         self.provider = provider
+        # dealer material at most dealer_window_mb ahead of its consumption (mpc/window.py)
+        self.window: Window = window or Unbounded()
+        if isinstance(provider, HelperProvider | LocalTestProvider):
+            provider.window = self.window
         self.truncation: str = truncation_method or party.topology.truncation
         self.comparison: str = party.topology.comparison
         self.last_comparison_method: str | None = None
@@ -77,7 +83,13 @@ class Context:
             provider = LocalTestProvider(party, test_seed)
         else:
             raise ValueError(f"unknown dealer {dealer!r} (helper | local-test)")
-        return cls(party, provider)
+        limit = window_bytes(party.topology.dealer_window_mb)
+        window: Window
+        if party.is_helper:
+            window = DealerWindow(party, limit) if dealer == "helper" else Unbounded()
+        else:
+            window = MaterialWindow(party, limit, party.helper if dealer == "helper" else None)
+        return cls(party, provider, window=window)
 
     # -- identity -------------------------------------------------------------------------------
     @property
@@ -131,8 +143,11 @@ class Context:
 
     async def finish(self) -> None:
         """Wait until every operation issued has completed (the helper: every piece of material sent)."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks))
+        try:
+            while self._tasks:
+                await asyncio.gather(*list(self._tasks))
+        finally:
+            self.window.close()
         if self._first_error is not None:
             raise self._first_error
 
@@ -151,8 +166,9 @@ class Context:
 
     async def dealt(self) -> None:
         """Wait until this party's pending dealer material is in hand (helper: dealt and handed to its
-        transport; compute party: derived and received)."""
-        await asyncio.gather(*list(self._dealing))
+        transport; compute party: derived and received), as far as the dealer window lets it go ahead:
+        material beyond the window comes as the online phase consumes what is in it."""
+        await self.window.settled()
 
     async def _release(self, op: Any) -> None:
         await self.dealt()

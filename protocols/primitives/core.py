@@ -20,15 +20,17 @@ body: it returns shape-only placeholders.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 import numpy as np
 
 from mpc.runtime import Op, Party
+from mpc.window import Window
 from protocols.primitives.shared import Ops, SharedArray, Shares, placeholder, split
 
+T = TypeVar("T")
 Sharing = Literal["add", "xor"]
 Kind = Literal["random", "shared", "own", "public"]
 Env = dict[str, Any]
@@ -97,6 +99,12 @@ class Spec:
     def of_kind(self, *kinds: Kind) -> list[Item]:
         return [i for i in self.items if i.kind in kinds]
 
+    @property
+    def nbytes(self) -> int:
+        """The material one compute party holds for one call: every item, derived or received (8 bytes an
+        element). What the dealer window (mpc/window.py) counts."""
+        return 8 * sum(i.size for i in self.items)
+
 
 class Material:
     """One compute party's material for one call: `mat.name` is its share (random/shared), its own draw
@@ -136,6 +144,7 @@ class Engine(Ops, Protocol):
     comparison: str  # the default comparison method (auto | dcf | compact | bits)
     last_comparison_method: str | None  # what `auto` chose last (for measurement)
     emulator: Any  # None, or the emulation running this program on cleartext (protocols/interface/emulation.py)
+    window: Window  # the dealer window (mpc/window.py)
 
     def deal(self, coro: Any) -> Any: ...
     async def online_gate(self) -> None: ...
@@ -204,11 +213,15 @@ def run_protocol(ctx: Engine, label: str, spec: Spec | None, body: Body, operand
     if emulator is not None:
         return emulator.run(ctx, label, operands, outputs, plain, cost)  # type: ignore[no-any-return]
     op = ctx.party.new_op(label)
+    has_material = spec is not None and bool(spec.items)
+    window = ctx.window
+    ticket = window.ticket(spec.nbytes) if spec is not None and has_material else -1
     if ctx.is_dealer:
-        if spec is not None and spec.items:
-            ctx.deal(ctx.provider.deal(op, spec))
+        if spec is not None and has_material:
+            ctx.deal(_windowed(window, ticket, ctx.provider.deal(op, spec)))
         return [placeholder(ctx, shape, frac) for shape, frac in outputs]
-    material = ctx.deal(ctx.provider.fetch(op, spec)) if spec is not None and spec.items else None
+    material = ctx.deal(_windowed(window, ticket, ctx.provider.fetch(op, spec))) \
+        if spec is not None and has_material else None
 
     async def run() -> tuple[Shares, ...]:
         shares = [await x.resolve() for x in operands]
@@ -216,12 +229,26 @@ def run_protocol(ctx: Engine, label: str, spec: Spec | None, body: Body, operand
         await ctx.online_gate()
         io = Exchange(ctx, op, max((s.depth for s in shares), default=0))
         result = await body(io, mat, *(s.share for s in shares))
+        del mat
+        if material is not None:
+            window.consumed(ticket)  # its material is no longer needed: the window moves on
         arrays = result if isinstance(result, tuple) else (result,)
         if len(arrays) != len(outputs):
             raise AssertionError(f"{label}: the body gave {len(arrays)} results, expected {len(outputs)}")
         return tuple(Shares(_shaped(a, shape), io.depth) for a, (shape, _) in zip(arrays, outputs, strict=True))
 
     return split(ctx, ctx.spawn(run()), outputs)
+
+
+async def _windowed(window: Window, ticket: int, work: Coroutine[Any, Any, T]) -> T:
+    """Deal or fetch an op's material once the dealer window lets its ticket through."""
+    try:
+        await window.acquire(ticket)
+        result = await work
+    finally:
+        work.close()  # never started if the wait failed: no "never awaited" warning
+    window.done_dealing(ticket)
+    return result
 
 
 def _shaped(array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
