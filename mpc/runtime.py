@@ -25,6 +25,7 @@ from mpc.config import Topology
 from mpc.keys import CurveKeys
 from mpc.keys import ephemeral as ephemeral_keys
 from mpc.keys import load as load_keys
+from mpc.memory import RssMonitor
 from mpc.stats import Stats
 from mpc.transport import (
     MemoryNetwork,
@@ -107,6 +108,8 @@ class Party:
         # The helper's worker processes for heavy dealing (mpc/workers.py), if it has more than one; they
         # live as long as this run (run_on stops them).
         self.workers = workers
+        # this party's peak memory with its workers (mpc/memory.py); record() puts it in the stats
+        self.memory = RssMonitor(stats, lambda: workers.alive if workers is not None else [])
 
     @property
     def is_helper(self) -> bool:
@@ -266,7 +269,11 @@ async def run_on(transport: Transport, topology: Topology, name: str, program: P
         party = Party(topology, name, transport, stats, stop, pool)
         log.info("%s: session %s started with %s", name, party.session_id[:12], ", ".join(party.peers) or "-")
         t0 = time.perf_counter()
-        value = await _until_failure(program(party), transport, stop)
+        party.memory.start()
+        try:
+            value = await _until_failure(program(party), transport, stop)
+        finally:
+            party.memory.stop()
         wall = time.perf_counter() - t0
     except BaseException as exc:
         stop.set(exc)

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from mpc.memory import peak_rss_mb
 from protocols.interface.context import Context
 from protocols.primitives.shared import SharedArray
 
@@ -35,6 +36,7 @@ class BenchOp:
     count: Callable[[np.ndarray], int] = np.size  # what `n` counts (elements; accounts for fraud)
     relative: float = 0.0  # plus this fraction of |plaintext result| (functions with a relative error)
     steps: Callable[[int], int] | None = None  # training: SGD steps for n rows (per-step figures)
+    chunkable: bool = False  # 1-D elementwise: above CHUNK elements it runs streamed, chunk by chunk
 
 
 def _ints(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -188,20 +190,21 @@ def _train_steps(n: int) -> int:
 
 OPS: dict[str, BenchOp] = {
     # integer product mod 2^64: one Beaver round
-    "mul": BenchOp(_ints, lambda ctx, x, y, m: x * y, _wrap(np.multiply), 0.0),
+    "mul": BenchOp(_ints, lambda ctx, x, y, m: x * y, _wrap(np.multiply), 0.0, chunkable=True),
     # integer matrix product of two sqrt(n) x sqrt(n) matrices: one round with a matrix triple
     "matmul": BenchOp(_square, lambda ctx, x, y, m: x @ y, _wrap(np.matmul), 0.0),
     # fixed-point truncation of x*y held at 2f fractional bits: the truncation alone
-    "trunc": BenchOp(_reals, lambda ctx, x, y, m: ctx.truncate(x, ctx.frac_bits), lambda a, b: a, 2.0**-14),
+    "trunc": BenchOp(_reals, lambda ctx, x, y, m: ctx.truncate(x, ctx.frac_bits), lambda a, b: a, 2.0**-14,
+                     chunkable=True),
     # comparisons of fixed-point values (with ties and one-step neighbours)
     "lt": BenchOp(_close, lambda ctx, x, y, m: ctx.less(x, y, m), lambda a, b: (a < b).astype(np.int64), 0.0,
-                  "comparison"),
+                  "comparison", chunkable=True),
     "eq": BenchOp(_close, lambda ctx, x, y, m: ctx.equal(x, y, m), lambda a, b: (a == b).astype(np.int64), 0.0,
-                  "comparison"),
+                  "comparison", chunkable=True),
     "relu": BenchOp(_close, lambda ctx, x, y, m: ctx.relu(x, m), lambda a, b: np.maximum(a, 0), 0.0,
-                    "comparison"),
+                    "comparison", chunkable=True),
     # elementwise maximum of two vectors
-    "max": BenchOp(_close, lambda ctx, x, y, m: ctx.maximum(x, y, m), np.maximum, 0.0, "comparison"),
+    "max": BenchOp(_close, lambda ctx, x, y, m: ctx.maximum(x, y, m), np.maximum, 0.0, "comparison", chunkable=True),
     # the fraud demo's scoring of n accounts: two fused ReLU layers and the threshold comparison
     "fraud": BenchOp(_fraud_inputs, _fraud_secure, _fraud_plain, 0.0, "comparison", len),
     **FUNCTIONS,
@@ -224,8 +227,106 @@ async def bench(ctx: Context, ops: str = "mul", n: int = 1000, repeat: int = 3, 
         if spec is None:
             raise ValueError(f"unknown bench op {op_name!r}; known: {', '.join(OPS)}")
         for rep in range(int(repeat)):
-            records.append(await _one(ctx, op_name, spec, int(n), np.random.default_rng([seed, rep]), method))
+            if spec.chunkable and int(n) > CHUNK:
+                record = await _streamed(ctx, op_name, spec, int(n), [seed, rep], method)
+            else:
+                record = await _one(ctx, op_name, spec, int(n), np.random.default_rng([seed, rep]), method)
+            records.append({**record, **_memory(ctx)})
     return records
+
+
+def _memory(ctx: Context) -> dict[str, Any]:
+    """This party's peak memory (with its worker processes) and its peak of dealer material: held (a
+    compute party, its inbox included) or dealt ahead of consumption (the helper), in MiB."""
+    stats = ctx.party.stats
+    ctx.party.memory.record()
+    held = stats.peak.get("dealt_ahead" if ctx.is_dealer else "material", 0)
+    return {"peak_rss_mb": peak_rss_mb(stats), "peak_material_mb": round(held / 2**20, 1),
+            "window_mb": ctx.party.topology.dealer_window_mb}
+
+
+# Above this many elements a 1-D op runs streamed: inputs generated, shared, computed and checked a chunk at
+# a time (the whole of 10^8 elements would not fit a party's memory: two inputs, a triple and the result
+# are 48 bytes an element), with CHUNKS_IN_FLIGHT chunks issued ahead so that dealing overlaps computing.
+CHUNK = 1 << 20
+CHUNKS_IN_FLIGHT = 2
+
+
+async def _streamed(ctx: Context, op_name: str, spec: BenchOp, n: int, seed: list[int], method: str) -> dict:
+    """The op on n elements in chunks, twice: serially (each chunk dealt, then computed: the dealing
+    time of the whole, and the rest, its online time), then streamed (chunks issued ahead, the window bounding the
+    material dealt ahead: `wall_s` is that run end to end, inputs' sharing and checks included)."""
+    chunks = [(lo, min(n, lo + CHUNK)) for lo in range(0, n, CHUNK)]
+    first, second = ctx.compute_parties[0], ctx.compute_parties[1 % len(ctx.compute_parties)]
+    comparison = method if spec.kind == "comparison" else None
+
+    def inputs(k: int) -> tuple[np.ndarray, np.ndarray]:
+        lo, hi = chunks[k]
+        # the helper needs only their dtype (a placeholder has no values)
+        return spec.inputs(np.random.default_rng([*seed, k]), 1 if ctx.is_dealer else hi - lo)
+
+    def share(a: np.ndarray, b: np.ndarray, size: int) -> tuple[SharedArray, SharedArray]:
+        x = ctx.input(first, a if ctx.name == first else None, shape=(size,), fixed=a.dtype.kind == "f")
+        y = ctx.input(second, b if ctx.name == second else None, shape=(size,), fixed=b.dtype.kind == "f")
+        assert isinstance(x, SharedArray) and isinstance(y, SharedArray)
+        return (ctx.rescale(x, 2 * ctx.frac_bits) if op_name == "trunc" else x), y
+
+    def check(opened: np.ndarray | None, a: np.ndarray, b: np.ndarray) -> bool:
+        if opened is None:
+            return True
+        want = spec.plain(a, b)
+        return bool(np.array_equal(opened, want) if spec.tolerance == 0
+                    else np.all(np.abs(opened - want) <= spec.tolerance + spec.relative * np.abs(want)))
+
+    correct = True
+    dealing_s = 0.0
+    depths = (0, 0)
+    before = ctx.party.stats.copy()
+    await ctx.release()
+    t_serial = time.time()
+    for k, (lo, hi) in enumerate(chunks):  # serially: dealing, then the online phase, chunk by chunk
+        a, b = inputs(k)
+        x, y = share(a, b, hi - lo)
+        await ctx.release()
+        ctx.hold()
+        t0 = time.time()
+        z = spec.secure(ctx, x, y, comparison)
+        await ctx.dealt()
+        dealing_s += time.time() - t0
+        await ctx.release()
+        shares = await z.resolve()
+        if k == 0:  # the op's rounds, on one chunk (every chunk takes as many)
+            depths = (max(await x.depth(), await y.depth()), shares.depth)
+        correct &= check(await ctx.reveal(z), a, b)
+    # online: everything but the dealing (inputs made and shared, the op, its opening and check)
+    online_s = time.time() - t_serial - dealing_s
+    dealt = ctx.party.stats.since(before).total(phase="offline")
+
+    await ctx.release()  # streamed: every party starts together
+    online_before = ctx.party.stats.copy()
+    t_start = time.time()
+    in_flight: list[tuple[Any, np.ndarray, np.ndarray]] = []
+    for k, (lo, hi) in enumerate(chunks):
+        a, b = inputs(k)
+        x, y = share(a, b, hi - lo)
+        in_flight.append((ctx.reveal(spec.secure(ctx, x, y, comparison)), a, b))
+        if len(in_flight) > CHUNKS_IN_FLIGHT:
+            opened, a0, b0 = in_flight.pop(0)
+            correct &= check(await opened, a0, b0)
+    for opened, a0, b0 in in_flight:
+        correct &= check(await opened, a0, b0)
+    t_end = time.time()
+    online = ctx.party.stats.since(online_before).total(phase="online")
+    return {
+        "op": op_name, "n": n, "method": ctx.last_comparison_method if spec.kind == "comparison" else (
+            ctx.truncation if op_name == "trunc" else "beaver"),
+        "party": ctx.name, "role": "helper" if ctx.is_dealer else "compute",
+        "start_depth": depths[0], "end_depth": depths[1],
+        "bytes_online": online.bytes_sent, "messages": online.messages_sent,
+        "bytes_offline_sent": dealt.bytes_sent, "t_start": t_start, "t_end": t_end, "t_resume": t_end,
+        "offline_s": dealing_s, "online_serial_s": online_s, "chunks": len(chunks),
+        "correct": None if ctx.is_dealer else correct,
+    }
 
 
 async def _one(ctx: Context, op_name: str, spec: BenchOp, n: int, rng: np.random.Generator, method: str) -> dict:
