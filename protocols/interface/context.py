@@ -28,7 +28,7 @@ from mpc.prg import random_ring
 from mpc.ring import decode_fixed, encode_fixed, ring, signed
 from mpc.runtime import Party, PartyOutcome, run_local_async
 from mpc.window import DealerWindow, MaterialWindow, Unbounded, Window, window_bytes
-from protocols.interface import functions, numpy_api
+from protocols.interface import functions, numpy_api, streaming
 from protocols.primitives import arithmetic, comparison, truncation
 from protocols.primitives.core import RandomnessProvider
 from protocols.primitives.material import HelperProvider, LocalTestProvider
@@ -276,6 +276,11 @@ class Context:
             return out
 
         return self.spawn(run())
+
+    def input_chunks(self, owner: str, reader: Any = None, rows: int | None = None) -> Any:
+        """`input` for a stream of row chunks larger than memory: an async iterator of shared chunks
+        (protocols/interface/streaming.py; the owner passes e.g. `csv_chunks(path, rows=65536)`)."""
+        return streaming.input_chunks(self, owner, reader, rows)
 
     def _encode_input(self, owner: str, value: Any, table: np.ndarray | None) -> tuple[np.ndarray, int, np.ndarray]:
         """The owner's value as (array, fractional bits, ring encoding); ValueError/TypeError saying what is
