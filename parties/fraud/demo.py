@@ -22,7 +22,7 @@ import numpy as np
 from mpc.config import Topology, localhost_topology
 from mpc.localhost import free_ports, secured, write_topology
 from mpc.ring import decode_fixed
-from parties.fraud import data, features, train_demo
+from parties.fraud import data, train_demo
 from parties.fraud import train as secure_train
 from parties.fraud.model import MODEL_FILE, load
 from parties.launcher import launch
@@ -58,6 +58,8 @@ class DemoOptions:
     train_fraction: float = 0.5
     reveal_model: bool = False
     model_out: str | None = None  # a directory for the banks' share files (default: a temporary one)
+    checkpoint_dir: str | None = None  # each bank writes its share of the weights there at every epoch's end
+    resume: str | None = None  # a checkpoint directory of a stopped training to continue (and keep writing)
 
     @property
     def trains(self) -> bool:
@@ -118,10 +120,9 @@ def _prepare_data(opts: DemoOptions, tmp: Path, say: Progress) -> tuple[data.Dat
     """The data set (synthetic, or the user's files checked before any party starts) and where it is."""
     if opts.data_dir is None:
         say("data", f"generating {opts.accounts:,} synthetic accounts (seed {opts.seed})")
-        dataset = data.generate(opts.accounts, opts.seed)
-        data_dir = data.write(dataset, tmp / "data")
-        assert dataset.labels is not None
-        known = secure_train.bank_labels(dataset.labels, opts.seed)
+        data_dir, ids, truth = data.write_generated(tmp / "data", opts.accounts, opts.seed)  # block by block
+        dataset = data.Dataset(ids, data.empty_transactions(), data.empty_transactions(), truth, data_dir)
+        known = secure_train.bank_labels(truth, opts.seed)
         secure_train.write_bank_labels(data_dir, dataset.accounts, dict(zip(("bank_a", "bank_b"), known, strict=True)))
         source = f"synthetic, seed {opts.seed}"
         where = (f"the {opts.accounts:,} synthetic accounts of seed {opts.seed}; `mpc demo fraud --accounts "
@@ -130,7 +131,7 @@ def _prepare_data(opts: DemoOptions, tmp: Path, say: Progress) -> tuple[data.Dat
         data_dir = Path(opts.data_dir)
         say("data", f"checking the files in {data_dir}")
         try:
-            dataset = data.read_dataset(data_dir)  # validate every file before starting any party
+            dataset = data.check_dataset(data_dir)  # validate every file before starting any party
         except data.DataError as exc:
             raise DemoError(str(exc)) from None
         source = str(data_dir)
@@ -225,7 +226,7 @@ def _report(opts: DemoOptions, topo: Topology, ds: data.Dataset, outputs: dict[s
     labels = ds.labels
     if labels is not None and opts.query:
         labels = labels[ds.accounts == opts.query]
-    raw_a, raw_b = features.compute(ds.bank_a, accounts), features.compute(ds.bank_b, accounts)
+    raw_a, raw_b = train_demo.raw_features(ds, "bank_a", accounts), train_demo.raw_features(ds, "bank_b", accounts)
     joint = models["joint"]
     plain_scores = joint.scores(np.hstack([raw_a, raw_b]))
     plain_flags = (plain_scores > joint.threshold).astype(np.int64)

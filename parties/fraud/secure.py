@@ -80,8 +80,8 @@ async def fraud(ctx: Context, data_dir: str, reveal_scores: bool = False, flags_
     if me in bank_names:
         log.info("progress: features (%d accounts)", n)
         part = bank_names.index(me)
-        tx = data.read_transactions(directory / f"{('bank_a', 'bank_b')[part]}.csv")
-        raw = features.compute(tx, accounts)
+        blocks = features.compute_file(directory / f"{('bank_a', 'bank_b')[part]}.csv", accounts)  # streamed
+        raw = np.vstack([block for _, _, block in blocks])
         own = standardised_part(model, raw, part) if shares is None else \
             np.clip((raw - shares.extra["mean"]) / shares.extra["std"], -8.0, 8.0)
         present = raw[:, 0].astype(np.int64)
