@@ -89,8 +89,11 @@ class _Tickets:
         self.granted = 0  # tickets granted so far (always a prefix)
         self.held = 0  # bytes granted and not yet released (compute: consumed; helper: credited)
         self.in_progress = 0  # granted, not yet dealt / in hand
-        self.requested: set[int] = set()
-        self._wake: asyncio.Event = asyncio.Event()
+        # the tickets asked for and not yet granted, each with the future its task waits on (one wake-up per
+        # grant: waking every waiting task at every grant made a long training quadratic)
+        self._waiting: dict[int, asyncio.Future[None]] = {}
+        self._wake: asyncio.Event = asyncio.Event()  # for settled(): a grant, or material in hand
+        self.progress = 0  # credit received (helper): a wait that sees it move is not stuck
         self.error: BaseException | None = None
 
     def ticket(self, nbytes: int) -> int:
@@ -100,12 +103,18 @@ class _Tickets:
     def fits(self, size: int) -> bool:
         return self.held == 0 or self.held + size <= self.limit
 
+    def _take(self) -> None:
+        """Grant the next ticket (its waiter wakes)."""
+        fut = self._waiting.pop(self.granted)
+        if not fut.done():
+            fut.set_result(None)
+        self.in_progress += 1
+        self.granted += 1
+
     def _grant(self) -> None:
-        while self.granted in self.requested and self.fits(self.sizes[self.granted]):
-            self.requested.discard(self.granted)
+        while self.granted in self._waiting and self.fits(self.sizes[self.granted]):
             self.held += self.sizes[self.granted]
-            self.in_progress += 1
-            self.granted += 1
+            self._take()
         self._notify()
 
     def _notify(self) -> None:
@@ -113,21 +122,22 @@ class _Tickets:
         self._wake = asyncio.Event()
 
     async def _wait_for(self, ticket: int, timeout: Callable[[], PeerError] | None) -> None:
-        self.requested.add(ticket)
-        self._grant()
-        while self.granted <= ticket:
-            if self.error is not None:
-                raise self.error
-            wake = self._wake
-            if timeout is None:
-                await wake.wait()
-                continue
-            try:
-                await asyncio.wait_for(wake.wait(), self.party.topology.timeout_s)
-            except TimeoutError:
-                raise timeout() from None
         if self.error is not None:
             raise self.error
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting[ticket] = fut
+        self._grant()
+        while not fut.done():
+            if timeout is None:
+                await fut
+                break
+            seen = self.progress
+            try:
+                await asyncio.wait_for(asyncio.shield(fut), self.party.topology.timeout_s)
+            except TimeoutError:
+                if self.progress == seen:  # no credit at all for timeout_s
+                    raise timeout() from None
+        fut.result()
 
     def done_dealing(self, ticket: int) -> None:
         self.in_progress -= 1
@@ -139,13 +149,17 @@ class _Tickets:
             if self.error is not None:
                 raise self.error
             waiting = len(self.sizes) - self.granted
-            if self.in_progress == 0 and (waiting == 0 or self.granted in self.requested):
+            if self.in_progress == 0 and (waiting == 0 or self.granted in self._waiting):
                 return
             await self._wake.wait()
 
     def fail(self, error: BaseException) -> None:
         if self.error is None:
             self.error = error
+        for fut in self._waiting.values():
+            if not fut.done():
+                fut.set_exception(self.error)
+                fut.add_done_callback(_retrieved)
         self._notify()
 
 
@@ -236,12 +250,10 @@ class DealerWindow(_Tickets):
 
     def _grant(self) -> None:
         self.held = self._outstanding()
-        while self.granted in self.requested and self.fits(self.sizes[self.granted]):
-            self.requested.discard(self.granted)
+        while self.granted in self._waiting and self.fits(self.sizes[self.granted]):
             self.dealt_bytes += self.sizes[self.granted]
             self.held = self._outstanding()
-            self.in_progress += 1
-            self.granted += 1
+            self._take()
         self.party.stats.set_level(self.gauge, self.held)
         self._notify()
 
@@ -272,6 +284,7 @@ class DealerWindow(_Tickets):
                     raise PeerError(peer, f"{self.party.name}: {peer} reported consuming {value} bytes of "
                                           f"material, but {self.dealt_bytes} were dealt to it; stopping")
                 self.credited[peer] = value
+                self.progress += 1
                 self._grant()
         except asyncio.CancelledError:
             raise
@@ -309,7 +322,7 @@ class Unbounded:
         return None
 
 
-def _retrieved(task: asyncio.Task[None]) -> None:
+def _retrieved(task: asyncio.Future[None]) -> None:
     if not task.cancelled():
         task.exception()
 

@@ -96,21 +96,23 @@ def run(opts: DemoOptions) -> dict[str, Any]:
                          sink=cast(TextIO, sink))
         known = [secure_train.read_bank_labels(data_dir / f"labels_{b}.csv", dataset.accounts)
                  for b in ("bank_a", "bank_b")] if opts.trains else []
-    failed = [r for r in results if r.returncode != 0 or r.output is None]
-    if failed:
-        detail = "\n".join(f"{r.name} (exit {r.returncode}): " + "\n  ".join(r.stderr_tail[-4:]) for r in failed)
-        raise DemoError(f"a party failed:\n{detail}")
-    outputs = {r.name: r.output.result for r in results if r.output is not None}
-    if opts.trains:
-        say("report", "training the same model in float64 numpy, scikit-learn and each bank alone, to compare")
-        banks = [p.name for p in topo.compute_parties]
-        report = train_demo.report(opts, dataset, cast(train_demo.Outputs, outputs), banks,
-                                   topo.helper.name if topo.helper else "", known)
-        if opts.model_out:
-            report["model_files"] = [str(Path(opts.model_out) / f"model_{p.name}.npz") for p in topo.compute_parties]
-    else:
-        say("report", "checking the flags against the same pipeline in plain numpy")
-        report = _report(opts, topo, dataset, outputs)
+        # the auditor's report reads the banks' files (streamed): still here
+        failed = [r for r in results if r.returncode != 0 or r.output is None]
+        if failed:
+            detail = "\n".join(f"{r.name} (exit {r.returncode}): " + "\n  ".join(r.stderr_tail[-4:]) for r in failed)
+            raise DemoError(f"a party failed:\n{detail}")
+        outputs = {r.name: r.output.result for r in results if r.output is not None}
+        if opts.trains:
+            say("report", "training the same model in float64 numpy, scikit-learn and each bank alone, to compare")
+            banks = [p.name for p in topo.compute_parties]
+            report = train_demo.report(opts, dataset, cast(train_demo.Outputs, outputs), banks,
+                                       topo.helper.name if topo.helper else "", known)
+            if opts.model_out:
+                report["model_files"] = [str(Path(opts.model_out) / f"model_{p.name}.npz")
+                                         for p in topo.compute_parties]
+        else:
+            say("report", "checking the flags against the same pipeline in plain numpy")
+            report = _report(opts, topo, dataset, outputs)
     report["source"] = source
     report["end_to_end_s"] = time.perf_counter() - t0
     return report
