@@ -13,6 +13,7 @@ import os
 import resource
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from mpc.stats import Stats
 
@@ -74,3 +75,14 @@ class RssMonitor:
 def peak_rss_mb(stats: Stats) -> float:
     """The party's peak resident set in MiB, as far as measured (its own process now, at the least)."""
     return round(max(stats.peak.get("rss", 0), own_peak_bytes()) / 2**20, 1)
+
+
+def party_memory(party: Any) -> dict[str, float]:
+    """What a program reports of a party's memory (mpc.runtime.Party): its peak RSS with its workers, its
+    peak of dealer material (held by a compute party, its inbox included; dealt ahead by the helper) and
+    the window, in MiB."""
+    party.memory.record()
+    peak = party.stats.peak
+    held = peak.get("dealt_ahead" if party.is_helper else "material", 0)
+    return {"peak_rss_mb": peak_rss_mb(party.stats), "peak_material_mb": round(held / 2**20, 1),
+            "window_mb": party.topology.dealer_window_mb}

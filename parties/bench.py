@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from mpc.memory import peak_rss_mb
+from mpc.memory import party_memory
 from protocols.interface.context import Context
 from protocols.primitives.shared import SharedArray
 
@@ -236,13 +236,7 @@ async def bench(ctx: Context, ops: str = "mul", n: int = 1000, repeat: int = 3, 
 
 
 def _memory(ctx: Context) -> dict[str, Any]:
-    """This party's peak memory (with its worker processes) and its peak of dealer material: held (a
-    compute party, its inbox included) or dealt ahead of consumption (the helper), in MiB."""
-    stats = ctx.party.stats
-    ctx.party.memory.record()
-    held = stats.peak.get("dealt_ahead" if ctx.is_dealer else "material", 0)
-    return {"peak_rss_mb": peak_rss_mb(stats), "peak_material_mb": round(held / 2**20, 1),
-            "window_mb": ctx.party.topology.dealer_window_mb}
+    return party_memory(ctx.party)
 
 
 # Above this many elements a 1-D op runs streamed: inputs generated, shared, computed and checked a chunk at

@@ -274,6 +274,8 @@ def _report(opts: DemoOptions, topo: Topology, ds: data.Dataset, outputs: dict[s
         "comparison_method": bank_out[0]["comparison_method"],
         "latency_ms": topo.link(banks[0], banks[1]).latency_ms,
         "learned": {name: out["learned"] for name, out in outputs.items()},
+        "peak_rss_mb": {name: out.get("peak_rss_mb") for name, out in outputs.items()},
+        "peak_material_mb": {name: out.get("peak_material_mb") for name, out in outputs.items()},
     }
     if opts.query:
         report["query"] = opts.query

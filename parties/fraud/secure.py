@@ -17,6 +17,7 @@ from typing import Any, cast
 
 import numpy as np
 
+from mpc.memory import party_memory
 from parties.fraud import data, features
 from parties.fraud.model import MLP, MODEL_FILE, load
 from protocols import Context, SharedArray
@@ -118,7 +119,7 @@ async def fraud(ctx: Context, data_dir: str, reveal_scores: bool = False, flags_
         "accounts": n, "t_start": t_start, "t_end": t_end, "deal_s": deal_s, "rounds": stats.rounds,
         "bytes_online": stats.total(phase="online").bytes_sent,
         "bytes_offline": stats.total(phase="offline").bytes_sent,
-        "comparison_method": ctx.last_comparison_method,
+        "comparison_method": ctx.last_comparison_method, **party_memory(ctx.party),
     }
     if ctx.is_dealer:
         out["learned"] = (f"the number of accounts ({n}) and the model's shape; no transactions, features, "

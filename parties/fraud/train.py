@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from mpc.memory import party_memory
 from parties.fraud import data, features
 from protocols import Context, SharedArray
 from protocols.applications import training
@@ -198,7 +199,7 @@ async def fraud_train(ctx: Context, data_dir: str, labels_file: str = "", model:
         "rounds": stats.rounds, "bytes_online": stats.total(phase="online").bytes_sent,
         "bytes_offline": stats.total(phase="offline").bytes_sent, "comparison_method": ctx.last_comparison_method,
         "sigmoid": kind, "architecture": cfg.architecture(2 * N_FEATURES), "model_digest": digest,
-        "resumed_after_epoch": start.epochs_done if start is not None else 0,
+        "resumed_after_epoch": start.epochs_done if start is not None else 0, **party_memory(ctx.party),
     }
     if ctx.is_dealer:
         out["learned"] = (f"the number of accounts ({n}), the split and the model's shape; no transactions, "

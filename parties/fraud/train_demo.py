@@ -166,6 +166,8 @@ def report(opts: Any, ds: data.Dataset, outputs: Outputs, banks: list[str], help
         "bytes_offline": outputs[helper]["bytes_offline"] if helper else None,
         "comparison_method": first["comparison_method"],
         "learned": {name: o["learned"] for name, o in outputs.items()},
+        "peak_rss_mb": {name: o.get("peak_rss_mb") for name, o in outputs.items()},
+        "peak_material_mb": {name: o.get("peak_material_mb") for name, o in outputs.items()},
     }
     if "weights" in first:  # --reveal-model: both banks opened them
         out["weights"] = first["weights"]
