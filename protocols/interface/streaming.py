@@ -20,23 +20,21 @@ from __future__ import annotations
 import csv
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from protocols.primitives.shared import SharedArray
-
-if TYPE_CHECKING:
-    from protocols.interface.context import Context
 
 
 class ChunkError(ValueError):
     """A chunk the stream cannot take (another width, not numeric): the message names the owner and chunk."""
 
 
-async def input_chunks(ctx: Context, owner: str, reader: Iterable[Any] | None = None,
+async def input_chunks(ctx: Any, owner: str, reader: Iterable[Any] | None = None,
                        rows: int | None = None) -> AsyncIterator[SharedArray]:
-    """Share `owner`'s row chunks one at a time (see the module doc). Collective: every party iterates.
+    """Share `owner`'s row chunks one at a time (see the module doc); `ctx` is the party's Context.
+    Collective: every party iterates.
     `rows`: cut the reader's chunks to at most this many rows."""
     if rows is not None and rows < 1:
         raise ValueError(f"input_chunks: rows must be at least 1, not {rows}")
