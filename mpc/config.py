@@ -18,7 +18,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    ValidationError,
+    field_validator,
+)
 
 from mpc.settings import MAX_FRAC_BITS, MIN_FRAC_BITS, Comparison, Truncation, check_parties
 
@@ -28,6 +37,7 @@ _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*$")
 
 
+DEFAULT_WINDOW_MB = 256.0  # dealer_window_mb's default (docs/memory.md: measured)
 DEFAULT_MAX_WORKERS = 4  # the default dealer_workers' ceiling: more would get no share of a chunk of keys
 DEFAULT_MAX_INPUT_ELEMENTS = 50_000_000  # 400 MB of shares per party; session.max_input_elements raises it
 
@@ -152,6 +162,9 @@ class SessionSpec(_Strict):
     # Elements of one input (`ctx.input`), checked on every party before anything is dealt for it: a
     # comparison costs the helper ~1.5 KB of keys per element, so a wrong shape must not start dealing.
     max_input_elements: StrictInt = Field(default=DEFAULT_MAX_INPUT_ELEMENTS, ge=1, le=2**40)
+    # Dealer material dealt ahead of its consumption, at most (mpc/window.py, docs/memory.md): the helper
+    # waits for the compute parties to consume before dealing more; every party sizes its tickets by it.
+    dealer_window_mb: StrictFloat = Field(default=DEFAULT_WINDOW_MB, gt=0, le=1_048_576, allow_inf_nan=False)
 
 
 class NetworkEmulationSpec(_Strict):
@@ -239,6 +252,10 @@ class Topology(_Strict):
     @property
     def max_input_elements(self) -> int:
         return self.session.max_input_elements
+
+    @property
+    def dealer_window_mb(self) -> float:
+        return self.session.dealer_window_mb
 
     # -- lookups -------------------------------------------------------------------------------
     @property
@@ -454,6 +471,10 @@ def _cross_checks(topo: Topology) -> list[str]:
         problems.append(f"session.max_buffered_mb: {session.max_buffered_mb:g} MB is below max_message_mb "
                         f"({session.max_message_mb:g} MB): one message alone would exceed it; give at least "
                         "max_message_mb")
+    if session.dealer_window_mb > session.max_buffered_mb:
+        problems.append(f"session.dealer_window_mb: {session.dealer_window_mb:g} MiB is more than max_buffered_mb "
+                        f"({session.max_buffered_mb:g} MiB): a full window of material waiting in a party's inbox "
+                        "would stop the run")
     return problems
 
 

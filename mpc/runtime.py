@@ -26,6 +26,7 @@ from mpc.keys import ephemeral as ephemeral_keys
 from mpc.keys import load as load_keys
 from mpc.library import library_agreement
 from mpc.links import AgreedLinks, agree_links
+from mpc.memory import RssMonitor
 from mpc.stats import Stats
 from mpc.transport import (
     MemoryNetwork,
@@ -107,6 +108,8 @@ class Party:
         # The links' figures `auto`'s cost model reads, the same on every party (mpc/links.py): measured at
         # the hello or declared; without a network (one process), the declared ones or none.
         self.links = links if links is not None else AgreedLinks.assumed(topology)
+        # this party's peak memory with its workers (mpc/memory.py); record() puts it in the stats
+        self.memory = RssMonitor(stats, lambda: workers.alive if workers is not None else [])
 
     @property
     def is_helper(self) -> bool:
@@ -281,7 +284,11 @@ async def run_on(transport: Transport, topology: Topology, name: str, program: P
         party = Party(topology, name, transport, stats, stop, pool, links)
         log.info("%s: session %s started with %s", name, party.session_id[:12], ", ".join(party.peers) or "-")
         t0 = time.perf_counter()
-        value = await _until_failure(program(party), transport, stop)
+        party.memory.start()
+        try:
+            value = await _until_failure(program(party), transport, stop)
+        finally:
+            party.memory.stop()
         wall = time.perf_counter() - t0
     except BaseException as exc:
         stop.set(exc)

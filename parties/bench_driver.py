@@ -85,6 +85,15 @@ def summarise(per_party: dict[str, list[Record]], topo: Topology) -> list[Record
             "dealer_bytes_per_op": max(offline) / n if n else None,
             "repeat": len(reps), "correct": all(correct),
         })
+        out[-1]["peak_rss_mb"] = {r["party"]: max(g[j]["peak_rss_mb"] for g in reps)
+                                  for j, r in enumerate(reps[0]) if "peak_rss_mb" in r}
+        out[-1]["peak_material_mb"] = {r["party"]: max(g[j]["peak_material_mb"] for g in reps)
+                                       for j, r in enumerate(reps[0]) if "peak_material_mb" in r}
+        if "online_serial_s" in reps[0][0]:  # streamed in chunks (parties/bench.py): the overlap of dealing
+            online_serial = statistics.median(max(r["online_serial_s"] for r in g) for g in reps)
+            out[-1].update({"chunks": reps[0][0]["chunks"], "online_serial_s": online_serial,
+                            "end_to_end_s": wall,
+                            "overlap_ratio": wall / max(online_serial, offline_med)})
         steps = reps[0][0].get("steps")
         if steps:  # training ops (parties/bench.py): per SGD step
             out[-1].update({"steps": steps, "rounds_per_step": max(rounds) / steps, "steps_per_s": steps / wall,

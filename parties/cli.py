@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from parties.commands.common import MpcGroup, describe
+from parties.commands.common import CliError, MpcGroup, describe
 
 COMMANDS = {
     "check": "parties.commands.check:check",
@@ -29,7 +29,7 @@ COMMANDS = {
 }
 
 
-class EndOfInput(RuntimeError):
+class EndOfInput(CliError):
     """An EOFError out of a command (a program's, a truncated file's): an error, not an interrupt. Click
     turns EOFError into an Abort, which the CLI would report as Ctrl-C (exit 130), the cause lost."""
 

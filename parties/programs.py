@@ -59,7 +59,7 @@ PROGRAMS: dict[str, ProgramEntry] = {
                           is_secure=True, own_params=("data_dir", "model_file", "model_shares")),
     "fraud-train": ProgramEntry(fraud_train.fraud_train, "the banks train the fraud model on shares and score with "
                                 "it (used by `mpc demo fraud`)", is_secure=True,
-                                own_params=("data_dir", "labels_file", "model_out")),
+                                own_params=("data_dir", "labels_file", "model_out", "checkpoint_dir")),
 }
 
 

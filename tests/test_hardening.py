@@ -127,8 +127,8 @@ def test_an_eof_error_is_an_error_not_an_interrupt(tmp_path: Path) -> None:
     res = mpc("launch", str(_config(tmp_path)), "--program", f"{prog}:reads")
     assert res.returncode == 1, res.stderr
     assert "interrupted" not in res.stderr
-    assert summary_lines(res.stderr)[0] == ("error: launch failed: bank_a: EOFError: no more input (run `mpc --debug "
-                                            "...` for the traceback)"), res.stderr
+    assert summary_lines(res.stderr)[0] == ("error: launch failed: bank_a: EOFError: no more input at prog.py:3 (run "
+                                            "with --debug for the traceback)"), res.stderr
 
 
 def test_emulate_names_a_program_calling_sys_exit(tmp_path: Path) -> None:
@@ -271,7 +271,8 @@ def _start_parties(tmp_path: Path, program: str, **fields: object) -> tuple[Path
     prog.write_text(program)
     config = _config(tmp_path)
     data = yaml.safe_load(config.read_text())
-    config.write_text(yaml.safe_dump({**data, **fields}))
+    data.setdefault("session", {}).update(fields)
+    config.write_text(yaml.safe_dump(data))
     name = program.split("async def ")[1].split("(")[0]
     procs = {p: subprocess.Popen([sys.executable, "-m", "parties", "run", str(config), "--party", p, "--program",
                                   f"{prog}:{name}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -8,6 +8,7 @@ connection is alive never times out, since a party busy for longer than timeout_
 material, computing) is not an absent one; liveness (heartbeats, dropped connections) names a dead or
 frozen peer, and a wait longer than timeout_s is logged as a warning (once per peer and period), so that a
 hang is visible. In memory (`bounded=True`) there are no heartbeats: timeout_s bounds every wait.
+What the helper sent (dealer material) is also counted in the stats' "material" level (mpc/window.py).
 """
 
 from __future__ import annotations
@@ -46,10 +47,16 @@ class Inbox:
         self.futures: dict[Key, asyncio.Future[Message]] = {}
         self.buffered: dict[str, int] = {p: 0 for p in topology.names if p != me}  # received, not yet used
         self.finished: set[str] = set()  # peers that said goodbye: nothing more will come from them
+        self.dealer = topology.helper.name if topology.helper is not None else None
+
+    def _count(self, peer: str, nbytes: int) -> None:
+        self.buffered[peer] += nbytes
+        if peer == self.dealer:
+            self.stats.change("material", nbytes)
 
     def hold(self, peer: str, nbytes: int) -> bool:
         """Count what `peer` makes us hold until it is used; over max_buffered_mb the run stops."""
-        self.buffered[peer] += nbytes
+        self._count(peer, nbytes)
         if self.buffered[peer] <= self.max_buffered:
             return True
         self.fail(ProtocolViolation(
@@ -60,7 +67,7 @@ class Inbox:
 
     def release(self, peer: str, nbytes: int) -> None:
         """Uncount bytes held and then dropped (a stale frame)."""
-        self.buffered[peer] -= nbytes
+        self._count(peer, -nbytes)
 
     def put(self, peer: str, key: Key, array: np.ndarray, sent_depth: int) -> None:
         """File a held array under its key; the same key twice stops the run."""
@@ -99,7 +106,7 @@ class Inbox:
         finally:
             if fut.done():
                 self.futures.pop(key, None)
-        self.buffered[peer] -= msg.array.nbytes
+        self._count(peer, -msg.array.nbytes)
         if dtype is not None and msg.array.dtype != np.dtype(dtype):
             raise self.fail(ProtocolViolation(peer, f"{self.me}: {peer} sent dtype {msg.array.dtype} for "
                                                     f"{what or tag}, expected {np.dtype(dtype)}"))
@@ -130,6 +137,7 @@ class Inbox:
         for (sender, _, _), fut in self.futures.items():
             if sender == index and not fut.done():
                 fut.set_exception(self.gone(peer, "a message"))
+                fut.add_done_callback(consume_exception)  # a wait given up (cancelled) must not be reported
 
     def gone(self, peer: str, what: str) -> PeerGone:
         return PeerGone(peer, f"{self.me}: {peer} finished its program without sending {what}; "

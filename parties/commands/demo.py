@@ -49,6 +49,10 @@ def demo() -> None:
 @click.option("--reveal-model", is_flag=True, help="Open the trained weights to both banks (a policy choice).")
 @click.option("--model-out", type=click.Path(file_okay=False), default=None,
               help="Directory where each bank writes its own share of the model (model_BANK.npz).")
+@click.option("--checkpoint-dir", type=click.Path(file_okay=False), default=None,
+              help="Directory where each bank writes its share of the weights at every epoch's end.")
+@click.option("--resume", type=click.Path(file_okay=False), default=None, metavar="DIR",
+              help="Continue a stopped training from the last epoch its checkpoints in DIR hold.")
 @click.pass_context
 def fraud(ctx: click.Context, config: str | None, data_dir: str | None, accounts: int, seed: int,
           latency_ms: float | None, method: str | None, reveal_scores: bool, flags_to: str, query: str | None,
@@ -62,11 +66,8 @@ def fraud(ctx: click.Context, config: str | None, data_dir: str | None, accounts
     if write_data:
         from parties.fraud.train import bank_labels, write_bank_labels
 
-        dataset = fraud_data.generate(accounts, seed)
-        out = fraud_data.write(dataset, write_data)
-        assert dataset.labels is not None
-        write_bank_labels(out, dataset.accounts, dict(zip(("bank_a", "bank_b"), bank_labels(dataset.labels, seed),
-                                                          strict=True)))
+        out, ids, truth = fraud_data.write_generated(write_data, accounts, seed)  # block by block
+        write_bank_labels(out, ids, dict(zip(("bank_a", "bank_b"), bank_labels(truth, seed), strict=True)))
         click.echo(f"wrote {out}/accounts.csv, bank_a.csv, bank_b.csv, labels.csv, labels_bank_a.csv, "
                    f"labels_bank_b.csv ({accounts:,} accounts)")
         return

@@ -18,6 +18,7 @@ from typing import Any, cast
 
 import numpy as np
 
+from mpc.memory import party_memory
 from parties.fraud import data, features
 from parties.fraud.model import MLP, MODEL_FILE, load
 from protocols import Context, SharedArray
@@ -81,8 +82,8 @@ async def fraud(ctx: Context, data_dir: str, reveal_scores: bool = False, flags_
     if me in bank_names:
         log.info("progress: features (%d accounts)", n)
         part = bank_names.index(me)
-        tx = data.read_transactions(directory / f"{('bank_a', 'bank_b')[part]}.csv")
-        raw = features.compute(tx, accounts)
+        blocks = features.compute_file(directory / f"{('bank_a', 'bank_b')[part]}.csv", accounts)  # streamed
+        raw = np.vstack([block for _, _, block in blocks])
         own = standardised_part(model, raw, part) if shares is None else \
             np.clip((raw - shares.extra["mean"]) / shares.extra["std"], -8.0, 8.0)
         present = raw[:, 0].astype(np.int64)
@@ -120,7 +121,7 @@ async def fraud(ctx: Context, data_dir: str, reveal_scores: bool = False, flags_
         "deal_s": deal_s, "rounds": stats.rounds,
         "bytes_online": stats.total(phase="online").bytes_sent,
         "bytes_offline": stats.total(phase="offline").bytes_sent,
-        "comparison_method": ",".join(stats.methods_used()) or None,
+        "comparison_method": ",".join(stats.methods_used()) or None, **party_memory(ctx.party),
     }
     if ctx.is_dealer:
         out["learned"] = (f"the number of accounts ({n}) and the model's shape; no transactions, features, "

@@ -25,13 +25,14 @@ import numpy as np
 from mpc.config import Topology
 from mpc.ring import encode_fixed, ring
 from mpc.runtime import Party, PartyOutcome, program_task, run_local_async
-from protocols.interface import dispatch
+from mpc.window import DealerWindow, MaterialWindow, Unbounded, Window, window_bytes
+from protocols.interface import dispatch, streaming
 from protocols.interface.functions import public_tables
 from protocols.interface.operations import OPERATIONS
 from protocols.interface.registry import Registry, bound
 from protocols.interface.sharing import Prepared, SecureSharing, Sharing, check_input_size
 from protocols.primitives.core import SECURE, Backend, RandomnessProvider
-from protocols.primitives.material import HelperProvider
+from protocols.primitives.material import HelperProvider, LocalTestProvider
 from protocols.primitives.shared import (
     SharedArray,
     concatenate,
@@ -51,10 +52,15 @@ class Context:
     """One party's handle on a secure computation. Create with `await Context.create(party)`."""
 
     def __init__(self, party: Party, provider: RandomnessProvider, truncation_method: str | None = None, *,
-                 backend: Backend = SECURE, sharing: Sharing | None = None, operations: Registry = OPERATIONS):
+                 backend: Backend = SECURE, sharing: Sharing | None = None, operations: Registry = OPERATIONS,
+                 window: Window | None = None):
         self.operations = operations
         self.party = party
         self.provider = provider
+        # dealer material at most dealer_window_mb ahead of its consumption (mpc/window.py)
+        self.window: Window = window or Unbounded()
+        if isinstance(provider, HelperProvider | LocalTestProvider):
+            provider.window = self.window
         self.backend = backend
         self.sharing: Sharing = sharing or SecureSharing()
         self.truncation: str = truncation_method or party.topology.truncation
@@ -75,7 +81,9 @@ class Context:
         _check_dealer(dealer)
         op = party.new_op("setup")
         provider: RandomnessProvider = await HelperProvider.setup(party, op)
-        return cls(party, provider, operations=operations)
+        limit = window_bytes(party.topology.dealer_window_mb)
+        window: Window = DealerWindow(party, limit) if party.is_helper else MaterialWindow(party, limit, party.helper)
+        return cls(party, provider, operations=operations, window=window)
 
     # -- identity -------------------------------------------------------------------------------
     @property
@@ -128,8 +136,11 @@ class Context:
 
     async def finish(self) -> None:
         """Wait until every operation issued has completed (the helper: every piece of material sent)."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks))
+        try:
+            while self._tasks:
+                await asyncio.gather(*list(self._tasks))
+        finally:
+            self.window.close()
         if self._first_error is not None:
             raise self._first_error
 
@@ -148,8 +159,9 @@ class Context:
 
     async def dealt(self) -> None:
         """Wait until this party's pending dealer material is in hand (helper: dealt and handed to its
-        transport; compute party: derived and received)."""
-        await asyncio.gather(*list(self._dealing))
+        transport; compute party: derived and received), as far as the dealer window lets it go ahead:
+        material beyond the window comes as the online phase consumes what is in it."""
+        await self.window.settled()
 
     async def _release(self, op: Any) -> None:
         await self.dealt()
@@ -203,6 +215,11 @@ class Context:
                                  f"({'fixed' if declared[1] else 'integer'})")
             prepared = Prepared(np.asarray(encoded, dtype=np.uint64), frac, columns)
         return self.sharing.input(self, owner, op, prepared, declared)
+
+    def input_chunks(self, owner: str, reader: Any = None, rows: int | None = None) -> Any:
+        """`input` for a stream of row chunks larger than memory: an async iterator of shared chunks
+        (protocols/interface/streaming.py; the owner passes e.g. `csv_chunks(path, rows=65536)`)."""
+        return streaming.input_chunks(self, owner, reader, rows)
 
     def _encode_input(self, owner: str, value: Any, table: np.ndarray | None) -> tuple[np.ndarray, int, np.ndarray]:
         """The owner's value as (array, fractional bits, ring encoding); ValueError/TypeError saying what is

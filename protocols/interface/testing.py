@@ -14,6 +14,7 @@ from typing import TypeVar
 
 from mpc.config import Topology
 from mpc.runtime import Party, PartyOutcome, run_local_async
+from mpc.window import MaterialWindow, window_bytes
 from protocols.interface.context import Context, run_program, with_tables_agreement
 from protocols.interface.operations import OPERATIONS
 from protocols.interface.registry import Registry
@@ -25,7 +26,8 @@ T = TypeVar("T")
 async def context_with_test_dealer(party: Party, test_seed: bytes = b"", operations: Registry = OPERATIONS) -> Context:
     """A Context whose material comes from the in-process test dealer (NOT SECURE)."""
     party.new_op("setup")  # the same op ids as with the helper
-    return Context(party, LocalTestProvider(party, test_seed), operations=operations)
+    window = None if party.is_helper else MaterialWindow(party, window_bytes(party.topology.dealer_window_mb), None)
+    return Context(party, LocalTestProvider(party, test_seed), operations=operations, window=window)
 
 
 def secure_with_test_dealer(program: Callable[[Context], Awaitable[T]], *, test_seed: bytes = b"",

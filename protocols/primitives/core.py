@@ -20,14 +20,17 @@ body: it returns shape-only placeholders.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 import numpy as np
 
 from mpc.runtime import Op, Party
+from mpc.window import Window
 from protocols.primitives.shared import Ops, SharedArray, Shares, placeholder, split
+
+T = TypeVar("T")
 
 Sharing = Literal["add", "xor"]
 Kind = Literal["random", "shared", "own", "public"]
@@ -97,6 +100,12 @@ class Spec:
     def of_kind(self, *kinds: Kind) -> list[Item]:
         return [i for i in self.items if i.kind in kinds]
 
+    @property
+    def nbytes(self) -> int:
+        """The material one compute party holds for one call: every item, derived or received (8 bytes an
+        element). What the dealer window (mpc/window.py) counts."""
+        return 8 * sum(i.size for i in self.items)
+
 
 class Material:
     """One compute party's material for one call: `mat.name` is its share (random/shared), its own draw
@@ -135,6 +144,7 @@ class Engine(Ops, Protocol):
     backend: Backend  # how operations run: securely (SECURE) or on cleartext (protocols/interface/emulation.py)
     truncation: str  # the default truncation method (dealer | local)
     comparison: str  # the default comparison method (auto | dcf | compact | bits)
+    window: Window  # the dealer window (mpc/window.py)
 
     def deal(self, coro: Any) -> Any: ...
     async def online_gate(self) -> None: ...
@@ -221,11 +231,15 @@ class SecureBackend:
     def run(self, ctx: Engine, label: str, spec: Spec | None, body: Body, operands: Sequence[SharedArray],
             outputs: Outputs, plain: Plain | None, cost: Cost | None) -> list[SharedArray]:
         op = ctx.party.new_op(label)
+        window = ctx.window
+        # the op's place in the dealer window (mpc/window.py), taken now, in program order, on every party
+        ticket = window.ticket(spec.nbytes) if spec is not None and spec.items else -1
         if ctx.is_dealer:
             if spec is not None and spec.items:
-                ctx.deal(ctx.provider.deal(op, spec))
+                ctx.deal(_windowed(window, ticket, ctx.provider.deal(op, spec)))
             return [placeholder(ctx, shape, frac) for shape, frac in outputs]
-        material = ctx.deal(ctx.provider.fetch(op, spec)) if spec is not None and spec.items else None
+        material = ctx.deal(_windowed(window, ticket, ctx.provider.fetch(op, spec))) \
+            if spec is not None and spec.items else None
 
         async def run() -> tuple[Shares, ...]:
             shares = [await x.resolve() for x in operands]
@@ -233,6 +247,9 @@ class SecureBackend:
             await ctx.online_gate()
             io = Exchange(ctx, op, max((s.depth for s in shares), default=0))
             result = await body(io, mat, *(s.share for s in shares))
+            del mat
+            if material is not None:
+                window.consumed(ticket)  # its material is no longer needed: the window moves on
             arrays = result if isinstance(result, tuple) else (result,)
             if len(arrays) != len(outputs):
                 raise AssertionError(f"{label}: the body gave {len(arrays)} results, expected {len(outputs)}")
@@ -252,6 +269,17 @@ class SecureBackend:
 
 
 SECURE = SecureBackend()
+
+
+async def _windowed(window: Window, ticket: int, work: Coroutine[Any, Any, T]) -> T:
+    """Deal or fetch an op's material once the dealer window lets its ticket through."""
+    try:
+        await window.acquire(ticket)
+        result = await work
+    finally:
+        work.close()  # never started if the wait failed: no "never awaited" warning
+    window.done_dealing(ticket)
+    return result
 
 
 def run_protocol(ctx: Engine, label: str, spec: Spec | None, body: Body, operands: Sequence[SharedArray],
