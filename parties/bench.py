@@ -19,6 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from mpc import ring
+from mpc.profile import PROFILE, since
+from parties.profile_probe import probe_link
 from protocols.interface.context import Context
 from protocols.primitives.shared import SharedArray
 
@@ -190,7 +193,7 @@ OPS: dict[str, BenchOp] = {
     # integer product mod 2^64: one Beaver round
     "mul": BenchOp(_ints, lambda ctx, x, y, m: x * y, _wrap(np.multiply), 0.0),
     # integer matrix product of two sqrt(n) x sqrt(n) matrices: one round with a matrix triple
-    "matmul": BenchOp(_square, lambda ctx, x, y, m: x @ y, _wrap(np.matmul), 0.0),
+    "matmul": BenchOp(_square, lambda ctx, x, y, m: x @ y, _wrap(ring.matmul), 0.0),
     # fixed-point truncation of x*y held at 2f fractional bits: the truncation alone
     "trunc": BenchOp(_reals, lambda ctx, x, y, m: ctx.truncate(x, ctx.frac_bits), lambda a, b: a, 2.0**-14),
     # comparisons of fixed-point values (with ties and one-step neighbours)
@@ -217,14 +220,20 @@ OPS: dict[str, BenchOp] = {
 
 
 async def bench(ctx: Context, ops: str = "mul", n: int = 1000, repeat: int = 3, seed: int = 7,
-                method: str = "auto") -> list[dict]:
+                method: str = "auto", profile: int = 0) -> list[dict]:
     records = []
+    link = None
+    if int(profile):  # docs/performance.md: split each op's online time, measure the floors
+        PROFILE.enable()
+        link = await probe_link(ctx)
     for op_name in str(ops).split(","):
         spec = OPS.get(op_name)
         if spec is None:
             raise ValueError(f"unknown bench op {op_name!r}; known: {', '.join(OPS)}")
         for rep in range(int(repeat)):
             records.append(await _one(ctx, op_name, spec, int(n), np.random.default_rng([seed, rep]), method))
+            if link is not None:
+                records[-1]["link"] = link
     return records
 
 
@@ -253,9 +262,11 @@ async def _one(ctx: Context, op_name: str, spec: BenchOp, n: int, rng: np.random
     online_before = ctx.party.stats.copy()
     # Wall-clock stamps (one clock for every process on this host): the parties leave the barrier up to
     # one latency apart, so the op's online time is max(end) - max(start) across parties, not a local span.
+    split_before = PROFILE.snapshot()
     t_start = time.time()
     shares = await z.resolve()
     t_end = time.time()
+    split = since(split_before, PROFILE.snapshot())
     online = ctx.party.stats.since(online_before).total(phase="online")
     window = ctx.party.stats.since(before)
     dealt = window.total(phase="offline").minus(window.total(phase="offline", tag="barrier"))
@@ -266,6 +277,11 @@ async def _one(ctx: Context, op_name: str, spec: BenchOp, n: int, rng: np.random
     t_resume = time.time()
     opened = await ctx.reveal(z)
     correct = None
+    plain_s = None
+    if PROFILE.enabled:
+        t_plain = time.perf_counter()
+        spec.plain(a, b)
+        plain_s = time.perf_counter() - t_plain
     if opened is not None:
         want = spec.plain(a, b)
         correct = bool(np.array_equal(opened, want) if spec.tolerance == 0
@@ -278,5 +294,6 @@ async def _one(ctx: Context, op_name: str, spec: BenchOp, n: int, rng: np.random
         "bytes_offline_sent": dealt.bytes_sent, "t_start": t_start, "t_end": t_end, "t_resume": t_resume,
         "offline_s": offline_s,
         "correct": correct,
+        **({"profile": split, "plain_s": plain_s} if PROFILE.enabled else {}),
         **({"steps": spec.steps(n)} if spec.steps else {}),
     }

@@ -371,9 +371,13 @@ def _latency_list(ctx: click.Context, param: click.Parameter, value: str | None)
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
               help="Draw wall time against latency per op to this PNG (needs matplotlib).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of records.")
+@click.option("--profile", is_flag=True,
+              help="Split each op's online time per party (compute, transport, idle, overhead) against its "
+                   "measured floor (docs/performance.md).")
 @click.pass_context
 def bench(ctx: click.Context, config: str | None, ops: str, methods: str, n: int, repeat: int,
-          latencies: list[float | None], bandwidth_mbps: float | None, plot_path: str | None, as_json: bool) -> None:
+          latencies: list[float | None], bandwidth_mbps: float | None, plot_path: str | None, as_json: bool,
+          profile: bool) -> None:
     """Measure secure operations: online rounds, bytes, messages and wall time; dealer bytes and time."""
     from mpc.localhost import default_topology
     from parties.bench import OPS
@@ -416,7 +420,8 @@ def bench(ctx: click.Context, config: str | None, ops: str, methods: str, n: int
             for method, op_names in plan:
                 if op_names:
                     records += run_bench(topo, op_names, n, repeat, latencies, bandwidth_mbps, method,
-                                         debug=ctx.obj["debug"], on_progress=lambda _: progress.advance(task))
+                                         debug=ctx.obj["debug"], on_progress=lambda _: progress.advance(task),
+                                         profile=profile)
     except RuntimeError as exc:
         raise CliError(str(exc)) from None
     records = fit_latency_model(records)
@@ -425,6 +430,10 @@ def bench(ctx: click.Context, config: str | None, ops: str, methods: str, n: int
         click.echo(json.dumps(records))
     else:
         _print_bench_table(records, repeat)
+        if profile:
+            from parties.profile_report import print_profile
+
+            print_profile(records, _console())
     if plot_path:
         try:
             plot(records, plot_path)

@@ -26,6 +26,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
+from mpc import profile
 from mpc.runtime import Op, Party
 from protocols.primitives.shared import Ops, SharedArray, Shares, placeholder, split
 
@@ -215,7 +216,8 @@ def run_protocol(ctx: Engine, label: str, spec: Spec | None, body: Body, operand
         mat = await material if material is not None else Material({})
         await ctx.online_gate()
         io = Exchange(ctx, op, max((s.depth for s in shares), default=0))
-        result = await body(io, mat, *(s.share for s in shares))
+        work = body(io, mat, *(s.share for s in shares))
+        result = await (profile.timed(work) if profile.PROFILE.enabled else work)
         arrays = result if isinstance(result, tuple) else (result,)
         if len(arrays) != len(outputs):
             raise AssertionError(f"{label}: the body gave {len(arrays)} results, expected {len(outputs)}")
