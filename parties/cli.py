@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -176,7 +177,7 @@ def run(ctx: click.Context, config: str, party_name: str, program: str, params: 
         return run_party(topo, party_name, prog, timeout_s=timeout_s, secret_key=secret_key, setup=setup)
 
     role = topo.party(party_name).role
-    with threadpool_limits(1):
+    with threadpool_limits(blas_threads(topo, party_name)):
         try:
             outcome = _run_party_process(main, ctx.obj["debug"])
         except BaseException as exc:
@@ -190,6 +191,19 @@ def run(ctx: click.Context, config: str, party_name: str, program: str, params: 
         click.echo(record.to_json(default=_jsonable))
     else:
         _print_launch_table({"program": program, "config": config, "parties": [record.to_dict()]})
+
+
+def blas_threads(topo: Topology, name: str) -> int:
+    """BLAS threads of a party's process (ring.matmul's limb products): MPC_BLAS_THREADS if set; else one per
+    compute party (on a shared host the parties compute at the same time) and, for the helper, the CPUs it
+    deals on (dealer_workers' count: it deals while the compute parties wait or send)."""
+    env = os.environ.get("MPC_BLAS_THREADS")
+    if env:
+        try:
+            return max(1, int(env))
+        except ValueError:
+            raise CliError(f"MPC_BLAS_THREADS: expected a positive integer, got {env!r}") from None
+    return topo.dealer_worker_count() if topo.party(name).role == "helper" else 1
 
 
 def _failure_record(name: str, role: str, exc: BaseException) -> PartyRecord:

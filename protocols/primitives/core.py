@@ -162,19 +162,20 @@ class Exchange:
         for peer in self.parties:
             if peer != self.name:
                 party.send(peer, self.op, share, step=step, depth=self.depth)
-        total = share.copy()
+        total: np.ndarray | None = None  # the share is being sent: never written to; the first sum is a new array
         depth = self.depth
         for peer in self.parties:
             if peer == self.name:
                 continue
             msg = await party.recv(peer, self.op, step=step, dtype=np.uint64, shape=share.shape)
-            if xor:
-                total ^= msg.array
+            combine = np.bitwise_xor if xor else np.add
+            if total is None:
+                total = combine(share, msg.array, out=np.empty_like(share))
             else:
-                total += msg.array
+                combine(total, msg.array, out=total)
             depth = max(depth, msg.depth)
         self.depth = depth
-        return total
+        return share.copy() if total is None else total
 
 
 Body = Callable[..., Awaitable[np.ndarray | tuple[np.ndarray, ...]]]
