@@ -43,28 +43,27 @@ def decode_fixed(x: np.ndarray, frac_bits: int) -> np.ndarray:
     return signed(x).astype(np.float64) / float(1 << frac_bits)
 
 
-LIMB_BITS = 22
-LIMBS = 3  # 3 x 22 >= 64: every ring element is l0 + l1 2^22 + l2 2^44 (mod 2^64), each limb in [-2^21, 2^21)
-MAX_CHUNK_K = 1 << (53 - 2 * (LIMB_BITS - 1))  # 2^11: k limb products of magnitude <= 2^42 sum exactly in float64
+LIMB_WIDTHS = (22, 20, 22)  # every ring element is l0 + l1 2^22 + l2 2^42 (mod 2^64), each limb balanced (signed)
+LIMBS = len(LIMB_WIDTHS)
+MAX_CHUNK_K = 1 << 10  # inner dimension whose limb products sum exactly in float64 (see _limb_matmul)
 _LIMB_MIN_WORK = 1 << 24  # below ~250^3 multiply-adds numpy's integer matmul is as fast (measured)
-_HALF = np.uint64(1 << (LIMB_BITS - 1))
-_LOW = np.uint64((1 << LIMB_BITS) - 1)
-_SHIFT = np.uint64(LIMB_BITS)
+_S1, _S2 = np.uint64(LIMB_WIDTHS[0]), np.uint64(LIMB_WIDTHS[0] + LIMB_WIDTHS[1])
 
 
 def limbs(x: np.ndarray) -> list[np.ndarray]:
-    """x as LIMBS balanced (signed) limbs in float64: x = sum_i limb_i 2^(22 i) mod 2^64, |limb_i| <= 2^21.
+    """x as balanced limbs in float64: x = l0 + l1 2^22 + l2 2^42 mod 2^64, |l0|, |l2| <= 2^21, |l1| <= 2^19.
 
-    Balanced limbs are why 3 suffice: a product of two is at most 2^42 in magnitude, so sums of up to 2^11
-    of them are exact in float64 (below 2^53); unsigned 22-bit limbs would allow only 2^9, and 2 limbs of
-    32 bits never fit. Each step takes the low 22 bits as a value in [-2^21, 2^21) and carries the rest."""
+    Balanced (signed) limbs keep the products small enough for float64 with 3 limbs (2 limbs of 32 bits
+    never fit its 53 bits). Each step takes the next w bits as a value in [-2^(w-1), 2^(w-1)) and carries
+    the rest."""
     out = []
     v = np.asarray(x, dtype=np.uint64)
-    for i in range(LIMBS):
-        limb = ((v + _HALF) & _LOW).view(np.int64) - np.int64(_HALF)
+    for i, width in enumerate(LIMB_WIDTHS):
+        half, low = np.uint64(1 << (width - 1)), np.uint64((1 << width) - 1)
+        limb = ((v + half) & low).view(np.int64) - np.int64(half)
         out.append(limb.astype(np.float64))
         if i + 1 < LIMBS:
-            v = (v - limb.view(np.uint64)) >> _SHIFT  # exact: v - limb is a multiple of 2^22 (mod 2^64)
+            v = (v - limb.view(np.uint64)) >> np.uint64(width)  # exact: v - limb is a multiple of 2^w (mod 2^64)
     return out
 
 
@@ -74,32 +73,38 @@ def _exact(p: np.ndarray) -> np.ndarray:
 
 
 def _limb_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """a @ b mod 2^64 for an inner dimension of at most MAX_CHUNK_K, in 3 BLAS calls (6 limb products).
+    """a @ b mod 2^64 for an inner dimension k <= MAX_CHUNK_K: 4 BLAS calls, the work of 5 limb products.
 
-    Only the limb pairs of shift below 64 count: (0,0) at 0; (0,1), (1,0) at 22; (0,2), (1,1), (2,0) at 44.
-    Stacking a's limbs along the rows computes the pairs that share b's limb in one product."""
-    la, lb = limbs(a), limbs(b)
-    m = a.shape[-2]
-    p = np.matmul(np.concatenate(la, axis=-2), lb[0])  # a0 b0, a1 b0, a2 b0
-    q = np.matmul(np.concatenate(la[:2], axis=-2), lb[1])  # a0 b1, a1 b1
-    r = np.matmul(la[0], lb[2])  # a0 b2
-    out = _exact(p[..., :m, :])
-    mid = _exact(p[..., m:2 * m, :])
-    mid += _exact(q[..., :m, :])
-    top = _exact(p[..., 2 * m:, :])
-    top += _exact(q[..., m:, :])
-    top += _exact(r)
-    mid += top << _SHIFT
-    out += mid << _SHIFT
-    return out
+    With limb shifts 0, 22 and 42, only pairs of total shift below 64 count ((1,2) is at 64):
+      shift 0:  a0 b0
+      shift 22: a0 b1 + a1 b0 = (a0 + a1)(b0 + b1) - a0 b0 - a1 b1  (Karatsuba: one product, not two)
+      shift 42: a0 b2 + a2 b0 = [a0 a2] @ [b2; b0]  (one product of inner dimension 2k)
+      shift 44: a1 b1 (already computed)
+    Exact: the terms are at most 2^42 ((0,0), and (0,2), (2,0) over 2k terms: 2k <= 2^11) or
+    (2^21 + 2^19)^2 < 2^42.7 (Karatsuba's, over k terms), so every sum stays within 2^53 for k <= 2^10."""
+    a0, a1, a2 = limbs(a)
+    b0, b1, b2 = limbs(b)
+    p00 = _exact(np.matmul(a0, b0))
+    p11 = _exact(np.matmul(a1, b1))
+    mid = _exact(np.matmul(a0 + a1, b0 + b1))
+    top = _exact(np.matmul(np.concatenate([a0, a2], axis=-1), np.concatenate([b2, b0], axis=-2)))
+    mid -= p00
+    mid -= p11
+    top += p11 << np.uint64(2)
+    top <<= _S2
+    mid <<= _S1
+    p00 += mid
+    p00 += top
+    return p00
 
 
 def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """a @ b mod 2^64 (numpy matmul semantics); large products through float64 BLAS on 22-bit limbs.
 
     numpy's integer matmul uses no BLAS (a plain loop in numpy's C code). Here each operand is split into 3
-    balanced 22-bit limbs (`limbs`) and the 6 limb products that matter run on BLAS, exact in float64 for
-    an inner dimension up to MAX_CHUNK_K = 2048; a longer inner dimension is cut into chunks of that size,
+    balanced limbs of 22, 20 and 22 bits (`limbs`) and the limb products that matter (`_limb_matmul`) run
+    on BLAS, exact in float64 for an inner dimension up to MAX_CHUNK_K = 1024; a longer one is cut into
+    chunks of that size,
     whose exact results are added in the ring. Small products (under ~250^3 multiply-adds) and
     matrix-vector products stay on numpy's integer matmul. Threads: whatever the party set (one per
     compute party by default: parties/cli.py)."""
