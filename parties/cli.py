@@ -195,16 +195,17 @@ def run(ctx: click.Context, config: str, party_name: str, program: str, params: 
 
 
 def blas_threads(topo: Topology, name: str) -> int:
-    """BLAS threads of a party's process (ring.matmul's limb products): MPC_BLAS_THREADS if set; else one per
-    compute party (on a shared host the parties compute at the same time) and, for the helper, the CPUs it
-    deals on (dealer_workers' count: it deals while the compute parties wait or send)."""
+    """BLAS threads of a party's process (ring.matmul's limb products): MPC_BLAS_THREADS if set, else one (on a
+    shared host the parties compute at the same time; OpenBLAS threads also spin after each call). A party
+    alone on its host may set more."""
     env = os.environ.get("MPC_BLAS_THREADS")
     if env:
         try:
             return max(1, int(env))
         except ValueError:
             raise CliError(f"MPC_BLAS_THREADS: expected a positive integer, got {env!r}") from None
-    return topo.dealer_worker_count() if topo.party(name).role == "helper" else 1
+    del topo, name  # the same for every party for now (docs/performance.md)
+    return 1
 
 
 def _failure_record(name: str, role: str, exc: BaseException) -> PartyRecord:
