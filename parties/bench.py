@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 
 from mpc.memory import party_memory
+from mpc.profile import PROFILE, since
+from parties.profile_probe import probe_link
 from protocols.interface.context import Context
 from protocols.interface.operations import OPERATIONS
 from protocols.interface.registry import Sample
@@ -110,8 +112,12 @@ OPS: dict[str, Sample] = {**{op.bench_name: op.sample for op in OPERATIONS}, **A
 
 
 async def bench(ctx: Context, ops: str = "mul", n: int = 1000, repeat: int = 3, seed: int = 7,
-                method: str = "auto") -> list[dict]:
+                method: str = "auto", profile: int = 0) -> list[dict]:
     records = []
+    link = None
+    if int(profile):  # docs/performance.md: split each op's online time, measure the floors
+        PROFILE.enable()
+        link = await probe_link(ctx)
     for op_name in str(ops).split(","):
         spec = OPS.get(op_name)
         if spec is None:
@@ -122,6 +128,8 @@ async def bench(ctx: Context, ops: str = "mul", n: int = 1000, repeat: int = 3, 
             else:
                 record = await _one(ctx, op_name, spec, int(n), np.random.default_rng([seed, rep]), method)
             records.append({**record, **party_memory(ctx.party)})
+            if link is not None:
+                records[-1]["link"] = link
     return records
 
 
@@ -227,9 +235,11 @@ async def _one(ctx: Context, op_name: str, spec: Sample, n: int, rng: np.random.
     online_before = ctx.party.stats.copy()
     # Wall-clock stamps (one clock for every process on this host): the parties leave the barrier up to
     # one latency apart, so the op's online time is max(end) - max(start) across parties, not a local span.
+    split_before = PROFILE.snapshot()
     t_start = time.time()
     shares = await z.resolve()
     t_end = time.time()
+    split = since(split_before, PROFILE.snapshot())
     online = ctx.party.stats.since(online_before).total(phase="online")
     window = ctx.party.stats.since(before)
     dealt = window.total(phase="offline").minus(window.total(phase="offline", tag="barrier"))
@@ -240,6 +250,11 @@ async def _one(ctx: Context, op_name: str, spec: Sample, n: int, rng: np.random.
     t_resume = time.time()
     opened = await ctx.reveal(z)
     correct = None
+    plain_s = None
+    if PROFILE.enabled:
+        t_plain = time.perf_counter()
+        spec.reference(a, b)
+        plain_s = time.perf_counter() - t_plain
     if opened is not None:
         correct = spec.close(opened, spec.reference(a, b))
     return {
@@ -250,5 +265,6 @@ async def _one(ctx: Context, op_name: str, spec: Sample, n: int, rng: np.random.
         "bytes_offline_sent": dealt.bytes_sent, "t_start": t_start, "t_end": t_end, "t_resume": t_resume,
         "offline_s": offline_s,
         "correct": correct,
+        **({"profile": split, "plain_s": plain_s} if PROFILE.enabled else {}),
         **({"steps": spec.steps(n)} if spec.steps else {}),
     }

@@ -24,6 +24,7 @@ from mpc.config import Topology
 from mpc.localhost import secured, write_topology
 from mpc.settings import Comparison
 from parties.launcher import failure_summary, launch
+from parties.profile_report import summarise_profile
 
 Record = dict[str, Any]
 
@@ -31,7 +32,7 @@ Record = dict[str, Any]
 def run_bench(topology: Topology, ops: Sequence[str], n: int, repeat: int, latencies: Sequence[float | None] = (None,),
               bandwidth_mbps: float | None = None, method: str = Comparison.AUTO, debug: bool = False,
               prefixes: Mapping[str, Sequence[str]] | None = None,
-              on_progress: Callable[[float | None], None] | None = None) -> list[Record]:
+              on_progress: Callable[[float | None], None] | None = None, profile: bool = False) -> list[Record]:
     """Launch every party of `topology` on this host with the bench program, once per latency."""
     records: list[Record] = []
     for latency in latencies:
@@ -39,7 +40,7 @@ def run_bench(topology: Topology, ops: Sequence[str], n: int, repeat: int, laten
         with tempfile.TemporaryDirectory(prefix="mpc-bench-") as tmp:
             path = write_topology(secured(topo, Path(tmp)), Path(tmp) / "topology.yaml")
             args = ["--program", "bench", "-p", f"ops={','.join(ops)}", "-p", f"n={n}", "-p", f"repeat={repeat}",
-                    "-p", f"method={method}"]
+                    "-p", f"method={method}", *(["-p", "profile=1"] if profile else [])]
             results = launch(str(path), topo.names, args, global_args=["--debug"] if debug else [], sink=None,
                              prefixes=prefixes)
         if any(not r.ok for r in results):
@@ -94,6 +95,8 @@ def summarise(per_party: dict[str, list[Record]], topo: Topology) -> list[Record
             out[-1].update({"chunks": reps[0][0]["chunks"], "online_serial_s": online_serial,
                             "end_to_end_s": wall,
                             "overlap_ratio": wall / max(online_serial, offline_med)})
+        if "profile" in reps[0][0] or "profile" in reps[0][-1]:  # --profile (parties/profile_report.py)
+            out[-1]["profile"] = summarise_profile(reps, max(rounds), max(online))
         steps = reps[0][0].get("steps")
         if steps:  # training ops (parties/bench.py): per SGD step
             out[-1].update({"steps": steps, "rounds_per_step": max(rounds) / steps, "steps_per_s": steps / wall,

@@ -29,6 +29,7 @@ import zmq.asyncio
 
 from mpc.config import Topology
 from mpc.keys import CurveKeys
+from mpc.profile import PROFILE
 from mpc.stats import Stats
 from mpc.transport import session as sessions
 from mpc.transport import sockets
@@ -297,6 +298,10 @@ class ZmqTransport(Receiving):
         self, peer: str, op: int, step: int, array: np.ndarray, *, depth: int, tag: str, phase: str = "online"
     ) -> None:
         """Queue `array` for `peer` under key (op, step). Non-blocking; never modify `array` afterwards."""
+        with PROFILE.section("transport"):
+            self._send(peer, op, step, array, depth=depth, tag=tag, phase=phase)
+
+    def _send(self, peer: str, op: int, step: int, array: np.ndarray, *, depth: int, tag: str, phase: str) -> None:
         if self._failures.error is not None:
             raise self._failures.error
         if peer not in self._links:
@@ -333,6 +338,10 @@ class ZmqTransport(Receiving):
             asyncio.get_running_loop().call_soon(self._flush)
 
     def _flush(self) -> None:
+        with PROFILE.section("transport"):
+            self._flush_pending()
+
+    def _flush_pending(self) -> None:
         self._flush_scheduled = False
         if not self._pending_out:
             return
@@ -387,7 +396,8 @@ class ZmqTransport(Receiving):
                 log.warning("%s: dropped a malformed message from %s (%d parts)", self.me, peer, len(parts))
                 continue
             try:
-                self._handle_message(peer, parts[1].buffer)
+                with PROFILE.section("transport"):
+                    self._handle_message(peer, parts[1].buffer)
             except Exception as exc:  # a bug's last line of defence: never a dead reader
                 self._on_handler_error(peer, exc)
 

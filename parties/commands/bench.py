@@ -42,9 +42,13 @@ def _latency_list(ctx: click.Context, param: click.Parameter, value: str | None)
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
               help="Draw wall time against latency per op to this PNG (needs matplotlib).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of records.")
+@click.option("--profile", is_flag=True,
+              help="Split each op's online time per party (compute, transport, idle, overhead) against its "
+                   "measured floor (docs/performance.md).")
 @click.pass_context
 def bench(ctx: click.Context, config: str | None, ops: str, methods: str, n: int, repeat: int,
-          latencies: list[float | None], bandwidth_mbps: float | None, plot_path: str | None, as_json: bool) -> None:
+          latencies: list[float | None], bandwidth_mbps: float | None, plot_path: str | None, as_json: bool,
+          profile: bool) -> None:
     """Measure secure operations: online rounds, bytes, messages and wall time; dealer bytes and time.
 
     CONFIG: the topology to run on (default: two banks and the helper on localhost, free ports)."""
@@ -94,7 +98,8 @@ def bench(ctx: click.Context, config: str | None, ops: str, methods: str, n: int
                     # auto resolved once per op for the whole sweep: at the first latency, then kept, so each
                     # op's line is one method from end to end (auto would switch methods along the sweep)
                     first = run_bench(topo, op_names, n, repeat, latencies[:1], bandwidth_mbps, method,
-                                      debug=debug(ctx), on_progress=lambda _: progress.advance(task))
+                                      debug=debug(ctx), on_progress=lambda _: progress.advance(task),
+                                      profile=profile)
                     records += first
                     sweep = latencies[1:]
                     resolved = resolve_auto(first, {o: bool(OPS[o].methods) for o in op_names})
@@ -111,10 +116,10 @@ def bench(ctx: click.Context, config: str | None, ops: str, methods: str, n: int
 
                     for fixed, group in groups.items():
                         records += run_bench(topo, group, n, repeat, sweep, bandwidth_mbps, fixed, debug=debug(ctx),
-                                             on_progress=advance)
+                                             on_progress=advance, profile=profile)
                     continue
                 records += run_bench(topo, op_names, n, repeat, sweep, bandwidth_mbps, method,
-                                     debug=debug(ctx), on_progress=lambda _: progress.advance(task))
+                                     debug=debug(ctx), on_progress=lambda _: progress.advance(task), profile=profile)
     except RuntimeError as exc:
         raise CliError(str(exc)) from None
     records = fit_latency_model(records)
@@ -123,6 +128,10 @@ def bench(ctx: click.Context, config: str | None, ops: str, methods: str, n: int
         click.echo(json.dumps(records))
     else:
         print_bench_table(records, repeat)
+        if profile:
+            from parties.profile_report import print_profile
+
+            print_profile(records, console())
     if plot_path:
         try:
             plot(records, plot_path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -94,7 +95,7 @@ def run(ctx: click.Context, config: str, party_name: str, program: str | None, p
     from protocols.primitives.material import refuse_test_dealer
 
     refuse_test_dealer("mpc run")  # so launch, demo and bench too: they start `mpc run` processes
-    with threadpool_limits(1):
+    with threadpool_limits(blas_threads()):
         try:
             outcome = run_party_process(main, debug(ctx))
         except BaseException as exc:
@@ -163,3 +164,16 @@ def _log_loop_error(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) ->
     """An error asyncio could not hand to anyone: one log line, no traceback (--debug shows it)."""
     exc = context.get("exception")
     logging.getLogger("mpc").debug("%s: %r", context.get("message"), exc)
+
+
+def blas_threads() -> int:
+    """BLAS threads of a party's process (ring.matmul's limb products): MPC_BLAS_THREADS if set, else one (on a
+    shared host the parties compute at the same time; OpenBLAS threads also spin after each call). A party
+    alone on its host may set more (docs/performance.md)."""
+    env = os.environ.get("MPC_BLAS_THREADS")
+    if env:
+        try:
+            return max(1, int(env))
+        except ValueError:
+            raise CliError(f"MPC_BLAS_THREADS: expected a positive integer, got {env!r}") from None
+    return 1

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from mpc import ring
 from protocols.interface import functions, numpy_api, samples
 from protocols.interface.registry import Operation, Registry, Sample
 from protocols.primitives import arithmetic, comparison, truncation
@@ -219,7 +220,7 @@ _F = samples.unary
 OPERATIONS = Registry([
     Operation("mul", mul, Sample(samples.ints, lambda ctx, x, y, m: x * y, samples.wrap(np.multiply)),
               ufuncs={np.multiply: mul}, rounds={"": 1}),
-    Operation("matmul", matmul, Sample(samples.square, lambda ctx, x, y, m: x @ y, samples.wrap(np.matmul)),
+    Operation("matmul", matmul, Sample(samples.square, lambda ctx, x, y, m: x @ y, samples.wrap(ring.matmul)),
               ufuncs={np.matmul: matmul},
               functions={"dot": lambda ctx, a, kw: matmul(ctx, a[0], a[1]),
                          "matmul": lambda ctx, a, kw: matmul(ctx, a[0], a[1])}, rounds={"": 1}),

@@ -26,6 +26,7 @@ from typing import Any, Literal, Protocol, TypeVar
 
 import numpy as np
 
+from mpc import profile
 from mpc.runtime import Op, Party
 from mpc.window import Window
 from protocols.primitives.shared import Ops, SharedArray, Shares, placeholder, split
@@ -170,19 +171,20 @@ class Exchange:
         for peer in self.parties:
             if peer != self.name:
                 party.send(peer, self.op, share, step=step, depth=self.depth)
-        total = share.copy()
+        total: np.ndarray | None = None  # the share is being sent: never written to; the first sum is a new array
         depth = self.depth
         for peer in self.parties:
             if peer == self.name:
                 continue
             msg = await party.recv(peer, self.op, step=step, dtype=np.uint64, shape=share.shape)
-            if xor:
-                total ^= msg.array
+            combine = np.bitwise_xor if xor else np.add
+            if total is None:
+                total = combine(share, msg.array, out=np.empty_like(share))
             else:
-                total += msg.array
+                combine(total, msg.array, out=total)
             depth = max(depth, msg.depth)
         self.depth = depth
-        return total
+        return share.copy() if total is None else total
 
 
 Body = Callable[..., Awaitable[np.ndarray | tuple[np.ndarray, ...]]]
@@ -246,8 +248,9 @@ class SecureBackend:
             mat = await material if material is not None else Material({})
             await ctx.online_gate()
             io = Exchange(ctx, op, max((s.depth for s in shares), default=0))
-            result = await body(io, mat, *(s.share for s in shares))
-            del mat
+            work = body(io, mat, *(s.share for s in shares))
+            result = await (profile.timed(work) if profile.PROFILE.enabled else work)
+            del mat, work
             if material is not None:
                 window.consumed(ticket)  # its material is no longer needed: the window moves on
             arrays = result if isinstance(result, tuple) else (result,)
