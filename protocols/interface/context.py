@@ -29,6 +29,7 @@ from mpc.ring import decode_fixed, encode_fixed, ring, signed
 from mpc.runtime import Party, PartyOutcome, run_local_async
 from protocols.interface import functions, numpy_api
 from protocols.primitives import arithmetic, comparison, truncation
+from protocols.primitives import psi as psi_protocol
 from protocols.primitives.core import RandomnessProvider
 from protocols.primitives.material import HelperProvider, LocalTestProvider
 from protocols.primitives.shared import (
@@ -174,10 +175,10 @@ class Context:
     def input(self, owner: str, value: Any = None, *, shape: tuple[int, ...], fixed: bool) -> SharedArray: ...
 
     @overload
-    def input(self, owner: str, value: Any = None) -> Awaitable[SharedArray]: ...
+    def input(self, owner: str, value: Any = None, *, align: psi_protocol.Alignment | None = None) -> Awaitable[SharedArray]: ...
 
     def input(self, owner: str, value: Any = None, *, shape: tuple[int, ...] | None = None,
-              fixed: bool | None = None) -> Any:
+              fixed: bool | None = None, align: psi_protocol.Alignment | None = None) -> Any:
         """Secret-share `owner`'s array (floats as fixed point, integers mod 2^64). Collective, 1 round.
 
         `value` may be a numpy array or a pandas DataFrame of numeric columns (a 2-D array, integers if every
@@ -187,8 +188,11 @@ class Context:
         sends each other compute party a fresh uniform share and keeps x minus their sum. Await the
         result. If every party passes `shape` and `fixed`, nobody waits for the owner's metadata: the
         result is a SharedArray at once, so operations on it can be issued (and their randomness dealt)
-        before the owner's data arrives.
+        before the owner's data arrives. `align=` an Alignment from `ctx.psi`: the owner's rows of the
+        common ids only, in the common order (docs/analytics.md).
         """
+        if align is not None:
+            return psi_protocol.aligned_input(self, owner, value, align)
         if owner not in self.compute_parties:
             raise ValueError(f"input owner must be a compute party ({', '.join(self.compute_parties)}), "
                              f"not {owner!r}")
@@ -310,6 +314,12 @@ class Context:
             return np.asarray(value)  # 0-d: an array too
 
         return self.spawn(run())
+
+    def psi(self, ids: Any = None, *, parties: Sequence[str] | None = None, reveal: str = "both") -> Any:
+        """Private set intersection of two banks' ids (strings), helper-aided: the helper learns only the
+        sizes. reveal: 'both', 'size' or a bank's name. Await an Alignment; pass it to `input(align=)`.
+        See protocols/primitives/psi.py and docs/analytics.md."""
+        return psi_protocol.psi(self, ids, parties=parties, reveal=reveal)
 
     async def own_share(self, x: SharedArray) -> np.ndarray | None:
         """This party's own share of x (None on the helper): uniformly random by itself, so it tells its
