@@ -70,8 +70,8 @@ def check_ids(owner: str, ids: Any) -> list[str]:
     out = list(ids)
     if len(out) > MAX_IDS:
         raise ValueError(f"{owner}: psi: {len(out):,} ids, more than the limit of {MAX_IDS:,}")
-    bad = next((i for i, v in enumerate(out) if not isinstance(v, str)), None)
-    if bad is not None:
+    if not all(isinstance(v, str) for v in out):
+        bad = next(i for i, v in enumerate(out) if not isinstance(v, str))
         raise TypeError(f"{owner}: psi: ids must be strings; the id at position {bad} is a "
                         f"{type(out[bad]).__name__} (convert them, e.g. str(i))")
     if len(set(out)) != len(out):
@@ -91,13 +91,23 @@ def tags(key: bytes, ids: Sequence[str]) -> np.ndarray:
 
 
 def match(tags_a: np.ndarray, tags_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Positions (ia, ib) of the equal tags, in the order of the tags' values."""
+    """Positions (ia, ib) of the equal tags, in the order of the tags' values: one sort of a's first words
+    and a binary search of b's (a 64-bit collision within a set, probability ~n^2/2^65, stops the run)."""
     first_a, first_b = tags_a[:, 0], tags_b[:, 0]
-    if np.unique(first_a).size != first_a.size or np.unique(first_b).size != first_b.size:
+    order_a = np.argsort(first_a)
+    sorted_a = first_a[order_a]
+    if sorted_a.size > 1 and np.any(sorted_a[1:] == sorted_a[:-1]):
         raise RuntimeError("psi: two tags of one bank agree on 64 bits (probability ~n^2/2^65); run again")
-    _, ia, ib = np.intersect1d(first_a, first_b, assume_unique=True, return_indices=True)
+    at = np.minimum(np.searchsorted(sorted_a, first_b), max(sorted_a.size - 1, 0))
+    hit = sorted_a[at] == first_b if sorted_a.size else np.zeros(first_b.size, dtype=bool)
+    ib = np.flatnonzero(hit)
+    ia = order_a[at[ib]]
     same = tags_a[ia, 1] == tags_b[ib, 1]
-    return ia[same].astype(np.int64), ib[same].astype(np.int64)
+    ia, ib = ia[same], ib[same]
+    if np.unique(ia).size != ia.size:
+        raise RuntimeError("psi: two tags of one bank agree on 64 bits (probability ~n^2/2^65); run again")
+    common = np.argsort(first_b[ib])
+    return ia[common].astype(np.int64), ib[common].astype(np.int64)
 
 
 def psi(ctx: Engine, ids: Any = None, *, parties: Sequence[str] | None = None,
