@@ -30,6 +30,7 @@ from mpc.runtime import Party, PartyOutcome, run_local_async
 from protocols.interface import functions, numpy_api
 from protocols.primitives import arithmetic, comparison, truncation
 from protocols.primitives import psi as psi_protocol
+from protocols.primitives import sort as sorting
 from protocols.primitives.core import RandomnessProvider
 from protocols.primitives.material import HelperProvider, LocalTestProvider
 from protocols.primitives.shared import (
@@ -412,6 +413,36 @@ class Context:
     def where(self, bit: SharedArray, a: Any, b: Any) -> SharedArray:
         """bit ? a : b for a shared 0/1 integer `bit`. 1 round."""
         return comparison.where(self, bit, a, b)
+
+    # -- sort, rank and select (protocols/primitives/sort.py): 2+ compute parties, rounds O(log n) -----------
+    def sort(self, x: SharedArray, *columns: SharedArray, method: str | None = None) -> Any:
+        """np.sort of a 1-D shared array, stable; with columns, (sorted x, each column in x's order)."""
+        if columns:
+            out = sorting.sort_by(self, x, columns, method)
+            return (out[0], *out[2:])
+        return sorting.sort(self, x, method)
+
+    def argsort(self, x: SharedArray, method: str | None = None) -> SharedArray:
+        """np.argsort(x, kind='stable') as shared indices (a shared permutation: `ctx.take(z, p)`)."""
+        return sorting.argsort(self, x, method)
+
+    def take(self, z: SharedArray, perm: SharedArray) -> SharedArray:
+        """z[perm] for a shared permutation from argsort (5 rounds)."""
+        return sorting.take(self, z, perm)
+
+    def top_k(self, x: SharedArray, k: int, method: str | None = None) -> tuple[SharedArray, SharedArray]:
+        """The k largest values (largest first) and their original indices."""
+        return sorting.top_k(self, x, k, method)
+
+    def median(self, x: SharedArray, method: str | None = None) -> SharedArray:
+        return sorting.median(self, x, method)
+
+    def quantile(self, x: SharedArray, q: Any, method: str | None = None) -> SharedArray:
+        """np.quantile (linear interpolation), q public in [0, 1]."""
+        return sorting.quantile(self, x, q, method)
+
+    def percentile(self, x: SharedArray, q: Any, method: str | None = None) -> SharedArray:
+        return sorting.quantile(self, x, np.asarray(q, dtype=np.float64) / 100, method)
 
     # -- numpy on shared values (protocols/interface/numpy_api.py) -----------------------------------------
     def numpy(self, kind: str, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

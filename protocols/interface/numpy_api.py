@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from protocols.primitives import arithmetic, comparison, truncation
+from protocols.primitives import sort as sorting
 from protocols.primitives.shared import SharedArray, concatenate, constant, stack
 
 if TYPE_CHECKING:
@@ -270,6 +271,73 @@ _KEYWORDS = {
 }
 
 
+def _flat_axis(args: tuple[Any, ...], kwargs: dict[str, Any], what: str, default: Any = -1) -> SharedArray:
+    """The 1-D array a sort-like function works on: x itself, or x flattened for axis=None."""
+    x = args[0]
+    axis = kwargs.get("axis", default)
+    if axis is None:
+        return x.reshape(-1)
+    if x.ndim != 1 or axis not in (0, -1):
+        raise TypeError(f"numpy.{what} on shared values works on 1-D arrays (or axis=None), not shape {x.shape} "
+                        f"along axis {axis}")
+    return x
+
+
+def _sort_kind(kwargs: dict[str, Any], what: str) -> None:
+    if kwargs.get("kind") not in (None, "stable", "mergesort", "quicksort") or kwargs.get("order") is not None:
+        raise TypeError(f"numpy.{what}: kind= other than stable and order= are not supported on shared values")
+
+
+def _np_sort(ctx: Engine, args: tuple[Any, ...], kwargs: dict[str, Any]) -> SharedArray:
+    _sort_kind(kwargs, "sort")
+    return sorting.sort(ctx, _flat_axis(args, kwargs, "sort"))
+
+
+def _np_argsort(ctx: Engine, args: tuple[Any, ...], kwargs: dict[str, Any]) -> SharedArray:
+    _sort_kind(kwargs, "argsort")
+    return sorting.argsort(ctx, _flat_axis(args, kwargs, "argsort"))
+
+
+def _np_partition(ctx: Engine, args: tuple[Any, ...], kwargs: dict[str, Any]) -> SharedArray:
+    kth = kwargs.get("kth", args[1] if len(args) > 1 else None)
+    if kth is None:
+        raise TypeError("numpy.partition needs kth")
+    return sorting.partition(ctx, _flat_axis(args[:1], kwargs, "partition"), kth)
+
+
+def _np_quantile(scale: float, what: str) -> Callable[[Engine, tuple[Any, ...], dict[str, Any]], SharedArray]:
+    def run(ctx: Engine, args: tuple[Any, ...], kwargs: dict[str, Any]) -> SharedArray:
+        q = kwargs.get("q", args[1] if len(args) > 1 else None)
+        if q is None:
+            raise TypeError(f"numpy.{what} needs q")
+        if kwargs.get("method", "linear") != "linear" or kwargs.get("interpolation") not in (None, "linear"):
+            raise TypeError(f"numpy.{what}: only method='linear' (numpy's default) is supported on shared values")
+        return sorting.quantile(ctx, _flat_axis(args[:1], kwargs, what, None), np.asarray(q, dtype=np.float64) / scale)
+    return run
+
+
+def _np_median(ctx: Engine, args: tuple[Any, ...], kwargs: dict[str, Any]) -> SharedArray:
+    return sorting.median(ctx, _flat_axis(args, kwargs, "median", None))
+
+
+def _np_take(ctx: Engine, args: tuple[Any, ...], kwargs: dict[str, Any]) -> SharedArray:
+    z, idx = args[0], kwargs.get("indices", args[1] if len(args) > 1 else None)
+    if isinstance(idx, SharedArray):
+        if not isinstance(z, SharedArray):
+            z = constant(ctx, z)
+        return sorting.take(ctx, z, idx)
+    axis = kwargs.get("axis")
+    if axis not in (None, 0) or z.ndim != 1 and axis is None:
+        raise TypeError("numpy.take with a public index works on 1-D shared arrays here; index x[idx] instead")
+    return z[np.asarray(idx)]
+
+
+_ANALYTICS: dict[str, Callable[[Engine, tuple[Any, ...], dict[str, Any]], Any]] = {
+    "sort": _np_sort, "argsort": _np_argsort, "partition": _np_partition, "median": _np_median,
+    "percentile": _np_quantile(100.0, "percentile"), "quantile": _np_quantile(1.0, "quantile"), "take": _np_take,
+}
+
+
 def _qualified(func: Any) -> str:
     module = getattr(func, "__module__", "numpy") or "numpy"
     return f"{module.replace('numpy._core.', 'numpy.').replace('numpy.core.', 'numpy.')}.{func.__name__}"
@@ -343,6 +411,8 @@ def array_function(ctx: Engine, func: Any, args: tuple[Any, ...], kwargs: dict[s
         return absolute(ctx, x)
     if name in ("square",):
         return x * x
+    if name in _ANALYTICS:
+        return _ANALYTICS[name](ctx, args, kwargs)
     if name == "shape":
         return x.shape
     if name == "ndim":
