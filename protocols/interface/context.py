@@ -27,7 +27,7 @@ from mpc.config import Topology
 from mpc.prg import random_ring
 from mpc.ring import decode_fixed, encode_fixed, ring, signed
 from mpc.runtime import Party, PartyOutcome, run_local_async
-from protocols.interface import functions, numpy_api
+from protocols.interface import analytics, functions, numpy_api
 from protocols.primitives import arithmetic, comparison, truncation
 from protocols.primitives import psi as psi_protocol
 from protocols.primitives import sort as sorting
@@ -284,12 +284,17 @@ class Context:
             raise ValueError(f"{owner}: input: {exc}") from None
         return arr, frac, encoded
 
-    def reveal(self, x: SharedArray, to: Sequence[str] | None = None) -> asyncio.Task[np.ndarray | None]:
+    def reveal(self, x: SharedArray, to: Sequence[str] | None = None, *, min_count: int | None = None,
+               counts: Any = None) -> asyncio.Task[Any]:
         """Open x to the compute parties in `to` (default: all). Collective, 1 round.
 
         Returns an ndarray of x's shape (0-d included): float64 for fixed point, int64 for integers; None on
-        parties not in `to` and the helper.
+        parties not in `to` and the helper. With `min_count=k`: only the cells whose count (`counts`, shared
+        or public, default x itself) is at least k, decided on shares; a numpy masked array whose mask marks
+        the suppressed cells (protocols/interface/analytics.py).
         """
+        if min_count is not None:
+            return analytics.reveal_suppressed(self, x, x if counts is None else counts, min_count, to)  # type: ignore[no-any-return]
         recipients = list(dict.fromkeys(self.compute_parties if to is None else to))  # each once
         unknown = [r for r in recipients if r not in self.compute_parties]
         if unknown:
@@ -443,6 +448,27 @@ class Context:
 
     def percentile(self, x: SharedArray, q: Any, method: str | None = None) -> SharedArray:
         return sorting.quantile(self, x, np.asarray(q, dtype=np.float64) / 100, method)
+
+    # -- group and count (protocols/interface/analytics.py) ---------------------------------------------
+    def group_count(self, keys: Any, groups: int) -> Any:
+        """Rows per key code in [0, groups): shared keys, 1 round (shared counts); public keys, local."""
+        return analytics.group(self, None, keys, groups)[0]
+
+    def group_sum(self, values: SharedArray, keys: Any, groups: int) -> SharedArray:
+        """Sums of values per key code in [0, groups), keys shared (1 round) or public (local)."""
+        return analytics.group(self, values, keys, groups)[1]  # type: ignore[no-any-return]
+
+    def group_mean(self, values: SharedArray, keys: Any, groups: int) -> SharedArray:
+        """Means per key code (0 for an empty group); shared keys: a shared division (ctx.div)."""
+        return analytics.group_mean(self, values, keys, groups)
+
+    def histogram(self, x: SharedArray, bins: Any) -> tuple[SharedArray, np.ndarray]:
+        """np.histogram with public edges: (shared counts, edges)."""
+        return analytics.histogram(self, x, bins)
+
+    def unique(self, x: SharedArray, return_counts: bool = False, reveal_distinct: bool = False) -> Any:
+        """Distinct values (sorted) and counts, shared; their number becomes public (reveal_distinct=True)."""
+        return analytics.unique(self, x, return_counts, reveal_distinct)
 
     # -- numpy on shared values (protocols/interface/numpy_api.py) -----------------------------------------
     def numpy(self, kind: str, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from protocols.interface import analytics
 from protocols.primitives import arithmetic, comparison, truncation
 from protocols.primitives import sort as sorting
 from protocols.primitives.shared import SharedArray, concatenate, constant, stack
@@ -332,7 +333,31 @@ def _np_take(ctx: Engine, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Shar
     return z[np.asarray(idx)]
 
 
+def _np_counting(name: str) -> Callable[[Engine, tuple[Any, ...], dict[str, Any]], Any]:
+    def run(ctx: Engine, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        x, rest = args[0], args[1:]
+        allowed = {"histogram": {"bins"}, "digitize": {"bins", "right"}, "count_nonzero": {"axis"},
+                   "any": {"axis"}, "all": {"axis"}, "isin": {"test_elements"}, "cov": {"rowvar", "ddof"},
+                   "corrcoef": {"rowvar"}}[name]
+        extra = sorted(k for k in kwargs if k not in allowed)
+        if extra:
+            raise TypeError(f"numpy.{name}({', '.join(f'{k}=' for k in extra)}) is not supported on shared values")
+        if name in ("cov", "corrcoef") and rest:
+            raise TypeError(f"numpy.{name}(x, y): stack them first, np.{name}(np.stack([x, y]))")
+        fn = {"histogram": analytics.histogram, "digitize": analytics.digitize,
+              "count_nonzero": analytics.count_nonzero, "any": analytics.any_, "all": analytics.all_,
+              "isin": analytics.isin, "cov": analytics.cov, "corrcoef": analytics.corrcoef}[name]
+        if not isinstance(x, SharedArray):
+            raise TypeError(f"numpy.{name} with a shared second argument only: make the first shared "
+                            "(ctx.constant) or use public values throughout")
+        return fn(ctx, x, *rest, **kwargs)
+
+    return run
+
+
 _ANALYTICS: dict[str, Callable[[Engine, tuple[Any, ...], dict[str, Any]], Any]] = {
+    **{name: _np_counting(name) for name in ("histogram", "digitize", "count_nonzero", "any", "all", "isin",
+                                             "cov", "corrcoef")},
     "sort": _np_sort, "argsort": _np_argsort, "partition": _np_partition, "median": _np_median,
     "percentile": _np_quantile(100.0, "percentile"), "quantile": _np_quantile(1.0, "quantile"), "take": _np_take,
 }
