@@ -4,7 +4,7 @@ Keys are shared integers in [0, K); let P = the power of two at least K. Shares 
 mod P locally (P divides 2^64), so with a dealt random r (uniform, shared) the parties can open
 c = (k - r) mod P, which is uniform and says nothing about k. The helper also deals, per row, shares of
 the one-hot vector e_r (P entries) and of a e_r for a random mask a of the row's values. Then, locally,
-e_k = e_r rotated by c, and with w = v + a opened in the same round:
+e_k = e_r rotated by c (rows summed per value of c first, then rotated), and with w = v + a opened in the same round:
 
     sums[g] = sum_i v_i [k_i = g] = sum_i w_i e_k,i[g] - sum_i (a e_r)_i rotated by c_i, at g
 
@@ -29,11 +29,20 @@ def buckets(groups: int) -> int:
     return max(2, 1 << (int(groups) - 1).bit_length())
 
 
-def _rotated(table: np.ndarray, shift: np.ndarray) -> np.ndarray:
-    """table[i, (g - shift_i) mod P, ...] for every row i and bucket g (the one-hot of r moved to k)."""
+def _by_shift(table: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """sum_i table[i, (g - shift_i) mod P, ...] for every bucket g: the rows summed per shift value (one
+    sort and one reduceat), then each of the at most P partial sums rotated into place."""
     p = table.shape[1]
-    cols = (np.arange(p, dtype=np.int64)[None, :] - shift.astype(np.int64)[:, None]) & (p - 1)
-    return np.take_along_axis(table, cols.reshape(cols.shape + (1,) * (table.ndim - 2)), axis=1)
+    out = np.zeros(table.shape[1:], dtype=np.uint64)
+    if not shift.size:
+        return out
+    order = np.argsort(shift, kind="stable")
+    ordered = shift[order]
+    starts = np.flatnonzero(np.concatenate([[True], ordered[1:] != ordered[:-1]]))
+    partial = np.add.reduceat(table[order], starts, axis=0, dtype=np.uint64)
+    for s, block in zip(ordered[starts].tolist(), partial, strict=True):
+        out += np.roll(block, int(s) % p, axis=0)
+    return out
 
 
 def group_sums(ctx: Engine, keys: SharedArray, values: SharedArray | None, groups: int) -> tuple[SharedArray, ...]:
@@ -59,17 +68,15 @@ def group_sums(ctx: Engine, keys: SharedArray, values: SharedArray | None, group
         if width:
             mine.append((rest[0].reshape(n, width) + mat.a).reshape(-1))
         opened = await io.open(np.concatenate(mine))
-        c = opened[:n] & mask
-        e = _rotated(mat.onehot, c)  # this party's shares of e_k, (n, p)
-        counts = e.sum(axis=0, dtype=np.uint64)[:groups]
+        c = (opened[:n] & mask).astype(np.int64)
+        counts = _by_shift(mat.onehot, c)[:groups]  # this party's shares of sum_i e_k,i
         if not width:
             return (counts,)
         w = opened[n:].reshape(n, width)
-        total = e.T @ w
-        # (w e_k) is a public w times a shared e_k: each party multiplies its own share; the mask term
-        # sum_i (a e_r)_i rotated by c_i is shared too, subtracted by every party
-        total -= _rotated(mat.masked, c).sum(axis=0, dtype=np.uint64)
-        sums = total[:groups]
+        # w e_k (a public w times this party's share of e_k) minus the mask term (a e_r rotated), per row
+        weighted = mat.onehot[:, :, None] * w[:, None, :]
+        weighted -= mat.masked
+        sums = _by_shift(weighted, c)[:groups]
         return counts, sums.reshape((groups,) if values is not None and values.ndim == 1 else (groups, width))
 
     def plain(k: np.ndarray, *rest: np.ndarray) -> tuple[np.ndarray, ...]:
