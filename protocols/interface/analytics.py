@@ -165,7 +165,7 @@ def unique(ctx: Engine, x: SharedArray, return_counts: bool = False, reveal_dist
         count = np.array([0 if marks is None else int(np.sum(marks))], dtype=np.int64)
         op = view.party.new_op("unique-count")
         first = view.compute_parties[0]
-        if view.name == first:
+        if view.name == first and view.party.helper is not None:
             view.party.send(view.party.helper, op, count)
         if view.is_dealer:
             d = int((await view.party.recv(first, op, dtype=np.int64, shape=(1,))).array[0])

@@ -176,7 +176,8 @@ class Context:
     def input(self, owner: str, value: Any = None, *, shape: tuple[int, ...], fixed: bool) -> SharedArray: ...
 
     @overload
-    def input(self, owner: str, value: Any = None, *, align: psi_protocol.Alignment | None = None) -> Awaitable[SharedArray]: ...
+    def input(self, owner: str, value: Any = None, *,
+              align: psi_protocol.Alignment | None = None) -> Awaitable[SharedArray]: ...
 
     def input(self, owner: str, value: Any = None, *, shape: tuple[int, ...] | None = None,
               fixed: bool | None = None, align: psi_protocol.Alignment | None = None) -> Any:

@@ -34,6 +34,7 @@ from mpc.ring import decode_fixed, encode_fixed, ring, signed
 from mpc.runtime import Party
 from mpc.stats import Stats
 from mpc.transport.frames import HEADER_SIZE
+from protocols.interface import analytics
 from protocols.interface.context import Context, _tabular
 from protocols.primitives.core import Cost, Plain
 from protocols.primitives.shared import SharedArray, Shares, resolved, split
@@ -208,7 +209,9 @@ class EmulatedContext(Context):
         return True  # every emulated party holds the whole value
 
     def input(self, owner: str, value: Any = None, *, shape: tuple[int, ...] | None = None,
-              fixed: bool | None = None) -> Any:
+              fixed: bool | None = None, align: Any = None) -> Any:
+        if align is not None:
+            raise TypeError("input(align=...) is not offered in emulation (it follows a real PSI)")
         if owner not in self.compute_parties:
             raise ValueError(f"input owner must be a compute party ({', '.join(self.compute_parties)}), "
                              f"not {owner!r}")
@@ -256,7 +259,10 @@ class EmulatedContext(Context):
             return SharedArray(self, dims, self.frac_bits if fixed else 0, self.spawn(value()))
         return self.spawn(run())
 
-    def reveal(self, x: SharedArray, to: Sequence[str] | None = None) -> Any:
+    def reveal(self, x: SharedArray, to: Sequence[str] | None = None, *, min_count: int | None = None,
+               counts: Any = None) -> Any:
+        if min_count is not None:
+            return analytics.reveal_suppressed(self, x, x if counts is None else counts, min_count, to)
         recipients = list(dict.fromkeys(self.compute_parties if to is None else to))
         name, emulator = self.name, self.emulator
         emulator.agree(name, self.party.new_op("reveal").id, f"reveal of shape {x.shape} to {recipients}",

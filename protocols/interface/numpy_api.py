@@ -364,9 +364,10 @@ def _np_counting(name: str) -> Callable[[Engine, tuple[Any, ...], dict[str, Any]
             raise TypeError(f"numpy.{name}({', '.join(f'{k}=' for k in extra)}) is not supported on shared values")
         if name in ("cov", "corrcoef") and rest:
             raise TypeError(f"numpy.{name}(x, y): stack them first, np.{name}(np.stack([x, y]))")
-        fn = {"histogram": analytics.histogram, "digitize": analytics.digitize,
+        fns: dict[str, Callable[..., Any]] = {"histogram": analytics.histogram, "digitize": analytics.digitize,
               "count_nonzero": analytics.count_nonzero, "any": analytics.any_, "all": analytics.all_,
-              "isin": analytics.isin, "cov": analytics.cov, "corrcoef": analytics.corrcoef}[name]
+              "isin": analytics.isin, "cov": analytics.cov, "corrcoef": analytics.corrcoef}
+        fn = fns[name]
         if not isinstance(x, SharedArray):
             raise TypeError(f"numpy.{name} with a shared second argument only: make the first shared "
                             "(ctx.constant) or use public values throughout")

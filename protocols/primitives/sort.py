@@ -80,15 +80,22 @@ async def _run(ctx: Engine, base: Op, x: SharedArray, others: list[SharedArray],
     shared_key = await key_task
     if shared_key is not None:  # compute parties: the second permutation, unknown to the helper
         local = common_permutation(shared_key, n, key_op)
-        columns = [c.local(lambda s, p=local: s[p], c.shape) for c in columns]
+        columns = [_gather(c, local) for c in columns]
     bits = max(1, int(n - 1).bit_length())
     scale = np.uint64(1 << bits)
     key = derive(view, columns[:2], lambda s: s[0] * scale + s[1], (n,), 0)
     order, depth = await _quicksort(view, key, n, wanted, method)
-    out = [c.local(lambda s, o=order: s[o], c.shape) for c in columns]
+    out = [_gather(c, order) for c in columns]
     if view.is_dealer:
         return ()
     return tuple([Shares(r.share, max(r.depth, depth)) for r in [await c.resolve() for c in out]])
+
+
+def _gather(x: SharedArray, rows: np.ndarray) -> SharedArray:
+    """x's rows in the public order `rows` (local)."""
+    def pick(share: np.ndarray) -> np.ndarray:
+        return share[rows]
+    return x.local(pick, x.shape)
 
 
 async def _quicksort(ctx: Engine, key: SharedArray, n: int, wanted: np.ndarray | None,
@@ -126,6 +133,7 @@ async def _quicksort(ctx: Engine, key: SharedArray, n: int, wanted: np.ndarray |
             lt = np.asarray(await opened, dtype=np.int64)
             depth = await less.depth() + 1
             if ctx.name == first:
+                assert ctx.party.helper is not None
                 ctx.party.send(ctx.party.helper, bits_op, lt.astype(np.uint8), step=BITS_STEP)
         # within each segment: [members less than the pivot, in order], the pivot, [the others, in order]
         less_before = np.cumsum(lt) - np.repeat(np.cumsum(lt)[offsets] - lt[offsets], members)
