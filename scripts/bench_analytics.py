@@ -1,8 +1,8 @@
 """Benchmarks of the analytics protocols with the parties as processes over CurveZMQ (docs/analytics.md).
 
-    python scripts/bench_analytics.py psi --n 1000000
-    python scripts/bench_analytics.py sort --n 100000
-    python scripts/bench_analytics.py groupby --n 100000 --groups 100
+    python scripts/bench_analytics.py psi -p n=1000000 [-p method=ecdh]
+    python scripts/bench_analytics.py sort -p n=100000
+    python scripts/bench_analytics.py groupby -p n=100000 -p groups=100
 
 Launches `python -m parties launch` on a localhost topology (ephemeral CURVE keys) with this file's program
 of that name; prints each party's time inside the program (`seconds`: from the protocol's call to its
@@ -26,13 +26,13 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 
 
-async def psi(ctx, n: int = 1000000, reveal: str = "both"):  # type: ignore[no-untyped-def]
+async def psi(ctx, n: int = 1000000, reveal: str = "both", method: str = "helper"):  # type: ignore[no-untyped-def]
     """n ids per bank, half of them common; the intersection, then one column of each bank aligned."""
     half = n // 2
     ids = {"bank_a": [f"DE{i:020d}" for i in range(n)],
            "bank_b": [f"DE{i:020d}" for i in range(half, half + n)]}.get(ctx.name)
     start = time.perf_counter()
-    al = await ctx.psi(ids, reveal=reveal)
+    al = await ctx.psi(ids, reveal=reveal, method=method)
     found = time.perf_counter() - start
     x = await ctx.input("bank_a", np.ones(n) if ctx.name == "bank_a" else None, align=al)
     y = await ctx.input("bank_b", np.ones(n) if ctx.name == "bank_b" else None, align=al)

@@ -24,13 +24,14 @@ def _ids(n: int, prefix: str = "DE") -> list[str]:
     return [f"{prefix}{v:020d}" for v in RNG.choice(10 * n + 10, size=n, replace=False)]
 
 
-def _run(topology, sets: dict[str, list[str]], reveal: str = "both", columns: bool = True) -> dict:
+def _run(topology, sets: dict[str, list[str]], reveal: str = "both", columns: bool = True,
+         method: str = "helper") -> dict:
     """PSI of the banks' sets, then each bank's values (a function of its ids) input aligned and revealed."""
     def value(ids: list[str]) -> np.ndarray:
         return np.array([float(sum(map(ord, i)) % 1000) + 0.5 for i in ids])
 
     async def program(ctx: Context):
-        al = await ctx.psi(sets.get(ctx.name), reveal=reveal)
+        al = await ctx.psi(sets.get(ctx.name), reveal=reveal, method=method)
         out = {"size": al.size, "ids": al.ids}
         if columns:
             for bank in ("bank_a", "bank_b"):
@@ -43,8 +44,9 @@ def _run(topology, sets: dict[str, list[str]], reveal: str = "both", columns: bo
     return results, value
 
 
+@pytest.mark.parametrize("method", ["helper", "ecdh"])
 @pytest.mark.parametrize("case", ["random", "empty", "one_empty", "disjoint", "identical", "one", "unicode"])
-def test_psi_matches_set_intersection_and_aligns_rows(make_topology, case: str) -> None:
+def test_psi_matches_set_intersection_and_aligns_rows(make_topology, case: str, method: str) -> None:
     a, b = _ids(300), _ids(200, "FR")
     b[:120] = a[50:170]
     if case == "empty":
@@ -60,7 +62,7 @@ def test_psi_matches_set_intersection_and_aligns_rows(make_topology, case: str) 
     elif case == "unicode":
         a = ["Zoë", "日本-001", "ΑΒΓ", "a\u0301", "á", "😀", "x" * 500, ""]
         b = ["á", "😀", "日本-001", "zoë", "", "x" * 499]
-    res, value = _run(make_topology(2), {"bank_a": a, "bank_b": b})
+    res, value = _run(make_topology(2), {"bank_a": a, "bank_b": b}, method=method)
     common = set(a) & set(b)
     ids = res["bank_a"]["ids"]
     assert res["bank_a"]["size"] == res["bank_b"]["size"] == res["helper"]["size"] == len(common)
@@ -82,6 +84,20 @@ def test_psi_reveals_the_ids_only_to_whom_it_is_told(make_topology, reveal: str)
     assert res["bank_a"]["size"] == 10
     np.testing.assert_array_equal(res["bank_a"]["bank_a"], res["bank_b"]["bank_b"])
     assert sorted(res["bank_a"]["bank_a"]) == sorted(value(a[:10]))
+
+
+def test_ecdh_psi_gives_the_intersection_to_the_receiver_only(make_topology) -> None:
+    a, b = _ids(30), _ids(20, "FR")
+    b[:7] = a[3:10]
+    res, _ = _run(make_topology(3), {"bank_a": a, "bank_b": b}, reveal="bank_b", columns=False, method="ecdh")
+    assert sorted(res["bank_b"]["ids"]) == sorted(a[3:10])
+    assert res["bank_a"]["ids"] is None and res["bank_c"]["ids"] is None and res["bank_a"]["size"] == 7
+    with pytest.raises(Exception) as err:
+        _run(make_topology(2), {"bank_a": a, "bank_b": b}, reveal="size", method="ecdh")
+    assert "needs the helper" in str(err.value.__cause__ or err.value)
+    with pytest.raises(Exception) as err:  # bank_a does not know the intersection: it cannot align its rows
+        _run(make_topology(2), {"bank_a": a, "bank_b": b}, reveal="bank_b", method="ecdh")
+    assert "needs the owner to know the intersection" in str(err.value.__cause__ or err.value)
 
 
 def test_psi_with_three_compute_parties_and_a_dataframe(make_topology) -> None:
@@ -148,11 +164,10 @@ PROGRAM = '''
 import numpy as np
 
 
-async def joined(ctx, n: int = 2000):
-    rng = np.random.default_rng(5)
+async def joined(ctx, n: int = 2000, method: str = "helper"):
     ids = [f"cust-{i}" for i in range(2 * n)]
     mine = {"bank_a": ids[:n], "bank_b": ids[n // 2:n // 2 + n]}.get(ctx.name)
-    al = await ctx.psi(mine, reveal="size")
+    al = await ctx.psi(mine, reveal="size" if method == "helper" else "both", method=method)
     x = await ctx.input("bank_a", np.arange(n) * 1.0 if ctx.name == "bank_a" else None, align=al)
     y = await ctx.input("bank_b", np.arange(n) if ctx.name == "bank_b" else None, align=al)
     diff = await ctx.reveal(x - y)
@@ -160,10 +175,12 @@ async def joined(ctx, n: int = 2000):
 '''
 
 
-def test_psi_with_parties_as_processes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("method", ["helper", "ecdh"])
+def test_psi_with_parties_as_processes(tmp_path: Path, method: str) -> None:
     prog = tmp_path / "psi_prog.py"
     prog.write_text(PROGRAM)
-    res = mpc("launch", str(_topology(tmp_path)), "--program", f"{prog}:joined", "--json", cwd=tmp_path)
+    res = mpc("launch", str(_topology(tmp_path)), "--program", f"{prog}:joined", "-p", f"method={method}", "--json",
+              cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     results = {p["name"]: p["result"] for p in json.loads(res.stdout)["parties"]}
     # bank_a's row i is customer i, bank_b's row j customer j + n/2: every common pair differs by n/2

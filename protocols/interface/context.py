@@ -28,7 +28,7 @@ from mpc.prg import random_ring
 from mpc.ring import decode_fixed, encode_fixed, ring, signed
 from mpc.runtime import Party, PartyOutcome, run_local_async
 from protocols.interface import analytics, functions, numpy_api
-from protocols.primitives import arithmetic, comparison, truncation
+from protocols.primitives import arithmetic, comparison, psi_ecdh, truncation
 from protocols.primitives import psi as psi_protocol
 from protocols.primitives import sort as sorting
 from protocols.primitives.core import RandomnessProvider
@@ -322,10 +322,16 @@ class Context:
 
         return self.spawn(run())
 
-    def psi(self, ids: Any = None, *, parties: Sequence[str] | None = None, reveal: str = "both") -> Any:
-        """Private set intersection of two banks' ids (strings), helper-aided: the helper learns only the
-        sizes. reveal: 'both', 'size' or a bank's name. Await an Alignment; pass it to `input(align=)`.
-        See protocols/primitives/psi.py and docs/analytics.md."""
+    def psi(self, ids: Any = None, *, parties: Sequence[str] | None = None, reveal: str = "both",
+            method: str = "helper") -> Any:
+        """Private set intersection of two banks' ids (strings). method 'helper' (the helper matches keyed
+        tags and learns only the sizes) or 'ecdh' (Ristretto255, no helper; the `psi` extra). reveal: 'both',
+        'size' (helper only) or a bank's name. Await an Alignment; pass it to `input(align=)`.
+        See protocols/primitives/psi.py, psi_ecdh.py and docs/analytics.md."""
+        if method == "ecdh":
+            return psi_ecdh.psi_ecdh(self, ids, parties=parties, reveal=reveal)
+        if method != "helper":
+            raise ValueError(f"psi: method={method!r}; choose helper or ecdh")
         return psi_protocol.psi(self, ids, parties=parties, reveal=reveal)
 
     async def own_share(self, x: SharedArray) -> np.ndarray | None:

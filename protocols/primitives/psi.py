@@ -52,6 +52,7 @@ class Alignment:
     ids: list[str] | None = None
     rows: np.ndarray | None = None
     sizes: dict[str, int] = field(default_factory=dict)  # the set sizes this party knows (all: the helper)
+    method: str = "helper"  # or "ecdh" (protocols/primitives/psi_ecdh.py): aligned inputs then select locally
     _order: np.ndarray | None = None  # rho: this bank's ids in the order it sent their tags
     _selection: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # who permutes for whom
 
@@ -91,7 +92,8 @@ def tags(key: bytes, ids: Sequence[str]) -> np.ndarray:
 
 
 def match(tags_a: np.ndarray, tags_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Positions (ia, ib) of the equal tags, in the order of the tags' values: one sort of a's first words
+    """Positions (ia, ib) of the equal rows of two (n, w) uint64 arrays (tags, or group elements), in the
+    order of their first words: one sort of a's first words
     and a binary search of b's (a 64-bit collision within a set, probability ~n^2/2^65, stops the run)."""
     first_a, first_b = tags_a[:, 0], tags_b[:, 0]
     order_a = np.argsort(first_a)
@@ -102,7 +104,7 @@ def match(tags_a: np.ndarray, tags_b: np.ndarray) -> tuple[np.ndarray, np.ndarra
     hit = sorted_a[at] == first_b if sorted_a.size else np.zeros(first_b.size, dtype=bool)
     ib = np.flatnonzero(hit)
     ia = order_a[at[ib]]
-    same = tags_a[ia, 1] == tags_b[ib, 1]
+    same = np.all(tags_a[ia, 1:] == tags_b[ib, 1:], axis=1)
     ia, ib = ia[same], ib[same]
     if np.unique(ia).size != ia.size:
         raise RuntimeError("psi: two tags of one bank agree on 64 bits (probability ~n^2/2^65); run again")
@@ -180,6 +182,17 @@ def psi(ctx: Engine, ids: Any = None, *, parties: Sequence[str] | None = None,
     return ctx.spawn(run)
 
 
+def _rows_of(owner: str, value: Any, alignment: Alignment, rows: np.ndarray) -> Any:
+    """The owner's value at `rows` (an array's or a DataFrame's), after checking it has a row per id."""
+    n = alignment.sizes.get(owner)
+    if value is None:
+        raise ValueError(f"{owner}: input(align=...) needs the value on its owner (got None)")
+    if len(value) != n:
+        raise ValueError(f"{owner}: input(align=...): {len(value)} rows, but {n} ids were given to psi "
+                         "(one row per id, in the same order)")
+    return value.iloc[rows] if hasattr(value, "iloc") else np.asarray(value)[rows]
+
+
 def aligned_input(ctx: Engine, owner: str, value: Any, alignment: Alignment) -> Any:
     """`owner`'s rows of the common ids, shared in the common order (module doc). `value`: on the owner,
     an array or DataFrame with one row per id it gave psi, in that order. Collective; await the result."""
@@ -187,18 +200,18 @@ def aligned_input(ctx: Engine, owner: str, value: Any, alignment: Alignment) -> 
         raise ValueError(f"input(align=...): {owner} is not one of the PSI's banks {alignment.parties}")
     if getattr(ctx, "emulator", None) is not None:
         raise TypeError("aligned input is not offered in emulation (it follows a real PSI)")
+    if alignment.method == "ecdh":  # both banks know the intersection: the owner picks its rows itself
+        if ctx.name == owner and alignment.rows is None:
+            raise ValueError(f"{owner}: input(align=...) after an ECDH PSI needs the owner to know the "
+                             "intersection (psi(..., reveal='both' or its name))")
+        if ctx.name == owner and alignment.rows is not None:
+            value = _rows_of(owner, value, alignment, alignment.rows)
+        return ctx.input(owner, value)  # type: ignore[attr-defined]
     permuter = alignment.parties[1] if owner == alignment.parties[0] else alignment.parties[0]
     rows = value
     if ctx.name == owner:
-        n = alignment.sizes.get(owner)
-        if value is None:
-            raise ValueError(f"{owner}: input(align=...) needs the value on its owner (got None)")
-        length = len(value)
-        if length != n:
-            raise ValueError(f"{owner}: input(align=...): {length} rows, but {n} ids were given to psi "
-                             "(one row per id, in the same order)")
         assert alignment._order is not None
-        rows = value.iloc[alignment._order] if hasattr(value, "iloc") else np.asarray(value)[alignment._order]
+        rows = _rows_of(owner, value, alignment, alignment._order)
     base = ctx.party.new_op("aligned-input")
     view = scoped(ctx, base)
     shared = view.input(owner, rows)  # type: ignore[attr-defined]
