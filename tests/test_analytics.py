@@ -189,3 +189,25 @@ def test_every_numpy_function_works_or_names_an_alternative(make_topology) -> No
                  "isin", "partition", "digitize", "take"):
         assert verdicts[name] == "runs", (name, verdicts[name])
     assert "reveal_distinct=True" in verdicts["unique"]
+
+
+def test_common_customers_example_as_processes(tmp_path) -> None:
+    """examples/common_customers.py: PSI (size only), a join on shares, suppressed cells, median, top-10."""
+    from tests.test_examples import DATA, _config, launch
+
+    out = launch(_config(tmp_path, "local-2banks-helper"), "examples/common_customers.py:common_customers",
+                 f"data_dir={DATA}")
+    a = pd.read_csv(DATA / "customers_bank_a.csv")
+    b = pd.read_csv(DATA / "customers_bank_b.csv")
+    joined = pd.merge(a, b, on="customer_id")
+    got = out["bank_a"]
+    assert got == out["bank_b"] and out["helper"] == {"common customers": len(joined)}
+    assert got["common customers"] == len(joined)
+    counts = np.histogram(joined["balance_k"], bins=[0, 5, 10, 20, 40, 80])[0]
+    assert got["balance histogram"] == [int(c) if c >= 10 else None for c in counts]
+    per = joined.groupby("segment")["monthly_spend_k"].agg(["sum", "size"]).reindex(range(4), fill_value=0)
+    for have, (total, size) in zip(got["spend per segment"], per.to_numpy(), strict=True):
+        assert (have is None) == (size < 10) and (have is None or abs(have - total) < 0.02)
+    assert abs(got["median spend"] - joined["monthly_spend_k"].median()) < 1e-3
+    top = np.sort(joined["balance_k"] + joined["monthly_spend_k"])[::-1][:10]
+    np.testing.assert_allclose(got["top 10"], top, atol=0.01)
