@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from mpc.runtime import Op
-from protocols.primitives.core import Engine
+from protocols.primitives.core import SECURE, Engine
 from protocols.primitives.shared import SharedArray
 from protocols.primitives.shuffle import permute_rows, rebind, scoped
 
@@ -125,7 +125,7 @@ def psi(ctx: Engine, ids: Any = None, *, parties: Sequence[str] | None = None,
         raise ValueError(f"psi: reveal={reveal!r}; choose {REVEAL_CHOICES} ({pair[0]} or {pair[1]})")
     if ctx.party.helper is None:
         raise ValueError("psi (helper-aided) needs a helper party; use method='ecdh' without one")
-    if getattr(ctx, "emulator", None) is not None:
+    if ctx.backend is not SECURE:
         raise TypeError("psi is not offered in emulation (it matches real ids); run it with the parties")
     mine = check_ids(ctx.name, ids) if ctx.name in pair else None
     op = ctx.party.new_op("psi")
@@ -198,7 +198,7 @@ def aligned_input(ctx: Engine, owner: str, value: Any, alignment: Alignment) -> 
     an array or DataFrame with one row per id it gave psi, in that order. Collective; await the result."""
     if owner not in alignment.parties:
         raise ValueError(f"input(align=...): {owner} is not one of the PSI's banks {alignment.parties}")
-    if getattr(ctx, "emulator", None) is not None:
+    if ctx.backend is not SECURE:
         raise TypeError("aligned input is not offered in emulation (it follows a real PSI)")
     if alignment.method == "ecdh":  # both banks know the intersection: the owner picks its rows itself
         if ctx.name == owner and alignment.rows is None:

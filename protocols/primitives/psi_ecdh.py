@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from protocols.primitives.core import Engine
+from protocols.primitives.core import SECURE, Engine
 from protocols.primitives.psi import Alignment, check_ids, match
 
 POINTS_STEP, BACK_STEP, SIZE_STEP, ROWS_STEP = 11, 12, 13, 14
@@ -76,7 +76,7 @@ def psi_ecdh(ctx: Engine, ids: Any = None, *, parties: Sequence[str] | None = No
                          "the helper (method='helper')")
     if reveal not in ("both", *pair):
         raise ValueError(f"psi: reveal={reveal!r}; choose both, {pair[0]} or {pair[1]}")
-    if getattr(ctx, "emulator", None) is not None:
+    if ctx.backend is not SECURE:
         raise TypeError("psi is not offered in emulation (it matches real ids); run it with the parties")
     mine = check_ids(ctx.name, ids) if ctx.name in pair else None
     if mine is not None:

@@ -29,7 +29,7 @@ import numpy as np
 
 from mpc.runtime import Op
 from protocols.primitives import comparison
-from protocols.primitives.core import Engine
+from protocols.primitives.core import SECURE, Cost, Engine
 from protocols.primitives.shared import SharedArray, Shares, constant, derive, placeholder, resolved, split
 from protocols.primitives.shuffle import Shuffle, common_key, common_permutation, rebind, scoped
 
@@ -43,8 +43,6 @@ def _check(ctx: Engine, x: Any, what: str) -> SharedArray:
         raise ValueError(f"{what}: a 1-D shared array (flatten it first: x.reshape(-1)), not shape {x.shape}")
     if len(ctx.compute_parties) < 2:
         raise ValueError(f"{what} needs at least two compute parties (it shuffles)")
-    if getattr(ctx, "emulator", None) is not None:
-        raise TypeError(f"{what} is not offered in emulation (its rounds depend on the data); run it securely")
     return x
 
 
@@ -61,12 +59,48 @@ def ranked(ctx: Engine, x: SharedArray, others: Sequence[SharedArray] = (), want
     want = None if wanted is None else np.unique(np.asarray(wanted, dtype=np.int64))
     if want is not None and want.size and (want[0] < 0 or want[-1] >= n):
         raise ValueError(f"{label}: rank out of range for {n} elements")
-    base = ctx.party.new_op(label)
     outputs = [((n,), x.frac_bits), ((n,), 0)] + [(o.shape, o.frac_bits) for o in others]
+    if ctx.backend is not SECURE:
+        return _emulated(ctx, label, x, list(others), outputs, method)
+    base = ctx.party.new_op(label)
     task = ctx.spawn(_run(ctx, base, x, list(others), want, method))
     if ctx.is_dealer:
         return [placeholder(ctx, shape, frac) for shape, frac in outputs]
     return split(ctx, task, outputs)
+
+
+PER_COMPARISON = {"dcf": 1, "compact": 2, "bits": 8}
+
+
+def expected_rounds(ctx: Engine, n: int, method: str | None) -> tuple[int, int]:
+    """(expected levels, rounds) of a sort of n: 2 for the shuffle, then per level the comparison's rounds and
+    one to open; about 2 ln n + 1 levels on average (the random quicksort's expected depth is smaller than
+    its maximum, ~4.3 ln n, so a given run may take more)."""
+    chosen = method or ctx.comparison
+    if chosen == "auto":
+        chosen = "dcf" if len(ctx.compute_parties) == 2 else "bits"
+    levels = int(np.ceil(2 * np.log(max(n, 2)))) + 1 if n > 1 else 0
+    return levels, 2 + levels * (PER_COMPARISON.get(chosen, 8) + 1)
+
+
+def _emulated(ctx: Engine, label: str, x: SharedArray, others: list[SharedArray],
+              outputs: list[tuple[tuple[int, ...], int]], method: str | None) -> list[SharedArray]:
+    """The sort's meaning on cleartext (a stable argsort) with its expected cost: its rounds depend on the
+    shuffle, which emulation does not draw, so the prediction is the average (expected_rounds)."""
+    n = x.shape[0]
+    levels, rounds = expected_rounds(ctx, n, method)
+    width = 2 + sum(int(np.prod(o.shape[1:], dtype=np.int64)) for o in others)
+
+    def plain(xv: np.ndarray, *rest: np.ndarray) -> tuple[np.ndarray, ...]:
+        order = np.argsort(xv.view(np.int64), kind="stable")
+        return (xv[order], order.astype(np.uint64), *(r[order] for r in rest))
+
+    async def body(*_: Any) -> Any:
+        raise AssertionError("the sort's secure path does not run through run_protocol")
+
+    per_comparison = 8 * PER_COMPARISON.get(method or "dcf", 8)
+    cost = Cost(rounds, 2 + 2 * levels, 8 * n * width + int(2 * n * np.log(max(n, 2))) * (per_comparison + 1))
+    return ctx.backend.run(ctx, label, None, body, [x, *others], outputs, plain, cost)
 
 
 async def _run(ctx: Engine, base: Op, x: SharedArray, others: list[SharedArray], wanted: np.ndarray | None,
@@ -228,8 +262,15 @@ def take(ctx: Engine, z: SharedArray, perm: SharedArray) -> SharedArray:
     n = perm.shape[0]
     if z.ndim < 1 or z.shape[0] != n:
         raise ValueError(f"take: {n} indices for an array of shape {z.shape}")
-    if getattr(ctx, "emulator", None) is not None:
-        raise TypeError("take with a shared permutation is not offered in emulation; run it securely")
+    if ctx.backend is not SECURE:
+        def plain(zv: np.ndarray, pv: np.ndarray) -> np.ndarray:
+            return zv[pv.view(np.int64)]
+
+        async def body(*_: Any) -> Any:
+            raise AssertionError("take's secure path does not run through run_protocol")
+
+        cost = Cost(5, 5, 8 * (n + 2 * z.size))
+        return ctx.backend.run(ctx, "take", None, body, [z, perm], [(z.shape, z.frac_bits)], plain, cost)[0]
     base = ctx.party.new_op("take")
 
     async def run() -> tuple[Shares, ...]:
