@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 import threading
@@ -79,6 +80,12 @@ class Op:
 
     id: int
     label: str
+
+    def child(self, index: int, label: str | None = None) -> Op:
+        """A deterministic sub-id: same parent and index give the same id on every party (protocols that
+        issue their later steps from a task, after the program has moved on: the sort)."""
+        h = hashlib.blake2b(self.id.to_bytes(8, "little") + index.to_bytes(8, "little"), digest_size=8)
+        return Op(int.from_bytes(h.digest(), "little"), label or self.label)
 
 
 class Party:

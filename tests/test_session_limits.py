@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from mpc.config import Topology
-from mpc.runtime import Op, PartyFailed, run_party
+from mpc.runtime import PartyFailed, run_party
 from mpc.transport import PeerAborted, ProtocolViolation
 from parties.cli import cli
 from protocols.interface.context import Context, run_local, secure
@@ -130,7 +130,3 @@ def test_mpc_launch_refuses_the_test_dealer(tmp_path: Path) -> None:
                           f"{prog}:sneaky"], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert res.returncode == 1, res.stderr
     assert "the in-process test dealer offers no secrecy and is for tests only; mpc run refuses it" in res.stderr
-
-
-def test_op_child_is_gone() -> None:
-    assert not hasattr(Op, "child")  # dead code, documented as if used: op ids come from the counter alone

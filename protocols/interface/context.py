@@ -26,11 +26,13 @@ from mpc.config import Topology
 from mpc.ring import encode_fixed, ring
 from mpc.runtime import Party, PartyOutcome, program_task, run_local_async
 from mpc.window import DealerWindow, MaterialWindow, Unbounded, Window, window_bytes
-from protocols.interface import dispatch, streaming
+from protocols.interface import analytics, dispatch, streaming
 from protocols.interface.functions import public_tables
 from protocols.interface.operations import OPERATIONS
 from protocols.interface.registry import Registry, bound
 from protocols.interface.sharing import Prepared, SecureSharing, Sharing, check_input_size
+from protocols.primitives import psi as psi_protocol
+from protocols.primitives import psi_ecdh
 from protocols.primitives.core import SECURE, Backend, RandomnessProvider
 from protocols.primitives.material import HelperProvider, LocalTestProvider
 from protocols.primitives.shared import (
@@ -178,10 +180,11 @@ class Context:
     def input(self, owner: str, value: Any = None, *, shape: tuple[int, ...], fixed: bool) -> SharedArray: ...
 
     @overload
-    def input(self, owner: str, value: Any = None) -> Awaitable[SharedArray]: ...
+    def input(self, owner: str, value: Any = None, *,
+              align: psi_protocol.Alignment | None = None) -> Awaitable[SharedArray]: ...
 
     def input(self, owner: str, value: Any = None, *, shape: tuple[int, ...] | None = None,
-              fixed: bool | None = None) -> Any:
+              fixed: bool | None = None, align: psi_protocol.Alignment | None = None) -> Any:
         """Secret-share `owner`'s array (floats as fixed point, integers mod 2^64). Collective, 1 round.
 
         `value` may be a numpy array or a pandas DataFrame of numeric columns (a 2-D array, integers if every
@@ -191,8 +194,11 @@ class Context:
         sends each other compute party a fresh uniform share and keeps x minus their sum. Await the
         result. If every party passes `shape` and `fixed`, nobody waits for the owner's metadata: the
         result is a SharedArray at once, so operations on it can be issued (and their randomness dealt)
-        before the owner's data arrives.
+        before the owner's data arrives. `align=` an Alignment from `ctx.psi`: the owner's rows of the
+        common ids only, in the common order (docs/analytics.md).
         """
+        if align is not None:
+            return psi_protocol.aligned_input(self, owner, value, align)
         if owner not in self.compute_parties:
             raise ValueError(f"input owner must be a compute party ({', '.join(self.compute_parties)}), "
                              f"not {owner!r}")
@@ -240,17 +246,40 @@ class Context:
             raise ValueError(f"{owner}: input: {exc}") from None
         return arr, frac, encoded
 
-    def reveal(self, x: SharedArray, to: Sequence[str] | None = None) -> asyncio.Task[np.ndarray | None]:
+    def reveal(self, x: SharedArray, to: Sequence[str] | None = None, *, min_count: int | None = None,
+               counts: Any = None) -> asyncio.Task[Any]:
         """Open x to the compute parties in `to` (default: all). Collective, 1 round.
 
         Returns an ndarray of x's shape (0-d included): float64 for fixed point, int64 for integers; None on
-        parties not in `to` and the helper.
+        parties not in `to` and the helper. With `min_count=k`: only the cells whose count (`counts`, shared
+        or public, default x itself) is at least k, decided on shares; a numpy masked array whose mask marks
+        the suppressed cells (protocols/interface/analytics.py).
         """
+        if min_count is not None:
+            return analytics.reveal_suppressed(self, x, x if counts is None else counts, min_count,  # type: ignore[no-any-return]
+                                               to)
         recipients = list(dict.fromkeys(self.compute_parties if to is None else to))  # each once
         unknown = [r for r in recipients if r not in self.compute_parties]
         if unknown:
             raise ValueError(f"reveal: {', '.join(unknown)} not compute parties ({', '.join(self.compute_parties)})")
         return self.sharing.reveal(self, x, recipients, self.party.new_op("reveal"))
+
+    def psi(self, ids: Any = None, *, parties: Sequence[str] | None = None, reveal: str = "both",
+            method: str = "helper") -> Any:
+        """Private set intersection of two banks' ids (strings). method 'helper' (the helper matches keyed
+        tags and learns only the sizes) or 'ecdh' (Ristretto255, no helper; the `psi` extra). reveal: 'both',
+        'size' (helper only) or a bank's name. Await an Alignment; pass it to `input(align=)`.
+        See protocols/primitives/psi.py, psi_ecdh.py and docs/analytics.md."""
+        if method == "ecdh":
+            return psi_ecdh.psi_ecdh(self, ids, parties=parties, reveal=reveal)
+        if method != "helper":
+            raise ValueError(f"psi: method={method!r}; choose helper or ecdh")
+        return psi_protocol.psi(self, ids, parties=parties, reveal=reveal)
+
+    def unique(self, x: SharedArray, return_counts: bool = False, reveal_distinct: bool = False) -> Any:
+        """The distinct values (sorted) and their counts, shared; their number becomes public, so it needs
+        reveal_distinct=True. Await it: its size is known only then (protocols/interface/analytics.py)."""
+        return analytics.unique(self, x, return_counts, reveal_distinct)
 
     async def own_share(self, x: SharedArray) -> np.ndarray | None:
         """This party's own share of x (None on the helper): uniformly random by itself, so it tells its

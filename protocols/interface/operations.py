@@ -14,6 +14,7 @@ import numpy as np
 
 from mpc import ring
 from protocols.interface import functions, numpy_api, samples
+from protocols.interface.analytics_ops import ANALYTICS
 from protocols.interface.registry import Operation, Registry, Sample
 from protocols.primitives import arithmetic, comparison, truncation
 from protocols.primitives.core import Engine
@@ -298,6 +299,7 @@ OPERATIONS = Registry([
                                      2**-15, 1.5e-4, methods=True), rounds={"dcf": 6, "compact": 8, "bits": 22}),
     Operation("div", div, Sample(samples.quotients, lambda ctx, x, y, m: div(ctx, x, y, m), lambda a, b: a / b,
                                  2**-14, 1.5e-4, methods=True), rounds={"dcf": 6, "compact": 8, "bits": 22}),
+    *ANALYTICS,  # sort, rank, group and count: protocols/interface/analytics_ops.py
     Operation("softmax", softmax, Sample(samples.rows(10, -5, 5), lambda ctx, x, y, m: softmax(ctx, x, -1, m),
                                          lambda a, b: samples.softmax(a), 2e-4, methods=True),
               rounds={"dcf": 12, "compact": 19, "bits": 68}),

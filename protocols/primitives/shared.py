@@ -107,6 +107,11 @@ class SharedArray:
         kind = f"fixed<{self.frac_bits}>" if self.frac_bits else "int64"
         return f"SharedArray(shape={self.shape}, {kind}, party={self.ctx.name})"
 
+    def astype(self, dtype: Any, *args: Any, **kwargs: Any) -> SharedArray:
+        """Refused like numpy functions that cannot run on shares: the encoding is the shared value's own."""
+        raise TypeError(f"x.astype({dtype!r}) is not supported on shared values; integers become fixed point by "
+                        "x * 1.0, fixed point has no exact integer conversion (x // d works on integers)")
+
     def __bool__(self) -> bool:
         raise TypeError("a shared value has no truth value; reveal it or use ctx.where()")
 
