@@ -648,3 +648,9 @@ def main() -> None:
             raise
         click.echo(f"error: {describe(exc)}", err=True)
         sys.exit(1)
+
+
+# `mpc serve` and `mpc demo serve` (parties/serve/): registered here, their heavy imports inside them
+from parties.serve.commands import register as _register_serve  # noqa: E402
+
+_register_serve(cli, demo)
