@@ -13,9 +13,11 @@ import signal
 import sys
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from mpc.config import Topology
 from mpc.keys import CurveKeys
+from mpc.transport import PeerError
 from parties.serve.service import Options, Service
 from parties.serve.source import Source
 
@@ -92,6 +94,7 @@ async def serve_process(topology: Topology, name: str, opts: Options, keys: Curv
             raise OSError(f"{name}: cannot serve HTTP on {endpoint.host}:{endpoint.port}: {exc}") from None
         log.info("%s: serving %s/v1/score", name, endpoint.url)
     loop = asyncio.get_running_loop()
+    loop.set_exception_handler(_quiet_peer_errors)
     stop = asyncio.Event()
     signals = 0
 
@@ -137,6 +140,15 @@ async def serve_process(topology: Topology, name: str, opts: Options, keys: Curv
         service.refuse_all(None, f"{name} stopped")
         if runner is not None:
             await runner.cleanup()
+
+
+def _quiet_peer_errors(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """A peer's failure reaches waits nobody awaits any more (a session's last markers): the session's end
+    is logged once, by the session loop; anything else goes to asyncio's default handler."""
+    if isinstance(context.get("exception"), PeerError):
+        log.debug("%s: %r", context.get("message"), context.get("exception"))
+    else:
+        loop.default_exception_handler(context)
 
 
 def _log_reload_failure(task: asyncio.Task[object]) -> None:

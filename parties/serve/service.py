@@ -306,8 +306,10 @@ class Service:
             self._stats_done = _added(self._stats_done, stats)
             self._stats = None
             self.sessions_total.inc(ended=ended)
-            log.warning("%s: session ended (%s): %s", self.name, ended, reason) if ended != "stopped" or \
-                not self.draining else log.info("%s: session closed (drained)", self.name)
+            if self.draining and ended == "stopped":
+                log.info("%s: session closed (drained)", self.name)
+            else:
+                log.warning("%s: session ended (%s): %s", self.name, ended, reason)
             if not self._stop.is_set():
                 await asyncio.sleep(RETRY_S)
 

@@ -203,11 +203,15 @@ class BankSession:
         stopper = asyncio.ensure_future(self._peer_stop.wait())
         try:
             await asyncio.wait([getter, stopper], return_when=asyncio.FIRST_COMPLETED)
-        finally:  # also when the session stops meanwhile: a wait left behind would take the next session's requests
+        except BaseException:  # the session stops: a wait left behind would take the next session's requests
             stopper.cancel()
-            if not getter.done():
-                getter.cancel()
-        return None if getter.cancelled() else getter.result()
+            getter.cancel()  # a batch it took meanwhile is in the service's in-flight set: refused with the rest
+            raise
+        stopper.cancel()
+        if not getter.done():
+            getter.cancel()  # nothing taken
+            return None
+        return getter.result()
 
     async def _own_stream(self) -> None:
         seq = 0
@@ -353,12 +357,12 @@ class HelperSession:
     async def run(self) -> None:
         notes = [asyncio.ensure_future(self._notes(s)) for s in range(len(self.banks))]
         dealer = asyncio.ensure_future(self._deal())
-        try:
-            done, _ = await asyncio.wait([dealer, *notes], return_when=asyncio.FIRST_EXCEPTION)
-            for task in done:
-                if task.exception() is not None:
-                    raise cast(BaseException, task.exception())
-            await asyncio.gather(*notes)
+        streams = asyncio.gather(*notes)
+        try:  # until both streams stop (a failure of the dealer or of a stream ends it at once)
+            await asyncio.wait([dealer, streams], return_when=asyncio.FIRST_COMPLETED)
+            if dealer.done():
+                dealer.result()
+            streams.result()
         finally:
             for task in [dealer, *notes]:
                 task.cancel()
