@@ -359,7 +359,7 @@ class HelperSession:
         dealer = asyncio.ensure_future(self._deal())
         streams = asyncio.gather(*notes)
         try:  # until both streams stop (a failure of the dealer or of a stream ends it at once)
-            await asyncio.wait([dealer, streams], return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait([dealer, cast(asyncio.Future[Any], streams)], return_when=asyncio.FIRST_COMPLETED)
             if dealer.done():
                 dealer.result()
             streams.result()
