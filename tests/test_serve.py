@@ -389,3 +389,35 @@ def test_sigterm_drains_requests_in_flight(dataset: data.Dataset, tmp_path: Path
         assert status == 503 and health["peer"] == "bank_a", health
     finally:
         svc.stop()
+
+
+@pytest.mark.timeout(300)
+def test_demo_serve_prints_the_urls_and_scores(tmp_path: Path) -> None:
+    import os
+    import re
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "parties", "demo", "serve", "--accounts", "200", "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        assert proc.stdout is not None
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("try: curl"):
+                break
+        urls = dict(re.findall(r"^(bank_[ab]): (http://127\.0\.0\.1:\d+)", "".join(lines), re.M))
+        assert set(urls) == {"bank_a", "bank_b"}, lines
+        account = re.search(r'"account_id": "([^"]+)"', lines[-1])
+        assert account is not None
+        answers = run_clients([(urls["bank_a"], {"account_id": account.group(1)}),
+                               (urls["bank_b"], {"account_id": account.group(1)})])
+        assert [s for s, _ in answers] == [200, 200] and answers[0][1]["flag"] == answers[1][1]["flag"]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
