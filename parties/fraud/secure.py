@@ -118,7 +118,7 @@ async def fraud(ctx: Context, data_dir: str, reveal_scores: bool = False, flags_
         "accounts": n, "t_start": t_start, "t_end": t_end, "deal_s": deal_s, "rounds": stats.rounds,
         "bytes_online": stats.total(phase="online").bytes_sent,
         "bytes_offline": stats.total(phase="offline").bytes_sent,
-        "comparison_method": ctx.last_comparison_method,
+        "comparison_method": ",".join(stats.methods_used()) or None,
     }
     if ctx.is_dealer:
         out["learned"] = (f"the number of accounts ({n}) and the model's shape; no transactions, features, "

@@ -167,7 +167,8 @@ async def fraud_train(ctx: Context, data_dir: str, labels_file: str = "", model:
         "train_rounds": train_stats["rounds"], "train_bytes_online": train_stats["bytes"],
         "train_dealer_s": deal_train_s, "score_dealer_s": deal_score_s, "score_online_s": score_online_s,
         "rounds": stats.rounds, "bytes_online": stats.total(phase="online").bytes_sent,
-        "bytes_offline": stats.total(phase="offline").bytes_sent, "comparison_method": ctx.last_comparison_method,
+        "bytes_offline": stats.total(phase="offline").bytes_sent,
+        "comparison_method": ",".join(stats.methods_used()) or None,
         "sigmoid": kind, "architecture": cfg.architecture(2 * N_FEATURES), "model_digest": digest,
     }
     if ctx.is_dealer:
