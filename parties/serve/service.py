@@ -283,6 +283,7 @@ class Service:
             transport = ServeTransport(self.topology, self.name, stats, keys=self.keys,
                                        agreement={**self.topology.agreed_settings(), **self.plan.agreement()})
             self.transport = transport
+            transport.on_failure(self._on_failure)
             try:
                 if self.is_bank and not self._stop.is_set():
                     await run_on(transport, self.topology, self.name, self._bank_program, stats)
@@ -313,8 +314,13 @@ class Service:
             if not self._stop.is_set():
                 await asyncio.sleep(RETRY_S)
 
-    def waiting_for(self) -> list[str]:
-        return self.transport.missing() if self.transport is not None and not self.up else []
+    def _on_failure(self, error: PeerError) -> None:
+        """The session failed (a peer died, aborted or broke the protocol): refuse now, not once the
+        session has finished closing (its abort may wait for the links up to two seconds)."""
+        if self.up:
+            self.up = False
+            self.down_peer, self.down_reason = error.peer, f"{error.peer} is away: {error}"
+            self.refuse_all(self.down_peer, self.down_reason)
 
     async def _bank_program(self, party: Party) -> None:
         ctx = await Context.create(party)
