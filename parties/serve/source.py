@@ -7,16 +7,20 @@ features of an account without transactions (raw zeros), so the other bank learn
 
 SQLite (`sqlite:///relative/bank.db` or `sqlite:////absolute/bank.db` as in SQLAlchemy; Python's
 built-in driver): a table `accounts(account_id)` and a table `transactions(account_id, timestamp,
-direction, amount, counterparty)` (names overridable: `?accounts=NAME&transactions=NAME`). Reloads read
-only the transactions added since the last read (by rowid), so a bank's ingest can append while the
+direction, amount, counterparty)` (names overridable: `?accounts=NAME&transactions=NAME`). PostgreSQL
+(`postgresql://USER@HOST:PORT/DB`, through psycopg: the `postgres` extra): the same tables, and an
+increasing integer key column on the transactions (`id` by default, `?key=NAME`). Reloads read only the
+transactions added since the last read (by rowid or key), so a bank's ingest can append while the
 service runs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
@@ -91,45 +95,104 @@ class CsvSource(Source):
         return table_of(accounts, tx, self.model, self.part)
 
 
-class SqliteSource(Source):
-    """Tables of a SQLite file; new transactions (higher rowids) are read incrementally on each load."""
+class SqlSource(Source):
+    """Tables of a SQL database; new transactions (a higher key) are read incrementally on each load."""
+
+    key = "rowid"
+
+    def __init__(self, url: str, part: int, model: MLP):
+        query = parse_qs(urlparse(url).query)
+        self.accounts_table = query.get("accounts", ["accounts"])[0]
+        self.tx_table = query.get("transactions", ["transactions"])[0]
+        self.key = query.get("key", [self.key])[0]
+        for name in (self.accounts_table, self.tx_table, self.key):
+            if not name.isidentifier():
+                raise DataError(f"{_redacted(url)}: name {name!r} is not a plain identifier")
+        self.part = part
+        self.model = model
+        self._last = 0
+        self._parts: list[Transactions] = []
+        self._lock = threading.Lock()
+
+    def _fetch(self, last: int) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
+        """(accounts rows, transaction rows with key > last, by key)."""
+        raise NotImplementedError
+
+    def _queries(self) -> tuple[str, str]:
+        return (f"SELECT account_id FROM {self.accounts_table}",
+                f"SELECT {self.key}, account_id, timestamp, direction, amount, counterparty FROM {self.tx_table} "
+                f"WHERE {self.key} > {{}} ORDER BY {self.key}")
+
+    def load(self) -> FeatureTable:
+        with self._lock:
+            rows, new = self._fetch(self._last)
+            accounts = _accounts(rows, f"{self.description}: table {self.accounts_table}")
+            if new:
+                self._parts.append(_transactions(new, f"{self.description}: table {self.tx_table}", self.key))
+                self._last = int(new[-1][0])  # type: ignore[call-overload]
+            if len(self._parts) > 1:
+                self._parts = [_concat(self._parts)]
+            tx = self._parts[0] if self._parts else _concat([])
+        return table_of(accounts, tx, self.model, self.part)
+
+
+class SqliteSource(SqlSource):
+    """A SQLite file, read with Python's built-in driver; rows are new by rowid."""
 
     def __init__(self, url: str, part: int, model: MLP):
         if not url.startswith("sqlite:///"):
             raise DataError(f"{url}: a SQLite URL is sqlite:///RELATIVE/PATH or sqlite:////ABSOLUTE/PATH")
-        parsed = urlparse(url)
-        query = parse_qs(parsed.query)
+        super().__init__(url, part, model)
         self.path = Path(url[len("sqlite:///"):].split("?", 1)[0])  # SQLAlchemy's convention
-        self.accounts_table = query.get("accounts", ["accounts"])[0]
-        self.tx_table = query.get("transactions", ["transactions"])[0]
-        for name in (self.accounts_table, self.tx_table):
-            if not name.isidentifier():
-                raise DataError(f"{url}: table name {name!r} is not a plain identifier")
-        self.part = part
-        self.model = model
-        self.description = f"sqlite {self.path} (tables {self.accounts_table}, {self.tx_table})"
-        self._last_rowid = 0
-        self._parts: list[Transactions] = []
-        self._lock = threading.Lock()
+        self.description = f"sqlite {self.path}"
 
-    def load(self) -> FeatureTable:
+    def _fetch(self, last: int) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
         if not self.path.is_file():
             raise DataError(f"{self.path}: no such SQLite database")
-        with self._lock, sqlite3.connect(f"file:{self.path}?mode=ro", uri=True) as db:
+        accounts_sql, tx_sql = self._queries()
+        with contextlib.closing(sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)) as db:
             try:
-                rows = db.execute(f"SELECT account_id FROM {self.accounts_table}").fetchall()
-                new = db.execute(f"SELECT rowid, account_id, timestamp, direction, amount, counterparty FROM "
-                                 f"{self.tx_table} WHERE rowid > ? ORDER BY rowid", (self._last_rowid,)).fetchall()
+                return db.execute(accounts_sql).fetchall(), db.execute(tx_sql.format("?"), (last,)).fetchall()
             except sqlite3.Error as exc:
                 raise DataError(f"{self.path}: {exc}") from None
-            accounts = _accounts(rows, f"{self.path}: table {self.accounts_table}")
-            if new:
-                self._parts.append(_transactions(new, f"{self.path}: table {self.tx_table}"))
-                self._last_rowid = int(new[-1][0])
-            if len(self._parts) > 1:
-                self._parts = [_concat(self._parts)]
-        tx = self._parts[0] if self._parts else _concat([])
-        return table_of(accounts, tx, self.model, self.part)
+
+
+class PostgresSource(SqlSource):
+    """A PostgreSQL database through psycopg (the `postgres` extra); rows are new by the `key` column
+    (default `id`, e.g. a bigserial), given as `?key=NAME`."""
+
+    key = "id"
+
+    def __init__(self, url: str, part: int, model: MLP):
+        super().__init__(url, part, model)
+        parsed = urlparse(url)
+        kept = [(k, v) for k, vs in parse_qs(parsed.query).items() for v in vs
+                if k not in ("accounts", "transactions", "key")]
+        self.conninfo = parsed._replace(query="&".join(f"{k}={v}" for k, v in kept)).geturl()
+        self.description = f"postgresql {_redacted(url)}"
+
+    def _fetch(self, last: int) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
+        try:
+            import psycopg
+        except ImportError:
+            raise DataError("reading PostgreSQL needs psycopg: pip install 'mpc[postgres]'") from None
+        accounts_sql, tx_sql = self._queries()
+        try:
+            with psycopg.connect(self.conninfo, connect_timeout=10) as db:
+                accounts = db.execute(accounts_sql).fetchall()  # type: ignore[arg-type]
+                new = db.execute(tx_sql.format("%s"), (last,)).fetchall()  # type: ignore[arg-type]
+        except psycopg.Error as exc:
+            raise DataError(f"{self.description}: {str(exc).strip().splitlines()[0]}") from None
+        return accounts, [(*r[:4], float(r[4]) if isinstance(r[4], Decimal) else r[4], r[5]) for r in new]
+
+
+def _redacted(url: str) -> str:
+    """The URL without its password (error messages and logs)."""
+    parsed = urlparse(url)
+    if parsed.password:
+        netloc = parsed.netloc.replace(f":{parsed.password}@", ":***@")
+        return parsed._replace(netloc=netloc).geturl()
+    return url
 
 
 def _accounts(rows: list[tuple[object, ...]], where: str) -> np.ndarray:
@@ -143,7 +206,7 @@ def _accounts(rows: list[tuple[object, ...]], where: str) -> np.ndarray:
     return arr
 
 
-def _transactions(rows: list[tuple[object, ...]], where: str) -> Transactions:
+def _transactions(rows: list[tuple[object, ...]], where: str, key: str = "rowid") -> Transactions:
     """Columns of new rows, each value checked (the error names the rowid and column)."""
     for rowid, account, ts, direction, amount, cp in rows:
         problem = None
@@ -158,7 +221,7 @@ def _transactions(rows: list[tuple[object, ...]], where: str) -> Transactions:
         elif not isinstance(cp, str) or not cp:
             problem = "counterparty", "is not a non-empty text id"
         if problem:
-            raise DataError(f"{where}: rowid {rowid}, column {problem[0]}: {problem[1]}")
+            raise DataError(f"{where}: {key} {rowid}, column {problem[0]}: {problem[1]}")
     cols = list(zip(*rows, strict=True))
     return Transactions(np.array(cols[1], dtype=str), np.array(cols[2], dtype=np.int64),
                         np.char.lower(np.array(cols[3], dtype=str)) == "in", np.array(cols[4], dtype=np.float64),
@@ -174,11 +237,14 @@ def _concat(parts: list[Transactions]) -> Transactions:
 
 
 def open_source(spec: str, part: int, model: MLP) -> Source:
-    """A CSV directory, or `sqlite:///PATH[?accounts=T&transactions=T]`."""
+    """A CSV directory, `sqlite:///PATH` or `postgresql://...` (with `?accounts=T&transactions=T`)."""
     if spec.startswith("sqlite:"):
         return SqliteSource(spec, part, model)
+    if spec.startswith(("postgresql://", "postgres://")):
+        return PostgresSource(spec, part, model)
     if "://" in spec:
-        raise DataError(f"{spec}: unsupported data URL (a CSV directory, or sqlite:///PATH)")
+        raise DataError(f"{_redacted(spec)}: unsupported data URL (a CSV directory, sqlite:///PATH or "
+                        "postgresql://...)")
     if not Path(spec).is_dir():
         raise DataError(f"{spec}: not a directory (the demo's CSV files) nor a sqlite:/// URL")
     return CsvSource(spec, part, model)
