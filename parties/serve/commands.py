@@ -71,6 +71,8 @@ def _options(kw: dict[str, Any]) -> Any:
 @click.option("--token-file", type=click.Path(dir_okay=False, exists=True), default=None,
               help="Bank: require `Authorization: Bearer TOKEN` on /v1/* (the file's first line; or $MPC_SERVE_TOKEN).")
 @click.option("--access-log", is_flag=True, help="Bank: log every HTTP request.")
+@click.option("--reload-s", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Bank: read new transactions every this many seconds (0: only on POST /v1/reload or SIGHUP).")
 @click.option("--latency-ms", type=click.FloatRange(min=0), default=None,
               help="Override the emulated one-way latency of every link (ms).")
 @click.option("--timeout-s", type=click.FloatRange(min=0, min_open=True), default=None,
@@ -78,7 +80,7 @@ def _options(kw: dict[str, Any]) -> Any:
 @serve_options
 @click.pass_context
 def serve(ctx: click.Context, config: str, party_name: str, secret_key: str | None, http: str | None,
-          data: str | None, token_file: str | None, access_log: bool, latency_ms: float | None,
+          data: str | None, token_file: str | None, access_log: bool, reload_s: float, latency_ms: float | None,
           timeout_s: float | None, **kw: Any) -> None:
     """Run one party of the fraud-scoring service until stopped (SIGTERM drains; SIGHUP reloads data)."""
     from parties.cli import CliError, _load
@@ -120,7 +122,8 @@ def serve(ctx: click.Context, config: str, party_name: str, secret_key: str | No
             assert data is not None
             source = open_source(data, [p.name for p in topo.compute_parties].index(party_name),
                                  load(opts.model_file)["joint"])
-        asyncio.run(serve_process(topo, party_name, opts, keys, source, endpoint, token, access_log))
+        asyncio.run(serve_process(topo, party_name, opts, keys, source, endpoint, token, access_log,
+                                  reload_s))
     except DataError as exc:
         raise CliError(f"{party_name}: {exc}") from None
     except OSError as exc:

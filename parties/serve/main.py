@@ -72,7 +72,7 @@ def setup_logging(party: str, debug: bool, fmt: str) -> None:
 
 async def serve_process(topology: Topology, name: str, opts: Options, keys: CurveKeys | None,
                         source: Source | None, endpoint: Endpoint | None, token: str | None = None,
-                        access_log: bool = False) -> None:
+                        access_log: bool = False, reload_s: float = 0.0) -> None:
     """Run one party's service until SIGTERM/SIGINT (drained) or a second signal (at once)."""
     service = Service(topology, name, opts, keys, source, dealer_workers=topology.dealer_worker_count())
     runner = None
@@ -111,6 +111,7 @@ async def serve_process(topology: Topology, name: str, opts: Options, keys: Curv
             task.add_done_callback(_log_reload_failure)
 
     sessions = loop.create_task(service.run_sessions(), name=f"{name}-sessions")
+    reloads = loop.create_task(_reload_every(service, reload_s)) if service.is_bank and reload_s > 0 else None
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_stop)
     loop.add_signal_handler(signal.SIGHUP, on_reload)
@@ -131,6 +132,8 @@ async def serve_process(topology: Topology, name: str, opts: Options, keys: Curv
         elif sessions.exception() is not None:
             raise sessions.exception()  # type: ignore[misc]
     finally:
+        if reloads is not None:
+            reloads.cancel()
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
         if not sessions.done():
@@ -149,6 +152,16 @@ def _quiet_peer_errors(loop: asyncio.AbstractEventLoop, context: dict[str, Any])
         log.debug("%s: %r", context.get("message"), context.get("exception"))
     else:
         loop.default_exception_handler(context)
+
+
+async def _reload_every(service: Service, seconds: float) -> None:
+    """Read new transactions every `seconds` (a failed read keeps the data loaded before)."""
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            await service.reload()
+        except Exception as exc:  # noqa: BLE001 - the service goes on with the data it has
+            log.warning("%s: reload failed, keeping the data loaded before: %s", service.name, exc)
 
 
 def _log_reload_failure(task: asyncio.Task[object]) -> None:

@@ -40,6 +40,7 @@ log = logging.getLogger("mpc.serve")
 FOREVER = 10.0 * 365 * 86400  # control waits: a service waits for its next request as long as it runs
 BATCH_OPS = 1 << 12  # op ids a batch may take (it takes about a dozen)
 BATCH, STOP = 1, 2  # header / note kinds
+MAX_FOLLOWED = 64  # the other bank's batches in flight here at most (it keeps --max-inflight, at most 64)
 
 
 def batch_base(stream: int, cls: int, seq: int) -> int:
@@ -274,6 +275,9 @@ class BankSession:
                 raise ProtocolViolation(self.other, f"{self.me}: {self.other} sent malformed ids for a batch")
             per_class[cls] += 1
             seq += 1
+            if len(self._tasks) > MAX_FOLLOWED + self.max_inflight + len(self.plan.classes) + 2:
+                raise ProtocolViolation(self.other, f"{self.me}: {self.other} has over {MAX_FOLLOWED} batches in "
+                                                    "flight at once; stopping rather than growing without bound")
             self._spawn(self._follow_batch(stream, cls, j, ids))
 
     async def _follow_batch(self, stream: int, cls: int, j: int, ids: list[str]) -> None:
