@@ -185,6 +185,7 @@ SCENARIOS = {
     # name: (arrival rate per s, or None for closed loop; ids per request; clients of a closed loop)
     "one-at-a-time": (None, 1, 1),
     "rate": (200.0, 1, 0),
+    "rate-50": (50.0, 1, 0),  # a rate this busy 2-core machine sustains
     "saturation": (None, 32, 16),  # closed loop: as many scores as the service gives, micro-batched
 }
 
