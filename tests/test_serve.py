@@ -516,3 +516,28 @@ def test_a_bank_serves_from_postgres(postgres: str, dataset: data.Dataset, tmp_p
         assert all(b["flag"] == e or c for (_, b), e, c in zip(answers, expected, close, strict=True))
     finally:
         svc.stop()
+
+
+async def test_bearer_token_guards_the_api_but_not_the_probes(make_topology: Any, dataset: data.Dataset,
+                                                              tmp_path: Path) -> None:
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from parties.serve.http import make_app
+    from parties.serve.service import Options
+    from parties.serve.service import Service as PartyService
+
+    source = CsvSource(data.write(dataset, tmp_path / "csv"), 0, MODEL)
+    service = PartyService(make_topology(2), "bank_a", Options(), None, source)  # no session: nothing runs
+    await service.reload()
+    async with TestClient(TestServer(make_app(service, token="s3cret"))) as client:
+        body = {"account_id": str(dataset.accounts[0])}
+        r = await client.post("/v1/score", json=body)
+        assert r.status == 401 and (await r.json())["field"] == "Authorization"
+        r = await client.post("/v1/score", json=body, headers={"Authorization": "Bearer wrong"})
+        assert r.status == 401
+        r = await client.post("/v1/score", json=body, headers={"Authorization": "Bearer s3cret"})
+        assert r.status == 503  # authorised; no session yet
+        assert "starting" in (await r.json())["error"]
+        assert (await client.get("/healthz")).status == 503
+        assert (await client.get("/metrics")).status == 200
+        assert (await client.get("/openapi.json")).status == 200
