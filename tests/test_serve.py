@@ -541,3 +541,34 @@ async def test_bearer_token_guards_the_api_but_not_the_probes(make_topology: Any
         assert (await client.get("/healthz")).status == 503
         assert (await client.get("/metrics")).status == 200
         assert (await client.get("/openapi.json")).status == 200
+
+
+async def test_a_session_starts_after_a_peer_restarts_mid_handshake(make_topology: Any) -> None:
+    """bank_a waits for the helper; bank_b exchanges hellos with it, dies without a word and comes back:
+    its new link starts at sequence 0 and its hello replaces the old one (the base transport stops on
+    the sequence gap), and bank_a answers with its hello again, which the new bank_b never had."""
+    from mpc.stats import Stats
+    from parties.serve.transport import ServeTransport
+
+    topo = make_topology(2)
+    agreement = {"program": "test"}
+
+    def transport(name: str) -> ServeTransport:
+        return ServeTransport(topo, name, Stats(), agreement=agreement)
+
+    a = transport("bank_a")
+    started_a = asyncio.create_task(a.start())
+    b1 = transport("bank_b")
+    started_b1 = asyncio.create_task(b1.start())
+    while "bank_b" not in a._hello or "bank_a" not in b1._hello:
+        await asyncio.sleep(0.01)
+    old = a._hello["bank_b"]
+    started_b1.cancel()
+    await b1._shutdown(linger_ms=0)  # gone without an abort, as if killed
+    b2, helper = transport("bank_b"), transport("helper")
+    sessions = await asyncio.wait_for(asyncio.gather(started_a, b2.start(), helper.start()), 60)
+    try:
+        assert a._hello["bank_b"] != old
+        assert len(set(sessions)) == 1 and a.failure is None and b2.failure is None
+    finally:
+        await asyncio.gather(a.close(), b2.close(), helper.close())

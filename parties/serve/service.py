@@ -29,15 +29,16 @@ from mpc.config import Topology
 from mpc.keys import CurveKeys
 from mpc.runtime import Party, run_on
 from mpc.stats import Stats
-from mpc.transport import PeerError, ZmqTransport
+from mpc.transport import PeerError
 from parties.fraud.model import MODEL_FILE, load
 from parties.serve import metrics as m
-from parties.serve.session import FOREVER, BankSession, HelperSession, Outcome, Plan, watermarks
+from parties.serve.session import BankSession, HelperSession, Outcome, Plan, watermarks
 from parties.serve.source import FeatureTable, Source
+from parties.serve.transport import ServeTransport
 from protocols import Context
 
 log = logging.getLogger("mpc.serve")
-RETRY_S = 0.2  # between a failed session and the next start
+RETRY_S = 0.5  # between a failed session and the next start (the peers' old links close meanwhile)
 
 
 @dataclass
@@ -77,22 +78,6 @@ def make_plan(opts: Options) -> Plan:
     digest = hashlib.sha256(Path(opts.model_file).read_bytes()).hexdigest()[:16]
     return Plan(tuple(sorted(set(opts.classes))), opts.method, load(opts.model_file)["joint"], digest,
                 opts.reveal_scores)
-
-
-class ServeTransport(ZmqTransport):
-    """ZeroMQ links whose start waits for the peers as long as the service runs (a restarted peer can come
-    back at any time); every later wait has the topology's timeout as usual."""
-
-    async def start(self) -> bytes:
-        limit, self.timeout_s = self.timeout_s, FOREVER
-        try:
-            return await super().start()
-        finally:
-            self.timeout_s = limit
-
-    def missing(self) -> list[str]:
-        """The peers whose hello has not come yet (while starting)."""
-        return [p for p in self.peers if p not in self._hello]
 
 
 class Service:
