@@ -18,8 +18,7 @@ import asyncio
 import collections
 import hashlib
 import logging
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -69,9 +68,10 @@ class Overloaded(Exception):
 
 @dataclass(eq=False)
 class Pending:
+    """One HTTP request: its ids, and its answer (flags, scores or None) or its refusal (Unavailable)."""
+
     ids: list[str]
     future: asyncio.Future[tuple[np.ndarray, np.ndarray | None]]
-    t0: float = field(default_factory=time.perf_counter)
 
 
 def make_plan(opts: Options) -> Plan:

@@ -49,13 +49,14 @@ def batch_base(stream: int, cls: int, seq: int) -> int:
     return (0xA5 << 56) | (stream << 52) | (cls << 48) | (seq * BATCH_OPS)
 
 
-def control(kind: int, stream: int, seq: int, cls: int = 0) -> Op:
-    """The op of the seq-th control message of a kind on a stream: header (0xA6), note (0xA7), ready (0xA8)."""
-    return Op((kind << 56) | (stream << 52) | (cls << 48) | seq, {0xA6: "header", 0xA7: "note", 0xA8: "ready"}[kind])
-
-
-HEADER, NOTE, READY = 0xA6, 0xA7, 0xA8
+HEADER, NOTE, READY = 0xA6, 0xA7, 0xA8  # control messages: batch headers, notes to the helper, ready markers
+LABELS = {HEADER: "header", NOTE: "note", READY: "ready"}
 Opened = asyncio.Task[np.ndarray | None]
+
+
+def control(kind: int, stream: int, seq: int, cls: int = 0) -> Op:
+    """The op of the seq-th control message of a kind on a stream (ready markers: per size class)."""
+    return Op((kind << 56) | (stream << 52) | (cls << 48) | seq, LABELS[kind])
 
 
 class OpView:
