@@ -182,11 +182,13 @@ class Party:
         step: int = 0,
         dtype: np.dtype | type | None = None,
         shape: Sequence[int] | None = None,
+        timeout: float | None = None,
     ) -> Message:
-        """Await what `src` sent under (op, step); the message's depth is the sender's + 1."""
+        """Await what `src` sent under (op, step); the message's depth is the sender's + 1. `timeout`:
+        instead of the topology's (a long-running service waits for its next request without one)."""
         return await self._transport.recv(
             src, op.id, step, tag=op.label, phase=self._phase(src), dtype=dtype, shape=shape,
-            what=f"{op.label} step {step}",
+            timeout=timeout, what=f"{op.label} step {step}",
         )
 
 

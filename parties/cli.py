@@ -26,6 +26,7 @@ COMMANDS = {
     "bench": "parties.commands.bench:bench",
     "keys": "parties.commands.keys:keys",
     "demo": "parties.commands.demo:demo",
+    "serve": "parties.serve.commands:serve",
 }
 
 
@@ -76,3 +77,4 @@ def main() -> None:
             raise
         click.echo(f"error: {describe(exc)}", err=True)
         sys.exit(1)
+

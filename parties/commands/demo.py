@@ -94,3 +94,13 @@ def fraud(ctx: click.Context, config: str | None, data_dir: str | None, accounts
         click.echo(json.dumps(report))
     else:
         print_report(report)
+
+
+def _add_serve() -> None:
+    """`mpc demo serve` lives with the service (parties/serve/); its heavy imports run only when it does."""
+    from parties.serve.commands import demo_serve
+
+    demo.add_command(demo_serve)
+
+
+_add_serve()
