@@ -164,7 +164,8 @@ class SessionSpec(_Strict):
     max_input_elements: StrictInt = Field(default=DEFAULT_MAX_INPUT_ELEMENTS, ge=1, le=2**40)
     # Dealer material dealt ahead of its consumption, at most (mpc/window.py, docs/memory.md): the helper
     # waits for the compute parties to consume before dealing more; every party sizes its tickets by it.
-    dealer_window_mb: StrictFloat = Field(default=DEFAULT_WINDOW_MB, gt=0, le=1_048_576, allow_inf_nan=False)
+    # Unset: DEFAULT_WINDOW_MB, or half of max_buffered_mb where that is smaller.
+    dealer_window_mb: StrictFloat | None = Field(default=None, gt=0, le=1_048_576, allow_inf_nan=False)
 
 
 class NetworkEmulationSpec(_Strict):
@@ -255,7 +256,8 @@ class Topology(_Strict):
 
     @property
     def dealer_window_mb(self) -> float:
-        return self.session.dealer_window_mb
+        s = self.session
+        return s.dealer_window_mb if s.dealer_window_mb is not None else min(DEFAULT_WINDOW_MB, s.max_buffered_mb / 2)
 
     # -- lookups -------------------------------------------------------------------------------
     @property
@@ -471,7 +473,7 @@ def _cross_checks(topo: Topology) -> list[str]:
         problems.append(f"session.max_buffered_mb: {session.max_buffered_mb:g} MB is below max_message_mb "
                         f"({session.max_message_mb:g} MB): one message alone would exceed it; give at least "
                         "max_message_mb")
-    if session.dealer_window_mb > session.max_buffered_mb:
+    if session.dealer_window_mb is not None and session.dealer_window_mb > session.max_buffered_mb:
         problems.append(f"session.dealer_window_mb: {session.dealer_window_mb:g} MiB is more than max_buffered_mb "
                         f"({session.max_buffered_mb:g} MiB): a full window of material waiting in a party's inbox "
                         "would stop the run")
