@@ -25,6 +25,7 @@ from mpc.config import Topology
 from mpc.keys import CurveKeys
 from mpc.keys import ephemeral as ephemeral_keys
 from mpc.keys import load as load_keys
+from mpc.shards import ShardInfo
 from mpc.stats import Stats
 from mpc.transport import (
     MemoryNetwork,
@@ -88,7 +89,7 @@ class Party:
     """One party's context in a run: who it is, who the others are, and how to talk to them."""
 
     def __init__(self, topology: Topology, name: str, transport: Transport, stats: Stats,
-                 stop: StopSignal | None = None, workers: WorkerPool | None = None):
+                 stop: StopSignal | None = None, workers: WorkerPool | None = None, shard: ShardInfo | None = None):
         spec = topology.party(name)
         self.topology = topology
         self.name = name
@@ -107,6 +108,8 @@ class Party:
         # The helper's worker processes for heavy dealing (mpc/workers.py), if it has more than one; they
         # live as long as this run (run_on stops them).
         self.workers = workers
+        # Which shard of its party this process is (mpc/shards.py); one unsharded: shard 0 of 1.
+        self.shard = shard or ShardInfo()
 
     @property
     def is_helper(self) -> bool:
@@ -221,6 +224,7 @@ class PartyFailed(RuntimeError):
 async def run_party(
     topology: Topology, name: str, program: Program[T], *, timeout_s: float | None = None,
     keys: CurveKeys | None = None, secret_key: str | None = None, setup: Mapping[str, str] | None = None,
+    shard: ShardInfo | None = None,
 ) -> PartyOutcome:
     """Run `program` as party `name` over ZeroMQ: connect, agree a session, run, say goodbye, close.
 
@@ -239,7 +243,8 @@ async def run_party(
     stats = Stats()
     transport = ZmqTransport(topology, name, stats, timeout_s=timeout_s, keys=keys,
                              agreement=_agreement(topology, setup))
-    return await run_on(transport, topology, name, program, stats, dealer_workers=topology.dealer_worker_count())
+    return await run_on(transport, topology, name, program, stats, dealer_workers=topology.dealer_worker_count(),
+                        shard=shard)
 
 
 def _agreement(topology: Topology, setup: Mapping[str, str] | None) -> dict[str, str]:
@@ -248,7 +253,7 @@ def _agreement(topology: Topology, setup: Mapping[str, str] | None) -> dict[str,
 
 
 async def run_on(transport: Transport, topology: Topology, name: str, program: Program[T],
-                 stats: Stats, *, dealer_workers: int = 1) -> PartyOutcome:
+                 stats: Stats, *, dealer_workers: int = 1, shard: ShardInfo | None = None) -> PartyOutcome:
     """Run `program` as party `name` on a transport not yet started; abort on any error, else goodbye.
 
     The helper's worker processes (if dealer_workers > 1) are started first, so they boot while the party
@@ -263,7 +268,7 @@ async def run_on(transport: Transport, topology: Topology, name: str, program: P
         await transport.start()
         if pool is not None:
             await pool.ready(topology.timeout_s)  # booted meanwhile: the program never waits for them
-        party = Party(topology, name, transport, stats, stop, pool)
+        party = Party(topology, name, transport, stats, stop, pool, shard)
         log.info("%s: session %s started with %s", name, party.session_id[:12], ", ".join(party.peers) or "-")
         t0 = time.perf_counter()
         value = await _until_failure(program(party), transport, stop)

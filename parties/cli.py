@@ -92,6 +92,32 @@ def _program_options(f: Any) -> Any:
     return f
 
 
+def _workers_option(f: Any) -> Any:
+    return click.option("--workers", type=click.IntRange(min=1, max=256), default=None,
+                        help="Shard workers per party (every party the same; default: the topology's `workers`, "
+                             "1). For programs that run sharded; see docs/sharding.md.")(f)
+
+
+def _with_workers(config: str, topo: Topology, workers: int | None, program: str | None) -> Topology:
+    """The topology with --workers, checked (exit 2 if the ports of its shards clash), and the program
+    checked to run sharded."""
+    from parties.sharded import check_shardable, with_workers
+
+    try:
+        topo = with_workers(topo, workers)
+    except ConfigError as exc:
+        click.echo(f"error: invalid topology {config} with --workers {workers}", err=True)
+        for problem in exc.problems:
+            click.echo(f"  {config}: {problem}", err=True)
+        sys.exit(EXIT_CONFIG)
+    if program is not None:
+        try:
+            check_shardable(program, topo.workers)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--workers") from None
+    return topo
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
 @click.version_option(package_name="mpc")
@@ -151,17 +177,21 @@ def programs() -> None:
 @click.option("--secret-key", type=click.Path(dir_okay=False), default=None,
               help="This party's secret key file (default: its secret_key in the topology).")
 @click.option("--json", "as_json", is_flag=True, help="Print this party's result and counters as JSON.")
+@_workers_option
+@click.option("--shard", type=click.IntRange(min=0), default=None, hidden=True)  # set by a sharded party's coordinator
+@click.option("--hub", default=None, hidden=True)
 @click.pass_context
 def run(ctx: click.Context, config: str, party_name: str, program: str, params: tuple[str, ...],
         timeout_s: float | None, latency_ms: float | None, bandwidth_mbps: float | None, secret_key: str | None,
-        as_json: bool) -> None:
+        as_json: bool, workers: int | None, shard: int | None, hub: str | None) -> None:
     """Run one party (one per host in a deployment over several machines)."""
-    topo = _load(config, latency_ms, bandwidth_mbps, timeout_s)
+    topo = _with_workers(config, _load(config, latency_ms, bandwidth_mbps, timeout_s), workers, program)
     if party_name not in topo.names:
         raise CliError(f"{config}: no party named {party_name!r} (parties: {', '.join(topo.names)})")
     from threadpoolctl import threadpool_limits
 
     from mpc.runtime import run_party
+    from parties import sharded
     from parties.programs import get_program, program_setup
 
     try:
@@ -171,20 +201,34 @@ def run(ctx: click.Context, config: str, party_name: str, program: str, params: 
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--program") from None
     _setup_logging(ctx.obj["debug"], prefix="" if as_json else f"{party_name}: ")
+    shard_info = None
+    if topo.workers > 1 and shard is None:  # this process coordinates the party's shard workers
+        options = (("--program", program), ("--timeout-s", timeout_s), ("--latency-ms", latency_ms),
+                   ("--bandwidth-mbps", bandwidth_mbps), ("--secret-key", secret_key))
+        run_args = [a for flag, value in options if value is not None for a in (flag, str(value))]
+        run_args += [a for p in params for a in ("-p", p)]
+        global_args = ["--debug"] if ctx.obj["debug"] else []
+        record = _run_party_process(lambda: sharded.coordinate(config, topo, party_name, run_args, global_args),
+                                    ctx.obj["debug"], as_json, party_name, topo.party(party_name).role)
+        if as_json:
+            click.echo(record.to_json(default=_jsonable))
+        else:
+            _print_launch_table({"program": program, "config": config, "parties": [record.to_dict()]})
+        return
+    if shard is not None:
+        if hub is None or shard >= topo.workers:
+            raise click.BadParameter("--shard I needs --hub and I below --workers", param_hint="--shard")
+        topo, extra, shard_info = sharded.worker_setup(topo, shard, hub)
+        setup = {**setup, **extra}
 
     def main() -> Any:
-        return run_party(topo, party_name, prog, timeout_s=timeout_s, secret_key=secret_key, setup=setup)
+        work = run_party(topo, party_name, prog, timeout_s=timeout_s, secret_key=secret_key, setup=setup,
+                         shard=shard_info)
+        return work if shard_info is None else sharded.as_worker(work)
 
     role = topo.party(party_name).role
     with threadpool_limits(1):
-        try:
-            outcome = _run_party_process(main, ctx.obj["debug"])
-        except BaseException as exc:
-            if as_json:  # the launcher reads who failed, and because of whom, from here
-                click.echo(_failure_record(party_name, role, exc).to_json())
-            if isinstance(exc, asyncio.CancelledError):
-                raise CliError(f"{party_name}: interrupted") from None
-            raise
+        outcome = _run_party_process(main, ctx.obj["debug"], as_json, party_name, role)
     record = PartyRecord(party_name, role, result=outcome.value, counters=outcome.summary())
     if as_json:
         click.echo(record.to_json(default=_jsonable))
@@ -201,7 +245,21 @@ def _failure_record(name: str, role: str, exc: BaseException) -> PartyRecord:
                        cause=exc.peer if isinstance(exc, PeerError) else None)
 
 
-def _run_party_process(main: Callable[[], Awaitable[T]], debug: bool) -> T:
+def _run_party_process(main: Callable[[], Awaitable[T]], debug: bool, as_json: bool = False, name: str = "",
+                       role: str = "") -> T:
+    """`_run_supervised`, and on failure the party's JSON failure record (with --json: the launcher reads
+    who failed, and because of whom, from it)."""
+    try:
+        return _run_supervised(main, debug)
+    except BaseException as exc:
+        if as_json:
+            click.echo(_failure_record(name, role, exc).to_json())
+        if isinstance(exc, asyncio.CancelledError):
+            raise CliError(f"{name}: interrupted") from None
+        raise
+
+
+def _run_supervised(main: Callable[[], Awaitable[T]], debug: bool) -> T:
     """asyncio.run(main()) for a party's process: SIGTERM/SIGINT cancel it (the party aborts cleanly),
     and tasks it leaves behind are cancelled and awaited here, quietly, before the loop closes; a task
     failing as it is cancelled would otherwise print tracebacks at asyncio.run's shutdown."""
@@ -290,12 +348,13 @@ def emulate(config: str, program: str, params: tuple[str, ...], as_json: bool) -
 @_program_options
 @_network_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with every party's counters.")
+@_workers_option
 @click.pass_context
 def launch(ctx: click.Context, config: str, program: str, params: tuple[str, ...], timeout_s: float | None,
-           latency_ms: float | None, bandwidth_mbps: float | None, as_json: bool) -> None:
+           latency_ms: float | None, bandwidth_mbps: float | None, as_json: bool, workers: int | None) -> None:
     """Run every party of CONFIG as its own process on this host; fail if any party fails."""
     _load(config, latency_ms, bandwidth_mbps, timeout_s)  # checked with the overrides the children will get
-    topo = _load(config)
+    topo = _with_workers(config, _load(config), workers, program)
     from parties.launcher import failure_summary
     from parties.launcher import launch as launch_all
     from parties.programs import bind_params
@@ -308,7 +367,7 @@ def launch(ctx: click.Context, config: str, program: str, params: tuple[str, ...
     for p in params:
         args += ["--param", p]
     for flag, value in (("--timeout-s", timeout_s), ("--latency-ms", latency_ms),
-                        ("--bandwidth-mbps", bandwidth_mbps)):
+                        ("--bandwidth-mbps", bandwidth_mbps), ("--workers", workers)):
         if value is not None:
             args += [flag, str(value)]
     global_args = ["--debug"] if ctx.obj["debug"] else []
