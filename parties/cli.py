@@ -203,12 +203,9 @@ def run(ctx: click.Context, config: str, party_name: str, program: str, params: 
     _setup_logging(ctx.obj["debug"], prefix="" if as_json else f"{party_name}: ")
     shard_info = None
     if topo.workers > 1 and shard is None:  # this process coordinates the party's shard workers
-        options = (("--program", program), ("--timeout-s", timeout_s), ("--latency-ms", latency_ms),
-                   ("--bandwidth-mbps", bandwidth_mbps), ("--secret-key", secret_key))
-        run_args = [a for flag, value in options if value is not None for a in (flag, str(value))]
-        run_args += [a for p in params for a in ("-p", p)]
+        job = sharded.ShardJob(program, params, timeout_s, latency_ms, bandwidth_mbps, secret_key)
         global_args = ["--debug"] if ctx.obj["debug"] else []
-        record = _run_party_process(lambda: sharded.coordinate(config, topo, party_name, run_args, global_args),
+        record = _run_party_process(lambda: sharded.coordinate(config, topo, party_name, job, global_args),
                                     ctx.obj["debug"], as_json, party_name, topo.party(party_name).role)
         if as_json:
             click.echo(record.to_json(default=_jsonable))
@@ -539,6 +536,7 @@ def demo() -> None:
 @click.option("--write-data", type=click.Path(file_okay=False), default=None,
               help="Only write the synthetic data set to this directory (to inspect or replace) and exit.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@_workers_option
 # -- training on shares (issue 14; parties/fraud/train.py): the default unless --plaintext-model or --query
 @click.option("--plaintext-model", is_flag=True, help="Score with the shipped model trained in plaintext instead.")
 @click.option("--model", "train_model", type=click.Choice(["mlp", "logistic"]), default="mlp", show_default=True,
@@ -554,7 +552,7 @@ def demo() -> None:
 @click.pass_context
 def fraud(ctx: click.Context, config: str | None, data_dir: str | None, accounts: int, seed: int,
           latency_ms: float | None, method: str | None, reveal_scores: bool, flags_to: str, query: str | None,
-          write_data: str | None, as_json: bool, **training: Any) -> None:
+          write_data: str | None, as_json: bool, workers: int | None, **training: Any) -> None:
     """Two banks find money-mule accounts that neither can see alone, without sharing their data."""
     from parties.fraud import data as fraud_data
     from parties.fraud.demo import DemoError, DemoOptions, print_report, run
@@ -583,7 +581,7 @@ def fraud(ctx: click.Context, config: str | None, data_dir: str | None, accounts
     opts = DemoOptions(config=_load(config) if config else None, data_dir=data_dir, accounts=accounts, seed=seed,
                        latency_ms=latency_ms, reveal_scores=reveal_scores, flags_to=flags_to, query=query,
                        method=method, debug=ctx.obj["debug"], progress=progress,
-                       model=training.pop("train_model"), **training)
+                       model=training.pop("train_model"), workers=workers, **training)
     try:
         with status:
             report = run(opts)

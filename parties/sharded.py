@@ -20,15 +20,19 @@ import contextlib
 import os
 import sys
 from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from mpc.config import Topology
+from mpc.keys import CurveKeys
 from mpc.records import PartyRecord
+from mpc.runtime import PartyOutcome, run_party
 from mpc.shards import (
     Hub,
     HubLink,
     ShardFailed,
     ShardInfo,
+    ShardLink,
     agreement,
     failure,
     merge_counters,
@@ -60,13 +64,50 @@ def with_workers(topo: Topology, workers: int | None) -> Topology:
     return parse_topology(data, "--workers")
 
 
-def worker_setup(topo: Topology, shard: int, hub: str) -> tuple[Topology, dict[str, str], ShardInfo]:
-    """What makes a process shard `shard` of its party: the shard's session topology, what its hello adds,
-    and its link to the party's other shards (through the coordinator's hub)."""
+@dataclass(frozen=True)
+class ShardJob:
+    """What each shard of a party runs: the options of the coordinator's `mpc run`, the same for every shard."""
+
+    program: str
+    params: tuple[str, ...] = ()  # KEY=VALUE
+    timeout_s: float | None = None
+    latency_ms: float | None = None
+    bandwidth_mbps: float | None = None
+    secret_key: str | None = None
+
+    def argv(self) -> list[str]:
+        """As `mpc run` options, for a shard worker process."""
+        options = (("--program", self.program), ("--timeout-s", self.timeout_s), ("--latency-ms", self.latency_ms),
+                   ("--bandwidth-mbps", self.bandwidth_mbps), ("--secret-key", self.secret_key))
+        return [a for flag, value in options if value is not None for a in (flag, str(value))] + \
+            [a for p in self.params for a in ("-p", p)]
+
+
+def shard_session(topo: Topology, shard: int) -> tuple[Topology, dict[str, str]]:
+    """Shard `shard`'s session topology and what its hello adds."""
     session = shard_topology(topo, shard)
     if topo.dealer_workers is None:  # the helper's shards share its host's cores: each its part of the default
         session = session.model_copy(update={"dealer_workers": max(1, topo.dealer_worker_count() // topo.workers)})
-    return session, agreement(shard, topo.workers), ShardInfo(shard, topo.workers, HubLink(hub, shard))
+    return session, agreement(shard, topo.workers)
+
+
+def worker_setup(topo: Topology, shard: int, hub: str) -> tuple[Topology, dict[str, str], ShardInfo]:
+    """What makes a process shard `shard` of its party: the shard's session topology, what its hello adds,
+    and its link to the party's other shards (through the coordinator's hub)."""
+    session, extra = shard_session(topo, shard)
+    return session, extra, ShardInfo(shard, topo.workers, HubLink(hub, shard))
+
+
+async def run_shard(topo: Topology, party: str, shard: int, job: ShardJob, link: ShardLink,
+                    keys: CurveKeys | None) -> PartyOutcome:
+    """Shard `shard` of `party` in this process (a Ray actor): the program of `job` in the shard's session."""
+    from parties.programs import get_program, program_setup
+
+    params = dict(p.split("=", 1) for p in job.params)
+    session, extra = shard_session(topo, shard)
+    return await run_party(session, party, get_program(job.program, params), timeout_s=job.timeout_s, keys=keys,
+                           setup={**program_setup(job.program, params), **extra},
+                           shard=ShardInfo(shard, topo.workers, link))
 
 
 async def as_worker(work: Awaitable[T]) -> T:
@@ -89,7 +130,7 @@ async def as_worker(work: Awaitable[T]) -> T:
             await watcher
 
 
-async def coordinate(config: str, topo: Topology, party: str, run_args: Sequence[str],
+async def coordinate(config: str, topo: Topology, party: str, job: ShardJob,
                      global_args: Sequence[str] = (), sink: Any = sys.stderr) -> PartyRecord:
     """Run party `party` as topo.workers shards of this host's processes (or Ray actors, with `ray:`);
     return the party's record, or raise ShardFailed naming the party and shard that failed."""
@@ -97,12 +138,12 @@ async def coordinate(config: str, topo: Topology, party: str, run_args: Sequence
     if spec.ray is not None:
         from parties.ray_shards import coordinate_on_ray
 
-        return await coordinate_on_ray(config, topo, party, run_args, global_args)
+        return await coordinate_on_ray(topo, party, job)
     hub = Hub(topo.workers)
     hub.start()
     try:
         argvs = [[*PARTY_COMMAND, *global_args, "run", config, "--party", party, "--json", "--workers",
-                  str(topo.workers), "--shard", str(i), "--hub", hub.address, *run_args]
+                  str(topo.workers), "--shard", str(i), "--hub", hub.address, *job.argv()]
                  for i in range(topo.workers)]
         exits = await supervise(argvs, env=CHILD_ENV, sink=sink)
     finally:

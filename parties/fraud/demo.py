@@ -19,13 +19,14 @@ from typing import TYPE_CHECKING, Any, TextIO, cast
 
 import numpy as np
 
-from mpc.config import Topology, localhost_topology
+from mpc.config import ConfigError, Topology, localhost_topology
 from mpc.localhost import free_ports, secured, write_topology
 from mpc.ring import decode_fixed
 from parties.fraud import data, features, train_demo
 from parties.fraud import train as secure_train
 from parties.fraud.model import MODEL_FILE, load
 from parties.launcher import launch
+from parties.sharded import with_workers
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -58,6 +59,7 @@ class DemoOptions:
     train_fraction: float = 0.5
     reveal_model: bool = False
     model_out: str | None = None  # a directory for the banks' share files (default: a temporary one)
+    workers: int | None = None  # shard workers per party (docs/sharding.md); None: the topology's
 
     @property
     def trains(self) -> bool:
@@ -199,7 +201,12 @@ def _topology(opts: DemoOptions) -> Topology:
         topo = opts.config
         if len(topo.compute_parties) != 2 or topo.helper is None:
             raise DemoError("the fraud demo needs a topology of exactly two compute parties and a helper")
-    topo = topo.with_network(latency, bandwidth)
+    try:
+        topo = with_workers(topo.with_network(latency, bandwidth), opts.workers)
+    except ConfigError as exc:
+        raise DemoError(str(exc)) from None
+    if opts.query and topo.workers > 1:
+        raise DemoError("--query scores one account: run it with one worker per party")
     if opts.method:
         topo = topo.model_copy(update={"comparison": opts.method})
     return topo

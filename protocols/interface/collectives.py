@@ -24,14 +24,22 @@ one worker every collective is the identity, so a program written with them runs
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 
-from mpc.shards import ShardInfo, ShardMismatch, row_range
-from protocols.interface.context import Context
+from mpc.config import Topology
+from mpc.keys import ephemeral
+from mpc.runtime import PartyFailed, PartyOutcome, run_on, run_party
+from mpc.shards import LocalLink, Rendezvous, ShardInfo, ShardMismatch, agreement, row_range, shard_topology
+from mpc.stats import Stats
+from mpc.transport import MemoryNetwork, PeerError
+from protocols.interface.context import Context, secure
 from protocols.primitives.shared import SharedArray, Shares, placeholder
+
+T = TypeVar("T")
 
 
 class Shards:
@@ -141,4 +149,44 @@ def shards(ctx: Context) -> Shards:
     return Shards(ctx)
 
 
-__all__ = ["ShardMismatch", "Shards", "shards"]
+async def run_local_sharded_async(topology: Topology, program: Callable[[Context], Awaitable[T]], workers: int,
+                                  *, timeout_s: float | None = None,
+                                  transport: str = "memory") -> dict[str, list[PartyOutcome]]:
+    """Every shard of every party of `topology` in this event loop (tests, one host): shard i of every party
+    in its own session (in memory, or over ZeroMQ on the shard ports), each party's shards meeting at a
+    rendezvous of its own. Returns each party's outcomes in shard order; raises PartyFailed naming the
+    party whose own error started a failure."""
+    topo = topology.model_copy(update={"workers": workers})
+    meeting = {name: Rendezvous(workers) for name in topo.names}
+    runs: dict[tuple[str, int], Awaitable[PartyOutcome]] = {}
+    for i in range(workers):
+        session = shard_topology(topo, i)
+        setup = agreement(i, workers)
+        network = MemoryNetwork(session) if transport == "memory" else None
+        keys = ephemeral(session.names) if network is None else {}
+        for name in session.names:
+            info = ShardInfo(i, workers, LocalLink(meeting[name], i))
+            if network is not None:
+                stats = Stats()
+                link = network.transport(name, stats, timeout_s=timeout_s,
+                                         agreement={**session.agreed_settings(), **setup})
+                runs[name, i] = run_on(link, session, name, secure(program), stats, shard=info)
+            else:
+                runs[name, i] = run_party(session, name, secure(program), timeout_s=timeout_s, keys=keys[name],
+                                          setup=setup, shard=info)
+    tasks = {key: asyncio.ensure_future(run) for key, run in runs.items()}
+    await asyncio.wait(tasks.values())
+    errors = {f"{name} shard {i}": exc for (name, i), t in tasks.items() if (exc := t.exception()) is not None}
+    if errors:
+        first = next((k for k, e in errors.items() if not isinstance(e, PeerError)), next(iter(errors)))
+        raise PartyFailed(first, errors[first]) from errors[first]
+    return {name: [tasks[name, i].result() for i in range(workers)] for name in topo.names}
+
+
+def run_local_sharded(topology: Topology, program: Callable[[Context], Awaitable[T]], workers: int = 2,
+                      **kwargs: Any) -> dict[str, list[PartyOutcome]]:
+    """Synchronous `run_local_sharded_async`."""
+    return asyncio.run(run_local_sharded_async(topology, program, workers, **kwargs))
+
+
+__all__ = ["ShardMismatch", "Shards", "run_local_sharded", "run_local_sharded_async", "shards"]
