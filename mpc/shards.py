@@ -38,6 +38,9 @@ log = logging.getLogger("mpc.shards")
 
 KINDS = ("sum", "concat", "broadcast")
 GRACE_S = 5.0  # SIGTERM, then SIGKILL after this long
+# A shard that stopped because of a peer: this long its sibling shards may take to stop by themselves (a peer
+# party's coordinator stops all its shards; each of ours notices in its own session within about a second).
+SETTLE_S = 4.0
 # Fixed-size numeric dtypes a shard may hand to its party's other shards (no objects, nothing pickled).
 _DTYPES = frozenset("biuf")
 
@@ -356,14 +359,22 @@ def failure(party: str, exits: Sequence[WorkerExit]) -> ShardFailed | None:
         return None
 
     def blame(w: WorkerExit) -> tuple[int, int]:
-        own = w.record is None or w.record.cause in (None, party)
-        return (2 if w.stopped else 0 if own else 1, w.shard)
+        """Its own failure first; then a peer's shard lost (it died or failed by itself); then a peer's shard
+        that aborted (its coordinator may have stopped it because of another shard); last, one this
+        coordinator stopped that says nothing more than that."""
+        if w.stopped and (w.record is None or w.record.error_class == "CancelledError"):
+            return 3, w.shard
+        if w.record is None or w.record.cause in (None, party):
+            return 0, w.shard
+        return (2 if w.record.error_class == "PeerAborted" else 1), w.shard
 
     first = min(failed, key=blame)
     cause = first.record.cause if first.record is not None and first.record.cause else party
-    what = describe_exit(first)
-    return ShardFailed(party, first.shard, cause, f"{party} shard {first.shard} of {len(exits)}: {what}"
-                       .replace(f": {party}: ", ": "))
+    what = describe_exit(first).removeprefix(f"{party}: ")
+    where = f"{party} shard {first.shard} of {len(exits)}"
+    if cause != party:  # shard i's session is with the other parties' shard i
+        where += f" (its session with {cause}'s shard {first.shard})"
+    return ShardFailed(party, first.shard, cause, f"{where}: {what}")
 
 
 async def _pump(stream: asyncio.StreamReader, prefix: str, sink: Any) -> None:
@@ -421,7 +432,13 @@ async def supervise(argvs: Sequence[Sequence[str]], env: dict[str, str] | None =
     try:
         while pending:
             done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            if any(t.exception() is not None or not _ok(t.result()) for t in done) and pending:
+            bad = [t for t in done if t.exception() is not None or not _ok(t.result())]
+            if bad and pending:
+                if all(_peer_caused(t.result()) for t in bad if t.exception() is None) and all(
+                        t.exception() is None for t in bad):
+                    # a peer failed: its coordinator stops all its shards, so ours see it by themselves, each
+                    # naming what it saw (its own session's peer); give them the time to
+                    _, pending = await asyncio.wait(pending, timeout=SETTLE_S)
                 await _stop(list(procs.values()), stopped)
     except BaseException:
         await _stop(list(procs.values()), stopped)
@@ -437,6 +454,10 @@ async def supervise(argvs: Sequence[Sequence[str]], env: dict[str, str] | None =
             w.stopped = w.pid in stopped and not _ok(w)
             exits.append(w)
     return exits
+
+
+def _peer_caused(w: WorkerExit) -> bool:
+    return w.record is not None and w.record.cause not in (None, w.record.name)
 
 
 def _ok(w: WorkerExit) -> bool:

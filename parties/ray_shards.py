@@ -127,7 +127,7 @@ def _connect(ray: Any, address: str) -> bool:
     """Join the party's cluster (True if this call started a private local instance to stop after)."""
     if ray.is_initialized():
         return False
-    quiet = {"log_to_driver": False, "include_dashboard": False, "configure_logging": False}
+    quiet = {"include_dashboard": False, "logging_level": "WARNING"}
     if address == "local":
         ray.init(num_cpus=len(os.sched_getaffinity(0)), _node_ip_address="127.0.0.1", **quiet)
         return True
@@ -141,7 +141,7 @@ async def coordinate_on_ray(topo: Topology, party: str, job: ShardJob) -> PartyR
     spec = topo.party(party).ray
     assert spec is not None
     keys = load_keys(topo, party, job.secret_key)  # read here, handed to the party's own actors
-    started = await asyncio.to_thread(_connect, ray, spec.address)
+    started = _connect(ray, spec.address)  # in the main thread, as Ray wants (a few seconds, once)
     hub_cls = ray.remote(num_cpus=0, max_restarts=0)(_RendezvousActor)
     shard_cls = ray.remote(num_cpus=0, max_restarts=0, max_task_retries=0, max_concurrency=2)(_ShardActor)
     actors: list[Any] = []
