@@ -220,7 +220,7 @@ def _config(tmp_path: Path, **fields: Any) -> Path:
     data = yaml.safe_load((ROOT / "configs" / "local-2banks-helper.yaml").read_text())
     for party, port in zip(data["parties"], free_ports(len(data["parties"])), strict=True):
         party["port"] = port
-    data.update(timeout_s=20, shard_port_step=7, **fields)
+    data.update({"timeout_s": 20, "shard_port_step": 7, **fields})
     path = tmp_path / "topology.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
@@ -231,6 +231,7 @@ def mpc(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
                           cwd=ROOT)
 
 
+@pytest.mark.timeout(300)
 def test_launch_with_two_workers_per_party(tmp_path: Path) -> None:
     """Each party a coordinator and 2 shard processes: every collective right, each shard its own session,
     the party's counters summed over its shards."""
@@ -266,6 +267,7 @@ def test_a_program_that_does_not_shard_refuses_workers(tmp_path: Path) -> None:
     assert res.returncode == 2 and "arith does not run sharded" in res.stderr
 
 
+@pytest.mark.timeout(300)
 def test_a_dead_shard_stops_every_party_naming_the_party_and_shard(tmp_path: Path) -> None:
     """bank_a's shard 1 is killed (SIGKILL) mid-run: bank_a names its shard 1, every other party stops by
     itself naming bank_a, within the timeout, and no process is left behind."""
@@ -286,6 +288,7 @@ def test_a_dead_shard_stops_every_party_naming_the_party_and_shard(tmp_path: Pat
     assert_gone([p["pid"] for p in report["parties"]], "mpc-launch-")
 
 
+@pytest.mark.timeout(300)
 def test_a_killed_coordinator_takes_its_shards_with_it(tmp_path: Path) -> None:
     """SIGKILL to bank_b's coordinator: its orphaned shard workers stop themselves (aborting their sessions),
     the other parties stop naming bank_b, and nothing is left running."""
@@ -312,3 +315,63 @@ def test_a_killed_coordinator_takes_its_shards_with_it(tmp_path: Path) -> None:
     assert sharded.returncode == 1
     assert "bank_b" in err.splitlines()[-1] or "bank_b" in err
     assert_gone([*coordinators, *workers], "mpc-launch-")
+
+
+# -- on Ray (the optional extra; skipped without it) -----------------------------------------------
+
+@pytest.mark.timeout(600)
+def test_shard_workers_as_ray_actors_on_a_local_cluster(tmp_path: Path) -> None:
+    """bank_a's shards are Ray actors on a Ray cluster this test starts (and stops); bank_b and the helper
+    shard over local processes: the same results; every actor gone after the run; an actor never runs its
+    shard twice."""
+    ray = pytest.importorskip("ray")
+    from parties.ray_shards import _ShardActor
+    from parties.sharded import ShardJob
+
+    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", logging_level="WARNING")
+    try:
+        address = ray.get_runtime_context().gcs_address
+        config = _config(tmp_path, timeout_s=120)  # Ray's start-up takes tens of seconds on a busy machine
+        data = yaml.safe_load(config.read_text())
+        data["parties"][0]["ray"] = {"address": address}
+        config.write_text(yaml.safe_dump(data))
+        res = mpc("launch", str(config), "--program", PROGRAM, "-p", "n=9", "--workers", "2", "--json", timeout=400)
+        assert res.returncode == 0, res.stderr
+        report = json.loads(res.stdout)
+        bank_a = report["parties"][0]
+        result = bank_a["result"]
+        _check({**result, "want": {k: np.asarray(v) for k, v in result["want"].items()}})
+        assert result["order"] == [0, 1] and len(bank_a["shards"]) == 2
+        assert [s["session_id"] for s in bank_a["shards"]] == [s["session_id"] for s in report["parties"][1]["shards"]]
+        from ray._private import state
+
+        alive = [a for a in state.actors().values() if a.get("State") != "DEAD"]
+        assert not alive, alive  # the coordinator killed its actors
+
+        # an actor runs its shard once: a retried or repeated call is refused, never played again
+        actor = ray.remote(num_cpus=0, max_restarts=0, max_task_retries=0)(_ShardActor).remote()
+        topo = parse_topology(yaml.safe_load(config.read_text()) | {"workers": 2})
+        first = json.loads(ray.get(actor.run.remote(topo, "bank_a", 0, ShardJob("no-such-program"), None, None)))
+        assert first["ok"] is False and "unknown program" in first["error"]
+        with pytest.raises(Exception, match="already ran its shard once"):
+            ray.get(actor.run.remote(topo, "bank_a", 0, ShardJob("no-such-program"), None, None))
+        ray.kill(actor)
+    finally:
+        ray.shutdown()
+
+
+def test_a_ray_party_without_ray_installed_is_told_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import builtins
+
+    from parties.ray_shards import ray_module
+
+    real = builtins.__import__
+
+    def no_ray(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name == "ray" or name.startswith("ray."):
+            raise ImportError(name)
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_ray)
+    with pytest.raises(RuntimeError, match=r"pip install -e '\.\[ray\]'"):
+        ray_module()
