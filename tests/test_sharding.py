@@ -18,11 +18,11 @@ import pytest
 import yaml
 
 from mpc.config import ConfigError, localhost_topology, parse_topology
+from mpc.localhost import free_port_run
 from mpc.shards import Rendezvous, ShardMismatch, combine, row_range, shard_topology
 from protocols.applications import training as tr
 from protocols.interface.collectives import run_local_sharded, shards
 from protocols.interface.context import Context, run_local
-from tests.conftest import free_ports
 from tests.shard_programs import collectives
 from tests.test_cli_launch import assert_gone, children
 from tests.test_training import LR, MLP, TOL, X, Y, assert_close
@@ -217,10 +217,12 @@ def test_a_sharded_party_must_say_how_many_rows_it_trains_on(make_topology) -> N
 # -- shard workers as real processes ---------------------------------------------------------------
 
 def _config(tmp_path: Path, **fields: Any) -> Path:
+    """The shipped local topology on a run of free ports for 2 shards (shard 1: every port + 3)."""
     data = yaml.safe_load((ROOT / "configs" / "local-2banks-helper.yaml").read_text())
-    for party, port in zip(data["parties"], free_ports(len(data["parties"])), strict=True):
-        party["port"] = port
-    data.update({"timeout_s": 20, "shard_port_step": 7, **fields})
+    base = free_port_run(6)
+    for i, party in enumerate(data["parties"]):
+        party["port"] = base + i
+    data.update({"timeout_s": 20, **fields})
     path = tmp_path / "topology.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
@@ -375,3 +377,40 @@ def test_a_ray_party_without_ray_installed_is_told_how_to_install_it(monkeypatch
     monkeypatch.setattr(builtins, "__import__", no_ray)
     with pytest.raises(RuntimeError, match=r"pip install -e '\.\[ray\]'"):
         ray_module()
+
+
+# -- the fraud demo sharded ------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def demo_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("shards") / "data"
+    res = mpc("demo", "fraud", "--accounts", "1500", "--seed", "11", "--write-data", str(out))
+    assert res.returncode == 0, res.stderr
+    return out
+
+
+@pytest.mark.timeout(900)
+def test_the_demo_trained_over_two_workers_scores_as_the_unsharded_run(demo_data: Path) -> None:
+    """Training and scoring on 2 shards per party: the ROC AUC of the unsharded run within 0.002, the flags
+    those of the secure weights, every party's shards in their own sessions."""
+    args = ["demo", "fraud", "--data", str(demo_data), "--epochs", "3", "--batch-size", "32", "--json"]
+    runs = {}
+    for workers in ("1", "2"):
+        res = mpc(*args, "--workers", workers, timeout=600)
+        assert res.returncode == 0, res.stderr
+        runs[workers] = json.loads(res.stdout)
+    one, two = runs["1"], runs["2"]
+    assert abs(two["auc_secure"] - one["auc_secure"]) <= 0.002, (one["auc_secure"], two["auc_secure"])
+    assert two["auc_secure"] > 0.9 and two["flags_match_secure_weights"]
+    assert two["train_steps"] == one["train_steps"] and two["train_rounds_per_step"] == one["train_rounds_per_step"]
+    assert abs(two["weight_drift_vs_reference"]) < 0.05
+
+
+@pytest.mark.timeout(600)
+def test_the_demo_scores_over_two_workers_as_the_plaintext_pipeline(demo_data: Path) -> None:
+    res = mpc("demo", "fraud", "--data", str(demo_data), "--plaintext-model", "--flags-to", "own", "--workers", "2",
+              "--json", timeout=400)
+    assert res.returncode == 0, res.stderr
+    report = json.loads(res.stdout)
+    assert report["flags_match_plaintext"] and report["accounts"] == 1500
+    assert report["max_score_error"] <= report["score_error_bound"]

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TextIO, cast
 import numpy as np
 
 from mpc.config import ConfigError, Topology, localhost_topology
-from mpc.localhost import free_ports, secured, write_topology
+from mpc.localhost import free_port_run, free_ports, secured, write_topology
 from mpc.ring import decode_fixed
 from parties.fraud import data, features, train_demo
 from parties.fraud import train as secure_train
@@ -194,7 +194,9 @@ def _param(value: object) -> str:
 def _topology(opts: DemoOptions) -> Topology:
     latency, bandwidth = opts.latency_ms, None
     if opts.config is None:
-        topo = localhost_topology(2, helper=True, ports=free_ports(3), timeout_s=300)
+        workers = opts.workers or 1  # every shard's ports free: a run of consecutive ones
+        ports = free_ports(3) if workers == 1 else range(base := free_port_run(3 * workers), base + 3)
+        topo = localhost_topology(2, helper=True, ports=ports, timeout_s=300)
         if opts.query and latency is None:  # a serving request: the WAN topology by default
             latency, bandwidth = WAN_LATENCY_MS, WAN_BANDWIDTH_MBPS
     else:
