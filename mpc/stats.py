@@ -41,6 +41,17 @@ class Stats:
     by_op: dict[tuple[str, str], Counter] = field(default_factory=dict)
     rounds: int = 0
     transport_sends: int = 0
+    methods: dict[tuple[str, str], int] = field(default_factory=dict)
+    """How many calls of each operation label ran by each method (comparison methods chosen by `auto` or
+    asked for): each operation records its own choice, so concurrent operations never overwrite it."""
+
+    def record_method(self, label: str, method: str) -> None:
+        key = (label, method)
+        self.methods[key] = self.methods.get(key, 0) + 1
+
+    def methods_used(self) -> list[str]:
+        """Every method some operation used, in the order first used."""
+        return list(dict.fromkeys(method for _, method in self.methods))
 
     def _counter(self, phase: str, tag: str) -> Counter:
         key = (phase, tag)
@@ -69,14 +80,15 @@ class Stats:
         return out
 
     def copy(self) -> Stats:
-        return Stats(
-            {k: Counter(**asdict(v)) for k, v in self.by_op.items()}, self.rounds, self.transport_sends
-        )
+        return Stats({k: Counter(**asdict(v)) for k, v in self.by_op.items()}, self.rounds, self.transport_sends,
+                     dict(self.methods))
 
     def since(self, earlier: Stats) -> Stats:
         """The traffic between an earlier snapshot and now (rounds are not subtracted: a value's depth
         minus its inputs' depth gives an operation's rounds)."""
         out = Stats(rounds=self.rounds, transport_sends=self.transport_sends - earlier.transport_sends)
+        out.methods = {k: n - earlier.methods.get(k, 0) for k, n in self.methods.items()
+                       if n != earlier.methods.get(k, 0)}
         for key, c in self.by_op.items():
             diff = c.minus(earlier.by_op.get(key, Counter()))
             if diff != Counter():
@@ -95,4 +107,5 @@ class Stats:
             "transport_sends": self.transport_sends,
             "phases": {ph: asdict(self.total(phase=ph)) for ph in sorted({k[0] for k in self.by_op})},
             "ops": {f"{ph}:{tg}": asdict(c) for (ph, tg), c in sorted(self.by_op.items())},
+            "methods": {f"{label}:{method}": n for (label, method), n in sorted(self.methods.items())},
         }

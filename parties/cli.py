@@ -21,6 +21,7 @@ import click
 from mpc.config import ConfigError, Topology, latency_problems, load_topology, topology_warnings
 from mpc.records import PartyRecord
 from mpc.settings import Comparison, choices
+from parties.bench import OPS as BENCH_OPS
 
 EXIT_CONFIG = 2
 T = TypeVar("T")
@@ -412,8 +413,7 @@ def _latency_list(ctx: click.Context, param: click.Parameter, value: str | None)
 @click.option("--config", type=click.Path(dir_okay=False), default=None,
               help="Topology to run on (default: two banks and the helper on localhost, free ports).")
 @click.option("--op", "ops", default="mul,matmul", show_default=True,
-              help="Comma-separated ops: mul, matmul, trunc, lt, eq, relu, max, fraud, sigmoid, tanh, exp, log, "
-                   "reciprocal, div, sqrt, rsqrt, softmax, train_lr, train_mlp.")
+              help=f"Comma-separated ops: {', '.join(BENCH_OPS)}.")
 @click.option("--method", "methods", default="auto", show_default=True, metavar="M[,M...]",
               help="Comparison method(s) for lt, eq, relu, max and the functions: auto, dcf, compact, bits; "
                    "several run each.")
@@ -451,7 +451,7 @@ def bench(ctx: click.Context, config: str | None, ops: str, methods: str, n: int
                                  param_hint="--method")
     if len(method_list) > 1:
         # arithmetic ops do not depend on the comparison method: run them once
-        plan = [(m, [o for o in names if OPS[o].kind == "comparison" or i == 0]) for i, m in enumerate(method_list)]
+        plan = [(m, [o for o in names if OPS[o].methods or i == 0]) for i, m in enumerate(method_list)]
     else:
         plan = [(method_list[0], names)]
     topo = _load(config) if config else default_topology()

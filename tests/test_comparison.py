@@ -223,7 +223,7 @@ def test_bits_method_with_more_parties(make_topology, n: int) -> None:
         assert ctx.comparison == "auto"
         x, y = await share(ctx, "bank_a", a), await share(ctx, ctx.compute_parties[-1], b)
         outs = [x < y, ctx.relu(x), x == y]
-        assert ctx.last_comparison_method == "bits"
+        assert ctx.party.stats.methods_used() == ["bits"]
         return [await ctx.reveal(o) for o in outs]
 
     lt, rl, eq = run_local(make_topology(n), program)["bank_a"].value

@@ -127,7 +127,7 @@ async def fraud(ctx: Context, data_dir: str, reveal_scores: bool = False, flags_
     out: dict[str, Any] = {
         "accounts": n, "t_start": t_start, "t_end": t_end, "deal_s": deal_s, "rounds": stats.rounds,
         "bytes_online": int(traffic[0]), "bytes_offline": int(traffic[1]),
-        "comparison_method": ctx.last_comparison_method, "workers": group.count,
+        "comparison_method": ",".join(stats.methods_used()) or None, "workers": group.count,
     }
     if ctx.is_dealer:
         out["learned"] = (f"the number of accounts ({n}) and the model's shape; no transactions, features, "

@@ -184,7 +184,7 @@ async def fraud_train(ctx: Context, data_dir: str, labels_file: str = "", model:
         "train_rounds": train_stats["rounds"], "train_bytes_online": int(traffic[0]),
         "train_dealer_s": deal_train_s, "score_dealer_s": deal_score_s, "score_online_s": score_online_s,
         "rounds": stats.rounds, "bytes_online": int(traffic[1]),
-        "bytes_offline": int(traffic[2]), "comparison_method": ctx.last_comparison_method,
+        "bytes_offline": int(traffic[2]), "comparison_method": ",".join(stats.methods_used()) or None,
         "sigmoid": kind, "architecture": cfg.architecture(2 * N_FEATURES), "model_digest": digest,
         "workers": group.count,
     }

@@ -200,15 +200,18 @@ def predict_reference(layers: Weights, x: np.ndarray) -> np.ndarray:
 def sign_relu_truncate(ctx: Engine, z: SharedArray, bits: int,
                        method: str | None = None) -> tuple[SharedArray, SharedArray]:
     """([z < 0], relu(z) >> bits). dcf: one round for both; bits: the sign and ReLU, then a truncation."""
-    chosen = comparison.choose_method(ctx, z.size, method)
-    ctx.last_comparison_method = chosen.value
-    if chosen.one_key:
+
+    def keyed(compact: bool) -> tuple[SharedArray, SharedArray]:
         msb, h = gates.evaluate(ctx, gates.SIGN_RELU_TRUNC, z, bits, [0, z.frac_bits - bits], "sign_relu_trunc",
-                                chosen == Comparison.COMPACT)
+                                compact)
         return msb, h
-    sign, relu = comparison.sign_gate(ctx, z, relu=True, method=chosen.value)
-    assert relu is not None
-    return sign, truncation.truncate(ctx, relu, bits)
+
+    def by_bits() -> tuple[SharedArray, SharedArray]:
+        sign, relu = comparison.sign_gate(ctx, z, relu=True, method=Comparison.BITS)
+        assert relu is not None
+        return sign, truncation.truncate(ctx, relu, bits)
+
+    return comparison.by_method(ctx, "sign_relu_trunc", z.size, method, keyed=keyed, bits=by_bits)
 
 
 def bit_trunc(ctx: Engine, bit: SharedArray, t: SharedArray, bits: int) -> SharedArray:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, TypeVar, overload
@@ -24,20 +23,19 @@ from typing import Any, TypeVar, overload
 import numpy as np
 
 from mpc.config import Topology
-from mpc.prg import random_ring
-from mpc.ring import decode_fixed, encode_fixed, ring, signed
+from mpc.ring import encode_fixed, ring
 from mpc.runtime import Party, PartyOutcome, run_local_async
-from protocols.interface import functions, numpy_api
-from protocols.primitives import arithmetic, comparison, truncation
-from protocols.primitives.core import RandomnessProvider
+from protocols.interface import dispatch
+from protocols.interface.operations import OPERATIONS
+from protocols.interface.registry import Registry, bound
+from protocols.interface.sharing import Prepared, SecureSharing, Sharing
+from protocols.primitives.core import SECURE, Backend, RandomnessProvider
 from protocols.primitives.material import HelperProvider, LocalTestProvider
 from protocols.primitives.shared import (
     SharedArray,
-    Shares,
     concatenate,
     constant,
     derive,
-    placeholder,
     public_ring,
     rescale,
     stack,
@@ -46,18 +44,20 @@ from protocols.primitives.shared import (
 log = logging.getLogger("mpc.protocols")
 
 T = TypeVar("T")
-META_STEP, SHARE_STEP, NAMES_STEP = 1, 0, 2
 
 
 class Context:
     """One party's handle on a secure computation. Create with `await Context.create(party)`."""
 
-    def __init__(self, party: Party, provider: RandomnessProvider, truncation_method: str | None = None):
+    def __init__(self, party: Party, provider: RandomnessProvider, truncation_method: str | None = None, *,
+                 backend: Backend = SECURE, sharing: Sharing | None = None, operations: Registry = OPERATIONS):
+        self.operations = operations
         self.party = party
         self.provider = provider
+        self.backend = backend
+        self.sharing: Sharing = sharing or SecureSharing()
         self.truncation: str = truncation_method or party.topology.truncation
         self.comparison: str = party.topology.comparison
-        self.last_comparison_method: str | None = None
         self._compute = list(party.compute_parties)
         self._tasks: set[asyncio.Future[Any]] = set()
         self._first_error: BaseException | None = None
@@ -68,7 +68,8 @@ class Context:
         self._gate: asyncio.Future[None] | None = None
 
     @classmethod
-    async def create(cls, party: Party, *, dealer: str = "helper", test_seed: bytes = b"") -> Context:
+    async def create(cls, party: Party, *, dealer: str = "helper", test_seed: bytes = b"",
+                     operations: Registry = OPERATIONS) -> Context:
         """Set up the dealer: 'helper' (the helper party deals; real) or 'local-test' (tests only)."""
         op = party.new_op("setup")
         if dealer == "helper":
@@ -77,7 +78,7 @@ class Context:
             provider = LocalTestProvider(party, test_seed)
         else:
             raise ValueError(f"unknown dealer {dealer!r} (helper | local-test)")
-        return cls(party, provider)
+        return cls(party, provider, operations=operations)
 
     # -- identity -------------------------------------------------------------------------------
     @property
@@ -99,10 +100,9 @@ class Context:
 
     @property
     def holds_public(self) -> bool:
-        """Whether this party's share carries public constants (the first compute party's does)."""
-        return self.name == self._compute[0]
-
-    emulator: Any = None  # set by emulation (protocols/interface/emulation.py): protocols then run on cleartext
+        """Whether this party's share carries public constants (the first compute party's does; every
+        emulated party holds whole values)."""
+        return self.sharing.holds_public(self)
 
     # -- tasks and phases -----------------------------------------------------------------------
     def spawn(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
@@ -156,12 +156,7 @@ class Context:
 
     async def _release(self, op: Any) -> None:
         await self.dealt()
-        token = np.zeros(0, dtype=np.uint8)
-        peers = self.party.peers
-        for peer in peers:
-            self.party.send(peer, op, token, depth=0)
-        for peer in peers:
-            await self.party.recv(peer, op, dtype=np.uint8, shape=(0,))
+        await self.sharing.barrier(self, op)
         if self._gate is not None and not self._gate.done():
             self._gate.set_result(None)
 
@@ -193,73 +188,21 @@ class Context:
             raise ValueError(f"input owner must be a compute party ({', '.join(self.compute_parties)}), "
                              f"not {owner!r}")
         op = self.party.new_op("input")
-        party = self.party
-        declared = shape is not None and fixed is not None
         if shape is not None and fixed is None:
             raise ValueError("input: pass fixed=True/False together with shape=")
-        frac_declared = self.frac_bits if fixed else 0
-        peers = [p for p in party.peers if p != owner and (not declared or p in self.compute_parties)]
-
-        table, columns = _tabular(owner, value) if party.name == owner else (None, None)
-        # The owner's value is checked and encoded now, in the program's own call: a bad value (NaN, out of
-        # the fixed-point range, not numeric) raises at the caller's line, before anything is sent.
-        arr, frac, encoded = self._encode_input(owner, value, table) if party.name == owner else (None, 0, None)
-        if arr is not None and declared and (tuple(arr.shape) != tuple(shape) or frac != frac_declared):  # type: ignore[arg-type]
-            raise ValueError(f"{owner}: input of shape {arr.shape} ({'fixed' if frac else 'integer'}) does "
-                             f"not match the declared shape {shape} ({'fixed' if fixed else 'integer'})")
-
-        async def share_out() -> Shares:
-            assert arr is not None and encoded is not None
-            if not declared:  # public metadata goes at once: the others need it to issue (and deal) what follows
-                for peer in peers:
-                    meta = [frac, arr.ndim, int(columns is not None), *arr.shape]
-                    party.send(peer, op, np.array(meta, dtype=np.uint64), step=META_STEP)
-                    if columns is not None:
-                        names = np.frombuffer(json.dumps(list(columns)).encode(), dtype=np.uint8)
-                        party.send(peer, op, names, step=NAMES_STEP)
-            await self.online_gate()
-            mine = np.array(encoded, dtype=np.uint64)  # a copy, and an array even for a 0-d value
-            for peer in peers:
-                if peer in self.compute_parties:
-                    share = random_ring(arr.shape)
-                    party.send(peer, op, share, step=SHARE_STEP)
-                    mine -= share
-            return Shares(mine, 0)
-
-        async def share_in(expected: tuple[int, ...]) -> Shares:
-            share = await party.recv(owner, op, step=SHARE_STEP, dtype=np.uint64, shape=expected)
-            return Shares(share.array, share.depth)
-
-        if declared:
-            assert shape is not None
-            dims = tuple(int(d) for d in shape)
-            if self.is_dealer:
-                return placeholder(self, dims, frac_declared)
-            fut = self.spawn(share_out() if party.name == owner else share_in(dims))
-            return SharedArray(self, dims, frac_declared, fut)
-
-        async def run() -> SharedArray:
-            if party.name == owner:
-                assert arr is not None
-                out = SharedArray(self, arr.shape, frac, self.spawn(share_out()))
-                out.columns = columns
-                return out
-            msg = await party.recv(owner, op, step=META_STEP, dtype=np.uint64)
-            if msg.array.size < 3:
-                raise ValueError(f"{owner} sent malformed input metadata")
-            their_frac, ndim, named = int(msg.array[0]), int(msg.array[1]), int(msg.array[2])
-            got = tuple(int(d) for d in msg.array[3:])
-            if len(got) != ndim or their_frac not in (0, self.frac_bits) or named not in (0, 1) or \
-                    (named and ndim != 2):
-                raise ValueError(f"{owner} sent malformed input metadata")
-            names = await _receive_names(party, owner, op, got[1]) if named else None
-            # the shape is known now; the share comes when the owner goes online (after a hold/release)
-            out = placeholder(self, got, their_frac) if self.is_dealer else \
-                SharedArray(self, got, their_frac, self.spawn(share_in(got)))
-            out.columns = names
-            return out
-
-        return self.spawn(run())
+        declared = None if shape is None or fixed is None else (tuple(int(d) for d in shape), bool(fixed))
+        prepared = None
+        if self.name == owner:
+            table, columns = _tabular(owner, value)
+            # The owner's value is checked and encoded now, in the program's own call: a bad value (NaN, out of
+            # the fixed-point range, not numeric) raises at the caller's line, before anything is sent.
+            arr, frac, encoded = self._encode_input(owner, value, table)
+            if declared is not None and (tuple(arr.shape) != declared[0] or bool(frac) != declared[1]):
+                raise ValueError(f"{owner}: input of shape {arr.shape} ({'fixed' if frac else 'integer'}) does "
+                                 f"not match the declared shape {declared[0]} "
+                                 f"({'fixed' if declared[1] else 'integer'})")
+            prepared = Prepared(np.asarray(encoded, dtype=np.uint64), frac, columns)
+        return self.sharing.input(self, owner, op, prepared, declared)
 
     def _encode_input(self, owner: str, value: Any, table: np.ndarray | None) -> tuple[np.ndarray, int, np.ndarray]:
         """The owner's value as (array, fractional bits, ring encoding); ValueError/TypeError saying what is
@@ -289,27 +232,7 @@ class Context:
         unknown = [r for r in recipients if r not in self.compute_parties]
         if unknown:
             raise ValueError(f"reveal: {', '.join(unknown)} not compute parties ({', '.join(self.compute_parties)})")
-        op = self.party.new_op("reveal")
-        party = self.party
-
-        async def run() -> np.ndarray | None:
-            if self.is_dealer:
-                return None
-            xs = await x.resolve()
-            share = np.require(xs.share, requirements="C")
-            for r in recipients:
-                if r != party.name:
-                    party.send(r, op, share, depth=xs.depth)
-            if party.name not in recipients:
-                return None
-            total = share.copy()
-            for peer in self.compute_parties:
-                if peer != party.name:
-                    total += (await party.recv(peer, op, dtype=np.uint64, shape=x.shape)).array
-            value = decode_fixed(total, x.frac_bits) if x.frac_bits else signed(total).copy()
-            return np.asarray(value)  # 0-d: an array too
-
-        return self.spawn(run())
+        return self.sharing.reveal(self, x, recipients, self.party.new_op("reveal"))
 
     async def own_share(self, x: SharedArray) -> np.ndarray | None:
         """This party's own share of x (None on the helper): uniformly random by itself, so it tells its
@@ -345,84 +268,24 @@ class Context:
         """The same value with more fractional bits (exact, local)."""
         return rescale(x, frac)
 
-    # -- products -------------------------------------------------------------------------------
-    def mul(self, x: SharedArray | Any, y: SharedArray | Any, truncate: bool = True) -> SharedArray:
-        """Elementwise x * y. Shared by shared: 1 round (Beaver); by public: local. Then truncation,
-        unless `truncate=False` (the result keeps 2f fractional bits, e.g. for a fused ReLU)."""
-        return self._product(x, y, "mul", truncate)
+    # -- operations (protocols/interface/operations.py) -------------------------------------------
+    def __getattr__(self, name: str) -> Callable[..., SharedArray]:
+        """ctx.mul, ctx.less, ctx.sigmoid, ...: every registered operation, with its docstring. Only names
+        not found on the Context itself come here."""
+        operations: Registry = self.__dict__.get("operations", OPERATIONS)
+        op = operations.get(name)
+        if op is None or name.startswith("__"):
+            raise AttributeError(operations.unknown(name, "Context attribute or operation"))
+        return bound(op, self)
 
-    def matmul(self, x: SharedArray | Any, y: SharedArray | Any, truncate: bool = True) -> SharedArray:
-        """x @ y. Shared by shared: 1 round (matrix triple); by public: local. Then truncation, unless
-        `truncate=False`."""
-        return self._product(x, y, "matmul", truncate)
+    def __dir__(self) -> list[str]:
+        return sorted({*super().__dir__(), *self.operations.names()})
 
-    def _product(self, x: Any, y: Any, kind: str, truncate: bool = True) -> SharedArray:
-        return arithmetic.product(self, x, y, kind, frac_bits=self.frac_bits, truncate=truncate)
-
-    def truncate(self, x: SharedArray, bits: int, method: str | None = None) -> SharedArray:
-        """floor(x / 2^bits) or one more; dealer: 1 round, local: 0 (see protocols/primitives/truncation.py)."""
-        return truncation.truncate(self, x, bits, method)
-
-    # -- comparisons (protocols/primitives/comparison.py): method None = the topology's `comparison` ---------
-    def less(self, x: Any, y: Any, method: str | None = None) -> SharedArray:
-        """[x < y] as a shared 0/1 integer. dcf: 1 round; bits: 8 rounds."""
-        return comparison.less_than(self, x, y, method)
-
-    def equal(self, x: Any, y: Any, method: str | None = None) -> SharedArray:
-        """[x == y] as a shared 0/1 integer, same rounds as `less`."""
-        return comparison.equal(self, x, y, method)
-
-    def sign(self, x: SharedArray, method: str | None = None) -> SharedArray:
-        """-1, 0 or 1 like numpy.sign, for every value: [x < 0] and [x == 0] side by side, same rounds as `<`."""
-        return comparison.sign(self, x, method)
-
-    def relu(self, x: SharedArray, method: str | None = None) -> SharedArray:
-        """max(x, 0). dcf: 1 round; bits: 9 rounds.
-
-        A value with more than `frac_bits` fractional bits (a product taken with `truncate=False`) is
-        truncated back in the same gate: relu(x) >> extra bits, still one round with dcf."""
-        if x.frac_bits > self.frac_bits:
-            return comparison.relu_truncate(self, x, x.frac_bits - self.frac_bits, method)
-        return comparison.relu(self, x, method)
-
-    def maximum(self, x: Any, y: Any, method: str | None = None) -> SharedArray:
-        return comparison.maximum(self, x, y, method)
-
-    def minimum(self, x: Any, y: Any, method: str | None = None) -> SharedArray:
-        return comparison.minimum(self, x, y, method)
-
-    def max(self, x: SharedArray, axis: int = -1, method: str | None = None) -> SharedArray:
-        """Maximum along `axis` (a tree: ceil(log2 k) gates)."""
-        return comparison.max_along(self, x, axis, method)
-
-    def argmax(self, x: SharedArray, axis: int = -1, method: str | None = None) -> SharedArray:
-        """Shared index of the first maximum along `axis` (2 rounds per tree level with dcf)."""
-        return comparison.argmax_along(self, x, axis, method)
-
-    def where(self, bit: SharedArray, a: Any, b: Any) -> SharedArray:
-        """bit ? a : b for a shared 0/1 integer `bit`. 1 round."""
-        return comparison.where(self, bit, a, b)
-
-    # -- numpy on shared values (protocols/interface/numpy_api.py) -----------------------------------------
     def numpy(self, kind: str, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """numpy's dispatch for SharedArray: kind 'ufunc' (args = method, *inputs) or 'function'."""
         if kind == "ufunc":
-            return numpy_api.array_ufunc(self, fn, args[0], args[1:], kwargs)
-        return numpy_api.array_function(self, fn, args, kwargs)
-
-    def divide(self, x: Any, y: Any) -> SharedArray:
-        """x / y: by a public y, 1 round (a truncation); by a shared y, a reciprocal (ctx.div)."""
-        return numpy_api.divide(self, x, y)
-
-    def abs(self, x: SharedArray, method: str | None = None) -> SharedArray:
-        """|x|: one ReLU gate on x and -x together (dcf: 1 round)."""
-        return numpy_api.absolute(self, x, method)
-
-    def clip(self, x: SharedArray, lo: Any = None, hi: Any = None, method: str | None = None) -> SharedArray:
-        return numpy_api.clip(self, x, lo, hi, method)
-
-    def mean(self, x: SharedArray, axis: int | tuple[int, ...] | None = None) -> SharedArray:
-        return numpy_api.mean(self, x, axis)
+            return dispatch.array_ufunc(self, fn, args[0], args[1:], kwargs)
+        return dispatch.array_function(self, fn, args, kwargs)
 
     # -- array helpers --------------------------------------------------------------------------
     def concatenate(self, xs: Sequence[SharedArray], axis: int = 0) -> SharedArray:
@@ -435,56 +298,7 @@ class Context:
         return x.sum(axis=axis)
 
     def dot(self, x: SharedArray | Any, y: SharedArray | Any) -> SharedArray:
-        return self.matmul(x, y)
-
-    # -- functions (protocols/interface/functions.py) ------------------------------------------------------
-    # Splines evaluated by one DCF gate (dcf) or one batch of comparisons (bits); error bounds and
-    # rounds in the README's "Functions" table. method None = the topology's `comparison`.
-    def sigmoid(self, x: SharedArray, method: str | None = None) -> SharedArray:
-        """1 / (1 + e^-x), abs error <= 7.5e-4 on the real line. dcf: 2 rounds; bits: 10."""
-        return functions.sigmoid(self, _shared(x, "sigmoid"), method)
-
-    def tanh(self, x: SharedArray, method: str | None = None) -> SharedArray:
-        """tanh(x), abs error <= 3.7e-4 on the real line. dcf: 2 rounds; bits: 10."""
-        return functions.tanh(self, _shared(x, "tanh"), method)
-
-    def exp(self, x: SharedArray, method: str | None = None) -> SharedArray:
-        """e^x for x <= 8 (e^8 above). dcf: 2 rounds; bits: 10."""
-        return functions.exp(self, _shared(x, "exp"), method)
-
-    def log(self, x: SharedArray, method: str | None = None) -> SharedArray:
-        """Natural log for x in [2^-f, 2^(46-f)). dcf: 4 rounds; bits: 20."""
-        return functions.log(self, _shared(x, "log"), method)
-
-    def reciprocal(self, x: SharedArray, method: str | None = None, positive: bool = False) -> SharedArray:
-        """1 / x for 2^-f <= |x| < 2^(46-f). dcf: 6 rounds; bits: 22. `positive=True`: x > 0, less compute."""
-        return functions.reciprocal(self, _shared(x, "reciprocal"), method, positive)
-
-    def div(self, x: SharedArray | Any, y: SharedArray, method: str | None = None,
-            positive: bool = False) -> SharedArray:
-        """x / y for a shared y, 2^-f <= |y| < 2^(46-f), |x / y| < 2^(f-3). dcf: 6 rounds; bits: 22."""
-        if not isinstance(y, SharedArray):
-            return numpy_api.divide(self, _shared(x, "div"), y)  # by a public value: its own protocol
-        return functions.div(self, x, y, method, positive)
-
-    def sqrt(self, x: SharedArray, method: str | None = None) -> SharedArray:
-        """sqrt(x) for x in [2^-f, 2^(46-f)), 0 for x <= 0. dcf: 6 rounds; bits: 22."""
-        return functions.sqrt(self, _shared(x, "sqrt"), method)
-
-    def rsqrt(self, x: SharedArray, method: str | None = None) -> SharedArray:
-        """1 / sqrt(x) for x in [2^-f, 2^(46-f)). dcf: 6 rounds; bits: 22."""
-        return functions.rsqrt(self, _shared(x, "rsqrt"), method)
-
-    def softmax(self, x: SharedArray, axis: int = -1, method: str | None = None) -> SharedArray:
-        """exp(x - max) / sum along `axis`. dcf: 8 + ceil(log2 k) rounds for k entries."""
-        return functions.softmax(self, _shared(x, "softmax"), axis, method)
-
-
-def _shared(x: Any, what: str) -> SharedArray:
-    if not isinstance(x, SharedArray):
-        raise TypeError(f"ctx.{what} takes a shared value (from ctx.input or an operation), not a "
-                        f"{type(x).__name__}; on public values use numpy")
-    return x
+        return self.matmul(x, y)  # type: ignore[no-any-return]
 
 
 def _tabular(owner: str, value: Any) -> tuple[np.ndarray | None, tuple[str, ...] | None]:
@@ -504,23 +318,13 @@ def _tabular(owner: str, value: Any) -> tuple[np.ndarray | None, tuple[str, ...]
     return table, tuple(kinds)
 
 
-async def _receive_names(party: Party, owner: str, op: Any, width: int) -> tuple[str, ...]:
-    msg = await party.recv(owner, op, step=NAMES_STEP, dtype=np.uint8)
-    try:
-        names = json.loads(msg.array.tobytes().decode())
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        names = None
-    if not isinstance(names, list) or len(names) != width or not all(isinstance(n, str) for n in names):
-        raise ValueError(f"{owner} sent malformed column names with its input")
-    return tuple(names)
-
-
 def secure(program: Callable[[Context], Awaitable[T]], *, dealer: str = "helper",
-           test_seed: bytes = b"") -> Callable[[Party], Awaitable[T]]:
-    """Turn `program(ctx)` into a runtime program `(party) -> result` with a Context and clean finish."""
+           test_seed: bytes = b"", operations: Registry = OPERATIONS) -> Callable[[Party], Awaitable[T]]:
+    """Turn `program(ctx)` into a runtime program `(party) -> result` with a Context and clean finish;
+    `operations`: the registry behind ctx.<name> (the project's, or one extended with a program's own)."""
 
     async def run(party: Party) -> T:
-        ctx = await Context.create(party, dealer=dealer, test_seed=test_seed)
+        ctx = await Context.create(party, dealer=dealer, test_seed=test_seed, operations=operations)
         return await run_program(ctx, program)
 
     return run
@@ -553,9 +357,10 @@ def _retrieved(task: asyncio.Future[Any]) -> None:
 
 
 def run_local(topology: Topology, program: Callable[[Context], Awaitable[T]], *, dealer: str = "helper",
-              timeout_s: float | None = None, curve: bool = True, transport: str = "zmq") -> dict[str, PartyOutcome]:
+              timeout_s: float | None = None, curve: bool = True, transport: str = "zmq",
+              operations: Registry = OPERATIONS) -> dict[str, PartyOutcome]:
     """Run a secure program on every party of `topology` in this process: over real sockets (encrypted
     with ephemeral CURVE keys unless the topology has its own, or curve=False), or with transport="memory"
     in one event loop without sockets (the same rounds and bytes; for tests of protocol maths)."""
-    return asyncio.run(run_local_async(topology, secure(program, dealer=dealer), timeout_s=timeout_s, curve=curve,
-                                       transport=transport))
+    return asyncio.run(run_local_async(topology, secure(program, dealer=dealer, operations=operations),
+                                       timeout_s=timeout_s, curve=curve, transport=transport))

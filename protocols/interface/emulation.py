@@ -30,12 +30,14 @@ from typing import Any, TypeVar
 import numpy as np
 
 from mpc.config import Topology
-from mpc.ring import decode_fixed, encode_fixed, ring, signed
-from mpc.runtime import Party
+from mpc.runtime import Op, Party
 from mpc.stats import Stats
 from mpc.transport.frames import HEADER_SIZE
-from protocols.interface.context import Context, _tabular
-from protocols.primitives.core import Cost, Plain
+from protocols.interface.context import Context
+from protocols.interface.operations import OPERATIONS
+from protocols.interface.registry import Registry
+from protocols.interface.sharing import Declared, Prepared, decode
+from protocols.primitives.core import Body, Cost, Engine, Outputs, Plain, Spec
 from protocols.primitives.shared import SharedArray, Shares, resolved, split
 
 T = TypeVar("T")
@@ -128,9 +130,9 @@ class Emulator:
         return self._inputs[op_id]
 
     # -- protocols --------------------------------------------------------------------------------
-    def run(self, ctx: Any, label: str, operands: Sequence[SharedArray],
-            outputs: Sequence[tuple[tuple[int, ...], int]], plain: Plain | None,
-            cost: Cost | None) -> list[SharedArray]:
+    def run_plain(self, ctx: Any, label: str, operands: Sequence[SharedArray],
+                  outputs: Sequence[tuple[tuple[int, ...], int]], plain: Plain | None,
+                  cost: Cost | None) -> list[SharedArray]:
         """A protocol's call, emulated: its plain meaning on the operands' values, its cost counted."""
         if plain is None or cost is None:
             raise NotImplementedError(f"{label}: this protocol gives no cleartext meaning, so it cannot be emulated")
@@ -185,82 +187,67 @@ class Emulator:
 _CURRENT_OP: contextvars.ContextVar[int] = contextvars.ContextVar("emulation_op", default=0)
 
 
-def encode_input(value: np.ndarray, frac_bits: int) -> tuple[np.ndarray, int]:
-    arr = np.asarray(value)
-    frac = frac_bits if arr.dtype.kind == "f" else 0
-    return (encode_fixed(arr, frac) if frac else ring(arr)), frac
+class EmulatedParty:
+    """One compute party's back end and sharing in emulation: whole values instead of shares, the protocols'
+    cleartext meanings instead of their bodies, the emulator instead of links and a dealer."""
 
-
-def decode(value: np.ndarray, frac: int) -> np.ndarray:
-    return np.asarray(decode_fixed(value, frac) if frac else signed(value).copy())
-
-
-class EmulatedContext(Context):
-    """A compute party's Context in emulation: whole values instead of shares, no transport, no dealer."""
-
-    def __init__(self, topology: Topology, name: str, emulator: Emulator):
-        party = Party(topology, name, _NoTransport(), Stats())  # type: ignore[arg-type]
-        super().__init__(party, _NoDealer())
+    def __init__(self, emulator: Emulator, name: str):
         self.emulator = emulator
+        self.name = name
 
-    @property
-    def holds_public(self) -> bool:
+    # -- Backend ------------------------------------------------------------------------------------
+    def run(self, ctx: Engine, label: str, spec: Spec | None, body: Body, operands: Sequence[SharedArray],
+            outputs: Outputs, plain: Plain | None, cost: Cost | None) -> list[SharedArray]:
+        return self.emulator.run_plain(ctx, label, operands, outputs, plain, cost)
+
+    def check_later(self, ctx: Engine, label: str, arrays: Sequence[SharedArray],
+                    check: Callable[..., None]) -> None:
+        self.emulator.check_later(ctx, label, arrays, check)
+
+    def report(self, ctx: Engine, label: str, message: str) -> None:
+        self.emulator.report(ctx, label, message)
+
+    def uniform(self, shape: tuple[int, ...]) -> np.ndarray:
+        return self.emulator.uniform(shape)
+
+    # -- Sharing ------------------------------------------------------------------------------------
+    def holds_public(self, ctx: Engine) -> bool:
         return True  # every emulated party holds the whole value
 
-    def input(self, owner: str, value: Any = None, *, shape: tuple[int, ...] | None = None,
-              fixed: bool | None = None) -> Any:
-        if owner not in self.compute_parties:
-            raise ValueError(f"input owner must be a compute party ({', '.join(self.compute_parties)}), "
-                             f"not {owner!r}")
-        op_id = self.party.new_op("input").id
-        self.emulator.agree(self.name, op_id, f"input from {owner}", self.emulator.caller())
-        slot = self.emulator.input_slot(op_id)
-        name = self.name
-        declared = shape is not None and fixed is not None
-        if name == owner:
-            if value is None:
-                raise ValueError(f"{owner}: input() needs the value on its owner")
-            table, columns = _tabular(owner, value)
-            encoded, frac = encode_input(np.asarray(value) if table is None else table, self.frac_bits)
-            if declared and (tuple(encoded.shape) != tuple(shape) or bool(frac) != bool(fixed)):  # type: ignore[arg-type]
-                raise ValueError(f"{owner}: input of shape {encoded.shape} ({'fixed' if frac else 'integer'}) does "
-                                 f"not match the declared shape {shape} ({'fixed' if fixed else 'integer'})")
-            slot.set_result((encoded, frac, columns))
-        emulator = self.emulator
+    def input(self, ctx: Engine, owner: str, op: Op, prepared: Prepared | None, declared: Declared | None) -> Any:
+        emulator, name = self.emulator, self.name
+        emulator.agree(name, op.id, f"input from {owner}", emulator.caller())
+        slot = emulator.input_slot(op.id)
+        if prepared is not None:
+            slot.set_result((prepared.encoded, prepared.frac, prepared.columns))
 
         async def run() -> SharedArray:
             encoded, frac, columns = await slot
-            out = resolved(self, encoded.shape, frac, encoded.copy(), 1)
+            out = resolved(ctx, encoded.shape, frac, encoded.copy(), 1)
             out.columns = columns
             emulator.depth[name] = max(emulator.depth[name], 1)
-            if name == owner and not declared:  # to each other compute party: metadata, names, share
-                peers = len(self.compute_parties) - 1
+            peers = len(ctx.compute_parties) - 1
+            if name == owner and declared is None:  # to each other compute party: metadata, names, share
                 sent = [8 * (3 + encoded.ndim), encoded.nbytes]
                 if columns is not None:
                     sent.append(len(json.dumps(list(columns)).encode()))
                 emulator.bytes[name] += sum(b + HEADER_SIZE for b in sent) * peers
                 emulator.messages[name] += len(sent) * peers
             elif name == owner:
-                peers = len(self.compute_parties) - 1
                 emulator.bytes[name] += (encoded.nbytes + HEADER_SIZE) * peers
                 emulator.messages[name] += peers
             return out
 
-        if declared:  # as the secure input: a shared array at once, its value when the owner's arrives
-            assert shape is not None
-
+        if declared is not None:  # as the secure input: a shared array at once, its value when the owner's arrives
             async def value() -> Shares:
                 return await (await run()).resolve()
 
-            dims = tuple(int(d) for d in shape)
-            return SharedArray(self, dims, self.frac_bits if fixed else 0, self.spawn(value()))
-        return self.spawn(run())
+            return SharedArray(ctx, declared[0], ctx.frac_bits if declared[1] else 0, ctx.spawn(value()))
+        return ctx.spawn(run())
 
-    def reveal(self, x: SharedArray, to: Sequence[str] | None = None) -> Any:
-        recipients = list(dict.fromkeys(self.compute_parties if to is None else to))
-        name, emulator = self.name, self.emulator
-        emulator.agree(name, self.party.new_op("reveal").id, f"reveal of shape {x.shape} to {recipients}",
-                       emulator.caller())
+    def reveal(self, ctx: Engine, x: SharedArray, recipients: list[str], op: Op) -> asyncio.Task[np.ndarray | None]:
+        emulator, name = self.emulator, self.name
+        emulator.agree(name, op.id, f"reveal of shape {x.shape} to {recipients}", emulator.caller())
         others = [r for r in recipients if r != name]
         emulator.bytes[name] += (8 * x.size + HEADER_SIZE) * len(others)
         emulator.messages[name] += len(others)
@@ -270,14 +257,10 @@ class EmulatedContext(Context):
             emulator.depth[name] = max(emulator.depth[name], shares.depth + 1)
             return decode(shares.share, x.frac_bits) if name in recipients else None
 
-        return self.spawn(run())
+        return ctx.spawn(run())
 
-    async def own_share(self, x: SharedArray) -> np.ndarray | None:
-        return (await x.resolve()).share  # the whole value: emulation has no secrets
-
-    async def release(self) -> None:
-        if self._gate is not None and not self._gate.done():
-            self._gate.set_result(None)
+    async def barrier(self, ctx: Engine, op: Op) -> None:
+        return None  # one process: nothing to wait for
 
 
 class _NoTransport:
@@ -297,12 +280,20 @@ class _NoDealer:
         raise AssertionError("emulation deals no material")
 
 
+def emulated_context(topology: Topology, name: str, emulator: Emulator,
+                     operations: Registry = OPERATIONS) -> Context:
+    """A compute party's Context in emulation: the same Context, with the emulated back end and sharing."""
+    party = Party(topology, name, _NoTransport(), Stats())  # type: ignore[arg-type]
+    backend = EmulatedParty(emulator, name)
+    return Context(party, _NoDealer(), backend=backend, sharing=backend, operations=operations)
+
+
 async def emulate_async(topology: Topology, program: Callable[[Any], Awaitable[T]], *,
-                        seed: int = 0) -> EmulationReport:
+                        seed: int = 0, operations: Registry = OPERATIONS) -> EmulationReport:
     """Run `program(ctx)` as every compute party of `topology` on cleartext, in this event loop."""
     emulator = Emulator(topology, seed)
     names = list(emulator.compute)
-    contexts = [EmulatedContext(topology, name, emulator) for name in names]
+    contexts = [emulated_context(topology, name, emulator, operations) for name in names]
     results = await asyncio.gather(*(_run_one(ctx, program) for ctx in contexts))
     return EmulationReport(dict(zip(names, results, strict=True)), emulator.findings,
                            max(emulator.depth.values(), default=0), emulator.bytes, emulator.messages,
@@ -315,6 +306,7 @@ async def _run_one(ctx: Any, program: Callable[[Any], Awaitable[T]]) -> T:
     return result
 
 
-def emulate(topology: Topology, program: Callable[[Any], Awaitable[T]], *, seed: int = 0) -> EmulationReport:
+def emulate(topology: Topology, program: Callable[[Any], Awaitable[T]], *, seed: int = 0,
+            operations: Registry = OPERATIONS) -> EmulationReport:
     """Emulate a secure program (see the module doc): its results, findings and predicted costs."""
-    return asyncio.run(emulate_async(topology, program, seed=seed))
+    return asyncio.run(emulate_async(topology, program, seed=seed, operations=operations))

@@ -189,12 +189,11 @@ def plain(table: Piecewise, x: np.ndarray) -> list[np.ndarray]:
 def piecewise(ctx: Engine, table: Piecewise, x: SharedArray, method: str | None = None) -> list[SharedArray]:
     """Every output of `table` at x (x at frac_bits), untruncated (at the table's scales). dcf: 1 round;
     bits: 9 rounds."""
-    chosen = comparison.choose_method(ctx, x.size * max(1, len(table.breaks)), method)
-    ctx.last_comparison_method = chosen.value
-    if chosen.one_key:
-        return gates.evaluate(ctx, gates.spline_gate(table), x, 0, list(table.scales), table.name,
-                              chosen == comparison.Comparison.COMPACT)
-    return _piecewise_bits(ctx, table, x)
+    return comparison.by_method(
+        ctx, table.name, x.size * max(1, len(table.breaks)), method,
+        keyed=lambda compact: gates.evaluate(ctx, gates.spline_gate(table), x, 0, list(table.scales), table.name,
+                                             compact),
+        bits=lambda: _piecewise_bits(ctx, table, x))
 
 
 def _piecewise_bits(ctx: Engine, table: Piecewise, x: SharedArray) -> list[SharedArray]:
@@ -202,7 +201,7 @@ def _piecewise_bits(ctx: Engine, table: Piecewise, x: SharedArray) -> list[Share
     (8 rounds), x^2 and x^3 meanwhile, one product selecting the pieces. 9 rounds."""
     flat = x.reshape(-1)
     n, k_count, outs = flat.size, len(table.breaks), len(table.coeffs)
-    first = ctx.name == ctx.compute_parties[0]
+    first = ctx.holds_public  # whoever adds public constants (every emulated party holds the whole value)
     a = np.array([b % 2**64 for b in table.breaks], dtype=np.uint64)[:, None]
     diffs = flat.local(lambda s: s[None, :] - a if first else np.repeat(s[None, :], k_count, 0), (k_count, n))
     below = binary.msb_bits(ctx, diffs)

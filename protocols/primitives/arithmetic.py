@@ -92,18 +92,15 @@ def beaver(ctx: Engine, x: SharedArray, y: SharedArray, kind: str) -> SharedArra
 
 
 def check_product(ctx: Engine, kind: str, xv: np.ndarray, yv: np.ndarray, frac: int) -> None:
-    """Emulation: a product whose exact value leaves the ring range where it is correct (2^62 ring units if
-    it will be truncated, which the truncation needs; 2^63 for integers) is reported."""
-    emulator = getattr(ctx, "emulator", None)
-    if emulator is None:
-        return
+    """On cleartext values (emulation): a product whose exact value leaves the ring range where it is correct
+    (2^62 ring units if it will be truncated, which the truncation needs; 2^63 for integers) is reported."""
     limit = 2.0**62 if frac > ctx.frac_bits else 2.0**63
     xs, ys = np.abs(ring.signed(xv).astype(np.float64)), np.abs(ring.signed(yv).astype(np.float64))
     exact = xs * ys if kind == "mul" else np.abs(xs) @ np.abs(ys)
     biggest = float(np.max(exact, initial=0.0))
     if biggest >= limit:
         real = biggest / 2.0**frac
-        emulator.report(ctx, kind, f"product of magnitude {real:.4g} is beyond the fixed-point range "
+        ctx.backend.report(ctx, kind, f"product of magnitude {real:.4g} is beyond the fixed-point range "
                         f"(|x*y| < 2^{int(np.log2(limit)) - frac} = {limit / 2.0**frac:.4g}): the secure result "
                         "would be wrong")
 
@@ -117,25 +114,21 @@ def public_product(x: Any, y: Any, kind: str, frac_bits: int) -> SharedArray:
     fn = elementwise if kind == "mul" else ring_matmul
     sx, sy = (shared.shape, c.shape) if shared_left else (c.shape, shared.shape)
     shape = product_shape(kind, sx, sy)
-    if getattr(shared.ctx, "emulator", None) is not None:
-        emulated_check(shared, c, kind, shared.frac_bits + cfrac, shared_left)
+    emulated_check(shared, c, kind, shared.frac_bits + cfrac, shared_left)
     if shared_left:
         return shared.local(lambda s: fn(s, c), shape, frac=shared.frac_bits + cfrac)
     return shared.local(lambda s: fn(c, s), shape, frac=shared.frac_bits + cfrac)
 
 
 def emulated_check(shared: SharedArray, c: np.ndarray, kind: str, frac: int, shared_left: bool) -> None:
-    """Emulation: the range check of a product by a public value, once the shared value is known."""
+    """The range check of a product by a public value, on the shared value's cleartext (emulation only)."""
     ctx: Any = shared.ctx
-    where = ctx.emulator.caller()
 
-    async def check() -> None:
-        value = (await shared.resolve()).share
+    def check(value: np.ndarray) -> None:
         xv, yv = (value, c) if shared_left else (c, value)
-        with ctx.emulator.at(where):
-            check_product(ctx, kind, xv, yv, frac)
+        check_product(ctx, kind, xv, yv, frac)
 
-    ctx.spawn(check())
+    ctx.backend.check_later(ctx, kind, [shared], check)
 
 
 def product(ctx: Engine, x: Any, y: Any, kind: str, *, frac_bits: int, truncate: bool = True,

@@ -9,8 +9,9 @@ Results of comparisons are shared integers 0/1 (frac 0), usable in further arith
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TypeVar
 
 import numpy as np
 
@@ -62,6 +63,19 @@ def choose_method(ctx: Engine, n: int, method: str | None = None) -> Comparison:
     return min(COSTS, key=lambda m: estimate(ctx, n, m))
 
 
+T = TypeVar("T")
+
+
+def by_method(ctx: Engine, label: str, n: int, method: str | None, *, keyed: Callable[[bool], T],
+              bits: Callable[[], T]) -> T:
+    """The one place a comparison method is chosen: explicit, the topology's, or `auto` for a batch of n
+    gates; the choice is recorded in this party's stats under the operation's label; then `keyed(compact)`
+    runs a one-key gate (dcf, or compact when compact is True) or `bits()` the bit-decomposition protocol."""
+    chosen = choose_method(ctx, n, method)
+    ctx.party.stats.record_method(label, chosen.value)
+    return keyed(chosen == Comparison.COMPACT) if chosen.one_key else bits()
+
+
 def estimate(ctx: Engine, n: int, method: Comparison) -> float:
     """Seconds a batch of n comparisons takes by `method` (cost model): the compute parties' link for the
     online rounds and bytes, the helper's link to the last compute party for the dealer's bytes."""
@@ -87,25 +101,25 @@ def _mul_bit(ctx: Engine, bit: SharedArray, x: SharedArray | object) -> SharedAr
 def sign_gate(ctx: Engine, x: SharedArray, relu: bool = False,
               method: str | None = None) -> tuple[SharedArray, SharedArray | None]:
     """([x < 0], relu(x) if asked). Collective. dcf: 1 round for both; bits: 8 rounds, 9 with ReLU."""
-    chosen = choose_method(ctx, x.size, method)
-    ctx.last_comparison_method = chosen.value
-    if chosen.one_key:
-        compact = chosen == Comparison.COMPACT
+
+    def keyed(compact: bool) -> tuple[SharedArray, SharedArray | None]:
         if relu:
             msb, out = gates.evaluate(ctx, gates.SIGN_RELU, x, 0, [0, x.frac_bits], "sign_relu", compact)
             return msb, out
         return gates.evaluate(ctx, gates.SIGN, x, 0, [0], "sign", compact)[0], None
-    msb = binary.msb_bits(ctx, x)
-    return msb, (x - _mul_bit(ctx, msb, x)) if relu else None
+
+    def by_bits() -> tuple[SharedArray, SharedArray | None]:
+        msb = binary.msb_bits(ctx, x)
+        return msb, (x - _mul_bit(ctx, msb, x)) if relu else None
+
+    return by_method(ctx, "sign_relu" if relu else "sign", x.size, method, keyed=keyed, bits=by_bits)
 
 
 def relu(ctx: Engine, x: SharedArray, method: str | None = None) -> SharedArray:
     """max(x, 0). dcf: 1 round (one key with a two-word payload); bits: 9 rounds."""
-    chosen = choose_method(ctx, x.size, method)
-    ctx.last_comparison_method = chosen.value
-    if chosen.one_key:
-        return gates.evaluate(ctx, gates.RELU, x, 0, [x.frac_bits], "relu", chosen == Comparison.COMPACT)[0]
-    return x - _mul_bit(ctx, binary.msb_bits(ctx, x), x)
+    return by_method(ctx, "relu", x.size, method,
+                     keyed=lambda compact: gates.evaluate(ctx, gates.RELU, x, 0, [x.frac_bits], "relu", compact)[0],
+                     bits=lambda: x - _mul_bit(ctx, binary.msb_bits(ctx, x), x))
 
 
 def relu_truncate(ctx: Engine, x: SharedArray, bits: int, method: str | None = None) -> SharedArray:
@@ -115,12 +129,11 @@ def relu_truncate(ctx: Engine, x: SharedArray, bits: int, method: str | None = N
     (1 round with the dealer, 0 with local truncation)."""
     if bits == 0:
         return relu(ctx, x, method)
-    chosen = choose_method(ctx, x.size, method)
-    ctx.last_comparison_method = chosen.value
-    if chosen == Comparison.BITS:
-        return truncation.truncate(ctx, relu(ctx, x, Comparison.BITS), bits)
-    return gates.evaluate(ctx, gates.RELU_TRUNC, x, bits, [x.frac_bits - bits], "relu_trunc",
-                          chosen == Comparison.COMPACT)[0]
+    return by_method(
+        ctx, "relu_trunc", x.size, method,
+        keyed=lambda compact: gates.evaluate(ctx, gates.RELU_TRUNC, x, bits, [x.frac_bits - bits], "relu_trunc",
+                                             compact)[0],
+        bits=lambda: truncation.truncate(ctx, relu(ctx, x, Comparison.BITS), bits))
 
 
 # -- operations built on the sign gate ---------------------------------------------------------------
@@ -134,11 +147,9 @@ def equal(ctx: Engine, x: SharedArray | object, y: SharedArray | object, method:
     """[x == y] = [x - y == 0], exact for every pair of ring values, so always 0 or 1 (1 - [d < 0] - [-d < 0]
     would give -1 for d = 2^63, where d and -d are both negative). dcf: 1 round; bits: 8 rounds."""
     d = _diff(ctx, x, y)
-    chosen = choose_method(ctx, d.size, method)
-    ctx.last_comparison_method = chosen.value
-    if chosen.one_key:
-        return gates.evaluate(ctx, gates.IS_ZERO, d, 0, [0], "eq", chosen == Comparison.COMPACT)[0]
-    return binary.is_zero_bits(ctx, d)
+    return by_method(ctx, "eq", d.size, method,
+                     keyed=lambda compact: gates.evaluate(ctx, gates.IS_ZERO, d, 0, [0], "eq", compact)[0],
+                     bits=lambda: binary.is_zero_bits(ctx, d))
 
 
 def sign(ctx: Engine, x: SharedArray, method: str | None = None) -> SharedArray:
@@ -209,9 +220,7 @@ def _pairs(x: SharedArray) -> tuple[SharedArray, SharedArray, SharedArray | None
 
 
 def _diff(ctx: Engine, x: object, y: object) -> SharedArray:
-    emulator = getattr(ctx, "emulator", None)
-    if emulator is not None:
-        _check_difference(ctx, emulator, x, y)
+    _check_difference(ctx, x, y)
     if isinstance(x, SharedArray):
         return x - y
     if isinstance(y, SharedArray):
@@ -219,8 +228,9 @@ def _diff(ctx: Engine, x: object, y: object) -> SharedArray:
     raise TypeError("a comparison needs at least one shared operand")
 
 
-def _check_difference(ctx: Engine, emulator: Any, x: object, y: object) -> None:
-    """Emulation: a comparison is exact while |x - y| < 2^63 ring units; report operands further apart."""
+def _check_difference(ctx: Engine, x: object, y: object) -> None:
+    """On cleartext values (emulation): a comparison is exact while |x - y| < 2^63 ring units; report
+    operands further apart."""
     shared = [a for a in (x, y) if isinstance(a, SharedArray)]
     frac = max(a.frac_bits for a in shared)
 
@@ -233,10 +243,10 @@ def _check_difference(ctx: Engine, emulator: Any, x: object, y: object) -> None:
         got = list(got_values)
         gap = np.abs(values(x, got) - values(y, got))
         if float(np.max(gap, initial=0.0)) >= 2.0**63:
-            emulator.report(ctx, "compare", f"operands {float(np.max(gap)) / 2.0**frac:.4g} apart: a comparison "
+            ctx.backend.report(ctx, "compare", f"operands {float(np.max(gap)) / 2.0**frac:.4g} apart: a comparison "
                             f"is exact only while |x - y| < 2^{63 - frac}")
 
-    emulator.check_later(ctx, "compare", shared, check)
+    ctx.backend.check_later(ctx, "compare", shared, check)
 
 
 def _both_shared(ctx: Engine, x: object, y: object) -> tuple[SharedArray, SharedArray]:

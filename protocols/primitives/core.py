@@ -132,10 +132,9 @@ class Engine(Ops, Protocol):
 
     party: Party
     provider: RandomnessProvider
+    backend: Backend  # how operations run: securely (SECURE) or on cleartext (protocols/interface/emulation.py)
     truncation: str  # the default truncation method (dealer | local)
     comparison: str  # the default comparison method (auto | dcf | compact | bits)
-    last_comparison_method: str | None  # what `auto` chose last (for measurement)
-    emulator: Any  # None, or the emulation running this program on cleartext (protocols/interface/emulation.py)
 
     def deal(self, coro: Any) -> Any: ...
     async def online_gate(self) -> None: ...
@@ -190,38 +189,81 @@ class Cost:
     payload_bytes: int
 
 
+Outputs = Sequence[tuple[tuple[int, ...], int]]
+
+
+class Backend(Protocol):
+    """How a program's operations run. `SECURE` deals or fetches material and runs each protocol's body on
+    shares; emulation (protocols/interface/emulation.py) runs each protocol's cleartext meaning `plain` and
+    counts its `cost`. Protocols never ask which one runs them: they call `run_protocol`, and hand range
+    checks that only cleartext can make to `check_later`."""
+
+    def run(self, ctx: Engine, label: str, spec: Spec | None, body: Body, operands: Sequence[SharedArray],
+            outputs: Outputs, plain: Plain | None, cost: Cost | None) -> list[SharedArray]: ...
+
+    def check_later(self, ctx: Engine, label: str, arrays: Sequence[SharedArray],
+                    check: Callable[..., None]) -> None:
+        """Run `check(*values)` on the arrays' cleartext values once known (the secure run knows none)."""
+        ...
+
+    def report(self, ctx: Engine, label: str, message: str) -> None:
+        """A value the secure run would get wrong (called from `plain` meanings and checks)."""
+        ...
+
+    def uniform(self, shape: tuple[int, ...]) -> np.ndarray:
+        """Uniform draws in [0, 1) for a `plain` meaning's randomised rounding, the same on every party."""
+        ...
+
+
+class SecureBackend:
+    """Operations on shares with material from the dealer: the real run."""
+
+    def run(self, ctx: Engine, label: str, spec: Spec | None, body: Body, operands: Sequence[SharedArray],
+            outputs: Outputs, plain: Plain | None, cost: Cost | None) -> list[SharedArray]:
+        op = ctx.party.new_op(label)
+        if ctx.is_dealer:
+            if spec is not None and spec.items:
+                ctx.deal(ctx.provider.deal(op, spec))
+            return [placeholder(ctx, shape, frac) for shape, frac in outputs]
+        material = ctx.deal(ctx.provider.fetch(op, spec)) if spec is not None and spec.items else None
+
+        async def run() -> tuple[Shares, ...]:
+            shares = [await x.resolve() for x in operands]
+            mat = await material if material is not None else Material({})
+            await ctx.online_gate()
+            io = Exchange(ctx, op, max((s.depth for s in shares), default=0))
+            result = await body(io, mat, *(s.share for s in shares))
+            arrays = result if isinstance(result, tuple) else (result,)
+            if len(arrays) != len(outputs):
+                raise AssertionError(f"{label}: the body gave {len(arrays)} results, expected {len(outputs)}")
+            return tuple(Shares(_shaped(a, shape), io.depth) for a, (shape, _) in zip(arrays, outputs, strict=True))
+
+        return split(ctx, ctx.spawn(run()), outputs)
+
+    def check_later(self, ctx: Engine, label: str, arrays: Sequence[SharedArray],
+                    check: Callable[..., None]) -> None:
+        return None  # no party sees a value: nothing to check
+
+    def report(self, ctx: Engine, label: str, message: str) -> None:
+        raise AssertionError(f"{label}: a cleartext check ran in a secure run")
+
+    def uniform(self, shape: tuple[int, ...]) -> np.ndarray:
+        raise AssertionError("cleartext rounding ran in a secure run")
+
+
+SECURE = SecureBackend()
+
+
 def run_protocol(ctx: Engine, label: str, spec: Spec | None, body: Body, operands: Sequence[SharedArray],
-                 outputs: Sequence[tuple[tuple[int, ...], int]], *, plain: Plain | None = None,
-                 cost: Cost | None = None) -> list[SharedArray]:
+                 outputs: Outputs, *, plain: Plain | None = None, cost: Cost | None = None) -> list[SharedArray]:
     """Run one call of a protocol: `outputs` gives each result's (shape, frac). Collective.
 
     The op id is taken now, so the program's call order fixes every message key; material is dealt or
     fetched at once (ahead of the online phase); the body runs when the operands are ready and the
     online gate is open. Returns the results as shared arrays at once (placeholders on the helper).
-    `plain(*values)` is the protocol's meaning on cleartext ring values and `cost` its online cost:
-    emulation (protocols/interface/emulation.py) runs those instead of the protocol."""
-    emulator = getattr(ctx, "emulator", None)
-    if emulator is not None:
-        return emulator.run(ctx, label, operands, outputs, plain, cost)  # type: ignore[no-any-return]
-    op = ctx.party.new_op(label)
-    if ctx.is_dealer:
-        if spec is not None and spec.items:
-            ctx.deal(ctx.provider.deal(op, spec))
-        return [placeholder(ctx, shape, frac) for shape, frac in outputs]
-    material = ctx.deal(ctx.provider.fetch(op, spec)) if spec is not None and spec.items else None
-
-    async def run() -> tuple[Shares, ...]:
-        shares = [await x.resolve() for x in operands]
-        mat = await material if material is not None else Material({})
-        await ctx.online_gate()
-        io = Exchange(ctx, op, max((s.depth for s in shares), default=0))
-        result = await body(io, mat, *(s.share for s in shares))
-        arrays = result if isinstance(result, tuple) else (result,)
-        if len(arrays) != len(outputs):
-            raise AssertionError(f"{label}: the body gave {len(arrays)} results, expected {len(outputs)}")
-        return tuple(Shares(_shaped(a, shape), io.depth) for a, (shape, _) in zip(arrays, outputs, strict=True))
-
-    return split(ctx, ctx.spawn(run()), outputs)
+    `plain(*values)` is the protocol's meaning on cleartext ring values and `cost` its online cost: the
+    context's back end decides which runs (protocols/interface/emulation.py runs those instead)."""
+    return ctx.backend.run(ctx, label, spec, body, operands, outputs, plain, cost)
 
 
 def _shaped(array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:

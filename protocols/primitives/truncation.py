@@ -48,11 +48,15 @@ def _local(ctx: Engine, x: SharedArray, bits: int) -> SharedArray:
     if len(ctx.compute_parties) != 2:
         raise ValueError("local truncation is only sound for two compute parties; use 'dealer'")
     shift = np.uint64(bits)
-    if getattr(ctx, "emulator", None) is not None:  # the whole value: floor (the rare large error is not emulated)
-        return x.local(lambda s: (ring_signed(s) >> np.int64(bits)).view(np.uint64), x.shape, frac=x.frac_bits - bits)
-    if ctx.name == ctx.compute_parties[0]:
-        return x.local(lambda s: np.right_shift(s, shift), x.shape, frac=x.frac_bits - bits)
-    return x.local(lambda s: np.negative(np.right_shift(np.negative(s), shift)), x.shape, frac=x.frac_bits - bits)
+
+    async def body(io: Exchange, mat: Material, xs: np.ndarray) -> np.ndarray:
+        return np.right_shift(xs, shift) if io.first else np.negative(np.right_shift(np.negative(xs), shift))
+
+    def plain(xv: np.ndarray) -> np.ndarray:  # the whole value: floor (the rare large error is not emulated)
+        return (ring_signed(xv) >> np.int64(bits)).view(np.uint64)
+
+    return run_protocol(ctx, "trunc_local", None, body, [x], [(x.shape, x.frac_bits - bits)], plain=plain,
+                        cost=Cost(0, 0, 0))[0]
 
 
 def pair_spec(shape: tuple[int, ...], bits: int) -> Spec:
@@ -95,7 +99,7 @@ def round_randomly(ctx: Engine, xv: np.ndarray, bits: int) -> np.ndarray:
     """Emulation's truncation: floor(x / 2^bits), one more with probability (x mod 2^bits) / 2^bits, as the
     secure truncation does (the draw is the emulator's, the same on every emulated party)."""
     low = (xv & np.uint64((1 << bits) - 1)).astype(np.float64) / 2.0**bits
-    up = (ctx.emulator.uniform(xv.shape) < low).astype(np.uint64)
+    up = (ctx.backend.uniform(xv.shape) < low).astype(np.uint64)
     return (ring_signed(xv) >> np.int64(bits)).view(np.uint64) + up
 
 
@@ -104,7 +108,7 @@ def check_magnitude(ctx: Engine, label: str, xv: np.ndarray, log2_limit: int, fr
     big = np.abs(ring_signed(xv).astype(np.float64))
     worst = float(np.max(big, initial=0.0))
     if worst >= 2.0**log2_limit:
-        ctx.emulator.report(ctx, label, f"a value of magnitude {worst / 2.0**frac:.4g} {what} is beyond "
+        ctx.backend.report(ctx, label, f"a value of magnitude {worst / 2.0**frac:.4g} {what} is beyond "
                             f"2^{log2_limit - frac} = {2.0**(log2_limit - frac):.4g}: the secure result would be wrong")
 
 
