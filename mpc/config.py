@@ -46,6 +46,18 @@ class RaySpec(_Strict):
     single-host instance started and stopped with the party; else HOST:PORT or ray://HOST:PORT)."""
 
     address: str = Field(default="auto", min_length=1, max_length=300)
+    # The party's Ray nodes its shards run on, by the address the other parties dial: shard i on
+    # hosts[i % len(hosts)] (its actor pinned to that node). Empty: every shard on the party's `host`.
+    hosts: tuple[str, ...] = ()
+
+    @field_validator("hosts")
+    @classmethod
+    def _hosts_dialable(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for host in v:
+            problem = _host_problem(host, listen=False)
+            if problem:
+                raise ValueError(problem)
+        return v
 
 
 class PartySpec(_Strict):

@@ -101,12 +101,12 @@ def shard_topology(topo: Topology, shard: int) -> Topology:
     """The session of shard `shard`: the same parties, each on its shard port (and bind port)."""
     if not 0 <= shard < topo.workers:
         raise ValueError(f"shard {shard} of {topo.workers} does not exist")
-    if shard == 0:
-        return topo.model_copy(update={"workers": 1})
     parties = []
     for p in topo.parties:
         port = topo.shard_port(p.name, shard)
         update: dict[str, Any] = {"port": p.port + port - p.listen_address[1]}
+        if p.ray is not None and p.ray.hosts:  # its shards on the party's Ray nodes, round robin
+            update["host"] = p.ray.hosts[shard % len(p.ray.hosts)]
         if p.bind is not None:
             update["bind"] = f"{p.listen_address[0]}:{port}"
         parties.append(p.model_copy(update=update))

@@ -148,7 +148,9 @@ async def coordinate_on_ray(topo: Topology, party: str, job: ShardJob) -> PartyR
     hub = None
     try:
         hub = hub_cls.remote(topo.workers)
-        actors = [shard_cls.remote() for _ in range(topo.workers)]
+        hosts = spec.hosts  # shard i on the node the other parties' shard i dial
+        actors = [shard_cls.options(resources={f"node:{hosts[i % len(hosts)]}": 0.001} if hosts else {}).remote()
+                  for i in range(topo.workers)]
         refs = [a.run.remote(topo, party, i, job, keys, hub) for i, a in enumerate(actors)]
         outcomes = await _wait(ray, actors, refs, party)
         return combine_records(party, topo.party(party).role, outcomes)

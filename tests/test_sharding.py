@@ -53,6 +53,13 @@ def test_shard_sessions_listen_on_their_own_ports() -> None:
     assert all(shard_topology(topo, i).workers == 1 for i in range(3))
     spread = localhost_topology(2, True, [5601, 5701, 5801], workers=2, shard_port_step=50)
     assert [p.port for p in shard_topology(spread, 1).parties] == [5651, 5751, 5851]
+    nodes = parse_topology({"workers": 3, "insecure": True, "parties": [
+        {"name": "bank_a", "role": "compute", "host": "10.0.0.1", "port": 5601,
+         "ray": {"address": "10.0.0.1:6379", "hosts": ["10.0.0.1", "10.0.0.2"]}},
+        {"name": "bank_b", "role": "compute", "host": "10.1.0.1", "port": 5602},
+        {"name": "helper", "role": "helper", "host": "10.2.0.1", "port": 5603}]})
+    assert [shard_topology(nodes, i).party("bank_a").host for i in range(3)] == ["10.0.0.1", "10.0.0.2", "10.0.0.1"]
+    assert [shard_topology(nodes, i).party("bank_b").host for i in range(3)] == ["10.1.0.1"] * 3
 
 
 def test_topology_workers_and_ray_fields_are_checked() -> None:
