@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from mpc.config import ConfigError, Topology, load_topology, localhost_topology
     from mpc.runtime import Op, Party, PartyFailed, PartyOutcome, run_local, run_local_async, run_party
 
-__version__ = "0.1.0"
+from mpc.version import __version__ as __version__
 
 _HOME = {
     "ConfigError": "mpc.config",

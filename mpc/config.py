@@ -1,4 +1,6 @@
-"""Topology: who the parties are, where they listen, and how the links between them behave.
+"""Topology: who the parties are and where they listen (deployment), what they must agree on (session),
+the network delay emulated between them on this host (network_emulation), and the link figures the
+comparison cost model may be told instead of measuring them (cost_model). docs/topology.md describes it.
 
 A topology is a YAML file validated with pydantic. Every problem is reported with the file and the
 field it concerns, all at once, so a user fixes a config in one pass instead of one error per run.
@@ -7,17 +9,27 @@ field it concerns, all at once, so a user fixes a config in one pass instead of 
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    ValidationError,
+    field_validator,
+)
 
-from mpc.settings import Comparison, Truncation, check_parties
+from mpc.settings import MAX_FRAC_BITS, MIN_FRAC_BITS, Comparison, Truncation, check_parties
 
 Role = Literal["compute", "helper"]
 NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_\-]{0,31}$"
@@ -25,7 +37,9 @@ _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*$")
 
 
+DEFAULT_WINDOW_MB = 256.0  # dealer_window_mb's default (docs/memory.md: measured)
 DEFAULT_MAX_WORKERS = 4  # the default dealer_workers' ceiling: more would get no share of a chunk of keys
+DEFAULT_MAX_INPUT_ELEMENTS = 50_000_000  # 400 MB of shares per party; session.max_input_elements raises it
 
 class ConfigError(Exception):
     """A topology that cannot be used; `problems` lists every issue as 'file: field: message'."""
@@ -136,39 +150,19 @@ def _host_problem(host: str, listen: bool) -> str | None:
 
 
 class LinkSpec(_Strict):
-    """Per-link override of the emulated network between two parties (both directions)."""
+    """Figures of one link between two parties, both directions: emulated (network_emulation) or declared
+    to the cost model (cost_model). Unset figures fall back to the section's defaults."""
 
     between: tuple[str, str]
-    latency_ms: StrictFloat | None = Field(default=None, ge=0, le=60_000)
-    bandwidth_mbps: StrictFloat | None = Field(default=None, gt=0, le=1_000_000)
+    latency_ms: StrictFloat | None = Field(default=None, ge=0, le=60_000, allow_inf_nan=False)
+    bandwidth_mbps: StrictFloat | None = Field(default=None, gt=0, le=1_000_000, allow_inf_nan=False)
 
 
-class NetworkSpec(_Strict):
-    """Emulated one-way latency and bandwidth for every link; 0 / null mean none."""
+class DeploymentSpec(_Strict):
+    """Where the parties are (names, roles, hosts, ports, keys) and how this host runs its own party.
+    Nothing here is compared between parties but the list of parties itself (names, roles, order)."""
 
-    latency_ms: StrictFloat = Field(default=0.0, ge=0, le=60_000)
-    bandwidth_mbps: StrictFloat | None = Field(default=None, gt=0, le=1_000_000)
-    links: tuple[LinkSpec, ...] = ()
-
-
-class Topology(_Strict):
-    """The whole run: parties, numbers, timeouts and the network between the parties."""
-
-    name: str = "topology"
     parties: tuple[PartySpec, ...]
-    # Strict numbers: YAML's `true` must not become port 1, nor a quoted "30" a timeout.
-    frac_bits: StrictInt = Field(default=16, ge=0, le=40)
-    timeout_s: StrictFloat = Field(default=30.0, gt=0, le=3600)
-    max_message_mb: StrictFloat = Field(default=1024.0, gt=0, le=16_384)
-    # Received but not yet used, per peer (early arrivals, messages held by the emulated network); at least
-    # max_message_mb in effect. Over it, the run stops naming the peer instead of exhausting memory.
-    max_buffered_mb: StrictFloat = Field(default=4096.0, gt=0, le=1_048_576)
-    # ZeroMQ heartbeats: a frozen peer is named after heartbeat_timeout_s of silence. Generous by default: a
-    # saturated host (or a large frame in flight, which delays the answer to a ping) must not look dead.
-    heartbeat_s: StrictFloat = Field(default=1.0, gt=0, le=600)
-    heartbeat_timeout_s: StrictFloat = Field(default=15.0, gt=0, le=3600)
-    truncation: Truncation = Truncation.DEALER
-    comparison: Comparison = Comparison.AUTO
     insecure: StrictBool = False
     # Worker processes the helper generates DCF keys in (mpc/workers.py); 1: in the party's own process.
     # Unset: the CPUs the helper's process may use. A host-local choice, not agreed between the parties.
@@ -177,7 +171,130 @@ class Topology(_Strict):
     # forms its own session, listening on port + i * shard_port_step (default: the number of parties).
     workers: StrictInt = Field(default=1, ge=1, le=256)
     shard_port_step: StrictInt | None = Field(default=None, ge=1, le=10_000)
-    network: NetworkSpec = NetworkSpec()
+
+
+class SessionSpec(_Strict):
+    """What every party must agree on: compared at the hello, any difference stops every party at once."""
+
+    # Strict numbers: YAML's `true` must not become port 1, nor a quoted "30" a timeout; no NaN nor infinity.
+    frac_bits: StrictInt = Field(default=16, ge=MIN_FRAC_BITS, le=MAX_FRAC_BITS)
+    truncation: Truncation = Truncation.DEALER
+    comparison: Comparison = Comparison.AUTO
+    timeout_s: StrictFloat = Field(default=30.0, gt=0, le=3600, allow_inf_nan=False)
+    # ZeroMQ heartbeats: a frozen peer is named after heartbeat_timeout_s of silence. Generous by default: a
+    # saturated host (or a large frame in flight, which delays the answer to a ping) must not look dead.
+    heartbeat_s: StrictFloat = Field(default=1.0, gt=0, le=600, allow_inf_nan=False)
+    heartbeat_timeout_s: StrictFloat = Field(default=15.0, gt=0, le=3600, allow_inf_nan=False)
+    # At least one piece (frames.MESSAGE_BYTES, 1 MiB): ZeroMQ drops a message over its own limit silently.
+    max_message_mb: StrictFloat = Field(default=1024.0, ge=1, le=16_384, allow_inf_nan=False)
+    # Received but not yet used, per peer (early arrivals, messages held by the emulated network); at least
+    # max_message_mb. Over it, the run stops naming the peer instead of exhausting memory.
+    max_buffered_mb: StrictFloat = Field(default=4096.0, ge=1, le=1_048_576, allow_inf_nan=False)
+    # Elements of one input (`ctx.input`), checked on every party before anything is dealt for it: a
+    # comparison costs the helper ~1.5 KB of keys per element, so a wrong shape must not start dealing.
+    max_input_elements: StrictInt = Field(default=DEFAULT_MAX_INPUT_ELEMENTS, ge=1, le=2**40)
+    # Dealer material dealt ahead of its consumption, at most (mpc/window.py, docs/memory.md): the helper
+    # waits for the compute parties to consume before dealing more; every party sizes its tickets by it.
+    dealer_window_mb: StrictFloat = Field(default=DEFAULT_WINDOW_MB, gt=0, le=1_048_576, allow_inf_nan=False)
+
+
+class NetworkEmulationSpec(_Strict):
+    """Emulated one-way latency and bandwidth per link, for tests and benchmarks on this host only (the
+    receiver holds frames by this host's clock); 0 / null mean none. Never read by the cost model."""
+
+    latency_ms: StrictFloat = Field(default=0.0, ge=0, le=60_000, allow_inf_nan=False)
+    bandwidth_mbps: StrictFloat | None = Field(default=None, gt=0, le=1_000_000, allow_inf_nan=False)
+    links: tuple[LinkSpec, ...] = ()
+
+
+class CostModelSpec(_Strict):
+    """Link figures `comparison: auto` chooses by, declared: a link whose latency_ms is given here (per link
+    or for all) is taken as declared (bandwidth null: unlimited); the others are measured at the hello."""
+
+    latency_ms: StrictFloat | None = Field(default=None, ge=0, le=60_000, allow_inf_nan=False)
+    bandwidth_mbps: StrictFloat | None = Field(default=None, gt=0, le=1_000_000, allow_inf_nan=False)
+    links: tuple[LinkSpec, ...] = ()
+
+
+SECTIONS = ("deployment", "session", "network_emulation", "cost_model")
+# Where each top-level key of the old (flat) form lives now: for the old-form error and the Python API's
+# flat keywords (localhost_topology(timeout_s=5), topo.model_copy(update={"frac_bits": 12})).
+FLAT_FIELDS: dict[str, str] = {
+    **{f: "deployment" for f in DeploymentSpec.model_fields},
+    **{f: "session" for f in SessionSpec.model_fields},
+}
+OLD_NETWORK = "network"  # the old form's emulated network: network_emulation now, the same fields
+
+
+class Topology(_Strict):
+    """The whole run in four sections: deployment, session, network_emulation and cost_model."""
+
+    name: str = "topology"
+    deployment: DeploymentSpec
+    session: SessionSpec = SessionSpec()
+    network_emulation: NetworkEmulationSpec = NetworkEmulationSpec()
+    cost_model: CostModelSpec = CostModelSpec()
+
+    # -- shortcuts to the sections' fields (read-only) ----------------------------------------------
+    @property
+    def parties(self) -> tuple[PartySpec, ...]:
+        return self.deployment.parties
+
+    @property
+    def insecure(self) -> bool:
+        return self.deployment.insecure
+
+    @property
+    def dealer_workers(self) -> int | None:
+        return self.deployment.dealer_workers
+
+    @property
+    def frac_bits(self) -> int:
+        return self.session.frac_bits
+
+    @property
+    def truncation(self) -> Truncation:
+        return self.session.truncation
+
+    @property
+    def comparison(self) -> Comparison:
+        return self.session.comparison
+
+    @property
+    def timeout_s(self) -> float:
+        return self.session.timeout_s
+
+    @property
+    def heartbeat_s(self) -> float:
+        return self.session.heartbeat_s
+
+    @property
+    def heartbeat_timeout_s(self) -> float:
+        return self.session.heartbeat_timeout_s
+
+    @property
+    def max_message_mb(self) -> float:
+        return self.session.max_message_mb
+
+    @property
+    def max_buffered_mb(self) -> float:
+        return self.session.max_buffered_mb
+
+    @property
+    def max_input_elements(self) -> int:
+        return self.session.max_input_elements
+
+    @property
+    def dealer_window_mb(self) -> float:
+        return self.session.dealer_window_mb
+
+    @property
+    def workers(self) -> int:
+        return self.deployment.workers
+
+    @property
+    def shard_port_step(self) -> int | None:
+        return self.deployment.shard_port_step
 
     # -- lookups -------------------------------------------------------------------------------
     @property
@@ -213,40 +330,52 @@ class Topology(_Strict):
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         return min(cpus, DEFAULT_MAX_WORKERS)
 
-    def link(self, a: str, b: str) -> LinkParams:
-        """The emulated network between two parties: the per-link override, else the default."""
-        latency, bandwidth = self.network.latency_ms, self.network.bandwidth_mbps
-        for link in self.network.links:
-            if set(link.between) == {a, b}:
-                latency = link.latency_ms if link.latency_ms is not None else latency
-                bandwidth = link.bandwidth_mbps if link.bandwidth_mbps is not None else bandwidth
-        return LinkParams(latency_ms=latency, bandwidth_mbps=bandwidth)
+    def emulated_link(self, a: str, b: str) -> LinkParams:
+        """The emulated network between two parties: the per-link override, else the section's default."""
+        return _figures(self.network_emulation, a, b)
+
+    link = emulated_link  # the name older code uses
+
+    def cost_links(self) -> list[tuple[str, str]]:
+        """The links `auto`'s cost model reads (protocols/primitives/comparison.py, estimate): the first two
+        compute parties' (online rounds and bytes) and the helper's to the last compute party (the dealer's
+        bytes). None unless there are exactly two compute parties: with more, `auto` is always `bits`."""
+        compute, helper = [p.name for p in self.compute_parties], self.helper
+        if len(compute) != 2:
+            return []
+        return [(compute[0], compute[1])] + ([(helper.name, compute[1])] if helper is not None else [])
+
+    def declared_link(self, a: str, b: str) -> LinkParams | None:
+        """The cost model's declared figures for a link, or None if they are to be measured at the hello."""
+        declared = any(set(link.between) == {a, b} and link.latency_ms is not None for link in self.cost_model.links)
+        if not declared and self.cost_model.latency_ms is None:
+            return None
+        return _figures(self.cost_model, a, b)
 
     def agreed_settings(self) -> dict[str, str]:
-        """What every party must share for the run to be sound (compared at session start): the same
-        parties in the same order (an index names a party on the wire), and the same encoding and methods.
-        Hosts, ports, key paths, timeouts and the emulated network may differ from host to host, except
-        the links `auto` reads to choose a comparison method: every party must choose the same."""
-        settings = {
-            "parties": ", ".join(f"{p.name} ({p.role})" for p in self.parties),
-            "frac_bits": str(self.frac_bits),
-            "truncation": self.truncation.value,
-            "comparison": self.comparison.value,
-        }
-        compute, helper = [p.name for p in self.compute_parties], self.helper
-        if self.comparison == Comparison.AUTO and len(compute) == 2:
-            links = [(compute[0], compute[1])] + ([(helper.name, compute[1])] if helper is not None else [])
-            settings["network of auto's links"] = "; ".join(
-                f"{a}-{b} {self.link(a, b).latency_ms:g} ms, {self.link(a, b).bandwidth_mbps or 'unlimited'} Mbit/s"
-                for a, b in links)
+        """What every party must share for the run to be sound (compared at the hello): the same parties
+        in the same order (an index names a party on the wire), every session setting, and the cost
+        model's declared figures (every party must choose the same comparison method). Hosts, ports, key
+        paths, dealer_workers and the emulated network may differ from host to host."""
+        settings = {"parties": ", ".join(f"{p.name} ({p.role})" for p in self.parties)}
+        for field, value in self.session.model_dump(mode="json").items():
+            settings[f"session.{field}"] = f"{value:g}" if isinstance(value, float) else str(value)
+        declared = self.cost_model.model_dump(mode="json", exclude_defaults=True)
+        if declared:
+            settings["cost_model"] = json.dumps(declared, sort_keys=True, separators=(",", ":"))
         return settings
 
     # -- derived topologies --------------------------------------------------------------------
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Topology:
+        """A copy with `update` applied; flat keys of the old form (frac_bits, timeout_s, parties, network,
+        ...) go to their section, so `topo.model_copy(update={"frac_bits": 12})` keeps working."""
+        return super().model_copy(update=_route_update(self, dict(update or {})), deep=deep)
+
     def with_network(self, latency_ms: float | None = None, bandwidth_mbps: float | None = None) -> Topology:
         """Override the emulated network on every link (the CLI's --latency-ms / --bandwidth-mbps)."""
         if latency_ms is None and bandwidth_mbps is None:
             return self
-        net = self.network
+        net = self.network_emulation
         links = tuple(
             link.model_copy(
                 update={
@@ -257,21 +386,56 @@ class Topology(_Strict):
             for link in net.links
         )
         try:
-            new_net = NetworkSpec(
+            new_net = NetworkEmulationSpec(
                 latency_ms=net.latency_ms if latency_ms is None else latency_ms,
                 bandwidth_mbps=net.bandwidth_mbps if bandwidth_mbps is None else bandwidth_mbps,
                 links=links,
             )
         except ValidationError as exc:  # an override out of range: the same check as in a file
-            raise ConfigError("command line", [f"network.{_field(e['loc'], {})}: {e['msg']}"
+            raise ConfigError("command line", [f"network_emulation.{_field(e['loc'], {})}: {e['msg']}"
                                                for e in exc.errors()]) from None
-        return self.model_copy(update={"network": new_net})
+        topo = self.model_copy(update={"network_emulation": new_net})
+        problems = _emulation_problems(topo)
+        if problems:
+            raise ConfigError("command line", [f"{p} (--latency-ms/--bandwidth-mbps)" for p in problems])
+        return topo
 
 
 @dataclass(frozen=True)
 class LinkParams:
     latency_ms: float
     bandwidth_mbps: float | None
+
+
+def _figures(section: NetworkEmulationSpec | CostModelSpec, a: str, b: str) -> LinkParams:
+    """A link's figures in a section: its per-link override where given, else the section's default."""
+    latency, bandwidth = section.latency_ms, section.bandwidth_mbps
+    for link in section.links:
+        if set(link.between) == {a, b}:
+            latency = link.latency_ms if link.latency_ms is not None else latency
+            bandwidth = link.bandwidth_mbps if link.bandwidth_mbps is not None else bandwidth
+    return LinkParams(latency_ms=latency or 0.0, bandwidth_mbps=bandwidth)
+
+
+def _route_update(topo: Topology, update: dict[str, Any]) -> dict[str, Any]:
+    """Flat keys (old form) of a model_copy update put into their sections' copies."""
+    routed: dict[str, Any] = {}
+    by_section: dict[str, dict[str, Any]] = {}
+    for key, value in update.items():
+        if key == OLD_NETWORK:
+            key = "network_emulation"
+        if key in FLAT_FIELDS:
+            by_section.setdefault(FLAT_FIELDS[key], {})[key] = value
+        elif key in Topology.model_fields:
+            routed[key] = value
+        else:
+            raise ValueError(f"a topology has no field {key!r} (sections: {', '.join(SECTIONS)})")
+    for section, fields in by_section.items():
+        current = routed.get(section, getattr(topo, section))
+        routed[section] = current.model_copy(update=fields)
+    if isinstance(routed.get("network_emulation"), Mapping):
+        routed["network_emulation"] = NetworkEmulationSpec.model_validate(routed["network_emulation"])
+    return routed
 
 
 def _field(loc: Iterable[object], data: object) -> str:
@@ -293,52 +457,100 @@ def _field(loc: Iterable[object], data: object) -> str:
     return out or "(top level)"
 
 
+P = "deployment.parties"  # where the parties are, in messages
+
+
 def _cross_checks(topo: Topology) -> list[str]:
-    """Problems that involve several fields: names, ports, roles and links."""
+    """Problems that involve several fields: names, ports, roles, links and limits."""
     problems: list[str] = []
     seen: dict[str, int] = {}
     endpoints: dict[tuple[str, int], str] = {}
     for i, p in enumerate(topo.parties):
         if p.name in seen:
-            problems.append(f"parties[{i}].name: duplicate party name {p.name!r} (also parties[{seen[p.name]}])")
+            problems.append(f"{P}[{i}].name: duplicate party name {p.name!r} (also {P}[{seen[p.name]}])")
         seen.setdefault(p.name, i)
         key = (_canonical_host(p.host), p.port)
         if key in endpoints:
             problems.append(
-                f"parties[{i}] ({p.name}).port: {p.host}:{p.port} is already used by party {endpoints[key]!r}"
+                f"{P}[{i}] ({p.name}).port: {p.host}:{p.port} is already used by party {endpoints[key]!r}"
             )
         endpoints.setdefault(key, p.name)
         if (p.public_key is None) != (p.secret_key is None) and p.public_key is None:
-            problems.append(f"parties[{i}] ({p.name}).public_key: a secret_key is given without its public_key")
+            problems.append(f"{P}[{i}] ({p.name}).public_key: a secret_key is given without its public_key")
     problems += _listen_clashes(topo)
     problems += _shard_port_problems(topo)
     problems += latency_problems(topo)
     n_compute = len(topo.compute_parties)
     if n_compute == 0:
-        problems.append("parties: no party has role 'compute'; at least one is needed (two for any secrecy)")
+        problems.append(f"{P}: no party has role 'compute'; at least one is needed (two for any secrecy)")
     helpers = [p.name for p in topo.parties if p.role == "helper"]
     if len(helpers) > 1:
-        problems.append(f"parties: at most one helper is allowed, found {len(helpers)}: {', '.join(helpers)}")
-    for i, link in enumerate(topo.network.links):
-        for end in link.between:
-            if end not in seen:
-                problems.append(f"network.links[{i}].between: unknown party {end!r} (parties: {', '.join(seen)})")
-        if link.between[0] == link.between[1]:
-            problems.append(f"network.links[{i}].between: a link needs two different parties")
+        problems.append(f"{P}: at most one helper is allowed, found {len(helpers)}: {', '.join(helpers)}")
+    for section in ("network_emulation", "cost_model"):
+        for i, link in enumerate(getattr(topo, section).links):
+            for end in link.between:
+                if end not in seen:
+                    problems.append(f"{section}.links[{i}].between: unknown party {end!r} "
+                                    f"(parties: {', '.join(seen)})")
+            if link.between[0] == link.between[1]:
+                problems.append(f"{section}.links[{i}].between: a link needs two different parties")
+    problems += _emulation_problems(topo)
+    problems += _cost_model_problems(topo)
     keyed = [p.public_key is not None for p in topo.parties]
     if any(keyed) and not all(keyed):
         missing = ", ".join(p.name for p in topo.parties if p.public_key is None)
-        problems.append(f"parties: public_key is given for some parties but not for {missing}; give every party "
+        problems.append(f"{P}: public_key is given for some parties but not for {missing}; give every party "
                         "one (mpc keys generate)")
     remote = [p.name for p in topo.parties if not _is_loopback(p.host)]
     if remote and not any(keyed) and not topo.insecure:
-        problems.append(f"parties: {', '.join(remote)} on non-local hosts but no keys: give every party a "
+        problems.append(f"{P}: {', '.join(remote)} on non-local hosts but no keys: give every party a "
                         "public_key (mpc keys generate) so links are encrypted and authenticated, or set "
-                        "`insecure: true` to run over plain TCP")
+                        "`deployment.insecure: true` to run over plain TCP")
     for name, why in (("comparison", check_parties(n_compute, comparison=topo.comparison)),
                       ("truncation", check_parties(n_compute, truncation=topo.truncation))):
         if why is not None and n_compute > 1:  # one compute party: a warning already says nothing secure runs
-            problems.append(f"{name}: {why.removeprefix(name + ' ')}")
+            problems.append(f"session.{name}: {why.removeprefix(name + ' ')}")
+    session = topo.session
+    if session.max_buffered_mb < session.max_message_mb:
+        problems.append(f"session.max_buffered_mb: {session.max_buffered_mb:g} MB is below max_message_mb "
+                        f"({session.max_message_mb:g} MB): one message alone would exceed it; give at least "
+                        "max_message_mb")
+    if session.dealer_window_mb > session.max_buffered_mb:
+        problems.append(f"session.dealer_window_mb: {session.dealer_window_mb:g} MiB is more than max_buffered_mb "
+                        f"({session.max_buffered_mb:g} MiB): a full window of material waiting in a party's inbox "
+                        "would stop the run")
+    return problems
+
+
+def _emulation_problems(topo: Topology) -> list[str]:
+    """Emulated delay between parties not both on this host: the receiver holds frames by its own clock
+    until the sender's stamp (one CLOCK_MONOTONIC), which only parties of one host share; a real link
+    has its own latency anyway, and the cost model is told of it under cost_model, not here."""
+    net = topo.network_emulation
+    remote = {p.name: p.host for p in topo.parties if not _is_loopback(p.host)}
+    if not remote:
+        return []
+    far = ", ".join(f"{name} ({host})" for name, host in remote.items())
+    why = (f"emulated delay needs every party on this host (loopback), but {far} is not; emulate only between "
+           "test parties on 127.0.0.1, and declare a real link's figures under cost_model")
+    problems = [f"network_emulation.{field}: {why}" for field in ("latency_ms", "bandwidth_mbps")
+                if getattr(net, field)]
+    for i, link in enumerate(net.links):
+        if set(link.between) & set(remote) and (link.latency_ms or link.bandwidth_mbps):
+            problems.append(f"network_emulation.links[{i}]: {why}")
+    return problems
+
+
+def _cost_model_problems(topo: Topology) -> list[str]:
+    """A declared bandwidth without its latency: a link's figures are declared together or measured."""
+    model = topo.cost_model
+    problems = []
+    if model.bandwidth_mbps is not None and model.latency_ms is None:
+        problems.append("cost_model.bandwidth_mbps: declared without latency_ms; declare both (a link's figures "
+                        "are declared together, or measured at the hello)")
+    for i, link in enumerate(model.links):
+        if link.bandwidth_mbps is not None and link.latency_ms is None and model.latency_ms is None:
+            problems.append(f"cost_model.links[{i}].bandwidth_mbps: declared without latency_ms; declare both")
     return problems
 
 
@@ -358,7 +570,7 @@ def _listen_clashes(topo: Topology) -> list[str]:
             if (same_address and (same_machine or not machine_local)) or (
                     same_machine and (host_a in wild or host_b in wild)):
                 field = "bind" if b.bind is not None else "port"
-                problems.append(f"parties[{j}] ({b.name}).{field}: listens on {host_b}:{port_b}, where {a.name} "
+                problems.append(f"{P}[{j}] ({b.name}).{field}: listens on {host_b}:{port_b}, where {a.name} "
                                 f"listens too ({host_a}:{port_a}); two parties on one machine need different ports")
     return problems
 
@@ -387,10 +599,11 @@ def _shard_port_problems(topo: Topology) -> list[str]:
 def latency_problems(topo: Topology, timeout_s: float | None = None) -> list[str]:
     """An emulated one-way latency at or above the timeout: every wait on that peer would time out."""
     timeout = topo.timeout_s if timeout_s is None else timeout_s
-    fields: list[tuple[str, float | None]] = [("network.latency_ms", topo.network.latency_ms)]
-    fields += [(f"network.links[{i}].latency_ms", link.latency_ms) for i, link in enumerate(topo.network.links)]
+    net = topo.network_emulation
+    fields: list[tuple[str, float | None]] = [("network_emulation.latency_ms", net.latency_ms)]
+    fields += [(f"network_emulation.links[{i}].latency_ms", link.latency_ms) for i, link in enumerate(net.links)]
     return [f"{field}: {latency:g} ms one-way is not below the timeout ({timeout:g} s): every wait on a peer "
-            "would time out; lower the latency or raise timeout_s"
+            "would time out; lower the latency or raise session.timeout_s"
             for field, latency in fields if latency is not None and latency >= timeout * 1000]
 
 
@@ -399,15 +612,15 @@ def topology_warnings(topo: Topology) -> list[str]:
     warnings = []
     compute = topo.compute_parties
     if len(compute) == 1:
-        warnings.append(f"parties: only one compute party ({compute[0].name}): secure programs need two or more "
+        warnings.append(f"{P}: only one compute party ({compute[0].name}): secure programs need two or more "
                         "(one party alone shares its data with nobody); only mesh, pingpong and crash run")
     if topo.helper is None:
-        warnings.append("parties: no helper: secure programs (arith, bench, fraud) need one to deal randomness; "
+        warnings.append(f"{P}: no helper: secure programs (arith, bench, fraud) need one to deal randomness; "
                         "add a party with role: helper; only mesh, pingpong and crash run")
     if topo.insecure and all(p.public_key is None for p in topo.parties):
         remote = [p.name for p in topo.parties if not _is_loopback(p.host)]
         if remote:
-            warnings.append(f"insecure: links to {', '.join(remote)} are plain TCP: neither encrypted nor "
+            warnings.append(f"deployment.insecure: links to {', '.join(remote)} are plain TCP: neither encrypted nor "
                             "authenticated")
     return warnings
 
@@ -431,9 +644,12 @@ def _canonical_host(host: str) -> str:
 
 
 def parse_topology(data: object, source: str = "<topology>") -> Topology:
-    """Validate already-parsed YAML data; raise ConfigError listing every problem."""
+    """Validate already-parsed YAML data (the sectioned form); raise ConfigError listing every problem."""
     if not isinstance(data, dict):
         raise ConfigError(source, [f"(top level): expected a mapping of fields, got {type(data).__name__}"])
+    moved = old_form_problems(data)
+    if moved:
+        raise ConfigError(source, moved)
     try:
         topo = Topology.model_validate(data)
     except ValidationError as exc:
@@ -442,12 +658,54 @@ def parse_topology(data: object, source: str = "<topology>") -> Topology:
             msg = err["msg"]
             if err["type"] == "extra_forbidden":
                 msg = "unknown field"
+            hint = _RANGE_HINTS.get(tuple(err["loc"]))
+            if hint and err["type"] in ("greater_than_equal", "less_than_equal"):
+                msg += f" ({hint})"
             problems.append(f"{_field(err['loc'], data)}: {msg}")
         raise ConfigError(source, problems) from None
     problems = _cross_checks(topo)
     if problems:
         raise ConfigError(source, problems)
     return topo
+
+
+_RANGE_HINTS: dict[tuple[int | str, ...], str] = {
+    ("session", "frac_bits"): f"every shipped function supports {MIN_FRAC_BITS} to {MAX_FRAC_BITS} fractional bits",
+    ("session", "max_message_mb"): "large frames travel in pieces of 1 MiB, and ZeroMQ drops a piece over the "
+                                   "limit without a word",
+    ("session", "max_buffered_mb"): "at least one message of max_message_mb must fit",
+}
+
+
+def old_form_problems(data: Mapping[str, Any]) -> list[str]:
+    """Top-level keys of the old, flat form: where each one lives now (one line each, all at once)."""
+    problems = []
+    for key in data:
+        if key == OLD_NETWORK:
+            problems.append(f"{key}: moved to network_emulation (the same fields: latency_ms, bandwidth_mbps, "
+                            "links); the cost model no longer reads it: declare real links under cost_model")
+        elif key in FLAT_FIELDS:
+            problems.append(f"{key}: moved to {FLAT_FIELDS[key]}.{key}")
+    if problems:
+        problems[0] += (" (topologies are in sections now: deployment, session, network_emulation, cost_model; "
+                        "see docs/topology.md)")
+    return problems
+
+
+def build_topology(parties: Iterable[Mapping[str, Any]], *, name: str = "topology", source: str = "<built-in>",
+                   **fields: Any) -> Topology:
+    """A topology from Python: `fields` are sections (session={...}) or, for convenience, the flat keys of
+    the old form (timeout_s=5, comparison="dcf", network={...}), each put into its section."""
+    data: dict[str, Any] = {"name": name, "deployment": {"parties": [dict(p) for p in parties]}}
+    for key, value in fields.items():
+        section = "network_emulation" if key == OLD_NETWORK else FLAT_FIELDS.get(key)
+        if section is None:
+            data[key] = {**data.get(key, {}), **value} if key in SECTIONS and isinstance(value, Mapping) else value
+        elif key == OLD_NETWORK:
+            data[section] = {**data.get(section, {}), **value}
+        else:
+            data.setdefault(section, {})[key] = value
+    return parse_topology(data, source)
 
 
 def load_topology(path: str | Path) -> Topology:
@@ -530,7 +788,7 @@ def _key_file_problems(topo: Topology) -> list[str]:
     for i, p in enumerate(topo.parties):
         if p.public_key is None:
             continue
-        field = f"parties[{i}] ({p.name}).public_key"
+        field = f"{P}[{i}] ({p.name}).public_key"
         public, problem = _read_public_key(Path(p.public_key))
         if problem:
             problems.append(f"{field}: {problem}")
@@ -571,16 +829,17 @@ def _resolve_key_paths(topo: Topology, base: Path) -> Topology:
             if value is not None and not Path(value).is_absolute():
                 update[field] = str(base / value)
         parties.append(p.model_copy(update=update) if update else p)
-    return topo.model_copy(update={"parties": tuple(parties)})
+    return topo.model_copy(update={"deployment": topo.deployment.model_copy(update={"parties": tuple(parties)})})
 
 
 def localhost_topology(
     n_compute: int = 2,
     helper: bool = True,
     ports: Iterable[int] | None = None,
-    **fields: object,
+    **fields: Any,
 ) -> Topology:
-    """A topology of `n_compute` banks (bank_a, bank_b, ...) and optionally the helper, all on 127.0.0.1."""
+    """A topology of `n_compute` banks (bank_a, bank_b, ...) and optionally the helper, all on 127.0.0.1.
+    `fields` as for build_topology: sections, or flat keys (timeout_s=5, network={"latency_ms": 10})."""
     names = [f"bank_{chr(ord('a') + i)}" for i in range(n_compute)]
     specs: list[dict[str, object]] = [{"name": n, "role": "compute"} for n in names]
     if helper:
@@ -588,4 +847,4 @@ def localhost_topology(
     port_list = list(ports) if ports is not None else [6100 + i for i in range(len(specs))]
     for spec, port in zip(specs, port_list, strict=True):
         spec.update(host="127.0.0.1", port=port)
-    return parse_topology({"name": f"local-{n_compute}-parties", "parties": specs, **fields}, "<built-in>")
+    return build_topology(specs, name=f"local-{n_compute}-parties", **fields)

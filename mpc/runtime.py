@@ -2,8 +2,8 @@
 
 A program is an async function `program(party)` that every party runs (SPMD). Messages are keyed by op
 ids taken from a deterministic counter at call time, before any `await` (MPyC's rule), so all parties
-agree on every key however the event loop interleaves tasks. Sub-steps fork child ids from their parent
-instead of touching the counter.
+agree on every key however the event loop interleaves tasks. An operation's sub-messages are told apart
+by their step number under the operation's one id.
 """
 
 from __future__ import annotations
@@ -25,6 +25,9 @@ from mpc.config import Topology
 from mpc.keys import CurveKeys
 from mpc.keys import ephemeral as ephemeral_keys
 from mpc.keys import load as load_keys
+from mpc.library import library_agreement
+from mpc.links import AgreedLinks, agree_links
+from mpc.memory import RssMonitor
 from mpc.shards import ShardInfo
 from mpc.stats import Stats
 from mpc.transport import (
@@ -80,7 +83,8 @@ class Op:
     label: str
 
     def child(self, index: int, label: str | None = None) -> Op:
-        """A deterministic sub-id: same parent and index give the same id on every party."""
+        """A deterministic sub-id: same parent and index give the same id on every party (protocols that
+        issue their later steps from a task, after the program has moved on: the sort)."""
         h = hashlib.blake2b(self.id.to_bytes(8, "little") + index.to_bytes(8, "little"), digest_size=8)
         return Op(int.from_bytes(h.digest(), "little"), label or self.label)
 
@@ -89,7 +93,8 @@ class Party:
     """One party's context in a run: who it is, who the others are, and how to talk to them."""
 
     def __init__(self, topology: Topology, name: str, transport: Transport, stats: Stats,
-                 stop: StopSignal | None = None, workers: WorkerPool | None = None, shard: ShardInfo | None = None):
+                 stop: StopSignal | None = None, workers: WorkerPool | None = None,
+                 links: AgreedLinks | None = None, shard: ShardInfo | None = None):
         spec = topology.party(name)
         self.topology = topology
         self.name = name
@@ -108,6 +113,11 @@ class Party:
         # The helper's worker processes for heavy dealing (mpc/workers.py), if it has more than one; they
         # live as long as this run (run_on stops them).
         self.workers = workers
+        # The links' figures `auto`'s cost model reads, the same on every party (mpc/links.py): measured at
+        # the hello or declared; without a network (one process), the declared ones or none.
+        self.links = links if links is not None else AgreedLinks.assumed(topology)
+        # this party's peak memory with its workers (mpc/memory.py); record() puts it in the stats
+        self.memory = RssMonitor(stats, lambda: workers.alive if workers is not None else [])
         # Which shard of its party this process is (mpc/shards.py); one unsharded: shard 0 of 1.
         self.shard = shard or ShardInfo()
 
@@ -120,7 +130,11 @@ class Party:
         return self.topology.frac_bits
 
     def new_op(self, label: str) -> Op:
-        """Take the next op id from the program counter. Call before any await (see module doc)."""
+        """Take the next op id from the program counter. Call before any await (see module doc).
+
+        Raises `Stopped` once the run has stopped: a program issuing thousands of operations without
+        awaiting (a whole training) holds the event loop, and learns here that a peer was lost."""
+        self.stop.check()
         op = Op(self._next_op, label)
         self._next_op += 1
         return op
@@ -171,11 +185,13 @@ class Party:
         step: int = 0,
         dtype: np.dtype | type | None = None,
         shape: Sequence[int] | None = None,
+        timeout: float | None = None,
     ) -> Message:
-        """Await what `src` sent under (op, step); the message's depth is the sender's + 1."""
+        """Await what `src` sent under (op, step); the message's depth is the sender's + 1. `timeout`:
+        instead of the topology's (a long-running service waits for its next request without one)."""
         return await self._transport.recv(
             src, op.id, step, tag=op.label, phase=self._phase(src), dtype=dtype, shape=shape,
-            what=f"{op.label} step {step}",
+            timeout=timeout, what=f"{op.label} step {step}",
         )
 
 
@@ -224,6 +240,7 @@ class PartyFailed(RuntimeError):
 async def run_party(
     topology: Topology, name: str, program: Program[T], *, timeout_s: float | None = None,
     keys: CurveKeys | None = None, secret_key: str | None = None, setup: Mapping[str, str] | None = None,
+    start_timeout_s: float | None = None,
     shard: ShardInfo | None = None,
 ) -> PartyOutcome:
     """Run `program` as party `name` over ZeroMQ: connect, agree a session, run, say goodbye, close.
@@ -231,8 +248,10 @@ async def run_party(
     Links use CurveZMQ with `keys`, or with the topology's key files; without keys (an `insecure: true`
     or all-localhost topology) they are plain TCP and a warning says so. If the program raises, every
     peer is told (abort) so it stops at once with the reason. At session start the parties compare the
-    topology's agreed settings and `setup` (say, the program and its shared parameters): any difference
-    stops every party at once, naming the setting. The helper deals in the topology's
+    topology's session settings, the library's version and code digest, the program's declared
+    `agreement` and `setup` (say, the program and its shared parameters): any difference stops every party
+    at once, naming the setting. `start_timeout_s` is how long to wait for the others to start (default:
+    the timeout; math.inf waits until they come). The helper deals in the topology's
     `dealer_worker_count()` worker processes (1: in this process).
     """
     if keys is None:
@@ -242,42 +261,57 @@ async def run_party(
                     topology.name, "; insecure: true" if topology.insecure else "")
     stats = Stats()
     transport = ZmqTransport(topology, name, stats, timeout_s=timeout_s, keys=keys,
-                             agreement=_agreement(topology, setup))
+                             agreement=_agreement(topology, program, setup), start_timeout_s=start_timeout_s)
     return await run_on(transport, topology, name, program, stats, dealer_workers=topology.dealer_worker_count(),
                         shard=shard)
 
 
-def _agreement(topology: Topology, setup: Mapping[str, str] | None) -> dict[str, str]:
-    """What every party must share, compared at session start."""
-    return {**topology.agreed_settings(), **(setup or {})}
+def _agreement(topology: Topology, program: Program[Any], setup: Mapping[str, str] | None) -> dict[str, str]:
+    """What every party must share, compared at session start: the topology's session settings, the
+    library's version and code, what the program itself declares in its `agreement` attribute (a secure
+    program: the digest of the public tables it uses) and `setup` (say, the program and its parameters)."""
+    declared: Mapping[str, str] = getattr(program, "agreement", None) or {}
+    return {**topology.agreed_settings(), **library_agreement(), **declared, **(setup or {})}
 
 
 async def run_on(transport: Transport, topology: Topology, name: str, program: Program[T],
-                 stats: Stats, *, dealer_workers: int = 1, shard: ShardInfo | None = None) -> PartyOutcome:
+                 stats: Stats, *, dealer_workers: int = 1, measure_links: bool = True,
+                 shard: ShardInfo | None = None) -> PartyOutcome:
     """Run `program` as party `name` on a transport not yet started; abort on any error, else goodbye.
+
+    Once the session is agreed, the links `auto`'s cost model reads are measured and their figures agreed
+    (mpc/links.py), unless `measure_links` is False (one process, no network: none or the declared ones).
 
     The helper's worker processes (if dealer_workers > 1) are started first, so they boot while the party
     connects; its program starts once they have. They are terminated and joined when the run ends, however
     it ends: on a failure before the peers are told, so a peer's death stops them at once."""
     stop = StopSignal()
     pool: WorkerPool | None = None
+    transport.on_lost_threadsafe(stop.set)  # a peer lost while the loop is held stops the program's next op
     try:
         if dealer_workers > 1 and topology.party(name).role == "helper":
-            pool = WorkerPool(dealer_workers, name, stop.check)
+            pool = WorkerPool(dealer_workers, name, stop.check, frozen_after_s=topology.heartbeat_timeout_s)
             pool.start()
         await transport.start()
+        links = await agree_links(transport, topology, name, stats) if measure_links else None
         if pool is not None:
             await pool.ready(topology.timeout_s)  # booted meanwhile: the program never waits for them
-        party = Party(topology, name, transport, stats, stop, pool, shard)
+        party = Party(topology, name, transport, stats, stop, pool, links, shard)
         log.info("%s: session %s started with %s", name, party.session_id[:12], ", ".join(party.peers) or "-")
         t0 = time.perf_counter()
-        value = await _until_failure(program(party), transport, stop)
+        party.memory.start()
+        try:
+            value = await _until_failure(program(party), transport, stop)
+        finally:
+            party.memory.stop()
         wall = time.perf_counter() - t0
     except BaseException as exc:
         stop.set(exc)
         if pool is not None:
             pool.close()
         failure = transport.failure
+        if failure is None and isinstance(stop.reason, PeerError):  # the liveness thread's, not yet the loop's
+            failure = stop.reason
         await transport.abort(_reason(name, exc, failure))
         if failure is not None and isinstance(exc, asyncio.CancelledError | Stopped):
             raise failure from None  # interrupted after a peer failed: name the peer, not the interrupt
@@ -291,7 +325,7 @@ async def run_on(transport: Transport, topology: Topology, name: str, program: P
 async def _until_failure(work: Awaitable[T], transport: Transport, stop: StopSignal) -> T:
     """Run the program, but stop it the moment the run fails, whatever it is doing: waits on peers fail
     by themselves; local work (dealing in worker threads) would not notice, so it is cancelled."""
-    task = asyncio.ensure_future(work)
+    task = program_task(work)
 
     def stop_program(error: PeerError) -> None:
         stop.set(error)
@@ -301,6 +335,28 @@ async def _until_failure(work: Awaitable[T], transport: Transport, stop: StopSig
     if transport.failure is not None:
         stop_program(transport.failure)
     return await task
+
+
+class ProgramExit(RuntimeError):
+    """A program called sys.exit(): the other parties are still running theirs, so it is a failure."""
+
+
+def program_task(work: Awaitable[T]) -> asyncio.Task[T]:
+    """A task running a program, a SystemExit from it turned into ProgramExit (`no_exit`)."""
+    task = asyncio.ensure_future(no_exit(work))
+    close = getattr(work, "close", None)
+    if close is not None:  # cancelled before it started, the program itself was never awaited: no warning
+        task.add_done_callback(lambda _: close())
+    return task
+
+
+async def no_exit(work: Awaitable[T]) -> T:
+    """`work`, with a SystemExit turned into ProgramExit: escaping a task, it ends the event loop itself."""
+    try:
+        return await work
+    except SystemExit as exc:
+        raise ProgramExit(f"the program called sys.exit({exc.code!r}); a program ends by returning or raising, "
+                          "on every party") from None
 
 
 def _reason(name: str, exc: BaseException, failure: PeerError | None = None) -> str:
@@ -313,6 +369,8 @@ def _reason(name: str, exc: BaseException, failure: PeerError | None = None) -> 
         return f"{name} stopped because {exc if isinstance(exc, PeerError) else failure}"
     if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):
         return f"{name} was interrupted"
+    if isinstance(exc, MemoryError):
+        return f"{name} ran out of memory (MemoryError)"
     return f"{name} failed with {type(exc).__name__} (the details are in {name}'s own log)"
 
 
@@ -331,8 +389,8 @@ async def run_local_async(
         runs = {}
         for name in topology.names:
             stats = Stats()
-            link = network.transport(name, stats, timeout_s=timeout_s, agreement=_agreement(topology, None))
-            runs[name] = run_on(link, topology, name, program, stats)
+            link = network.transport(name, stats, timeout_s=timeout_s, agreement=_agreement(topology, program, None))
+            runs[name] = run_on(link, topology, name, program, stats, measure_links=False)
     else:
         keys: dict[str, CurveKeys | None] = dict.fromkeys(topology.names)
         if curve and all(p.public_key is None for p in topology.parties):

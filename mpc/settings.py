@@ -45,3 +45,8 @@ def check_parties(n_compute: int, comparison: str | None = None, truncation: str
         return (f"truncation 'local' is only sound for two compute parties (here {n_compute}); "
                 "use 'dealer'")
     return None
+
+
+MIN_FRAC_BITS, MAX_FRAC_BITS = 10, 16
+"""The fixed-point fractional bits every shipped function supports (protocols/interface/functions.py: a
+cubic spline's terms need 3 f + a few bits below 2^61; fewer than 10 bits leave too little precision)."""

@@ -42,8 +42,20 @@ class Stats:
     rounds: int = 0
     transport_sends: int = 0
     methods: dict[tuple[str, str], int] = field(default_factory=dict)
+    # Bytes held now and at most, by name (memory the runtime can account for): "material" is dealer
+    # material a compute party holds (in its inbox, derived, or received and not yet consumed by its op);
+    # "dealt_ahead" is what the helper has dealt and not yet heard consumed, for its furthest-behind party;
+    # "rss" and "workers_rss" the party's resident memory (mpc/memory.py).
+    level: dict[str, int] = field(default_factory=dict)
+    peak: dict[str, int] = field(default_factory=dict)
     """How many calls of each operation label ran by each method (comparison methods chosen by `auto` or
     asked for): each operation records its own choice, so concurrent operations never overwrite it."""
+
+    def reset(self) -> None:
+        """Back to zero: a program's counters start after the hello's own messages (mpc/links.py)."""
+        fresh = Stats()
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(fresh, name))
 
     def record_method(self, label: str, method: str) -> None:
         key = (label, method)
@@ -52,6 +64,33 @@ class Stats:
     def methods_used(self) -> list[str]:
         """Every method some operation used, in the order first used."""
         return list(dict.fromkeys(method for _, method in self.methods))
+
+    # Totals over every phase and op, as attributes: `outcome.stats.bytes_sent`
+    @property
+    def bytes_sent(self) -> int:
+        return self.total().bytes_sent
+
+    @property
+    def bytes_received(self) -> int:
+        return self.total().bytes_received
+
+    @property
+    def messages_sent(self) -> int:
+        return self.total().messages_sent
+
+    @property
+    def messages_received(self) -> int:
+        return self.total().messages_received
+    def change(self, name: str, delta: int) -> None:
+        """Add `delta` bytes to the level `name` (negative: released), keeping its peak."""
+        level = self.level[name] = self.level.get(name, 0) + delta
+        if level > self.peak.get(name, 0):
+            self.peak[name] = level
+
+    def set_level(self, name: str, level: int) -> None:
+        self.level[name] = level
+        if level > self.peak.get(name, 0):
+            self.peak[name] = level
 
     def _counter(self, phase: str, tag: str) -> Counter:
         key = (phase, tag)
@@ -81,12 +120,13 @@ class Stats:
 
     def copy(self) -> Stats:
         return Stats({k: Counter(**asdict(v)) for k, v in self.by_op.items()}, self.rounds, self.transport_sends,
-                     dict(self.methods))
+                     dict(self.methods), dict(self.level), dict(self.peak))
 
     def since(self, earlier: Stats) -> Stats:
         """The traffic between an earlier snapshot and now (rounds are not subtracted: a value's depth
         minus its inputs' depth gives an operation's rounds)."""
-        out = Stats(rounds=self.rounds, transport_sends=self.transport_sends - earlier.transport_sends)
+        out = Stats(rounds=self.rounds, transport_sends=self.transport_sends - earlier.transport_sends,
+                    level=dict(self.level), peak=dict(self.peak))
         out.methods = {k: n - earlier.methods.get(k, 0) for k, n in self.methods.items()
                        if n != earlier.methods.get(k, 0)}
         for key, c in self.by_op.items():
@@ -108,4 +148,5 @@ class Stats:
             "phases": {ph: asdict(self.total(phase=ph)) for ph in sorted({k[0] for k in self.by_op})},
             "ops": {f"{ph}:{tg}": asdict(c) for (ph, tg), c in sorted(self.by_op.items())},
             "methods": {f"{label}:{method}": n for (label, method), n in sorted(self.methods.items())},
+            "peak_bytes": dict(sorted(self.peak.items())),
         }

@@ -19,6 +19,9 @@ as long as the party's run.
   per 50 MB to fault in (no transparent huge pages for shared memory), half a worker's work on a chunk of
   DCF keys. So the caller gets one copy of a job's words (an ordinary numpy array, ~10 ms per 50 MB) and
   the arena is free for the next job: no shared memory outlives a job in anyone's hands.
+- Liveness (`frozen_after_s`): a worker busy on a job that uses no CPU time for that long (stopped by
+  SIGSTOP, or hung) fails the job naming it, as a peer that stops answering heartbeats is named; without
+  it the party would wait for it forever (Linux: read from /proc).
 - Stop (`close`): the workers are terminated and joined (SIGTERM, then SIGKILL after GRACE_S). Work not yet
   handed out never starts; a job under way stops being waited for (its pipes reach EOF, and the party's
   stop check is polled). Workers ignore SIGINT (the party handles an interrupt and stops them), and on Linux
@@ -41,7 +44,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from multiprocessing import reduction
 from multiprocessing.connection import Connection, wait
 from typing import Any, cast
@@ -63,12 +66,14 @@ class WorkerPool:
     Start from the thread that runs the party's event loop (it lives as long as the pool): on Linux the
     workers are tied to the starting thread's life (PR_SET_PDEATHSIG)."""
 
-    def __init__(self, size: int, name: str = "party", check: Callable[[], None] | None = None):
+    def __init__(self, size: int, name: str = "party", check: Callable[[], None] | None = None,
+                 frozen_after_s: float | None = None):
         if size < 2:
             raise ValueError(f"a worker pool needs at least 2 workers, not {size} (1: work in-process)")
         self.size = size
         self.name = name
         self._check = check or _never
+        self.frozen_after_s = frozen_after_s
         self._procs: list[_Worker] = []
         self._conns: list[Connection] = []
         self._ready: list[float | None] = []  # when each worker said it had booted (time.time())
@@ -192,6 +197,7 @@ class WorkerPool:
                 task = (fn, n_words, n, lo, hi, [x[lo:hi] for x in inputs], tuple(params))
                 conn.send(("run", pickle.dumps(task, protocol=pickle.HIGHEST_PROTOCOL)))
                 busy[conn] = i
+            watch = _Watch(self._procs, self.frozen_after_s)
             while busy:
                 for ready in wait(list(busy), timeout=POLL_S):
                     conn = cast(Connection, ready)
@@ -201,6 +207,9 @@ class WorkerPool:
                         if result is not None:
                             errors[i] = result
                 self._check()
+                frozen = watch.frozen(busy.values())
+                if frozen is not None:
+                    raise RuntimeError(f"{self.name}: a worker process is frozen: {frozen}")
                 if self._closed:
                     raise RuntimeError(f"{self.name}: the worker pool was closed during a job")
         except (EOFError, OSError):  # a worker's pipe broke: we stopped it, or it died
@@ -269,6 +278,46 @@ class WorkerPool:
 
 
 _BOOTED = object()
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+class _Watch:
+    """Tells a frozen worker during a job: one that has used no CPU time for `after_s` (None: never)."""
+
+    def __init__(self, procs: Sequence[_Worker], after_s: float | None):
+        self.procs = procs
+        self.after_s = after_s
+        self.seen: dict[int, tuple[float, float]] = {}  # worker index: (its CPU seconds, when they last grew)
+        self.next_check = 0.0
+
+    def frozen(self, busy: Iterable[int]) -> str | None:
+        now = time.monotonic()
+        if self.after_s is None or now < self.next_check:
+            return None
+        self.next_check = now + min(0.5, self.after_s / 4)
+        for i in busy:
+            proc = self.procs[i]
+            state, cpu = _cpu(proc.pid)
+            if cpu is None:
+                continue  # not Linux, or it has just exited (its pipe says so)
+            last = self.seen.get(i)
+            if last is None or cpu > last[0]:
+                self.seen[i] = (cpu, now)
+            elif now - last[1] >= self.after_s:
+                how = "stopped (SIGSTOP?)" if state in ("T", "t") else "hung"
+                return (f"{proc.name} (pid {proc.pid}) has used no CPU time for {now - last[1]:.0f} s during a job: "
+                        f"{how}")
+        return None
+
+
+def _cpu(pid: int) -> tuple[str, float | None]:
+    """A process's state letter and CPU seconds so far (user + system), from /proc (None: unknown)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return fields[0].decode(), (int(fields[11]) + int(fields[12])) / _TICKS
+    except (OSError, IndexError, ValueError):
+        return "?", None
 
 
 class _Worker:

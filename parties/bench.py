@@ -17,6 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from mpc.memory import party_memory
+from mpc.profile import PROFILE, since
+from parties.profile_probe import probe_link
 from protocols.interface.context import Context
 from protocols.interface.operations import OPERATIONS
 from protocols.interface.registry import Sample
@@ -109,15 +112,105 @@ OPS: dict[str, Sample] = {**{op.bench_name: op.sample for op in OPERATIONS}, **A
 
 
 async def bench(ctx: Context, ops: str = "mul", n: int = 1000, repeat: int = 3, seed: int = 7,
-                method: str = "auto") -> list[dict]:
+                method: str = "auto", profile: int = 0) -> list[dict]:
     records = []
+    link = None
+    if int(profile):  # docs/performance.md: split each op's online time, measure the floors
+        PROFILE.enable()
+        link = await probe_link(ctx)
     for op_name in str(ops).split(","):
         spec = OPS.get(op_name)
         if spec is None:
             raise ValueError(f"unknown bench op {op_name!r}; known: {', '.join(OPS)}")
         for rep in range(int(repeat)):
-            records.append(await _one(ctx, op_name, spec, int(n), np.random.default_rng([seed, rep]), method))
+            if op_name in CHUNKABLE and int(n) > CHUNK:
+                record = await _streamed(ctx, op_name, spec, int(n), [seed, rep], method)
+            else:
+                record = await _one(ctx, op_name, spec, int(n), np.random.default_rng([seed, rep]), method)
+            records.append({**record, **party_memory(ctx.party)})
+            if link is not None:
+                records[-1]["link"] = link
     return records
+
+
+# Above CHUNK elements these 1-D elementwise ops run streamed: inputs generated, shared, computed and checked
+# a chunk at a time (the whole of 10^8 elements would not fit a party's memory: two inputs, a triple and
+# the result are 48 bytes an element), CHUNKS_IN_FLIGHT chunks issued ahead so that dealing overlaps computing.
+CHUNKABLE = {"mul", "lt", "eq", "relu", "max", "min"}
+CHUNK = 1 << 20
+CHUNKS_IN_FLIGHT = 2
+
+
+async def _streamed(ctx: Context, op_name: str, spec: Sample, n: int, seed: list[int], method: str) -> dict:
+    """The op on n elements in chunks, twice: serially (each chunk dealt, then computed: the dealing time
+    of the whole, and the rest, its online time), then streamed (chunks issued ahead, the window bounding
+    the material dealt ahead: `wall_s` is that run end to end, inputs' sharing and checks included)."""
+    chunks = [(lo, min(n, lo + CHUNK)) for lo in range(0, n, CHUNK)]
+    first, second = ctx.compute_parties[0], ctx.compute_parties[1 % len(ctx.compute_parties)]
+    comparison = method if spec.methods else None
+
+    def inputs(k: int) -> tuple[np.ndarray, np.ndarray]:
+        lo, hi = chunks[k]
+        # the helper needs only their dtype (a placeholder has no values)
+        return spec.inputs(np.random.default_rng([*seed, k]), 1 if ctx.is_dealer else hi - lo)
+
+    def share(a: np.ndarray, b: np.ndarray, size: int) -> tuple[SharedArray, SharedArray]:
+        x = ctx.input(first, a if ctx.name == first else None, shape=(size,), fixed=a.dtype.kind == "f")
+        y = ctx.input(second, b if ctx.name == second else None, shape=(size,), fixed=b.dtype.kind == "f")
+        assert isinstance(x, SharedArray) and isinstance(y, SharedArray)
+        return x, y
+
+    def check(opened: np.ndarray | None, a: np.ndarray, b: np.ndarray) -> bool:
+        return True if opened is None else spec.close(opened, spec.reference(a, b))
+
+    correct = True
+    dealing_s = 0.0
+    depths = (0, 0)
+    before = ctx.party.stats.copy()
+    await ctx.release()
+    t_serial = time.time()
+    for k, (lo, hi) in enumerate(chunks):  # serially: dealing, then the online phase, chunk by chunk
+        a, b = inputs(k)
+        x, y = share(a, b, hi - lo)
+        await ctx.release()
+        ctx.hold()
+        t0 = time.time()
+        z = spec.secure(ctx, x, y, comparison)
+        await ctx.dealt()
+        dealing_s += time.time() - t0
+        await ctx.release()
+        shares = await z.resolve()
+        if k == 0:  # the op's rounds, on one chunk (every chunk takes as many)
+            depths = (max(await x.depth(), await y.depth()), shares.depth)
+        correct &= check(await ctx.reveal(z), a, b)
+    # online: everything but the dealing (inputs made and shared, the op, its opening and check)
+    online_s = time.time() - t_serial - dealing_s
+    dealt = ctx.party.stats.since(before).total(phase="offline")
+
+    await ctx.release()  # streamed: every party starts together
+    online_before = ctx.party.stats.copy()
+    t_start = time.time()
+    in_flight: list[tuple[Any, np.ndarray, np.ndarray]] = []
+    for k, (lo, hi) in enumerate(chunks):
+        a, b = inputs(k)
+        x, y = share(a, b, hi - lo)
+        in_flight.append((ctx.reveal(spec.secure(ctx, x, y, comparison)), a, b))
+        if len(in_flight) > CHUNKS_IN_FLIGHT:
+            opened, a0, b0 = in_flight.pop(0)
+            correct &= check(await opened, a0, b0)
+    for opened, a0, b0 in in_flight:
+        correct &= check(await opened, a0, b0)
+    t_end = time.time()
+    online = ctx.party.stats.since(online_before).total(phase="online")
+    return {
+        "op": op_name, "n": n, "method": ",".join(ctx.party.stats.since(before).methods_used()) if spec.methods
+        else "beaver", "party": ctx.name, "role": "helper" if ctx.is_dealer else "compute",
+        "start_depth": depths[0], "end_depth": depths[1],
+        "bytes_online": online.bytes_sent, "messages": online.messages_sent,
+        "bytes_offline_sent": dealt.bytes_sent, "t_start": t_start, "t_end": t_end, "t_resume": t_end,
+        "offline_s": dealing_s, "online_serial_s": online_s, "chunks": len(chunks),
+        "correct": None if ctx.is_dealer else correct,
+    }
 
 
 async def _one(ctx: Context, op_name: str, spec: Sample, n: int, rng: np.random.Generator, method: str) -> dict:
@@ -142,9 +235,11 @@ async def _one(ctx: Context, op_name: str, spec: Sample, n: int, rng: np.random.
     online_before = ctx.party.stats.copy()
     # Wall-clock stamps (one clock for every process on this host): the parties leave the barrier up to
     # one latency apart, so the op's online time is max(end) - max(start) across parties, not a local span.
+    split_before = PROFILE.snapshot()
     t_start = time.time()
     shares = await z.resolve()
     t_end = time.time()
+    split = since(split_before, PROFILE.snapshot())
     online = ctx.party.stats.since(online_before).total(phase="online")
     window = ctx.party.stats.since(before)
     dealt = window.total(phase="offline").minus(window.total(phase="offline", tag="barrier"))
@@ -155,6 +250,11 @@ async def _one(ctx: Context, op_name: str, spec: Sample, n: int, rng: np.random.
     t_resume = time.time()
     opened = await ctx.reveal(z)
     correct = None
+    plain_s = None
+    if PROFILE.enabled:
+        t_plain = time.perf_counter()
+        spec.reference(a, b)
+        plain_s = time.perf_counter() - t_plain
     if opened is not None:
         correct = spec.close(opened, spec.reference(a, b))
     return {
@@ -165,5 +265,6 @@ async def _one(ctx: Context, op_name: str, spec: Sample, n: int, rng: np.random.
         "bytes_offline_sent": dealt.bytes_sent, "t_start": t_start, "t_end": t_end, "t_resume": t_resume,
         "offline_s": offline_s,
         "correct": correct,
+        **({"profile": split, "plain_s": plain_s} if PROFILE.enabled else {}),
         **({"steps": spec.steps(n)} if spec.steps else {}),
     }

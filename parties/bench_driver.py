@@ -23,7 +23,8 @@ from typing import Any
 from mpc.config import Topology
 from mpc.localhost import secured, write_topology
 from mpc.settings import Comparison
-from parties.launcher import launch
+from parties.launcher import failure_summary, launch
+from parties.profile_report import summarise_profile
 
 Record = dict[str, Any]
 
@@ -31,7 +32,7 @@ Record = dict[str, Any]
 def run_bench(topology: Topology, ops: Sequence[str], n: int, repeat: int, latencies: Sequence[float | None] = (None,),
               bandwidth_mbps: float | None = None, method: str = Comparison.AUTO, debug: bool = False,
               prefixes: Mapping[str, Sequence[str]] | None = None,
-              on_progress: Callable[[float | None], None] | None = None) -> list[Record]:
+              on_progress: Callable[[float | None], None] | None = None, profile: bool = False) -> list[Record]:
     """Launch every party of `topology` on this host with the bench program, once per latency."""
     records: list[Record] = []
     for latency in latencies:
@@ -39,13 +40,11 @@ def run_bench(topology: Topology, ops: Sequence[str], n: int, repeat: int, laten
         with tempfile.TemporaryDirectory(prefix="mpc-bench-") as tmp:
             path = write_topology(secured(topo, Path(tmp)), Path(tmp) / "topology.yaml")
             args = ["--program", "bench", "-p", f"ops={','.join(ops)}", "-p", f"n={n}", "-p", f"repeat={repeat}",
-                    "-p", f"method={method}"]
+                    "-p", f"method={method}", *(["-p", "profile=1"] if profile else [])]
             results = launch(str(path), topo.names, args, global_args=["--debug"] if debug else [], sink=None,
                              prefixes=prefixes)
-        failed = [r for r in results if r.returncode != 0 or r.output is None]
-        if failed:
-            detail = "\n".join(f"{r.name} (exit {r.returncode}): " + "\n  ".join(r.stderr_tail[-5:]) for r in failed)
-            raise RuntimeError(f"benchmark parties failed:\n{detail}")
+        if any(not r.ok for r in results):
+            raise RuntimeError(failure_summary(results))  # as `mpc launch` reports it
         per_party = {r.name: r.output.result for r in results if r.output is not None}
         records += summarise(per_party, topo)
         if on_progress is not None:
@@ -87,6 +86,17 @@ def summarise(per_party: dict[str, list[Record]], topo: Topology) -> list[Record
             "dealer_bytes_per_op": max(offline) / n if n else None,
             "repeat": len(reps), "correct": all(correct),
         })
+        out[-1]["peak_rss_mb"] = {r["party"]: max(g[j]["peak_rss_mb"] for g in reps)
+                                  for j, r in enumerate(reps[0]) if "peak_rss_mb" in r}
+        out[-1]["peak_material_mb"] = {r["party"]: max(g[j]["peak_material_mb"] for g in reps)
+                                       for j, r in enumerate(reps[0]) if "peak_material_mb" in r}
+        if "online_serial_s" in reps[0][0]:  # streamed in chunks (parties/bench.py): the overlap of dealing
+            online_serial = statistics.median(max(r["online_serial_s"] for r in g) for g in reps)
+            out[-1].update({"chunks": reps[0][0]["chunks"], "online_serial_s": online_serial,
+                            "end_to_end_s": wall,
+                            "overlap_ratio": wall / max(online_serial, offline_med)})
+        if "profile" in reps[0][0] or "profile" in reps[0][-1]:  # --profile (parties/profile_report.py)
+            out[-1]["profile"] = summarise_profile(reps, max(rounds), max(online))
         steps = reps[0][0].get("steps")
         if steps:  # training ops (parties/bench.py): per SGD step
             out[-1].update({"steps": steps, "rounds_per_step": max(rounds) / steps, "steps_per_s": steps / wall,
@@ -115,10 +125,24 @@ def fit_latency_model(records: list[Record]) -> list[Record]:
             num = sum((r["latency_ms"] - mean_l) * (r["wall_s"] - mean_w) for r in rs)
             slope = num / sum((lat - mean_l) ** 2 for lat in lats)
         for r in rs:
+            r["fitted_points"] = len(set(lats))  # a slope from fewer than 3 latencies is marked rough
             r["model_intercept_s"] = intercept
             r["predicted_wall_s"] = intercept + r["rounds"] * r["latency_ms"] / 1000 + _transfer_s(r)
             r["fitted_s_per_ms"] = slope
     return records
+
+
+def resolve_auto(records: Sequence[Record], has_methods: Mapping[str, bool]) -> dict[str, str]:
+    """Per op, the method `auto` chose in `records` (ops that take a comparison method), or auto (the
+    others): what the rest of a latency sweep runs, so that each op's line is one method."""
+    chosen = {r["op"]: r["method"] for r in records}
+    return {op: chosen[op] if has_methods[op] and chosen.get(op) in set(Comparison) else Comparison.AUTO
+            for op in has_methods}
+
+
+# Line style of each method in the plot (the model's lines are thin and dashed)
+LINE_STYLES = {"dcf": "-", "compact": "-.", "bits": ":"}
+MARKERS = {"dcf": "o", "compact": "s", "bits": "^"}
 
 
 def check_plot(path: str) -> None:
@@ -155,16 +179,19 @@ def plot(records: list[Record], path: str) -> None:
     for (op, method), rs in sorted(groups.items()):
         rs = sorted(rs, key=lambda r: r["latency_ms"])
         lats = [r["latency_ms"] for r in rs]
-        line = ax.plot(lats, [r["wall_s"] * 1000 for r in rs], marker="o",
-                       label=f"{op} ({method}): {rs[0]['rounds']} round{'s' if rs[0]['rounds'] != 1 else ''}")[0]
+        rough = " (2 points)" if len(lats) == 2 else ""
+        line = ax.plot(lats, [r["wall_s"] * 1000 for r in rs], marker=MARKERS.get(method, "o"),
+                       linestyle=LINE_STYLES.get(method, "-"),
+                       label=f"{op} ({method}): {rs[0]['rounds']} round{'s' if rs[0]['rounds'] != 1 else ''}{rough}")[0]
         ax.errorbar(lats, [r["wall_s"] * 1000 for r in rs], color=line.get_color(), fmt="none",
                     yerr=[[1000 * (r["wall_s"] - r["wall_s_min"]) for r in rs],
                           [1000 * (r["wall_s_max"] - r["wall_s"]) for r in rs]], capsize=3)
-        ax.plot(lats, [r["predicted_wall_s"] * 1000 for r in rs], linestyle="--", color=line.get_color(), alpha=0.6)
+        ax.plot(lats, [r["predicted_wall_s"] * 1000 for r in rs], linestyle="--", linewidth=0.8,
+                color=line.get_color(), alpha=0.5)
     n = records[0]["n"] if records else 0
     ax.set_xlabel("emulated one-way latency L (ms)")
     ax.set_ylabel("online wall time (ms), median over repeats")
-    ax.set_title(f"mpc bench, n = {n:,}: measured (solid) and a + rounds x L (dashed)")
+    ax.set_title(f"mpc bench, n = {n:,}: measured (line style: method) and a + rounds x L (thin dashed)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import sys
 from collections.abc import Mapping, Sequence
@@ -52,16 +53,42 @@ class ChildResult:
         cause = self.output.cause if self.output is not None else None
         return cause if cause != self.name else None
 
+    oom_killed: bool = False  # SIGKILLed while the kernel's out-of-memory killer was killing processes
+
     def describe(self) -> str:
-        """One line: what became of this party."""
+        """One line: what became of this party, its root cause first."""
         if self.ok:
             return "finished"
         if self.stopped_by_launcher:
             return f"stopped by the launcher (it had not stopped by itself {SETTLE_S:g} s after another party failed)"
         if self.returncode < 0:
-            return f"killed by {_signal_name(-self.returncode)} (not by the launcher)"
-        error = self.error or (self.stderr_tail[-1] if self.stderr_tail else "no error message")
-        return error.removeprefix(f"{self.name}: ")
+            killed = f"killed by {_signal_name(-self.returncode)} (not by the launcher)"
+            if self.oom_killed:
+                killed += ": out of memory (the kernel's out-of-memory killer killed processes on this host meanwhile)"
+            return killed
+        if self.error:
+            return self.error.removeprefix(f"{self.name}: ")
+        # no error line of its own (it died before it could print one): its last words that are not a log line
+        last = next((line.strip() for line in reversed(self.stderr_tail) if line.strip() and not _LOG_LINE.match(line)),
+                    None)
+        return f"exit {self.returncode}" + (f": {last}" if last else " with no error message")
+
+
+_LOG_LINE = re.compile(r"^(\S+: )?(DEBUG|INFO|WARNING) ")  # a party's log line (`--json`: no name prefix)
+
+
+def oom_kills() -> int | None:
+    """How many processes the kernel's out-of-memory killer has killed on this host since boot (Linux;
+    None: unknown). Compared before and after a launch, it tells a party killed for memory from one killed
+    by a user."""
+    try:
+        with open("/proc/vmstat") as f:
+            for line in f:
+                if line.startswith("oom_kill "):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return None
 
 
 def _signal_name(number: int) -> str:
@@ -87,7 +114,8 @@ def by_cause(results: Sequence[ChildResult]) -> list[ChildResult]:
 
 
 def failure_summary(results: Sequence[ChildResult]) -> str:
-    """The launch's failure: the root cause on the first line, then one line for every other party."""
+    """The launch's failure: the root cause on the first line, then one line for every other party. Every
+    command that starts parties (launch, demo, bench) reports a failure with it."""
     ordered = by_cause(results)
     if not ordered:
         return ""
@@ -166,6 +194,7 @@ async def launch_async(config: str, names: Sequence[str], run_args: Sequence[str
     }
     pending = set(tasks.values())
     stopped: set[int] = set()
+    kills_before = oom_kills()
     try:
         while pending:
             done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
@@ -180,6 +209,8 @@ async def launch_async(config: str, names: Sequence[str], run_args: Sequence[str
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
     results = []
+    kills_after = oom_kills()
+    oom = kills_before is not None and kills_after is not None and kills_after > kills_before
     for name, task in tasks.items():
         exc = task.exception()
         if exc is not None:
@@ -187,6 +218,7 @@ async def launch_async(config: str, names: Sequence[str], run_args: Sequence[str
         else:
             result = task.result()
             result.stopped_by_launcher = result.pid in stopped and result.returncode != 0
+            result.oom_killed = oom and result.returncode == -signal.SIGKILL and not result.stopped_by_launcher
             results.append(result)
     return results
 

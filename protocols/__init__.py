@@ -9,13 +9,19 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from protocols.applications.models import Model
     from protocols.interface.context import Context, run_local, secure
+    from protocols.interface.run import Results, run, run_async
     from protocols.primitives.shared import SharedArray
 
 _CONTEXT = "protocols.interface.context"
-_HOME = {"Context": _CONTEXT, "run_local": _CONTEXT, "secure": _CONTEXT, "SharedArray": "protocols.primitives.shared"}
+_RUN = "protocols.interface.run"
+_HOME = {"Context": _CONTEXT, "run_local": _CONTEXT, "secure": _CONTEXT, "SharedArray": "protocols.primitives.shared",
+         "run": _RUN, "run_async": _RUN, "Results": _RUN, "Model": "protocols.applications.models"}
 
-__all__ = ["Context", "SharedArray", "run_local", "secure"]
+# run/run_async: the entry points (a script; a notebook or any running event loop). run_local is the
+# older name of run with the topology first, kept for existing code.
+__all__ = ["Context", "Model", "Results", "SharedArray", "run", "run_async", "run_local", "secure"]
 
 
 def __getattr__(name: str) -> Any:

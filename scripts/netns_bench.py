@@ -125,13 +125,13 @@ class Network:
 
     def _topology(self, specs: list[dict[str, object]]) -> Topology:
         """The parties on their test hosts, with fresh CURVE keys (links encrypted, as in a deployment)."""
-        from mpc.config import parse_topology
+        from mpc.config import build_topology
         from mpc.keys import generate
 
         paths = generate(self.keydir.name, [str(s["name"]) for s in specs])
         for spec in specs:
             spec["public_key"], spec["secret_key"] = (str(p) for p in paths[str(spec["name"])])
-        return parse_topology({"name": "netns-bench", "parties": specs, "timeout_s": 120}, "<netns bench>")
+        return build_topology(specs, name="netns-bench", source="<netns bench>", session={"timeout_s": 120})
 
     def _proxy(self, listen: str, target: str, ns: str | None) -> None:
         cmd = [sys.executable, str(PROXY), "--listen", listen, "--to", target, "--delay-ms", str(self.latency_ms)]

@@ -15,10 +15,13 @@ __all__ = ["free_ports", "make_topology"]
 
 @pytest.fixture
 def make_topology() -> Callable[..., Topology]:
-    """make_topology(n_compute, helper=True, **fields): a localhost topology on free ports."""
+    """make_topology(n_compute, helper=True, **fields): a localhost topology on free ports. Its cost model
+    declares links of no latency and no bandwidth limit (as the in-memory transport assumes), so that what
+    `auto` chooses does not depend on this host's load; pass cost_model={} to measure at the hello."""
 
     def make(n_compute: int = 2, helper: bool = True, **fields: object) -> Topology:
         fields.setdefault("timeout_s", 20)
+        fields.setdefault("cost_model", {"latency_ms": 0})
         return localhost_topology(n_compute, helper, free_ports(n_compute + int(helper)), **fields)
 
     return make

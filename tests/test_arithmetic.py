@@ -12,6 +12,7 @@ import pytest
 from mpc.transport.frames import HEADER_SIZE
 from protocols.interface import context
 from protocols.interface.context import Context
+from protocols.interface.testing import run_local_with_test_dealer
 from protocols.primitives.core import Exchange
 from protocols.primitives.shared import SharedArray, resolved
 
@@ -310,7 +311,7 @@ def test_local_test_dealer_without_helper(make_topology) -> None:
         x, y = await share(ctx, "bank_a", a), await share(ctx, "bank_b", b)
         return await ctx.reveal(x * y)
 
-    out = run_local(make_topology(2, helper=False), program, dealer="local-test")
+    out = run_local_with_test_dealer(make_topology(2, helper=False), program)
     np.testing.assert_array_equal(opened(out), a * b)
 
 
@@ -445,7 +446,7 @@ def test_opened_values_and_shares_keep_their_shape(make_topology) -> None:
             await wrong.resolve()
         return opened_0d
 
-    out = run_local(make_topology(2, helper=False), program, dealer="local-test")
+    out = run_local_with_test_dealer(make_topology(2, helper=False), program)
     assert out["bank_a"].value.shape == () and int(out["bank_a"].value) == 3
 
 

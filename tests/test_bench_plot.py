@@ -74,11 +74,14 @@ def test_latency_out_of_range_or_above_the_timeout_is_refused_before_running(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(parties.bench_driver, "run_bench", _no_bench)
     res = CliRunner().invoke(cli, ["bench", "--op", "mul", "--latency-ms", "0,200000"])
-    assert res.exit_code == 2 and "network.latency_ms: Input should be less than or equal to 60000" in res.output
+    assert res.exit_code == 2
+    assert "network_emulation.latency_ms: Input should be less than or equal to 60000" in res.output
     config = tmp_path / "t.yaml"
-    config.write_text("timeout_s: 1\nparties:\n  - {name: bank_a, role: compute, port: 7001}\n"
-                      "  - {name: bank_b, role: compute, port: 7002}\n  - {name: helper, role: helper, port: 7003}\n")
+    config.write_text("session: {timeout_s: 1}\ndeployment:\n  parties:\n"
+                      "    - {name: bank_a, role: compute, port: 7001}\n"
+                      "    - {name: bank_b, role: compute, port: 7002}\n"
+                      "    - {name: helper, role: helper, port: 7003}\n")
     res = CliRunner().invoke(cli, ["bench", "--config", str(config), "--op", "mul", "--latency-ms", "0,1500"])
     assert res.exit_code == 2 and "1500 ms one-way is not below the timeout (1 s)" in res.output
     res = CliRunner().invoke(cli, ["run", str(config), "--party", "bank_a", "--latency-ms", "70000"])
-    assert res.exit_code == 2 and "command line: network.latency_ms: Input should be less" in res.output
+    assert res.exit_code == 2 and "command line: network_emulation.latency_ms: Input should be less" in res.output

@@ -21,9 +21,10 @@ ROOT = Path(__file__).resolve().parent.parent
 def _config(tmp_path: Path, name: str = "local-2banks-helper") -> Path:
     """A shipped config moved to free ports, so tests never collide with a running deployment."""
     data = yaml.safe_load((ROOT / "configs" / f"{name}.yaml").read_text())
-    for party, port in zip(data["parties"], free_ports(len(data["parties"])), strict=True):
+    parties = data["deployment"]["parties"]
+    for party, port in zip(parties, free_ports(len(parties)), strict=True):
         party["port"] = port
-    data["timeout_s"] = 20
+    data["session"]["timeout_s"] = 20
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
@@ -176,7 +177,7 @@ def test_leftover_tasks_failing_as_they_are_cancelled_print_no_traceback(capsys:
     import asyncio
     import logging
 
-    from parties.cli import _run_party_process
+    from parties.commands.run import run_party_process as _run_party_process
 
     async def stubborn() -> None:
         try:
@@ -205,11 +206,11 @@ def test_run_single_party_reports_missing_peer(tmp_path: Path) -> None:
 
 def test_bad_config_exit_2(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
-    bad.write_text("parties: [{name: a, role: compute, port: 0}]\n")
+    bad.write_text("deployment: {parties: [{name: a, role: compute, port: 0}]}\n")
     for cmd in (["check"], ["launch"]):
         res = mpc(*cmd, str(bad))
         assert res.returncode == 2
-        assert f"{bad}: parties[0] (a).port" in res.stderr
+        assert f"{bad}: deployment.parties[0] (a).port" in res.stderr
         assert "Traceback" not in res.stderr
 
 
@@ -248,12 +249,13 @@ def test_program_parameters_are_checked_before_any_party_starts(tmp_path: Path) 
     from parties.programs import bind_params
 
     res = mpc("launch", str(_config(tmp_path)), "--program", "pingpong", "-p", "stepz=3")
-    assert res.returncode == 2 and "pingpong has no parameter 'stepz'; its parameters: steps=10" in res.stderr
+    assert res.returncode == 2 and "pingpong has no parameter stepz (did you mean steps?); its parameters: steps=10" \
+        in res.stderr
     assert "session" not in res.stderr  # no party was started
     # text from the command line takes each parameter's type from its default
     assert bind_params("fraud", {"data_dir": "d", "query": "12345", "reveal_scores": "true"}) == {
         "data_dir": "d", "query": "12345", "reveal_scores": True}
-    with pytest.raises(ValueError, match="pingpong parameter steps: expected int"):
+    with pytest.raises(ValueError, match="pingpong parameter steps: expected int, got x$"):  # as typed
         bind_params("pingpong", {"steps": "x"})
     with pytest.raises(ValueError, match="fraud needs data_dir"):
         bind_params("fraud", {})

@@ -303,7 +303,7 @@ def test_auto_prefers_dcf_on_latency_and_bits_needs_no_two_parties(make_topology
         return (choose_method(ctx, 1000), choose_method(ctx, 10**7), choose_method(ctx, 10, "bits"),
                 choose_method(ctx, 20_000))
 
-    wan = run_local(make_topology(2, network={"latency_ms": 25}), program)["bank_a"].value
+    wan = run_local(make_topology(2, cost_model={"latency_ms": 25}), program, transport="memory")["bank_a"].value
     assert wan[0] == "dcf" and wan[2] == "bits"
     assert wan[3] == "compact"  # a larger batch: the dealer's bytes outweigh one more round
 
@@ -312,11 +312,15 @@ def test_auto_prefers_dcf_on_latency_and_bits_needs_no_two_parties(make_topology
 
     # 10 ms: 2,000 comparisons go by dcf on fast links, by bits at 100 Mbit/s, where the helper's 3 MB of
     # keys (dcf) or 1.9 MB (compact) to the last bank outweigh bits' 7 more rounds
-    fast = run_local(make_topology(2, network={"latency_ms": 10}), batch_of_2000)["bank_a"].value
-    slow = run_local(make_topology(2, network={"latency_ms": 10, "bandwidth_mbps": 100}), batch_of_2000)
-    assert fast == "dcf" and slow["bank_a"].value == "bits"
-    lan = run_local(make_topology(2), program)["bank_a"].value
+    fast = run_local(make_topology(2, cost_model={"latency_ms": 10}), batch_of_2000, transport="memory")
+    slow = run_local(make_topology(2, cost_model={"latency_ms": 10, "bandwidth_mbps": 100}), batch_of_2000,
+                     transport="memory")
+    assert fast["bank_a"].value == "dcf" and slow["bank_a"].value == "bits"
+    lan = run_local(make_topology(2), program, transport="memory")["bank_a"].value
     assert lan[1] == "bits"  # a huge batch on a link with no latency: the lighter method
+    # the emulated network alone tells auto nothing: it decides from links measured or declared
+    emulated = run_local(make_topology(2, network={"latency_ms": 25}), program, transport="memory")
+    assert emulated["bank_a"].value == lan
 
 
 def test_dcf_refused_for_three_parties(make_topology) -> None:

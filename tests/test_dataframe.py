@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from protocols.interface.context import Context, run_local
+from protocols.interface.testing import run_local_with_test_dealer
 
 FRAME = pd.DataFrame({"amount": [120.5, -3.25, 0.0, 99.0], "count": [3, 1, 0, 7], "flag": [True, False, True, False]})
 
@@ -35,7 +36,7 @@ def test_integer_columns_stay_integers(make_topology) -> None:
         x = await ctx.input("bank_b", ints if ctx.name == "bank_b" else None)
         return await ctx.reveal(x["b"] // 7)
 
-    out = run_local(make_topology(2, helper=False), program, dealer="local-test", transport="memory")
+    out = run_local_with_test_dealer(make_topology(2, helper=False), program, transport="memory")
     assert out["bank_a"].value.tolist() == [1, 2, 4]
 
 
@@ -46,7 +47,7 @@ def test_a_column_that_is_not_numeric_is_named(make_topology) -> None:
         return await ctx.input("bank_a", bad if ctx.name == "bank_a" else None)
 
     with pytest.raises(Exception, match=r"column 'branch' is not numeric \((object|str)\)"):
-        run_local(make_topology(2, helper=False), program, dealer="local-test", transport="memory")
+        run_local_with_test_dealer(make_topology(2, helper=False), program, transport="memory")
 
 
 def test_unknown_column_names_say_which_exist(make_topology) -> None:
@@ -59,4 +60,4 @@ def test_unknown_column_names_say_which_exist(make_topology) -> None:
             y["amount"]
         return True
 
-    assert run_local(make_topology(2, helper=False), program, dealer="local-test", transport="memory")["bank_a"].value
+    assert run_local_with_test_dealer(make_topology(2, helper=False), program, transport="memory")["bank_a"].value

@@ -19,7 +19,8 @@ DATA = ROOT / "examples" / "data"
 
 def _config(tmp_path: Path, name: str) -> Path:
     data = yaml.safe_load((ROOT / "configs" / f"{name}.yaml").read_text())
-    for party, port in zip(data["parties"], free_ports(len(data["parties"])), strict=True):
+    parties = data["deployment"]["parties"]
+    for party, port in zip(parties, free_ports(len(parties)), strict=True):
         party["port"] = port
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(data))

@@ -300,7 +300,8 @@ def test_the_multi_host_steps_of_the_readme(small_data: Path, tmp_path: Path) ->
     parties = [{"name": n, "role": "helper" if n == "helper" else "compute", "host": f"127.0.0.{i + 1}",
                 "port": ports[i], "public_key": f"keys/{n}.key"} for i, n in enumerate(("bank_a", "bank_b", "helper"))]
     topology = tmp_path / "topology.yaml"
-    topology.write_text(yaml.safe_dump({"name": "three-hosts", "timeout_s": 30, "parties": parties}))
+    topology.write_text(yaml.safe_dump({"name": "three-hosts", "deployment": {"parties": parties},
+                                        "session": {"timeout_s": 30}}))
     assert mpc("check", str(topology)).returncode == 0
     own_files = {"bank_a": ["accounts.csv", "bank_a.csv"], "bank_b": ["accounts.csv", "bank_b.csv"],
                  "helper": ["accounts.csv"]}

@@ -70,6 +70,8 @@ def test_every_operation_against_numpy_securely_and_emulated(method: str, partie
         # rounds as mpc bench counts them: from the moment every party holds the inputs to the deepest output
         rounds = rounds_of([secure[name].value[op.name] for name in compute])
         predicted = rounds_of([emulated.results[name][op.name] for name in compute])
+        if op.rounds_vary:  # data-dependent (a sort's levels): the values are checked, not the rounds
+            continue
         if rounds != op.rounds[method]:
             wrong.append(f"{label}: {rounds} rounds measured, {op.rounds[method]} declared")
         if predicted != rounds:

@@ -7,7 +7,7 @@ import pytest
 from mpc.records import PartyRecord
 from mpc.settings import Comparison
 from mpc.transport import PeerAborted
-from parties.cli import _failure_record
+from parties.commands.run import failure_record as _failure_record
 
 
 def test_a_party_summary_round_trips() -> None:
@@ -32,7 +32,7 @@ def test_anything_else_is_refused(line: str) -> None:
 
 
 def test_the_comparison_choices_come_from_the_enum() -> None:
-    from parties.cli import fraud
+    from parties.commands.demo import fraud
 
     method = next(p for p in fraud.params if p.name == "method")
     assert list(method.type.choices) == [c.value for c in Comparison]  # type: ignore[attr-defined]

@@ -12,6 +12,7 @@ from mpc.ring import decode_fixed, encode_fixed
 from protocols.applications import training as tr
 from protocols.interface.context import Context, run_local
 from protocols.interface.emulation import emulate
+from protocols.interface.testing import run_local_with_test_dealer
 
 RNG = np.random.default_rng(5)
 N, D = 384, 6
@@ -51,7 +52,8 @@ def assert_close(got: tr.Weights, ref: tr.Weights, tol: float) -> None:
 @pytest.mark.parametrize(("cfg", "dealer", "rounds"), [(LR, "local-test", 4), (MLP, "helper", 12)])
 def test_training_matches_the_float64_reference_in_4_rounds_per_layer(make_topology, cfg, dealer, rounds) -> None:
     """Logistic regression: 4 online rounds per SGD step; the 3-layer MLP: 12 (4 per layer), with dcf."""
-    out = run_local(make_topology(2, comparison="dcf"), train_and_open(cfg), dealer=dealer)
+    runner = run_local_with_test_dealer if dealer == "local-test" else run_local
+    out = runner(make_topology(2, comparison="dcf"), train_and_open(cfg))
     (weights, measured), (other, _) = out["bank_a"].value, out["bank_b"].value
     ref = tr.train_reference(cfg, X, Y.astype(float))
     assert_close(weights, ref, TOL[cfg.hidden])
@@ -63,7 +65,7 @@ def test_training_matches_the_float64_reference_in_4_rounds_per_layer(make_topol
 @pytest.mark.parametrize(("method", "rounds"), [("bits", None), ("compact", 15)])
 def test_other_comparison_methods_train_the_same_model(make_topology, method: str, rounds: int | None) -> None:
     """bits, and compact: the MLP's 3 layers' gates and the loss's clip take one more round each (15)."""
-    out = run_local(make_topology(2, comparison=method), train_and_open(MLP), dealer="local-test")
+    out = run_local_with_test_dealer(make_topology(2, comparison=method), train_and_open(MLP))
     assert_close(out["bank_a"].value[0], tr.train_reference(MLP, X, Y.astype(float)), TOL[MLP.hidden])
     if rounds is not None:
         assert out["bank_a"].value[1] == rounds
@@ -96,7 +98,7 @@ def test_bit_trunc_and_sign_relu_trunc_are_one_round_each(make_topology) -> None
         depths = [await v.depth() - start for v in (prod, msb, relu)]
         return await ctx.reveal(prod), await ctx.reveal(msb), await ctx.reveal(relu), depths
 
-    out = run_local(make_topology(2, comparison="dcf"), program, dealer="local-test")
+    out = run_local_with_test_dealer(make_topology(2, comparison="dcf"), program)
     prod, msb, relu, _ = out["bank_a"].value
     # the rounds after the inputs: the later of the two banks (an input is at depth 0 on its owner)
     assert np.max([out[b].value[3] for b in ("bank_a", "bank_b")], axis=0).tolist() == [1, 1, 1]
@@ -109,7 +111,7 @@ def test_bit_trunc_and_sign_relu_trunc_are_one_round_each(make_topology) -> None
 def test_diverging_learning_rate_is_an_error(make_topology) -> None:
     wild = tr.TrainConfig(hidden=(8, 4), learning_rate=5000.0, epochs=2, batch_size=64, seed=3)
     with pytest.raises(Exception, match="training diverged: after epoch 1, .* lower the learning rate"):
-        run_local(make_topology(2, comparison="dcf"), train_and_open(wild), dealer="local-test")
+        run_local_with_test_dealer(make_topology(2, comparison="dcf"), train_and_open(wild))
 
 
 def test_labels_that_are_not_bits_are_an_error(make_topology) -> None:
@@ -121,7 +123,7 @@ def test_labels_that_are_not_bits_are_an_error(make_topology) -> None:
         await tr.check_divergence(result)
 
     with pytest.raises(Exception, match="labels must be 0 or 1, but some of the 384 labels are not"):
-        run_local(make_topology(2, comparison="dcf"), program, dealer="local-test")
+        run_local_with_test_dealer(make_topology(2, comparison="dcf"), program)
 
 
 @pytest.mark.parametrize(("cfg", "message"), [
@@ -146,7 +148,7 @@ def two_sessions(make_topology, tmp_path: Path, cfg: tr.TrainConfig, tag: str) -
             await tr.save_shares(ctx, result, tmp_path / "helper_never.npz")
         return digest, await tr.open_weights(ctx, result)
 
-    out = run_local(make_topology(2, comparison="dcf"), program, dealer="local-test")
+    out = run_local_with_test_dealer(make_topology(2, comparison="dcf"), program)
     assert out["bank_a"].value[0] == out["bank_b"].value[0]  # the same digest in both banks' files
     assert not (tmp_path / "helper_never.npz").exists()
     np.save(tmp_path / f"{tag}_weights.npy", np.array(out["bank_a"].value[1], dtype=object), allow_pickle=True)
@@ -160,7 +162,7 @@ def score_session(make_topology, files: dict[str, Path], arch: str) -> Any:
         x = await ctx.input("bank_a", X if ctx.name == "bank_a" else None, shape=X.shape, fixed=True)
         return await ctx.reveal(tr.logits(ctx, layers, x))
 
-    return run_local(make_topology(2, comparison="dcf"), program, dealer="local-test")["bank_a"].value
+    return run_local_with_test_dealer(make_topology(2, comparison="dcf"), program)["bank_a"].value
 
 
 def test_share_files_score_in_a_later_session_and_mismatches_are_refused(make_topology, tmp_path: Path) -> None:

@@ -80,7 +80,8 @@ def run_parties(data_dir: Path, tmp_path: Path, params: dict[str, str], program:
     parties = [{"name": n, "role": "helper" if n == "helper" else "compute", "host": "127.0.0.1", "port": ports[i]}
                for i, n in enumerate(("bank_a", "bank_b", "helper"))]
     topology = tmp_path / "topology.yaml"
-    topology.write_text(yaml.safe_dump({"name": "later", "timeout_s": 30, "parties": parties}))
+    topology.write_text(yaml.safe_dump({"name": "later", "deployment": {"parties": parties},
+                                        "session": {"timeout_s": 30}}))
     args = [f"data_dir={data_dir}", *(f"{k}={v}" for k, v in params.items())]
     procs = {name: subprocess.Popen([sys.executable, "-m", "parties", "run", str(topology), "--party", name,
                                      "--program", program, *(a for p in args for a in ("-p", p)), "--json"],

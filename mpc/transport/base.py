@@ -67,6 +67,10 @@ class Transport(Protocol):
     def on_failure(self, callback: Callable[[PeerError], None]) -> None:
         """Call `callback(error)` when the run fails."""
 
+    def on_lost_threadsafe(self, callback: Callable[[PeerError], None]) -> None:
+        """Call `callback(error)`, from any thread, as soon as a peer is lost, even while the event loop is
+        held by long synchronous work (a transport without connections never calls it)."""
+
 
 class FirstFailure:
     """A run's first failure, kept once: every callback hears it and every wait given fails with it (the
@@ -101,12 +105,22 @@ def consume_exception(fut: asyncio.Future[Any]) -> None:
 
 
 async def wait_for_goodbyes(me: str, peers: Sequence[str], done: asyncio.Future[None], seen: Iterable[str],
-                            timeout_s: float, fail: Callable[[PeerError], object]) -> None:
+                            timeout_s: float, fail: Callable[[PeerError], object], *, bounded: bool = True) -> None:
     """Wait for every peer's goodbye (the barrier at the end of a run); a timeout fails the run naming the
-    peers still missing. A failure recorded meanwhile has been reported already."""
+    peers still missing. Unbounded (ZeroMQ): a peer still busy is waited for as long as its connection is
+    alive (liveness fails `done` if it dies or freezes), with a warning every timeout_s. A failure recorded
+    meanwhile has been reported already."""
     from mpc.transport.errors import PeerTimeout
 
     try:
+        while not bounded:
+            try:
+                await asyncio.wait_for(asyncio.shield(done), timeout_s)
+                return
+            except TimeoutError:
+                arrived = set(seen)
+                log.warning("%s: still waiting for %s to finish; its connection is alive, so it is busy", me,
+                            ", ".join(p for p in peers if p not in arrived))
         await asyncio.wait_for(asyncio.shield(done), timeout_s)
     except TimeoutError:
         arrived = set(seen)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,7 +21,7 @@ from mpc.config import Topology
 from mpc.stats import Stats
 from mpc.transport import session as agreement_rules
 from mpc.transport.base import FirstFailure, wait_for_goodbyes
-from mpc.transport.errors import PeerAborted, PeerError, PeerGone, PeerTimeout
+from mpc.transport.errors import PeerError, PeerGone, PeerTimeout, aborted
 from mpc.transport.frames import (
     HEADER_SIZE,
     SESSION_BYTES,
@@ -209,7 +209,7 @@ class MemoryTransport(Receiving):
             return
         if frame.kind is Kind.ABORT:
             self._aborted.add(peer)
-            self._fail(PeerAborted(peer, f"{peer} aborted: {frame.reason}"))
+            self._fail(aborted(peer, frame.reason))
         elif frame.kind is Kind.BYE:
             self._bye.add(peer)
             self.inbox.peer_finished(peer)
@@ -217,6 +217,9 @@ class MemoryTransport(Receiving):
                 self._bye_done.set_result(None)
         elif frame.array is not None and self.inbox.hold(peer, frame.array.nbytes):
             self.inbox.put(peer, (self.topology.index(peer), frame.op, frame.step), frame.array, frame.depth)
+
+    def on_lost_threadsafe(self, callback: Callable[[PeerError], None]) -> None:
+        """No connections to lose: every failure reaches the parties through their one event loop."""
 
     # -- failure --------------------------------------------------------------------------------
     def _fail(self, error: PeerError) -> PeerError:

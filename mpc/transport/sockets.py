@@ -19,6 +19,7 @@ from zmq.auth.asyncio import AsyncioAuthenticator
 
 from mpc.config import LinkParams, PartySpec
 from mpc.keys import CurveKeys
+from mpc.profile import PROFILE
 from mpc.transport.delay import LinkClock
 from mpc.transport.frames import HEADER_SIZE
 
@@ -51,7 +52,9 @@ class Link:
             frames = await self.queue.get()
             try:
                 # One single-part message (see frames.py: why never multipart).
-                await self.sock.send(frames[0] if len(frames) == 1 else b"".join(frames), copy=False)
+                with PROFILE.section("transport"):
+                    sent = self.sock.send(frames[0] if len(frames) == 1 else b"".join(frames), copy=False)
+                await sent
             finally:
                 self.queue.task_done()
 

@@ -9,16 +9,19 @@ Guarantees:
 - Messages are matched by key (sender, op, step), never by arrival order (inbox.py).
 - Every link is FIFO with per-link sequence numbers (exactly previous + 1) and a session id agreed at
   start, so a lost, replayed or stale message is detected, never silently used.
-- Every wait has a timeout whose error names the peer; a peer's abort or goodbye fails waits on it at once.
+- Start-up waits at most timeout_s for every peer; mid-run a wait lasts as long as the peer is alive (a busy
+  peer is not an absent one): a dead or frozen peer is named by liveness (liveness.py), and a peer's abort
+  or goodbye fails waits on it at once. Every error names the peer.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import zmq
@@ -26,12 +29,13 @@ import zmq.asyncio
 
 from mpc.config import Topology
 from mpc.keys import CurveKeys
+from mpc.profile import PROFILE
 from mpc.stats import Stats
 from mpc.transport import session as sessions
 from mpc.transport import sockets
 from mpc.transport.base import FirstFailure, Message, wait_for_goodbyes
 from mpc.transport.delay import Body, Inbound
-from mpc.transport.errors import PeerAborted, PeerError, PeerGone, PeerTimeout, ProtocolViolation
+from mpc.transport.errors import PeerError, PeerGone, PeerTimeout, ProtocolViolation, aborted
 from mpc.transport.frames import (
     HEADER_SIZE,
     SESSION_BYTES,
@@ -55,6 +59,8 @@ log = logging.getLogger("mpc.transport")
 _EMPTY = np.zeros(0, dtype=np.uint8)
 _NO_SESSION = sessions.NO_SESSION
 ABORT_LINGER_MS = 300
+# A party still waiting for its peers this long after it started says where it listens and whom it waits for
+WAITING_NOTE_S = 2.0
 
 __all__ = ["Message", "ZmqTransport"]
 
@@ -63,19 +69,23 @@ class ZmqTransport(Receiving):
     """The mesh seen from one party. Create inside the running event loop; `start()`, use, `close()`."""
 
     def __init__(self, topology: Topology, me: str, stats: Stats, *, timeout_s: float | None = None,
-                 keys: CurveKeys | None = None, agreement: Mapping[str, str] | None = None):
+                 keys: CurveKeys | None = None, agreement: Mapping[str, str] | None = None,
+                 start_timeout_s: float | None = None):
         self.topology = topology
         self.me = me
         self.my_index = topology.index(me)
         self.peers = [n for n in topology.names if n != me]
         self.stats = stats
         self.timeout_s = timeout_s if timeout_s is not None else topology.timeout_s
+        # how long start() waits for every peer's hello (math.inf: until they come)
+        self.start_timeout_s = start_timeout_s if start_timeout_s is not None else self.timeout_s
         self.max_payload = int(topology.max_message_mb * 1024 * 1024)
         self.max_buffered = max(int(topology.max_buffered_mb * 1024 * 1024), self.max_payload)
         # the largest ZeroMQ message: small frames are joined up to it, larger ones cut into pieces of it
         self.message_limit = message_limit(self.max_payload)
         self._partial: dict[str, Partial] = {}  # per peer: a large frame whose pieces are still arriving
-        self.inbox = Inbox(topology, me, stats, self.timeout_s, self.max_buffered, self._fail)
+        # Waits mid-run are bounded by liveness, not time: a busy peer is not an absent one (inbox.py).
+        self.inbox = Inbox(topology, me, stats, self.timeout_s, self.max_buffered, self._fail, bounded=False)
         self.session = _NO_SESSION
         # Opaque settings every party must share (the runtime fills them in); sent with the hello and
         # compared, so that a mismatch stops the start rather than the middle of a run, or worse.
@@ -118,6 +128,7 @@ class ZmqTransport(Receiving):
         self._ctx = zmq.asyncio.Context()
         await self._listen()
         self._connect()
+        self.liveness.start()
         self._reader = loop.create_task(self._read_loop(), name=f"{self.me}-reader")
         self._reader.add_done_callback(self._reader_done)
         await self._agree_session()
@@ -153,9 +164,7 @@ class ZmqTransport(Receiving):
                                   heartbeat_s=self.topology.heartbeat_s,
                                   heartbeat_timeout_s=self.topology.heartbeat_timeout_s)
             self._sockets.append(sock)
-            monitor = sock.get_monitor_socket(sockets.MONITOR_EVENTS)
-            self._sockets.append(monitor)
-            self._monitors.append(loop.create_task(self.liveness.watch(peer, monitor), name=f"{self.me}-watch-{peer}"))
+            self.liveness.monitor(self._ctx, peer, sock, sockets.MONITOR_EVENTS)
             sock.connect(f"tcp://{sockets.address(self.topology.party(peer))}")
             link = sockets.Link(peer, sock, self.topology.link(self.me, peer))
             link.task = loop.create_task(link.run(), name=f"{self.me}->{peer}")
@@ -171,8 +180,16 @@ class ZmqTransport(Receiving):
             self._send_control(peer, Kind.HELLO, hello, session=nonce)
         if not self.peers:
             self._hello_done.set_result(None)
+        limit = self.start_timeout_s
         try:
-            await asyncio.wait_for(asyncio.shield(self._hello_done), self.timeout_s)
+            try:  # the peers usually come at once; if they do not, say where we listen and whom we wait for
+                await asyncio.wait_for(asyncio.shield(self._hello_done), min(limit, WAITING_NOTE_S))
+            except TimeoutError:
+                if limit <= WAITING_NOTE_S:
+                    raise
+                self._say_waiting(limit)
+                await asyncio.wait_for(asyncio.shield(self._hello_done),
+                                       None if limit == math.inf else limit - WAITING_NOTE_S)
         except TimeoutError:
             missing = [p for p in self.peers if p not in self._hello]
             failures = self.liveness.handshake_failures
@@ -180,11 +197,19 @@ class ZmqTransport(Receiving):
                      "our topology its current one?" for p in missing if failures.get(p)]
             raise PeerTimeout(
                 missing[0],
-                f"{self.me}: timed out after {self.timeout_s:g} s waiting for "
+                f"{self.me}: timed out after {limit:g} s waiting for "
                 + ", ".join(f"{p} ({sockets.address(self.topology.party(p))})" for p in missing)
-                + " to start; is it running and reachable?" + "".join(f" ({h})" for h in hints),
+                + " to start; is it running and reachable? (--start-timeout waits longer)"
+                + "".join(f" ({h})" for h in hints),
             ) from None
         self.session = sessions.session_id([self._hello[name] for name in self.topology.names])
+
+    def _say_waiting(self, limit: float) -> None:
+        host, port = self.topology.party(self.me).listen_address
+        missing = [p for p in self.peers if p not in self._hello]
+        until = "until they come" if limit == math.inf else f"up to {limit:g} s in all"
+        log.warning("%s: listening on %s:%s; waiting for %s to start (%s)", self.me, host, port,
+                    ", ".join(f"{p} at {sockets.address(self.topology.party(p))}" for p in missing), until)
 
     async def close(self) -> None:
         """Goodbye barrier, then close: every peer has received all we sent before we tear down."""
@@ -206,7 +231,8 @@ class ZmqTransport(Receiving):
         self._flush()
         if self.peers:
             assert self._bye_done is not None
-            await wait_for_goodbyes(self.me, self.peers, self._bye_done, self._bye, self.timeout_s, self._fail)
+            await wait_for_goodbyes(self.me, self.peers, self._bye_done, self._bye, self.timeout_s, self._fail,
+                                    bounded=False)
 
     async def abort(self, reason: str) -> None:
         """Tell every peer this party is stopping with `reason`, then close."""
@@ -224,7 +250,8 @@ class ZmqTransport(Receiving):
             await self._shutdown(linger_ms=ABORT_LINGER_MS)
 
     async def _drain_links(self, timeout: float) -> None:
-        waits = [link.queue.join() for link in self._links.values() if link.task and not link.task.done()]
+        waits = [link.queue.join() for peer, link in self._links.items()
+                 if link.task and not link.task.done() and not self._gone(peer)]
         if waits:
             try:
                 await asyncio.wait_for(asyncio.gather(*waits), timeout)
@@ -237,17 +264,20 @@ class ZmqTransport(Receiving):
             for sock in [*(link.sock for link in self._links.values()), self._router]:
                 if sock is not None and not sock.closed:
                     sock.disable_monitor()  # before its monitor socket closes, or closing blocks
+            self.liveness.stop()
             tasks = [t for t in [self._reader, *(lk.task for lk in self._links.values()), *self._monitors,
                                  *(ib.task for ib in self._inbound.values())] if t is not None]
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             for peer, link in self._links.items():
-                # Nothing more can reach a peer that said goodbye or aborted: do not linger for it.
-                link.sock.close(0 if peer in self._aborted else linger_ms)
+                # Nothing more can reach a peer that aborted, died or froze: do not linger for it (closing
+                # lingered up to 5 s on the socket to a frozen helper before its failure was reported).
+                link.sock.close(0 if self._gone(peer) else linger_ms)
             if self._router is not None:
                 self._router.close(0)
         finally:
+            self.liveness.stop()  # idempotent; its monitor sockets must be closed before term()
             if self._auth is not None:  # its ZAP socket is one more socket of the context
                 self._auth.stop()
                 self._auth = None
@@ -268,6 +298,10 @@ class ZmqTransport(Receiving):
         self, peer: str, op: int, step: int, array: np.ndarray, *, depth: int, tag: str, phase: str = "online"
     ) -> None:
         """Queue `array` for `peer` under key (op, step). Non-blocking; never modify `array` afterwards."""
+        with PROFILE.section("transport"):
+            self._send(peer, op, step, array, depth=depth, tag=tag, phase=phase)
+
+    def _send(self, peer: str, op: int, step: int, array: np.ndarray, *, depth: int, tag: str, phase: str) -> None:
         if self._failures.error is not None:
             raise self._failures.error
         if peer not in self._links:
@@ -304,6 +338,10 @@ class ZmqTransport(Receiving):
             asyncio.get_running_loop().call_soon(self._flush)
 
     def _flush(self) -> None:
+        with PROFILE.section("transport"):
+            self._flush_pending()
+
+    def _flush_pending(self) -> None:
         self._flush_scheduled = False
         if not self._pending_out:
             return
@@ -338,6 +376,11 @@ class ZmqTransport(Receiving):
         assert self._router is not None
         names = {n.encode(): n for n in self.peers}
         while True:
+            # pyzmq returns a queued message without suspending: with a backlog (a helper's gigabytes of
+            # material) this loop would hold the event loop until it is drained, and a peer's death, the
+            # program and every timer would wait behind it (a dead helper was named 45 s late). So it
+            # lets the others run before each message.
+            await asyncio.sleep(0)
             parts = await self._router.recv_multipart(copy=False)
             peer = names.get(parts[0].bytes)
             if peer is None:
@@ -353,7 +396,8 @@ class ZmqTransport(Receiving):
                 log.warning("%s: dropped a malformed message from %s (%d parts)", self.me, peer, len(parts))
                 continue
             try:
-                self._handle_message(peer, parts[1].buffer)
+                with PROFILE.section("transport"):
+                    self._handle_message(peer, parts[1].buffer)
             except Exception as exc:  # a bug's last line of defence: never a dead reader
                 self._on_handler_error(peer, exc)
 
@@ -364,6 +408,9 @@ class ZmqTransport(Receiving):
 
     def _on_handler_error(self, peer: str, exc: Exception) -> None:
         log.debug("%s: error handling a message from %s", self.me, peer, exc_info=exc)
+        if isinstance(exc, MemoryError):  # our own failure, not the peer's
+            self._fail(PeerError(self.me, f"{self.me}: ran out of memory (MemoryError) receiving from {peer}"))
+            return
         self._fail(ProtocolViolation(peer, f"{self.me}: could not handle a message from {peer} "
                                            f"({type(exc).__name__}); stopping"))
 
@@ -458,7 +505,7 @@ class ZmqTransport(Receiving):
     def _on_abort(self, peer: str, payload: memoryview) -> None:
         reason = bytes(payload).decode("utf-8", "replace")
         self._aborted.add(peer)
-        self._fail(PeerAborted(peer, f"{peer} aborted: {reason}"))
+        self._fail(aborted(peer, reason))
 
     def _dispatch(self, peer: str, header: Header, payload: Body) -> None:
         """Act on a valid frame once it is due: hello, data (buffered by key), goodbye or abort."""
@@ -503,6 +550,16 @@ class ZmqTransport(Receiving):
         self.inbox.peer_finished(peer)
         if self._bye_done and not self._bye_done.done() and self._bye >= set(self.peers):
             self._bye_done.set_result(None)
+
+    def on_lost_threadsafe(self, callback: Callable[[PeerError], None]) -> None:
+        """Call `callback(error)` from the liveness thread the moment a peer is lost mid-run, even while the
+        event loop is held (the failure reaches the loop too, once it is free)."""
+        self.liveness.on_lost.append(callback)
+
+    def _gone(self, peer: str) -> bool:
+        """Nothing sent to `peer` can arrive any more: it aborted, or the run failed because it is lost."""
+        failure = self._failures.error
+        return peer in self._aborted or (isinstance(failure, PeerGone | PeerTimeout) and failure.peer == peer)
 
     def _settled(self, peer: str) -> bool:
         """Its goodbye or abort is in: a dropped connection to it is then no failure."""

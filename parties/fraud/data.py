@@ -22,7 +22,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,6 +57,26 @@ class Dataset:
     bank_a: Transactions
     bank_b: Transactions
     labels: np.ndarray | None  # 0/1 per account (UNLABELLED = -1 where labels.csv has none), or None
+    directory: Path | None = None  # the files, when the transactions are left there (read streamed)
+
+
+def empty_transactions() -> Transactions:
+    empty = np.array([], dtype=str)
+    return Transactions(empty, np.zeros(0, np.int64), np.zeros(0, bool), np.zeros(0), empty)
+
+
+def check_dataset(directory: str | Path, rows: int = 500_000) -> Dataset:
+    """Check every file of a data directory, streamed (a chunk of transactions at a time), and keep the
+    account list and labels; the transactions stay in their files (Dataset.directory)."""
+    d = Path(directory)
+    if not d.is_dir():
+        raise DataError(f"{d}: not a directory")
+    accounts = read_accounts(d / "accounts.csv")
+    for name in ("bank_a", "bank_b"):
+        for _ in read_transactions_chunks(d / f"{name}.csv", rows):
+            pass
+    labels = read_labels(d / "labels.csv", accounts) if (d / "labels.csv").exists() else None
+    return Dataset(accounts, empty_transactions(), empty_transactions(), labels, d)
 
 
 # -- generation ------------------------------------------------------------------------------------------
@@ -96,10 +116,41 @@ class _Builder:
         return Transactions(*(c[order] for c in cols))
 
 
+BLOCK = 100_000  # accounts generated (and written) at a time: memory grows with it, not with the data set
+
+
 def generate(n_accounts: int, seed: int = 1, mule_rate: float = 0.04) -> Dataset:
-    """A seeded synthetic data set of two banks whose customers partly overlap under shared ids."""
-    rng = np.random.default_rng(seed)
-    ids = _ids(rng, "AC", n_accounts)
+    """A seeded synthetic data set of two banks whose customers partly overlap under shared ids.
+    Up to BLOCK accounts in one piece; more, block by block (`blocks`), joined here in memory: write a
+    large one with `write_generated`, which never holds more than a block."""
+    if n_accounts <= BLOCK:
+        rng = np.random.default_rng(seed)
+        ids = _ids(rng, "AC", n_accounts)
+        return _block(rng, ids, mule_rate)
+    parts = list(blocks(n_accounts, seed, mule_rate))
+    return Dataset(np.concatenate([p.accounts for p in parts]), _join([p.bank_a for p in parts]),
+                   _join([p.bank_b for p in parts]), np.concatenate([p.labels for p in parts if p.labels is not None]))
+
+
+def blocks(n_accounts: int, seed: int = 1, mule_rate: float = 0.04) -> Iterator[Dataset]:
+    """The accounts of a large data set, BLOCK at a time: block k from its own seeded generator, its ids
+    unique by construction (the block number in their high bits)."""
+    for k, lo in enumerate(range(0, n_accounts, BLOCK)):
+        size = min(BLOCK, n_accounts - lo)
+        rng = np.random.default_rng([seed, 1 << 20, k])
+        raw = (np.uint64(k) << np.uint64(32)) | rng.choice(2**32, size, replace=False).astype(np.uint64)
+        ids = np.char.add("AC", np.char.zfill(np.char.mod("%x", raw.astype(np.int64)), 10))
+        yield _block(rng, ids, mule_rate)
+
+
+def _join(parts: list[Transactions]) -> Transactions:
+    return Transactions(*(np.concatenate(cols) for cols in zip(*(
+        (t.account, t.timestamp, t.inflow, t.amount, t.counterparty) for t in parts), strict=True)))
+
+
+def _block(rng: np.random.Generator, ids: np.ndarray, mule_rate: float) -> Dataset:
+    """The two banks' transactions of the accounts `ids` (one block), drawn from `rng`."""
+    n_accounts = len(ids)
     mule = rng.random(n_accounts) < mule_rate
     # legitimate profile per bank: 0 absent, 1 salary, 2 merchant, 3 business (slow), 4 fast business, 5 saver
     prof_a = rng.choice(6, n_accounts, p=[0.30, 0.30, 0.12, 0.08, 0.05, 0.15])
@@ -157,17 +208,45 @@ def _rename(tx: Transactions, ids: np.ndarray) -> Transactions:
 def write(data: Dataset, directory: str | Path) -> Path:
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "accounts.csv").write_text("account_id\n" + "".join(f"{a}\n" for a in data.accounts))
+    _write_block(data, out, first=True)
+    return out
+
+
+def write_generated(directory: str | Path, n_accounts: int, seed: int = 1) -> tuple[Path, np.ndarray, np.ndarray]:
+    """Generate and write a synthetic data set block by block (memory: one block); returns the directory,
+    the account ids and their labels (the same files as write(generate(n_accounts, seed)))."""
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    if n_accounts <= BLOCK:
+        data = generate(n_accounts, seed)
+        write(data, out)
+        assert data.labels is not None
+        return out, data.accounts, data.labels
+    ids, labels = [], []
+    for k, part in enumerate(blocks(n_accounts, seed)):
+        _write_block(part, out, first=k == 0)
+        ids.append(part.accounts)
+        assert part.labels is not None
+        labels.append(part.labels)
+    return out, np.concatenate(ids), np.concatenate(labels)
+
+
+def _write_block(data: Dataset, out: Path, first: bool) -> None:
+    """Write (first) or append one block's rows to every file of the data directory."""
+    mode = "w" if first else "a"
+    with open(out / "accounts.csv", mode) as f:
+        f.write(("account_id\n" if first else "") + "".join(f"{a}\n" for a in data.accounts))
     for name, tx in (("bank_a", data.bank_a), ("bank_b", data.bank_b)):
         direction = np.where(tx.inflow, "in", "out")
-        lines = [",".join(COLUMNS)]
+        lines = [",".join(COLUMNS)] if first else []
         lines += [f"{a},{t},{d},{m:.2f},{c}" for a, t, d, m, c in
                   zip(tx.account, tx.timestamp.tolist(), direction, tx.amount.tolist(), tx.counterparty, strict=True)]
-        (out / f"{name}.csv").write_text("\n".join(lines) + "\n")
+        with open(out / f"{name}.csv", mode) as f:
+            f.write("\n".join(lines) + "\n" if lines else "")
     if data.labels is not None:
-        (out / "labels.csv").write_text("account_id,is_mule\n" + "".join(
-            f"{a},{int(v)}\n" for a, v in zip(data.accounts, data.labels, strict=True)))
-    return out
+        with open(out / "labels.csv", mode) as f:
+            f.write(("account_id,is_mule\n" if first else "") + "".join(
+                f"{a},{int(v)}\n" for a, v in zip(data.accounts, data.labels, strict=True)))
 
 
 @dataclass
@@ -208,6 +287,13 @@ def _read_table(path: Path, header: list[str]) -> _Table:
     rows, numbers = _parse(path, text)
     if not rows:
         raise DataError(f"{path}: row 1: expected a header with the columns {','.join(header)}; the file is empty")
+    index, width = _header_index(path, rows[0], header)
+    return _table(path, index, width, rows[1:], numbers[1:])
+
+
+def _header_index(path: Path, first: list[str], header: list[str]) -> tuple[dict[str, int], int]:
+    """Where each wanted column is in the header row, and how many columns it has."""
+    rows = [first]
     names = [c.strip().lower() for c in rows[0]]
     index = {}
     for col in header:
@@ -217,19 +303,62 @@ def _read_table(path: Path, header: list[str]) -> _Table:
             raise DataError(f"{path}: row 1: {how} {col!r} in the header {_show(','.join(rows[0]), 120)}; "
                             f"expected the columns {','.join(header)} (in any order)")
         index[col] = where[0]
-    for row, number in zip(rows[1:], numbers[1:], strict=True):
-        if len(row) != len(names):
+    return index, len(names)
+
+
+def _table(path: Path, index: dict[str, int], width: int, data: list[list[str]], numbers: list[int]) -> _Table:
+    """The wanted columns of data rows, every row checked (its width, no control characters)."""
+    for row, number in zip(data, numbers, strict=True):
+        if len(row) != width:
             spans = " (a field spans several lines: an unbalanced quote?)" if any("\n" in f for f in row) else ""
-            raise DataError(f"{path}: row {number}: expected {len(names)} columns like the header, got "
+            raise DataError(f"{path}: row {number}: expected {width} columns like the header, got "
                             f"{len(row)}{spans}")
         for col, i in index.items():
             if _CONTROL.search(row[i]):
                 what = "a line break (an unbalanced quote?)" if "\n" in row[i] or "\r" in row[i] else \
                     "a control character such as a NUL byte"
                 raise DataError(f"{path}: row {number}, column {col}: {_show(row[i])} contains {what}")
-    data = rows[1:]
     columns = {col: np.array([r[i].strip() for r in data], dtype=str) for col, i in index.items()}
-    return _Table(path, columns, np.array(numbers[1:], dtype=np.int64))
+    return _Table(path, columns, np.array(numbers, dtype=np.int64))
+
+
+def _read_table_chunks(path: Path, header: list[str], rows: int) -> Iterator[_Table]:
+    """`_read_table` a chunk of `rows` records at a time (row numbers as in the whole file): memory grows
+    with `rows`, not with the file. A file that is not UTF-8 is read whole once, for the error's line."""
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            reader = csv.reader(f, strict=True)
+            index: dict[str, int] | None = None
+            width = 0
+            data: list[list[str]] = []
+            numbers: list[int] = []
+            number = 0
+            try:
+                for row in reader:
+                    number += 1
+                    if not row:
+                        continue
+                    if index is None:
+                        index, width = _header_index(path, row, header)
+                        continue
+                    data.append(row)
+                    numbers.append(number)
+                    if len(data) == rows:
+                        yield _table(path, index, width, data, numbers)
+                        data, numbers = [], []
+            except csv.Error as exc:
+                raise DataError(f"{path}: row {number + 1} (from line {reader.line_num}): {exc}; is a quote (\") "
+                                "in this row left open?") from None
+            if index is None:
+                raise DataError(f"{path}: row 1: expected a header with the columns {','.join(header)}; the file "
+                                "is empty")
+            if data:
+                yield _table(path, index, width, data, numbers)
+    except UnicodeDecodeError:
+        _read_table(path, header)  # raises the DataError naming the line
+        raise
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read: {exc.strerror or exc}") from None
 
 
 def _parse(path: Path, text: str) -> tuple[list[list[str]], list[int]]:
@@ -253,7 +382,17 @@ def _parse(path: Path, text: str) -> tuple[list[list[str]], list[int]]:
 
 def read_transactions(path: str | Path) -> Transactions:
     """Read one bank's transactions; DataError names the file, row and column of the first problem."""
-    table = _read_table(Path(path), COLUMNS)
+    return _transactions(_read_table(Path(path), COLUMNS))
+
+
+def read_transactions_chunks(path: str | Path, rows: int = 500_000) -> Iterator[Transactions]:
+    """One bank's transactions, `rows` at a time, each chunk checked as `read_transactions` checks the whole
+    file (errors name the file, row and column)."""
+    for table in _read_table_chunks(Path(path), COLUMNS, rows):
+        yield _transactions(table)
+
+
+def _transactions(table: _Table) -> Transactions:
     cols = table.columns
     for column in ("account_id", "counterparty"):
         empty = np.flatnonzero(np.char.str_len(cols[column]) == 0)

@@ -8,6 +8,7 @@ single-bank baselines, and checks the secure flags against them.
 
 from __future__ import annotations
 
+import datetime
 import io
 import re
 import tempfile
@@ -22,10 +23,10 @@ import numpy as np
 from mpc.config import ConfigError, Topology, localhost_topology
 from mpc.localhost import free_port_run, free_ports, secured, write_topology
 from mpc.ring import decode_fixed
-from parties.fraud import data, features, train_demo
+from parties.fraud import data, train_demo
 from parties.fraud import train as secure_train
 from parties.fraud.model import MODEL_FILE, load
-from parties.launcher import launch
+from parties.launcher import failure_summary, launch
 from parties.sharded import with_workers
 
 if TYPE_CHECKING:
@@ -59,6 +60,8 @@ class DemoOptions:
     train_fraction: float = 0.5
     reveal_model: bool = False
     model_out: str | None = None  # a directory for the banks' share files (default: a temporary one)
+    checkpoint_dir: str | None = None  # each bank writes its share of the weights there at every epoch's end
+    resume: str | None = None  # a checkpoint directory of a stopped training to continue (and keep writing)
     workers: int | None = None  # shard workers per party (docs/sharding.md); None: the topology's
 
     @property
@@ -96,21 +99,21 @@ def run(opts: DemoOptions) -> dict[str, Any]:
                          sink=cast(TextIO, sink))
         known = [secure_train.read_bank_labels(data_dir / f"labels_{b}.csv", dataset.accounts)
                  for b in ("bank_a", "bank_b")] if opts.trains else []
-    failed = [r for r in results if r.returncode != 0 or r.output is None]
-    if failed:
-        detail = "\n".join(f"{r.name} (exit {r.returncode}): " + "\n  ".join(r.stderr_tail[-4:]) for r in failed)
-        raise DemoError(f"a party failed:\n{detail}")
-    outputs = {r.name: r.output.result for r in results if r.output is not None}
-    if opts.trains:
-        say("report", "training the same model in float64 numpy, scikit-learn and each bank alone, to compare")
-        banks = [p.name for p in topo.compute_parties]
-        report = train_demo.report(opts, dataset, cast(train_demo.Outputs, outputs), banks,
-                                   topo.helper.name if topo.helper else "", known)
-        if opts.model_out:
-            report["model_files"] = [str(Path(opts.model_out) / f"model_{p.name}.npz") for p in topo.compute_parties]
-    else:
-        say("report", "checking the flags against the same pipeline in plain numpy")
-        report = _report(opts, topo, dataset, outputs)
+        # the auditor's report reads the banks' files (streamed): still here
+        if any(not r.ok for r in results):
+            raise DemoError(failure_summary(results))  # as `mpc launch` reports it: one line per party
+        outputs = {r.name: r.output.result for r in results if r.output is not None}
+        if opts.trains:
+            say("report", "training the same model in float64 numpy, scikit-learn and each bank alone, to compare")
+            banks = [p.name for p in topo.compute_parties]
+            report = train_demo.report(opts, dataset, cast(train_demo.Outputs, outputs), banks,
+                                       topo.helper.name if topo.helper else "", known)
+            if opts.model_out:
+                report["model_files"] = [str(Path(opts.model_out) / f"model_{p.name}.npz")
+                                         for p in topo.compute_parties]
+        else:
+            say("report", "checking the flags against the same pipeline in plain numpy")
+            report = _report(opts, topo, dataset, outputs)
     report["source"] = source
     report["end_to_end_s"] = time.perf_counter() - t0
     return report
@@ -120,10 +123,9 @@ def _prepare_data(opts: DemoOptions, tmp: Path, say: Progress) -> tuple[data.Dat
     """The data set (synthetic, or the user's files checked before any party starts) and where it is."""
     if opts.data_dir is None:
         say("data", f"generating {opts.accounts:,} synthetic accounts (seed {opts.seed})")
-        dataset = data.generate(opts.accounts, opts.seed)
-        data_dir = data.write(dataset, tmp / "data")
-        assert dataset.labels is not None
-        known = secure_train.bank_labels(dataset.labels, opts.seed)
+        data_dir, ids, truth = data.write_generated(tmp / "data", opts.accounts, opts.seed)  # block by block
+        dataset = data.Dataset(ids, data.empty_transactions(), data.empty_transactions(), truth, data_dir)
+        known = secure_train.bank_labels(truth, opts.seed)
         secure_train.write_bank_labels(data_dir, dataset.accounts, dict(zip(("bank_a", "bank_b"), known, strict=True)))
         source = f"synthetic, seed {opts.seed}"
         where = (f"the {opts.accounts:,} synthetic accounts of seed {opts.seed}; `mpc demo fraud --accounts "
@@ -132,7 +134,7 @@ def _prepare_data(opts: DemoOptions, tmp: Path, say: Progress) -> tuple[data.Dat
         data_dir = Path(opts.data_dir)
         say("data", f"checking the files in {data_dir}")
         try:
-            dataset = data.read_dataset(data_dir)  # validate every file before starting any party
+            dataset = data.check_dataset(data_dir)  # validate every file before starting any party
         except data.DataError as exc:
             raise DemoError(str(exc)) from None
         source = str(data_dir)
@@ -234,7 +236,7 @@ def _report(opts: DemoOptions, topo: Topology, ds: data.Dataset, outputs: dict[s
     labels = ds.labels
     if labels is not None and opts.query:
         labels = labels[ds.accounts == opts.query]
-    raw_a, raw_b = features.compute(ds.bank_a, accounts), features.compute(ds.bank_b, accounts)
+    raw_a, raw_b = train_demo.raw_features(ds, "bank_a", accounts), train_demo.raw_features(ds, "bank_b", accounts)
     joint = models["joint"]
     plain_scores = joint.scores(np.hstack([raw_a, raw_b]))
     plain_flags = (plain_scores > joint.threshold).astype(np.int64)
@@ -256,7 +258,7 @@ def _report(opts: DemoOptions, topo: Topology, ds: data.Dataset, outputs: dict[s
     for name, raw in (("bank_a", raw_a), ("bank_b", raw_b)):
         alone[name] = _metrics(models[name].flags(raw), labels)
     bank_out = [outputs[b] for b in banks]
-    wall = max(o["t_end"] for o in bank_out) - max(o["t_start"] for o in bank_out)
+    wall = (max(_epoch(o["online_ended"]) for o in bank_out) - max(_epoch(o["online_started"]) for o in bank_out))
     report: dict[str, Any] = {
         "accounts": int(len(accounts)),
         "labelled_accounts": None if labels is None else int((labels != data.UNLABELLED).sum()),
@@ -280,6 +282,8 @@ def _report(opts: DemoOptions, topo: Topology, ds: data.Dataset, outputs: dict[s
         "comparison_method": bank_out[0]["comparison_method"],
         "latency_ms": topo.link(banks[0], banks[1]).latency_ms,
         "learned": {name: out["learned"] for name, out in outputs.items()},
+        "peak_rss_mb": {name: out.get("peak_rss_mb") for name, out in outputs.items()},
+        "peak_material_mb": {name: out.get("peak_material_mb") for name, out in outputs.items()},
     }
     if opts.query:
         report["query"] = opts.query
@@ -362,3 +366,7 @@ def print_report(report: dict[str, Any], console: Console | None = None) -> None
     say("what each party learned:")
     for name, learned in report["learned"].items():
         say(f"  {name}: {learned}", markup=False)
+
+
+def _epoch(iso: str) -> float:
+    return datetime.datetime.fromisoformat(iso).timestamp()

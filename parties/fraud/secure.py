@@ -10,6 +10,7 @@ shipped two-layer model), whatever the number of accounts.
 
 from __future__ import annotations
 
+import datetime
 import logging
 import time
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any, cast
 
 import numpy as np
 
+from mpc.memory import party_memory
 from parties.fraud import data, features
 from parties.fraud.model import MLP, MODEL_FILE, load
 from protocols import Context, SharedArray
@@ -83,8 +85,8 @@ async def fraud(ctx: Context, data_dir: str, reveal_scores: bool = False, flags_
     if me in bank_names:
         log.info("progress: features (%d accounts)", n)
         part = bank_names.index(me)
-        tx = data.read_transactions(directory / f"{('bank_a', 'bank_b')[part]}.csv")
-        raw = features.compute(tx, accounts[lo:hi])
+        blocks = features.compute_file(directory / f"{('bank_a', 'bank_b')[part]}.csv", accounts[lo:hi])  # streamed
+        raw = np.vstack([block for _, _, block in blocks])
         own = standardised_part(model, raw, part) if shares is None else \
             np.clip((raw - shares.extra["mean"]) / shares.extra["std"], -8.0, 8.0)
         present = raw[:, 0].astype(np.int64)
@@ -125,9 +127,11 @@ async def fraud(ctx: Context, data_dir: str, reveal_scores: bool = False, flags_
                                             stats.total(phase="offline").bytes_sent]))
     assert traffic is not None
     out: dict[str, Any] = {
-        "accounts": n, "t_start": t_start, "t_end": t_end, "deal_s": deal_s, "rounds": stats.rounds,
+        "accounts": n, "online_started": _iso(t_start), "online_ended": _iso(t_end), "online_s": t_end - t_start,
+        "deal_s": deal_s, "rounds": stats.rounds,
         "bytes_online": int(traffic[0]), "bytes_offline": int(traffic[1]),
         "comparison_method": ",".join(stats.methods_used()) or None, "workers": group.count,
+        **party_memory(ctx.party),
     }
     if ctx.is_dealer:
         out["learned"] = (f"the number of accounts ({n}) and the model's shape; no transactions, features, "
@@ -155,3 +159,8 @@ async def fraud(ctx: Context, data_dir: str, reveal_scores: bool = False, flags_
 
 
 fraud.shardable = True  # type: ignore[attr-defined]
+
+
+def _iso(epoch: float) -> str:
+    """A wall-clock time as ISO 8601 in UTC, to the microsecond (results are read by people and files)."""
+    return datetime.datetime.fromtimestamp(epoch, datetime.UTC).isoformat(timespec="microseconds")

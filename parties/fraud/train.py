@@ -19,12 +19,14 @@ Program `fraud-train`, run by every party (`mpc demo fraud` by default, or `mpc 
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from mpc.memory import party_memory
 from parties.fraud import data, features
 from protocols import Context, SharedArray
 from protocols.applications import training
@@ -80,17 +82,21 @@ def read_bank_labels(path: str | Path, accounts: np.ndarray) -> np.ndarray:
     invalid = np.flatnonzero((values != "0") & (values != "1"))
     if len(invalid):
         raise table.bad("is_mule", int(invalid[0]), "is not 0 or 1")
-    position = {a: i for i, a in enumerate(accounts.tolist())}
-    unknown = [a for a in ids.tolist() if a not in position]
-    if unknown:
+    at, listed = features.AccountIndex(accounts).positions(ids)
+    if not listed.all():
+        unknown = ids[~listed]
         raise data.DataError(f"{path}: {len(unknown):,} labelled account(s) are not in the account list, e.g. "
-                             + ", ".join(repr(a) for a in unknown[:3]))
+                             + ", ".join(repr(str(a)) for a in unknown[:3]))
     out = np.zeros(len(accounts), dtype=np.int64)
-    seen: dict[str, str] = {}
-    for i, (acct, value) in enumerate(zip(ids.tolist(), values.tolist(), strict=True)):
-        if seen.setdefault(acct, value) != value:
-            raise table.bad("is_mule", i, f"contradicts the earlier label of account {acct!r}")
-        out[position[acct]] = int(value)
+    flag = (values == "1").astype(np.int64)
+    order = np.lexsort((flag, at))  # by account: a contradiction is a change of label within one account
+    same = at[order][1:] == at[order][:-1]
+    clash = np.flatnonzero(same & (flag[order][1:] != flag[order][:-1]))
+    if len(clash):
+        rows = order[clash[0]:clash[0] + 2]
+        later = int(rows.max())
+        raise table.bad("is_mule", later, f"contradicts the earlier label of account {str(ids[later])!r}")
+    out[at] = flag
     return out
 
 
@@ -99,8 +105,12 @@ def read_bank_labels(path: str | Path, accounts: np.ndarray) -> np.ndarray:
 async def fraud_train(ctx: Context, data_dir: str, labels_file: str = "", model: str = "mlp", epochs: int = 5,
                       learning_rate: float = 0.3, batch_size: int = 128, class_weight: float = 3.0, seed: int = 7,
                       train_fraction: float = 0.5, threshold: float = 0.5, reveal_model: bool = False,
-                      model_out: str = "", audit: bool = False) -> dict[str, Any]:
-    """Train the joint model on shares, score the other accounts with it, open only the flags."""
+                      model_out: str = "", audit: bool = False, checkpoint_dir: str = "",
+                      resume: bool = False) -> dict[str, Any]:
+    """Train the joint model on shares, score the other accounts with it, open only the flags.
+
+    `checkpoint_dir`: each bank writes its share of the weights there at every epoch's end; with `resume`
+    (every party agrees on it) training continues after the last epoch both banks' files hold."""
     if model not in MODELS:
         raise ValueError(f"model must be one of {', '.join(MODELS)}, not {model!r}")
     banks = ctx.compute_parties
@@ -118,28 +128,62 @@ async def fraud_train(ctx: Context, data_dir: str, labels_file: str = "", model:
     lo, hi = group.rows(n)
     my_train, my_score = (rows[(rows >= lo) & (rows < hi)] for rows in (train_rows, score_rows))
     me = ctx.name
-    own = labels = mean = std = None
-    if me in banks:
-        log.info("progress: features (%d accounts)", hi - lo)
-        tx = data.read_transactions(Path(data_dir) / f"{('bank_a', 'bank_b')[banks.index(me)]}.csv")
-        raw = features.compute(tx, accounts[lo:hi])
-        mean, std = await _scaler(group, raw[my_train - lo], len(train_rows))
-        own = apply_scaler(raw, mean, std)
-        path = Path(labels_file or Path(data_dir) / f"labels_{me}.csv")
-        labels = read_bank_labels(path, accounts)[my_train]
-        log.info("progress: dealing")
+    labels = mean = std = None
+    if group.count == 1:
+        # Unsharded: each bank's features standardised on disk and shared a block of accounts at a time (the
+        # block bounds are public, as the number of accounts is): never whole in its memory in plaintext.
+        with tempfile.TemporaryDirectory(prefix="mpc-fraud-features-") as tmp:
+            own: np.ndarray | None = None
+            if me in banks:
+                log.info("progress: features (%d accounts)", n)
+                own, mean, std = _standardised_features(
+                    Path(data_dir) / f"{('bank_a', 'bank_b')[banks.index(me)]}.csv", accounts, train_rows, Path(tmp))
+                path = Path(labels_file or Path(data_dir) / f"labels_{me}.csv")
+                labels = read_bank_labels(path, accounts)[train_rows]
+            parts: list[list[SharedArray]] = [[], []]
+            for b_lo in range(0, n, INPUT_ROWS):
+                b_hi = min(n, b_lo + INPUT_ROWS)
+                for i, b in enumerate(banks):
+                    value = np.array(own[b_lo:b_hi]) if me == b and own is not None else None
+                    parts[i].append(_declared(ctx.input(b, value, shape=(b_hi - b_lo, N_FEATURES), fixed=True)))
+                for part in parts:
+                    await part[-1]  # shared before the next block is read
+            del own
+        xs = [ctx.concatenate(part, axis=0) if len(part) > 1 else part[0] for part in parts]
+        if me in banks:
+            log.info("progress: dealing")
     else:
-        await _scaler(group, None, len(train_rows))  # the helper's shards take part in the collectives
+        # A shard: its own accounts' features (a fraction of the bank's), the scaler from the shards' sums.
+        shard_own: np.ndarray | None = None
+        if me in banks:
+            log.info("progress: features (%d accounts)", hi - lo)
+            blocks = features.compute_file(Path(data_dir) / f"{('bank_a', 'bank_b')[banks.index(me)]}.csv",
+                                           accounts[lo:hi])
+            raw = np.vstack([block for _, _, block in blocks])
+            mean, std = await _scaler(group, raw[my_train - lo], len(train_rows))
+            shard_own = apply_scaler(raw, mean, std)
+            path = Path(labels_file or Path(data_dir) / f"labels_{me}.csv")
+            labels = read_bank_labels(path, accounts)[my_train]
+            log.info("progress: dealing")
+        else:
+            await _scaler(group, None, len(train_rows))  # the helper's shards take part in the collectives
+        xs = [_declared(ctx.input(b, shard_own if me == b else None, shape=(hi - lo, N_FEATURES), fixed=True))
+              for b in banks]
 
-    ctx.hold()  # phase 1, training: deal everything, then run it online alone (and measure it)
+    ctx.hold()  # phase 1, training: deal what the window holds, then run it online (and measure it)
     t_deal = time.time()
-    xs = [_declared(ctx.input(b, own if me == b else None, shape=(hi - lo, N_FEATURES), fixed=True)) for b in banks]
     ls = [_declared(ctx.input(b, labels if me == b else None, shape=(len(my_train),), fixed=False)) for b in banks]
     x = ctx.concatenate(xs, axis=1)  # the joint rows: both banks' columns side by side (local)
     y = ls[0] | ls[1]  # the OR of both banks' labels, a + b - ab: 1 round
     any_positive = ctx.reveal(ctx.less(0, group.sum(y.sum())))
+    checkpoints = training.Checkpoints(Path(checkpoint_dir.replace("{party}", me))) if checkpoint_dir else None
+    if resume and checkpoints is None:
+        raise ValueError("resume needs checkpoint_dir, where the stopped training wrote its checkpoints")
+    start = await training.resume_point(ctx, checkpoints, cfg, 2 * N_FEATURES) if resume and checkpoints else None
+    if start is not None and start.epochs_done:
+        log.info("progress: resuming after epoch %d/%d", start.epochs_done, cfg.epochs)
     result = training.train(ctx, x[my_train - lo], y, cfg, total_rows=len(train_rows),
-                            first_row=int(np.searchsorted(train_rows, lo)))
+                            first_row=int(np.searchsorted(train_rows, lo)), checkpoints=checkpoints, resume=start)
     await ctx.release()
     deal_train_s = time.time() - t_deal
     log.info("progress: training")
@@ -187,6 +231,7 @@ async def fraud_train(ctx: Context, data_dir: str, labels_file: str = "", model:
         "bytes_offline": int(traffic[2]), "comparison_method": ",".join(stats.methods_used()) or None,
         "sigmoid": kind, "architecture": cfg.architecture(2 * N_FEATURES), "model_digest": digest,
         "workers": group.count,
+        "resumed_after_epoch": start.epochs_done if start is not None else 0, **party_memory(ctx.party),
     }
     if ctx.is_dealer:
         out["learned"] = (f"the number of accounts ({n}), the split and the model's shape; no transactions, "
@@ -208,6 +253,37 @@ async def fraud_train(ctx: Context, data_dir: str, labels_file: str = "", model:
                                                                                if target else ""))
     out["learned"] = "; ".join(learned) + f"; nothing of {other}'s data"
     return out
+
+
+INPUT_ROWS = 100_000  # accounts whose features a bank reads and shares at once
+
+
+def _standardised_features(path: Path, accounts: np.ndarray, train_rows: np.ndarray,
+                           tmp: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A bank's features, computed streamed from its transactions file (features.compute_file) into a file
+    on disk, standardised with its own statistics over the training accounts; returned as a read-only
+    memory map (pages read as each block is shared, not held), with the mean and std."""
+    n = len(accounts)
+    raw = np.lib.format.open_memmap(tmp / "raw.npy", mode="w+", dtype=np.float64, shape=(n, N_FEATURES))
+    is_train = np.zeros(n, dtype=bool)
+    is_train[train_rows] = True
+    total = np.zeros(N_FEATURES)
+    squares = np.zeros(N_FEATURES)
+    for lo, hi, block in features.compute_file(path, accounts):
+        raw[lo:hi] = block
+        rows = block[is_train[lo:hi]]
+        total += rows.sum(axis=0)
+        squares += (rows * rows).sum(axis=0)
+    count = max(1, len(train_rows))
+    mean = total / count if len(train_rows) else np.zeros(N_FEATURES)
+    var = np.maximum(squares / count - mean * mean, 0.0)
+    std = np.sqrt(var) if len(train_rows) else np.ones(N_FEATURES)
+    std = np.where(std > 0, std, 1.0)
+    for lo in range(0, n, INPUT_ROWS):
+        raw[lo:lo + INPUT_ROWS] = apply_scaler(raw[lo:lo + INPUT_ROWS], mean, std)
+    raw.flush()
+    del raw
+    return np.load(tmp / "raw.npy", mmap_mode="r"), mean, std
 
 
 def _declared(value: Any) -> SharedArray:
@@ -242,6 +318,6 @@ async def _audit(ctx: Context, group: Shards, result: training.SharedWeights, sc
             "weights": [[np.asarray(w).tolist(), np.asarray(b).tolist()] for w, b in weights]}
 
 
-fraud_train.own_params = ("data_dir", "labels_file", "model_out")  # type: ignore[attr-defined]
+fraud_train.own_params = ("data_dir", "labels_file", "model_out", "checkpoint_dir")  # type: ignore[attr-defined]
 fraud_train.shardable = True  # type: ignore[attr-defined]
 __all__ = ["fraud_train", "read_bank_labels", "split", "standardise"]

@@ -20,6 +20,7 @@ from parties.fraud import train as secure_train
 from protocols.applications import training
 
 Outputs = dict[str, dict[str, Any]]
+SKLEARN_ROWS = 100_000  # scikit-learn (c) fits at most this many training accounts (a seeded sample)
 
 
 def params(opts: Any, data_dir: Path, model_out: str) -> dict[str, object]:
@@ -27,7 +28,16 @@ def params(opts: Any, data_dir: Path, model_out: str) -> dict[str, object]:
     return {"data_dir": str(data_dir), "model": opts.model, "epochs": opts.epochs,
             "learning_rate": opts.learning_rate, "batch_size": opts.batch_size, "class_weight": opts.class_weight,
             "seed": opts.seed, "train_fraction": opts.train_fraction, "reveal_model": opts.reveal_model,
-            "model_out": model_out, "audit": True}
+            "model_out": model_out, "audit": True, **_checkpoints(opts)}
+
+
+def _checkpoints(opts: Any) -> dict[str, object]:
+    """checkpoint_dir (each bank's files, named by bank) and resume, from --checkpoint-dir or --resume."""
+    directory = opts.resume or opts.checkpoint_dir
+    if not directory:
+        return {}
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    return {"checkpoint_dir": str(Path(directory).resolve()), "resume": bool(opts.resume)}
 
 
 def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float | None:
@@ -84,6 +94,15 @@ def sklearn_scores(model: str, cfg: training.TrainConfig, x: np.ndarray, y: np.n
     return np.asarray(np.log(p / (1 - p)))
 
 
+def raw_features(ds: data.Dataset, bank: str, accounts: np.ndarray | None = None) -> np.ndarray:
+    """A bank's features of `accounts` (default: the list), as the auditor computes them: from its file,
+    streamed (features.compute_file), or from transactions in memory."""
+    accounts = ds.accounts if accounts is None else accounts
+    if ds.directory is None:
+        return features.compute(ds.bank_a if bank == "bank_a" else ds.bank_b, accounts)
+    return np.vstack([block for _, _, block in features.compute_file(ds.directory / f"{bank}.csv", accounts)])
+
+
 def report(opts: Any, ds: data.Dataset, outputs: Outputs, banks: list[str], helper: str,
            known: list[np.ndarray]) -> dict[str, Any]:
     """The four models side by side on the scored accounts, costs, and what each party learned."""
@@ -91,7 +110,7 @@ def report(opts: Any, ds: data.Dataset, outputs: Outputs, banks: list[str], help
     first = bank_out[0]
     n = len(ds.accounts)
     train_rows, score_rows = secure_train.split(n, opts.seed, opts.train_fraction)
-    raw = [features.compute(tx, ds.accounts) for tx in (ds.bank_a, ds.bank_b)]
+    raw = [raw_features(ds, bank) for bank in ("bank_a", "bank_b")]
     cols = [secure_train.standardise(r, train_rows)[0] for r in raw]
     y_or = (known[0] | known[1])[train_rows].astype(float)
     x_all = np.hstack(cols)
@@ -112,7 +131,10 @@ def report(opts: Any, ds: data.Dataset, outputs: Outputs, banks: list[str], help
         "secure": metrics(secure_scores, secure_flags, truth),
         "reference": metrics(ref_scores, (ref_scores > cut).astype(np.int64), truth),
     }
-    sk = sklearn_scores(opts.model, cfg, x_all[train_rows], y_or, x_all[score_rows])
+    fit = train_rows
+    if len(fit) > SKLEARN_ROWS:  # scikit-learn's MLP on half a million rows would take most of an hour
+        fit = np.sort(np.random.default_rng([opts.seed, 5]).choice(train_rows, SKLEARN_ROWS, replace=False))
+    sk = sklearn_scores(opts.model, cfg, x_all[fit], (known[0] | known[1])[fit].astype(float), x_all[score_rows])
     rows["sklearn"] = metrics(sk, (sk > 0).astype(np.int64), truth) if sk is not None else {}
     for i, bank in enumerate(banks):
         y_own = known[i][train_rows].astype(float)
@@ -125,12 +147,14 @@ def report(opts: Any, ds: data.Dataset, outputs: Outputs, banks: list[str], help
     out: dict[str, Any] = {
         "accounts": n, "train_accounts": len(train_rows), "scored_accounts": len(score_rows),
         "labelled_accounts": int((truth != data.UNLABELLED).sum()),
+        "sklearn_rows": int(min(len(train_rows), SKLEARN_ROWS)),
         "model": opts.model, "architecture": first["architecture"], "sigmoid": kind,
         "flags_match_secure_weights": bool(np.array_equal((with_secure_w > cut).astype(np.int64), secure_flags)),
         "max_score_error_secure_weights": float(np.max(np.abs(with_secure_w - secure_scores), initial=0.0)),
         "weight_drift_vs_reference": drift, "model_revealed": "weights" in first,
         "model_digest": first.get("model_digest"),
-        "train_steps": first["steps"], "train_rounds_per_step": first["rounds_per_step"],
+        "train_steps": first["steps"], "resumed_after_epoch": first.get("resumed_after_epoch", 0),
+        "train_rounds_per_step": first["rounds_per_step"],
         "train_rounds": max(o["train_rounds"] for o in bank_out),
         "train_bytes_online": max(o["train_bytes_online"] for o in bank_out),
         "train_online_s": max(o["train_online_s"] for o in bank_out),
@@ -142,6 +166,8 @@ def report(opts: Any, ds: data.Dataset, outputs: Outputs, banks: list[str], help
         "bytes_offline": outputs[helper]["bytes_offline"] if helper else None,
         "comparison_method": first["comparison_method"],
         "learned": {name: o["learned"] for name, o in outputs.items()},
+        "peak_rss_mb": {name: o.get("peak_rss_mb") for name, o in outputs.items()},
+        "peak_material_mb": {name: o.get("peak_material_mb") for name, o in outputs.items()},
     }
     if "weights" in first:  # --reveal-model: both banks opened them
         out["weights"] = first["weights"]

@@ -31,8 +31,11 @@ p - y, as for the logistic loss.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import os
+import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -42,7 +45,7 @@ import numpy as np
 
 from mpc.prg import random_ring
 from mpc.settings import Comparison
-from protocols.applications.models import parse_architecture
+from protocols.applications.models import Model, SharedModel, hard_sigmoid_shared, parse_architecture
 from protocols.interface import collectives
 from protocols.interface.context import Context
 from protocols.primitives import comparison, gates, truncation
@@ -110,7 +113,7 @@ class SharedWeights:
 
     layers: list[tuple[SharedArray, SharedArray]]
     config: TrainConfig
-    model_id: SharedArray | None = None  # a joint random id of this training session, opened (see save)
+    model_id: Any = None  # (a task giving) a joint random id of this training session, opened (see save)
     steps: int = 0
     rows: int = 0
     start: SharedArray | None = None  # the training data (its depth: where training started)
@@ -121,6 +124,25 @@ class SharedWeights:
     @property
     def shapes(self) -> list[tuple[int, int]]:
         return [w.shape for w, _ in self.layers]  # type: ignore[misc]
+
+    @property
+    def model(self) -> SharedModel:
+        """The trained model as a models.SharedModel, the type of any model on shares: ReLU hidden layers
+        and the hard sigmoid training used at the output (its scores are probabilities)."""
+        acts = ["relu"] * (len(self.layers) - 1) + ["hard_sigmoid"]
+        return SharedModel(tuple((w, b, a) for (w, b), a in zip(self.layers, acts, strict=True)))
+
+    def score(self, ctx: Context, x: SharedArray) -> SharedArray:
+        """Probabilities for shared rows x (see `model`)."""
+        return self.model.score(ctx, x)
+
+    async def reveal(self, ctx: Context, to: Sequence[str] | None = None) -> Model | None:
+        """Open the trained weights to `to` (a policy choice): a public models.Model there, None elsewhere."""
+        return await self.model.reveal(ctx, to)
+
+    async def save(self, ctx: Context, path: str | Path) -> Path | None:
+        """This party's own share of the trained weights (SharedModel.save; SharedModel.load reads it)."""
+        return await self.model.save(ctx, path)
 
 
 # -- the public parts: initial weights and batch order ---------------------------------------------
@@ -268,14 +290,8 @@ def sigmoid_kind(ctx: Context) -> str:
 
 
 def _sigmoid(ctx: Context, z: SharedArray) -> SharedArray:
-    """The hard sigmoid at f bits for z at f or 2f bits: clip(z/4 + 1/2, 0, 1) = relu(u) - relu(u - 1),
-    u = z/4 + 1/2, both in one ReLU-truncation gate (u is z read with 2 more fractional bits: the division
-    by 4 is free)."""
-    f = ctx.frac_bits
-    u = z.local(lambda s: s, z.shape, frac=z.frac_bits + 2) + 0.5
-    both = comparison.relu_truncate(ctx, concatenate([u, u - 1.0]), u.frac_bits - f)
-    n = z.shape[0]
-    return both[:n] - both[n:]
+    """The hard sigmoid (models.hard_sigmoid_shared: a trained model scores with the same function)."""
+    return hard_sigmoid_shared(ctx, z)
 
 
 # -- training on shares -----------------------------------------------------------------------------
@@ -299,11 +315,14 @@ def agree_model_id(ctx: Context) -> Any:
 
 
 def train(ctx: Context, x: SharedArray, y: SharedArray, cfg: TrainConfig,
-          init: Weights | None = None, total_rows: int | None = None, first_row: int | None = None) -> SharedWeights:
+          init: Weights | None = None, total_rows: int | None = None, first_row: int | None = None,
+          checkpoints: Checkpoints | None = None, resume: ResumePoint | None = None) -> SharedWeights:
     """Train on shared rows x (n, d) at f fractional bits and shared 0/1 labels y (n,). Collective.
 
-    Returns at once (every step is issued, none awaited): the helper deals the whole training ahead of
-    the online phase if the program holds it (ctx.hold()). The result's weights are shared.
+    Returns at once (every step is issued, none awaited): the helper deals as the dealer window lets it
+    (mpc/window.py), so memory stays flat however many epochs and rows. The result's weights are shared.
+    `checkpoints`: each bank writes its share of the weights at every epoch's end (atomically);
+    `resume` (from `resume_point`): continue after the epochs it says are complete, from their weights.
 
     Data-parallel over a sharded party's shards (docs/sharding.md): with `total_rows`, x and y are this
     shard's rows `shards(ctx).rows(total_rows)` of the training set (or, with `first_row`, rows first_row ..
@@ -326,19 +345,27 @@ def train(ctx: Context, x: SharedArray, y: SharedArray, cfg: TrainConfig,
         raise TrainingError(f"training: {n_local} rows of features but labels of shape {y.shape}")
     f = ctx.frac_bits
     layers = [(constant(ctx, w), constant(ctx, b)) for w, b in (init or initial_weights(cfg, d))]
+    if resume is not None and resume.layers is not None:
+        if [w.shape for w, _ in resume.layers] != [w.shape for w, _ in layers]:
+            raise TrainingError("training: the checkpoint's layers do not match the model's shape")
+        layers = list(resume.layers)
     if y.frac_bits:
         raise TrainingError("training: labels must be shared 0/1 integers, not fixed-point values")
     c = None if cfg.class_weight == 1.0 else y * (cfg.class_weight - 1.0) + 1.0  # local: c public
     # logistic regression: c_i [x_i, 1] once, before training (the only product by c)
     x_aug = _weighted(ctx, x, c) if not cfg.hidden else None
-    result = SharedWeights(layers, cfg, agree_model_id(ctx), rows=n, start=x.sum() + y.sum())
+    model_id = agree_model_id(ctx) if resume is None or resume.layers is None else _known(resume.model_id)
+    result = SharedWeights(layers, cfg, model_id, rows=n, start=x.sum() + y.sum())
+    first = resume.epochs_done if resume is not None else 0
     if cfg.check_divergence:  # and the labels: how many are not 0/1 (y(y - 1) != 0), beside training
         not_bits = n_local - ctx.equal(y * (y - 1), 0).sum()
         result.not_bits = ctx.reveal(ctx.less(0, group.sum(not_bits)))  # one bit: any, on any shard?
     last_epoch = -1
     for epoch, idx in batch_order(cfg, n):
+        if epoch < first:  # done before the resumed session: its batch order is drawn and skipped
+            continue
         if epoch != last_epoch and last_epoch >= 0:
-            _end_epoch(ctx, result, f)
+            _end_epoch(ctx, result, f, checkpoints, last_epoch)
         last_epoch = epoch
         if group.count > 1:
             mine = idx[(idx >= lo) & (idx < hi)] - lo
@@ -348,14 +375,102 @@ def train(ctx: Context, x: SharedArray, y: SharedArray, cfg: TrainConfig,
             aug_b = x_aug[idx] if x_aug is not None else None
             result.layers = _step(ctx, result.layers, x[idx], y[idx], c_b, aug_b, cfg, f)
         result.steps += 1
-    _end_epoch(ctx, result, f)
+    if last_epoch >= 0:
+        _end_epoch(ctx, result, f, checkpoints, last_epoch)
     return result
 
 
-def _end_epoch(ctx: Context, result: SharedWeights, f: int) -> None:
+def _end_epoch(ctx: Context, result: SharedWeights, f: int, checkpoints: Checkpoints | None, epoch: int) -> None:
     result.epoch_ends.append(result.layers[0][0])
     if result.config.check_divergence:
         result.out_of_range.append(ctx.reveal(ctx.less(0, _count_out_of_range(ctx, result, f))))  # one bit
+    if checkpoints is not None and not ctx.is_dealer and collectives.shards(ctx).index == 0:  # shard 0 holds them
+        ctx.spawn(checkpoints.write(ctx, result, list(result.layers), epoch + 1))
+
+
+def _known(value: Any) -> asyncio.Future[Any]:
+    fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    fut.set_result(value)
+    return fut
+
+
+# -- checkpoints and resuming -------------------------------------------------------------------------
+
+@dataclass
+class Checkpoints:
+    """Where each bank writes its share of the weights at every epoch's end (one file per epoch, written
+    aside and renamed: a killed run leaves whole files only), keeping the last `keep`."""
+
+    directory: Path
+    keep: int = 2
+
+    def path(self, party: str, epochs_done: int) -> Path:
+        return self.directory / f"checkpoint_{party}_epoch{epochs_done:04d}.npz"
+
+    def epochs(self, party: str) -> list[int]:
+        """The epochs-complete counts of this party's checkpoint files present, in order."""
+        out = []
+        for p in self.directory.glob(f"checkpoint_{party}_epoch*.npz"):
+            digits = p.stem.rsplit("epoch", 1)[-1]
+            if digits.isdigit():
+                out.append(int(digits))
+        return sorted(out)
+
+    async def write(self, ctx: Context, result: SharedWeights, layers: list[tuple[SharedArray, SharedArray]],
+                    epochs_done: int) -> None:
+        """Once this epoch's weights are computed: write this bank's shares of them, drop older files."""
+        model_id = await result.model_id
+        shares = [((await w.resolve()).share, (await b.resolve()).share) for w, b in layers]
+        self.directory.mkdir(parents=True, exist_ok=True)
+        write_shares(self.path(ctx.name, epochs_done), ctx.name, ctx.frac_bits, result.config,
+                     np.asarray(model_id), shares, layers[0][0].shape[0], epoch=epochs_done)
+        for old in self.epochs(ctx.name)[:-self.keep]:
+            self.path(ctx.name, old).unlink(missing_ok=True)
+
+
+@dataclass
+class ResumePoint:
+    """Where a resumed training starts: the epochs complete, and their weights (None: from the start)."""
+
+    epochs_done: int
+    layers: list[tuple[SharedArray, SharedArray]] | None
+    model_id: Any = None
+
+
+async def resume_point(ctx: Context, checkpoints: Checkpoints, cfg: TrainConfig, n_features: int) -> ResumePoint:
+    """Agree where to resume: every bank tells every party (public metadata, not data) the last epoch its
+    checkpoint files hold; all resume from the latest epoch every bank holds, each from its own file of
+    it. The banks then check that their files are of one model (load_shared_weights). Collective."""
+    op = ctx.party.new_op("resume")
+    party = ctx.party
+    banks = ctx.compute_parties
+    mine = checkpoints.epochs(ctx.name) if not ctx.is_dealer else []
+    if not ctx.is_dealer:
+        for peer in party.peers:
+            party.send(peer, op, np.array(mine or [-1], dtype=np.int64))
+    held = {ctx.name: mine} if not ctx.is_dealer else {}
+    for bank in banks:
+        if bank != ctx.name:
+            got = (await party.recv(bank, op, dtype=np.int64)).array
+            held[bank] = [int(e) for e in got if e >= 0]
+    common = set.intersection(*(set(v) for v in held.values()))
+    arch = cfg.architecture(n_features)
+    if not common:
+        if any(held.values()):
+            raise TrainingError("resume: the banks hold checkpoints of no common epoch ("
+                                + "; ".join(f"{b}: {held[b] or 'none'}" for b in banks) + ")")
+        return ResumePoint(0, None)
+    epoch = max(common)
+    loaded = None
+    if not ctx.is_dealer:
+        path = checkpoints.path(ctx.name, epoch)
+        loaded = read_shares(path, ctx.name, arch, ctx.frac_bits)
+        if loaded.config != cfg:
+            raise TrainingError(f"{path}: a checkpoint of another training ({loaded.config.to_json()}), not "
+                                f"of this one ({cfg.to_json()})")
+    layers = await load_shared_weights(ctx, arch, loaded, {ctx.name: str(checkpoints.directory)})
+    model_id = None if loaded is None else np.frombuffer(bytes.fromhex(loaded.model_id), dtype=">u8").astype(np.uint64)
+    return ResumePoint(epoch, layers, model_id)
 
 
 def weight_limit(f: int) -> float:
@@ -535,26 +650,50 @@ async def save_shares(ctx: Context, result: SharedWeights, path: str | Path,
     """Write this bank's own share of the weights to `path` (.npz, no pickle); the helper writes nothing.
     One share alone is uniformly random. The file carries the architecture, the fixed-point scale, the
     session's model id and a digest of them, which every bank's file of the same model shares. `extra`:
-    this bank's own arrays to keep with it (e.g. its feature scaler). Returns the digest (None: helper)."""
+    this bank's own arrays to keep with it (e.g. its feature scaler). Returns the digest (None: helper).
+    The file appears whole or not at all (written aside, then renamed)."""
     model_id = await result.model_id if result.model_id is not None else None
     if ctx.is_dealer:
         return None
-    mid = "".join(f"{int(v) & (2**64 - 1):016x}" for v in np.asarray(model_id).ravel())
-    n_features = result.layers[0][0].shape[0]
-    arch = result.config.architecture(n_features)
-    digest = _digest(arch, ctx.frac_bits, mid, result.config.to_json())
+    layers = [((await w.resolve()).share, (await b.resolve()).share) for w, b in result.layers]
+    return write_shares(path, ctx.name, ctx.frac_bits, result.config, np.asarray(model_id), layers,
+                        result.layers[0][0].shape[0], extra)
+
+
+def write_shares(path: str | Path, party: str, frac_bits: int, config: TrainConfig, model_id: np.ndarray,
+                 layers: list[tuple[np.ndarray, np.ndarray]], n_features: int,
+                 extra: dict[str, np.ndarray] | None = None, epoch: int | None = None) -> str:
+    """Write a model share file atomically: to a temporary file beside it, flushed to disk, then renamed
+    over `path`; a reader (or a resumed run) sees the previous file or this one, never a part."""
+    mid = model_id_text(model_id)
+    arch = config.architecture(n_features)
+    digest = _digest(arch, frac_bits, mid, config.to_json())
     arrays: dict[str, np.ndarray] = {}
-    for i, (w, b) in enumerate(result.layers):
-        arrays[f"w{i}"] = (await w.resolve()).share
-        arrays[f"b{i}"] = (await b.resolve()).share
+    for i, (w, b) in enumerate(layers):
+        arrays[f"w{i}"] = w
+        arrays[f"b{i}"] = b
     for key, value in (extra or {}).items():
         arrays[f"extra_{key}"] = np.asarray(value)
-    meta = {"format": SHARE_FORMAT, "party": ctx.name, "architecture": arch, "frac_bits": ctx.frac_bits,
-            "model_id": mid, "config": result.config.to_json(), "digest": digest,
-            "checksum": _checksum(arrays)}
+    meta = {"format": SHARE_FORMAT, "party": party, "architecture": arch, "frac_bits": frac_bits,
+            "model_id": mid, "config": config.to_json(), "digest": digest, "checksum": _checksum(arrays)}
+    if epoch is not None:
+        meta["epoch"] = epoch
     arrays["meta"] = np.array(json.dumps(meta))
-    np.savez(path, **arrays)  # type: ignore[arg-type]
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)  # type: ignore[arg-type]
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
     return digest
+
+
+def model_id_text(model_id: np.ndarray) -> str:
+    return "".join(f"{int(v) & (2**64 - 1):016x}" for v in np.asarray(model_id).ravel())
 
 
 @dataclass
@@ -566,6 +705,8 @@ class LoadedShares:
     config: TrainConfig
     shares: list[tuple[np.ndarray, np.ndarray]]
     extra: dict[str, np.ndarray]
+    epoch: int | None = None  # a training checkpoint: the epochs complete
+    model_id: str = ""
 
 
 def read_shares(path: str | Path, party: str, architecture: str, frac_bits: int) -> LoadedShares:
@@ -577,10 +718,11 @@ def read_shares(path: str | Path, party: str, architecture: str, frac_bits: int)
             files = {k: z[k] for k in z.files if k != "meta"}
     except FileNotFoundError:
         raise TrainingError(f"{where}: no such model share file") from None
-    except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
-        raise TrainingError(f"{where}: not a model share file ({type(exc).__name__})") from None
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:  # a truncated file: EOFError
+        raise TrainingError(f"{where}: not a model share file, or a truncated one ({type(exc).__name__})") from None
     if not isinstance(meta, dict) or meta.get("format") != SHARE_FORMAT:
         raise TrainingError(f"{where}: not a model share file of format {SHARE_FORMAT}")
+    cfg_fields = _check_meta(where, meta)
     if meta["party"] != party:
         raise TrainingError(f"{where}: holds {meta['party']}'s share of the model, not {party}'s")
     if meta["architecture"] != architecture:
@@ -600,9 +742,53 @@ def read_shares(path: str | Path, party: str, architecture: str, frac_bits: int)
             raise TrainingError(f"{where}: layer {i} is not a ({n_in}, {n_out}) share of 64-bit ring values")
         shares.append((w, b))
     extra = {k.removeprefix("extra_"): v for k, v in files.items() if k.startswith("extra_")}
-    cfg_fields = json.loads(meta["config"])
-    cfg_fields["hidden"] = tuple(cfg_fields["hidden"])
-    return LoadedShares(party, architecture, frac_bits, meta["digest"], TrainConfig(**cfg_fields), shares, extra)
+    epoch = meta.get("epoch")
+    return LoadedShares(party, architecture, frac_bits, meta["digest"], TrainConfig(**cfg_fields), shares, extra,
+                        int(epoch) if epoch is not None else None, meta["model_id"])
+
+
+_META_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "format": int, "party": str, "architecture": str, "frac_bits": int, "model_id": str, "config": str,
+    "digest": str, "checksum": str}
+_OPTIONAL_META_FIELDS: dict[str, type | tuple[type, ...]] = {"epoch": int}  # a training checkpoint's
+_CONFIG_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "hidden": list, "learning_rate": (int, float), "epochs": int, "batch_size": int, "seed": int,
+    "class_weight": (int, float), "check_divergence": bool}
+
+
+def _check_meta(where: str, meta: dict[str, Any]) -> dict[str, Any]:
+    """A share file's metadata checked field by field (TrainingError naming the file and the field, one
+    line); returns its training configuration's fields, ready for TrainConfig."""
+    _check_fields(where, "meta", meta, _META_FIELDS, _OPTIONAL_META_FIELDS)
+    try:
+        config = json.loads(meta["config"])
+    except ValueError as exc:
+        raise TrainingError(f"{where}: meta.config: not valid JSON ({exc})") from None
+    if not isinstance(config, dict):
+        raise TrainingError(f"{where}: meta.config: expected a JSON object, got {type(config).__name__}")
+    _check_fields(where, "meta.config", config, _CONFIG_FIELDS)
+    if not all(type(h) is int for h in config["hidden"]):
+        raise TrainingError(f"{where}: meta.config.hidden: expected a list of integers, got {config['hidden']!r}")
+    return {**config, "hidden": tuple(config["hidden"])}
+
+
+def _check_fields(where: str, name: str, values: dict[str, Any], fields: dict[str, type | tuple[type, ...]],
+                  optional: dict[str, type | tuple[type, ...]] | None = None) -> None:
+    known = {**fields, **(optional or {})}
+    for key in values:
+        if key not in known:
+            raise TrainingError(f"{where}: {name}.{key}: not a field of a model share file (fields: "
+                                f"{', '.join(known)})")
+    for key, kind in known.items():
+        if key not in values:
+            if key in fields:
+                raise TrainingError(f"{where}: {name}.{key}: missing")
+            continue
+        value = values[key]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
+            expected = " or ".join(k.__name__ for k in kinds)
+            raise TrainingError(f"{where}: {name}.{key}: expected {expected}, got {value!r:.60}")
 
 
 def _checksum(arrays: dict[str, np.ndarray]) -> str:
@@ -662,7 +848,7 @@ async def follow_epochs(result: SharedWeights, progress: ProgressFn) -> None:
         progress(k + 1, total)
 
 
-__all__ = ["LoadedShares", "SharedWeights", "TrainConfig", "TrainingError", "batch_order",
-           "bit_trunc", "check_divergence", "follow_epochs", "initial_weights", "load_shared_weights", "logits",
-           "open_weights", "predict_reference", "read_shares", "rounds_per_step", "save_shares", "sigmoid_kind",
-           "train", "train_reference"]
+__all__ = ["Checkpoints", "LoadedShares", "ResumePoint", "SharedWeights", "TrainConfig", "TrainingError",
+           "batch_order", "bit_trunc", "check_divergence", "follow_epochs", "initial_weights", "load_shared_weights",
+           "logits", "open_weights", "predict_reference", "read_shares", "resume_point", "rounds_per_step",
+           "save_shares", "sigmoid_kind", "train", "train_reference", "write_shares"]

@@ -24,11 +24,15 @@ import numpy as np
 
 from mpc.config import Topology
 from mpc.ring import encode_fixed, ring
-from mpc.runtime import Party, PartyOutcome, run_local_async
-from protocols.interface import dispatch
+from mpc.runtime import Party, PartyOutcome, program_task, run_local_async
+from mpc.window import DealerWindow, MaterialWindow, Unbounded, Window, window_bytes
+from protocols.interface import analytics, dispatch, streaming
+from protocols.interface.functions import public_tables
 from protocols.interface.operations import OPERATIONS
 from protocols.interface.registry import Registry, bound
-from protocols.interface.sharing import Prepared, SecureSharing, Sharing
+from protocols.interface.sharing import Prepared, SecureSharing, Sharing, check_input_size
+from protocols.primitives import psi as psi_protocol
+from protocols.primitives import psi_ecdh
 from protocols.primitives.core import SECURE, Backend, RandomnessProvider
 from protocols.primitives.material import HelperProvider, LocalTestProvider
 from protocols.primitives.shared import (
@@ -50,10 +54,15 @@ class Context:
     """One party's handle on a secure computation. Create with `await Context.create(party)`."""
 
     def __init__(self, party: Party, provider: RandomnessProvider, truncation_method: str | None = None, *,
-                 backend: Backend = SECURE, sharing: Sharing | None = None, operations: Registry = OPERATIONS):
+                 backend: Backend = SECURE, sharing: Sharing | None = None, operations: Registry = OPERATIONS,
+                 window: Window | None = None):
         self.operations = operations
         self.party = party
         self.provider = provider
+        # dealer material at most dealer_window_mb ahead of its consumption (mpc/window.py)
+        self.window: Window = window or Unbounded()
+        if isinstance(provider, HelperProvider | LocalTestProvider):
+            provider.window = self.window
         self.backend = backend
         self.sharing: Sharing = sharing or SecureSharing()
         self.truncation: str = truncation_method or party.topology.truncation
@@ -68,17 +77,15 @@ class Context:
         self._gate: asyncio.Future[None] | None = None
 
     @classmethod
-    async def create(cls, party: Party, *, dealer: str = "helper", test_seed: bytes = b"",
-                     operations: Registry = OPERATIONS) -> Context:
-        """Set up the dealer: 'helper' (the helper party deals; real) or 'local-test' (tests only)."""
+    async def create(cls, party: Party, *, dealer: str = "helper", operations: Registry = OPERATIONS) -> Context:
+        """Set up the dealer: the helper party deals (the only dealer outside tests; the insecure in-process
+        one is protocols.interface.testing's, named so)."""
+        _check_dealer(dealer)
         op = party.new_op("setup")
-        if dealer == "helper":
-            provider: RandomnessProvider = await HelperProvider.setup(party, op)
-        elif dealer == "local-test":
-            provider = LocalTestProvider(party, test_seed)
-        else:
-            raise ValueError(f"unknown dealer {dealer!r} (helper | local-test)")
-        return cls(party, provider, operations=operations)
+        provider: RandomnessProvider = await HelperProvider.setup(party, op)
+        limit = window_bytes(party.topology.dealer_window_mb)
+        window: Window = DealerWindow(party, limit) if party.is_helper else MaterialWindow(party, limit, party.helper)
+        return cls(party, provider, operations=operations, window=window)
 
     # -- identity -------------------------------------------------------------------------------
     @property
@@ -131,8 +138,11 @@ class Context:
 
     async def finish(self) -> None:
         """Wait until every operation issued has completed (the helper: every piece of material sent)."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks))
+        try:
+            while self._tasks:
+                await asyncio.gather(*list(self._tasks))
+        finally:
+            self.window.close()
         if self._first_error is not None:
             raise self._first_error
 
@@ -151,8 +161,9 @@ class Context:
 
     async def dealt(self) -> None:
         """Wait until this party's pending dealer material is in hand (helper: dealt and handed to its
-        transport; compute party: derived and received)."""
-        await asyncio.gather(*list(self._dealing))
+        transport; compute party: derived and received), as far as the dealer window lets it go ahead:
+        material beyond the window comes as the online phase consumes what is in it."""
+        await self.window.settled()
 
     async def _release(self, op: Any) -> None:
         await self.dealt()
@@ -169,10 +180,11 @@ class Context:
     def input(self, owner: str, value: Any = None, *, shape: tuple[int, ...], fixed: bool) -> SharedArray: ...
 
     @overload
-    def input(self, owner: str, value: Any = None) -> Awaitable[SharedArray]: ...
+    def input(self, owner: str, value: Any = None, *,
+              align: psi_protocol.Alignment | None = None) -> Awaitable[SharedArray]: ...
 
     def input(self, owner: str, value: Any = None, *, shape: tuple[int, ...] | None = None,
-              fixed: bool | None = None) -> Any:
+              fixed: bool | None = None, align: psi_protocol.Alignment | None = None) -> Any:
         """Secret-share `owner`'s array (floats as fixed point, integers mod 2^64). Collective, 1 round.
 
         `value` may be a numpy array or a pandas DataFrame of numeric columns (a 2-D array, integers if every
@@ -182,8 +194,11 @@ class Context:
         sends each other compute party a fresh uniform share and keeps x minus their sum. Await the
         result. If every party passes `shape` and `fixed`, nobody waits for the owner's metadata: the
         result is a SharedArray at once, so operations on it can be issued (and their randomness dealt)
-        before the owner's data arrives.
+        before the owner's data arrives. `align=` an Alignment from `ctx.psi`: the owner's rows of the
+        common ids only, in the common order (docs/analytics.md).
         """
+        if align is not None:
+            return psi_protocol.aligned_input(self, owner, value, align)
         if owner not in self.compute_parties:
             raise ValueError(f"input owner must be a compute party ({', '.join(self.compute_parties)}), "
                              f"not {owner!r}")
@@ -191,18 +206,26 @@ class Context:
         if shape is not None and fixed is None:
             raise ValueError("input: pass fixed=True/False together with shape=")
         declared = None if shape is None or fixed is None else (tuple(int(d) for d in shape), bool(fixed))
+        if declared is not None:  # every party checks, before anything is dealt for it
+            check_input_size(self, owner, op, declared[0])
         prepared = None
         if self.name == owner:
             table, columns = _tabular(owner, value)
             # The owner's value is checked and encoded now, in the program's own call: a bad value (NaN, out of
             # the fixed-point range, not numeric) raises at the caller's line, before anything is sent.
             arr, frac, encoded = self._encode_input(owner, value, table)
+            check_input_size(self, owner, op, arr.shape)
             if declared is not None and (tuple(arr.shape) != declared[0] or bool(frac) != declared[1]):
                 raise ValueError(f"{owner}: input of shape {arr.shape} ({'fixed' if frac else 'integer'}) does "
                                  f"not match the declared shape {declared[0]} "
                                  f"({'fixed' if declared[1] else 'integer'})")
             prepared = Prepared(np.asarray(encoded, dtype=np.uint64), frac, columns)
         return self.sharing.input(self, owner, op, prepared, declared)
+
+    def input_chunks(self, owner: str, reader: Any = None, rows: int | None = None) -> Any:
+        """`input` for a stream of row chunks larger than memory: an async iterator of shared chunks
+        (protocols/interface/streaming.py; the owner passes e.g. `csv_chunks(path, rows=65536)`)."""
+        return streaming.input_chunks(self, owner, reader, rows)
 
     def _encode_input(self, owner: str, value: Any, table: np.ndarray | None) -> tuple[np.ndarray, int, np.ndarray]:
         """The owner's value as (array, fractional bits, ring encoding); ValueError/TypeError saying what is
@@ -215,24 +238,48 @@ class Context:
         frac = self.frac_bits if arr.dtype.kind == "f" else 0
         if frac and not np.all(np.isfinite(arr)):
             bad = np.argwhere(~np.isfinite(arr))[0]
-            raise ValueError(f"{owner}: input: a value that is not finite (NaN or infinite) at index {tuple(bad)}")
+            raise ValueError(f"{owner}: input: a value that is not finite (NaN or infinite) at index "
+                             f"{tuple(int(i) for i in bad)}")
         try:
             encoded = encode_fixed(arr, frac) if frac else ring(arr)
         except (ValueError, OverflowError) as exc:
             raise ValueError(f"{owner}: input: {exc}") from None
         return arr, frac, encoded
 
-    def reveal(self, x: SharedArray, to: Sequence[str] | None = None) -> asyncio.Task[np.ndarray | None]:
+    def reveal(self, x: SharedArray, to: Sequence[str] | None = None, *, min_count: int | None = None,
+               counts: Any = None) -> asyncio.Task[Any]:
         """Open x to the compute parties in `to` (default: all). Collective, 1 round.
 
         Returns an ndarray of x's shape (0-d included): float64 for fixed point, int64 for integers; None on
-        parties not in `to` and the helper.
+        parties not in `to` and the helper. With `min_count=k`: only the cells whose count (`counts`, shared
+        or public, default x itself) is at least k, decided on shares; a numpy masked array whose mask marks
+        the suppressed cells (protocols/interface/analytics.py).
         """
+        if min_count is not None:
+            return analytics.reveal_suppressed(self, x, x if counts is None else counts, min_count,  # type: ignore[no-any-return]
+                                               to)
         recipients = list(dict.fromkeys(self.compute_parties if to is None else to))  # each once
         unknown = [r for r in recipients if r not in self.compute_parties]
         if unknown:
             raise ValueError(f"reveal: {', '.join(unknown)} not compute parties ({', '.join(self.compute_parties)})")
         return self.sharing.reveal(self, x, recipients, self.party.new_op("reveal"))
+
+    def psi(self, ids: Any = None, *, parties: Sequence[str] | None = None, reveal: str = "both",
+            method: str = "helper") -> Any:
+        """Private set intersection of two banks' ids (strings). method 'helper' (the helper matches keyed
+        tags and learns only the sizes) or 'ecdh' (Ristretto255, no helper; the `psi` extra). reveal: 'both',
+        'size' (helper only) or a bank's name. Await an Alignment; pass it to `input(align=)`.
+        See protocols/primitives/psi.py, psi_ecdh.py and docs/analytics.md."""
+        if method == "ecdh":
+            return psi_ecdh.psi_ecdh(self, ids, parties=parties, reveal=reveal)
+        if method != "helper":
+            raise ValueError(f"psi: method={method!r}; choose helper or ecdh")
+        return psi_protocol.psi(self, ids, parties=parties, reveal=reveal)
+
+    def unique(self, x: SharedArray, return_counts: bool = False, reveal_distinct: bool = False) -> Any:
+        """The distinct values (sorted) and their counts, shared; their number becomes public, so it needs
+        reveal_distinct=True. Await it: its size is known only then (protocols/interface/analytics.py)."""
+        return analytics.unique(self, x, return_counts, reveal_distinct)
 
     async def own_share(self, x: SharedArray) -> np.ndarray | None:
         """This party's own share of x (None on the helper): uniformly random by itself, so it tells its
@@ -318,22 +365,36 @@ def _tabular(owner: str, value: Any) -> tuple[np.ndarray | None, tuple[str, ...]
     return table, tuple(kinds)
 
 
+def _check_dealer(dealer: str) -> None:
+    if dealer != "helper":
+        raise ValueError(f"dealer {dealer!r}: the helper party is the only dealer; the insecure in-process test "
+                         "dealer is protocols.interface.testing's (run_local_with_test_dealer), for tests only")
+
+
 def secure(program: Callable[[Context], Awaitable[T]], *, dealer: str = "helper",
-           test_seed: bytes = b"", operations: Registry = OPERATIONS) -> Callable[[Party], Awaitable[T]]:
+           operations: Registry = OPERATIONS) -> Callable[[Party], Awaitable[T]]:
     """Turn `program(ctx)` into a runtime program `(party) -> result` with a Context and clean finish;
-    `operations`: the registry behind ctx.<name> (the project's, or one extended with a program's own)."""
+    `operations`: the registry behind ctx.<name> (the project's, or one extended with a program's own).
+    Its `agreement`, compared at the hello, is the digest of the public tables the protocols use."""
+    _check_dealer(dealer)
 
     async def run(party: Party) -> T:
-        ctx = await Context.create(party, dealer=dealer, test_seed=test_seed, operations=operations)
+        ctx = await Context.create(party, operations=operations)
         return await run_program(ctx, program)
 
+    return with_tables_agreement(run)
+
+
+def with_tables_agreement(run: Callable[[Party], Awaitable[T]]) -> Callable[[Party], Awaitable[T]]:
+    """Mark a runtime program as a secure one: its hello compares the public tables (functions.public_tables)."""
+    run.agreement = public_tables()  # type: ignore[attr-defined]
     return run
 
 
 async def run_program(ctx: Context, program: Callable[[Context], Awaitable[T]]) -> T:
     """Run `program(ctx)` to the end of every operation it issued; the first failure of any operation
     stops it at once (raised here, so the runtime aborts the session naming this party)."""
-    task: asyncio.Future[T] = asyncio.ensure_future(program(ctx))
+    task: asyncio.Future[T] = program_task(program(ctx))
     try:
         await asyncio.wait([task, ctx.failed], return_when=asyncio.FIRST_COMPLETED)  # type: ignore[type-var]
     except BaseException:  # this party is stopped from outside (a peer failed): the program stops with it

@@ -136,13 +136,43 @@ _KEYWORDS = {  # the keywords each function honours; any other (out=, where=, dt
 INSTEAD = {  # what to use for a numpy function that shared values do not support
     "sin": "a polynomial of x", "cos": "a polynomial of x", "floor": "x // d on integers",
     "ceil": "x // d on integers", "round": "nothing: a fixed-point value is already a multiple of 2^-frac_bits",
-    "rint": "nothing: a fixed-point value is already a multiple of 2^-frac_bits", "sort": "ctx.max / ctx.argmax",
+    "rint": "nothing: a fixed-point value is already a multiple of 2^-frac_bits",
     "prod": "products along the axis (x[..., 0] * x[..., 1] * ...)", "average": "np.sum(x * w) / np.sum(w)",
-    "norm": "ctx.sqrt(np.sum(x * x))", "cumprod": "products step by step", "median": "ctx.max on sorted pairs",
-    "percentile": "comparisons with public thresholds", "power": "x ** k with a public integer k",
-    "argsort": "ctx.argmax", "unique": "reveal what may be revealed first", "nonzero": "ctx.where",
+    "norm": "ctx.sqrt(np.sum(x * x))", "cumprod": "products step by step", "power": "x ** k with a public integer k",
+    "unique": "ctx.unique(x, return_counts=True, reveal_distinct=True) (their number becomes public)",
+    "nonzero": "np.count_nonzero or ctx.where (positions would reveal the data)",
+    "argwhere": "np.count_nonzero or ctx.where (positions would reveal the data)",
+    "flatnonzero": "np.count_nonzero or ctx.where (positions would reveal the data)",
     "isnan": "nothing: shared values are always finite", "isfinite": "nothing: shared values are finite",
+    "isinf": "nothing: shared values are finite", "nansum": "np.sum (shared values are never NaN)",
+    "nanmean": "np.mean (shared values are never NaN)", "nanmedian": "np.median (shared values are never NaN)",
+    "nanmax": "np.max (shared values are never NaN)", "nanmin": "np.min (shared values are never NaN)",
+    "lexsort": "ctx.sort(key, *columns) on one key (combine keys into one: k1 * K + k2)",
+    "argpartition": "ctx.top_k(x, k) or np.argsort(x)", "bincount": "ctx.group_count(keys, groups)",
+    "searchsorted": "np.digitize(x, public_bins)", "in1d": "np.isin", "intersect1d": "ctx.psi (ids of two banks)",
+    "histogram2d": "ctx.group_count on combined bin codes (np.digitize of each axis)",
+    "histogramdd": "ctx.group_count on combined bin codes (np.digitize of each axis)",
+    "ptp": "np.max(x) - np.min(x)", "diff": "x[1:] - x[:-1]", "outer": "x.reshape(-1, 1) * y.reshape(1, -1)",
+    "trace": "sum of x[i, i]", "log2": "np.log(x) / np.log(2)", "log10": "np.log(x) / np.log(10)",
+    "exp2": "np.exp(x * np.log(2))", "log1p": "np.log(1 + x)", "expm1": "np.exp(x) - 1",
+    "cbrt": "ctx.exp(ctx.log(x) / 3) for x > 0", "fmax": "np.maximum", "fmin": "np.minimum",
+    "mod": "x - d * (x // d) on integers", "remainder": "x - d * (x // d) on integers",
+    "heaviside": "x >= 0 (a shared 0/1)", "logical_and": "a & b on comparison bits",
+    "logical_or": "a | b on comparison bits", "logical_xor": "a ^ b on comparison bits",
+    "array_equal": "np.all(x == y)", "allclose": "np.all(np.abs(x - y) <= tol)",
+    "einsum": "x @ y and sums", "inner": "np.dot", "tensordot": "x @ y after a reshape",
+    "cross": "products of the components", "convolve": "products of shifted slices",
+    "sort_complex": "not offered (no complex shared values)",
 }
+
+
+def instead(name: str) -> str:
+    """What to use instead of numpy's `name`, or that it is not offered (docs/analytics.md and the README's
+    numpy table list what is)."""
+    hint = INSTEAD.get(name)
+    if hint is None:
+        return "it is not offered (the README's numpy table and docs/analytics.md list what is)"
+    return hint if hint.startswith(("nothing", "not offered")) else f"use {hint}"
 
 
 def array_ufunc(ctx: Engine, ufunc: Any, method: str, inputs: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -160,8 +190,7 @@ def array_ufunc(ctx: Engine, ufunc: Any, method: str, inputs: tuple[Any, ...], k
         raise TypeError(f"numpy.{name}: out= and where= are not supported on shared values")
     handler = UFUNCS.get(ufunc)
     if handler is None:
-        hint = INSTEAD.get(name)
-        raise TypeError(f"numpy.{name} is not supported on shared values" + (f"; use {hint}" if hint else ""))
+        raise TypeError(f"numpy.{name} is not supported on shared values; {instead(name)}")
     return handler(ctx, *inputs)
 
 
@@ -181,6 +210,5 @@ def array_function(ctx: Engine, func: Any, args: tuple[Any, ...], kwargs: dict[s
                             "values")
     handler = FUNCTIONS.get(name)
     if handler is None:
-        hint = INSTEAD.get(name)
-        raise TypeError(f"{_qualified(func)} is not supported on shared values" + (f"; use {hint}" if hint else ""))
+        raise TypeError(f"{_qualified(func)} is not supported on shared values; {instead(name)}")
     return handler(ctx, args, kwargs)

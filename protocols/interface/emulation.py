@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from mpc.config import Topology
-from mpc.runtime import Op, Party
+from mpc.runtime import Op, Party, ProgramExit, no_exit
 from mpc.stats import Stats
 from mpc.transport.frames import HEADER_SIZE
 from protocols.interface.context import Context
@@ -38,7 +38,7 @@ from protocols.interface.operations import OPERATIONS
 from protocols.interface.registry import Registry
 from protocols.interface.sharing import Declared, Prepared, decode
 from protocols.primitives.core import Body, Cost, Engine, Outputs, Plain, Spec
-from protocols.primitives.shared import SharedArray, Shares, resolved, split
+from protocols.primitives.shared import SharedArray, Shares, placeholder, resolved, split
 
 T = TypeVar("T")
 _PACKAGES = tuple(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) + os.sep + p + os.sep
@@ -140,6 +140,8 @@ class Emulator:
         where = self.caller()
         name = ctx.name
         self.agree(name, op_id, f"{label} on shapes {', '.join(str(x.shape) for x in operands) or '-'}", where)
+        if ctx.is_dealer:  # the helper only deals: its calls must agree, it computes nothing
+            return [placeholder(ctx, shape, frac) for shape, frac in outputs]
         if name == self.compute[0]:
             self.ops[label] = self.ops.get(label, 0) + 1
         peers = len(self.compute) - 1
@@ -175,6 +177,8 @@ class Emulator:
                     check: Callable[..., None]) -> None:
         """Run `check(*values)` once the arrays are known, reporting against the current user line."""
         where = self.caller()
+        if ctx.is_dealer:
+            return
 
         async def go() -> None:
             values = [(await a.resolve()).share for a in arrays]
@@ -188,8 +192,10 @@ _CURRENT_OP: contextvars.ContextVar[int] = contextvars.ContextVar("emulation_op"
 
 
 class EmulatedParty:
-    """One compute party's back end and sharing in emulation: whole values instead of shares, the protocols'
-    cleartext meanings instead of their bodies, the emulator instead of links and a dealer."""
+    """One party's back end and sharing in emulation: whole values instead of shares, the protocols'
+    cleartext meanings instead of their bodies, the emulator instead of links and a dealer. The helper's
+    runs too, on shapes only (as in the secure run), so that a program whose calls differ on the helper is
+    named here rather than by the secure run."""
 
     def __init__(self, emulator: Emulator, name: str):
         self.emulator = emulator
@@ -223,6 +229,8 @@ class EmulatedParty:
 
         async def run() -> SharedArray:
             encoded, frac, columns = await slot
+            if ctx.is_dealer:
+                return placeholder(ctx, encoded.shape, frac)
             out = resolved(ctx, encoded.shape, frac, encoded.copy(), 1)
             out.columns = columns
             emulator.depth[name] = max(emulator.depth[name], 1)
@@ -238,6 +246,8 @@ class EmulatedParty:
                 emulator.messages[name] += peers
             return out
 
+        if declared is not None and ctx.is_dealer:
+            return placeholder(ctx, declared[0], ctx.frac_bits if declared[1] else 0)
         if declared is not None:  # as the secure input: a shared array at once, its value when the owner's arrives
             async def value() -> Shares:
                 return await (await run()).resolve()
@@ -248,6 +258,8 @@ class EmulatedParty:
     def reveal(self, ctx: Engine, x: SharedArray, recipients: list[str], op: Op) -> asyncio.Task[np.ndarray | None]:
         emulator, name = self.emulator, self.name
         emulator.agree(name, op.id, f"reveal of shape {x.shape} to {recipients}", emulator.caller())
+        if ctx.is_dealer:
+            return ctx.spawn(_nothing())
         others = [r for r in recipients if r != name]
         emulator.bytes[name] += (8 * x.size + HEADER_SIZE) * len(others)
         emulator.messages[name] += len(others)
@@ -261,6 +273,11 @@ class EmulatedParty:
 
     async def barrier(self, ctx: Engine, op: Op) -> None:
         return None  # one process: nothing to wait for
+
+
+async def _nothing() -> None:
+    """What the helper gets from a reveal."""
+    return None
 
 
 class _NoTransport:
@@ -282,7 +299,7 @@ class _NoDealer:
 
 def emulated_context(topology: Topology, name: str, emulator: Emulator,
                      operations: Registry = OPERATIONS) -> Context:
-    """A compute party's Context in emulation: the same Context, with the emulated back end and sharing."""
+    """A party's Context in emulation: the same Context, with the emulated back end and sharing."""
     party = Party(topology, name, _NoTransport(), Stats())  # type: ignore[arg-type]
     backend = EmulatedParty(emulator, name)
     return Context(party, _NoDealer(), backend=backend, sharing=backend, operations=operations)
@@ -293,15 +310,19 @@ async def emulate_async(topology: Topology, program: Callable[[Any], Awaitable[T
     """Run `program(ctx)` as every compute party of `topology` on cleartext, in this event loop."""
     emulator = Emulator(topology, seed)
     names = list(emulator.compute)
-    contexts = [emulated_context(topology, name, emulator, operations) for name in names]
+    everyone = names + ([topology.helper.name] if topology.helper is not None else [])
+    contexts = [emulated_context(topology, name, emulator, operations) for name in everyone]
     results = await asyncio.gather(*(_run_one(ctx, program) for ctx in contexts))
-    return EmulationReport(dict(zip(names, results, strict=True)), emulator.findings,
+    return EmulationReport(dict(zip(names, results[:len(names)], strict=True)), emulator.findings,
                            max(emulator.depth.values(), default=0), emulator.bytes, emulator.messages,
                            emulator.ops)
 
 
 async def _run_one(ctx: Any, program: Callable[[Any], Awaitable[T]]) -> T:
-    result = await program(ctx)
+    try:
+        result = await no_exit(program(ctx))  # escaping a task, it would end the event loop: emulate exited 0
+    except ProgramExit as exc:
+        raise ProgramExit(f"{ctx.name}: {exc}") from None
     await ctx.finish()
     return result
 

@@ -21,105 +21,64 @@ bounds stated in the docstrings are measured over the documented domain (tests/t
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Sequence
+import hashlib
+from collections.abc import Sequence
 from functools import cache
 
 import numpy as np
 
+from mpc.settings import MAX_FRAC_BITS, MIN_FRAC_BITS
+from protocols.interface.function_tables import TABLES
 from protocols.primitives import arithmetic, binary, comparison, gates, truncation
 from protocols.primitives.core import Engine
 from protocols.primitives.gates import Piecewise, shifted
 from protocols.primitives.shared import SharedArray, derive, rescale
 
-MIN_FRAC, MAX_FRAC = 10, 16
+MIN_FRAC, MAX_FRAC = MIN_FRAC_BITS, MAX_FRAC_BITS
 """frac_bits the function tables support: cubic pieces need 3 f + a few bits of coefficient below 2^61."""
-Fn = Callable[[np.ndarray], np.ndarray]
 
-# -- fitting and encoding the tables (public, computed once per frac_bits) ----------------------------
-
-
-def _fit(fn: Fn, lo: float, hi: float, center: float, degree: int, relative: bool = False) -> list[float]:
-    """Least-squares polynomial in t = x - center on Chebyshev nodes of [lo, hi] (close to minimax), of
-    the absolute or (for a positive fn) the relative error."""
-    nodes = (lo + hi) / 2 + (hi - lo) / 2 * np.cos(np.pi * (np.arange(64) + 0.5) / 64)
-    weights = 1 / np.abs(fn(nodes)) if relative else None
-    return list(np.polyfit(nodes - center, fn(nodes), degree, w=weights)[::-1])
+# -- the tables: exact integers, fitted once (scripts/function_tables.py), never here ------------------
+# Parties on hosts whose BLAS or libm differ by one ulp would fit different coefficients and multiply them
+# into their shares; shipped constants are the same everywhere, and their digest is compared at the hello.
 
 
-def _encode(coeffs: Sequence[float], scale: int, frac: int) -> tuple[int, ...]:
-    """Real coefficients of t^i (t at frac bits) as ring integers such that the sum is at `scale` bits."""
-    return tuple(int(round(p * 2.0 ** (scale - i * frac))) for i, p in enumerate(coeffs))
-
-
-def _q(value: float, frac: int) -> float:
-    """A public point on the fixed-point grid (centres and breakpoints are exact ring values)."""
-    return round(value * 2**frac) / 2**frac
-
-
-def spline(name: str, frac: int, breaks: Sequence[float], fn: Fn, lo: float, hi: float, *, low: float,
-           high: float | None, scale: int, degree: int = 3,
-           bands: Sequence[tuple[float, int]] = (), relative: bool = False) -> Piecewise:
-    """A spline of fn: cubic pieces between the breakpoints (the first and last extend to lo and hi),
-    the constant `low` below breaks[0] and `high` from breaks[-1] on (None: the last piece continues).
-
-    `bands` [(upper x, scale), ...] put the pieces below each upper x on their own output at that scale
-    (exp: e^x spans 2^-16 to 2^12, and each band keeps ~14 bits of relative precision); the outputs are
-    truncated apart and added."""
-    pts = [_q(b, frac) for b in breaks]
-    edges = [lo, *pts, hi]
-    rows: list[tuple[float, list[float]]] = [(pts[0], [low])]
-    for j in range(len(pts) - 1 + (high is None)):
-        a, b = pts[j], edges[j + 2]
-        c = _q((a + b) / 2, frac)
-        rows.append((c, _fit(fn, a, b, c, degree, relative)))
-    if high is not None:
-        rows.append((pts[-1], [high]))
-    limits = [*bands] or [(math.inf, scale)]
-    outputs, scales = [], []
-    for band, (upper, band_scale) in enumerate(limits):
-        under = limits[band - 1][0] if band else -math.inf
-        out = []
-        for j, (_, coeffs) in enumerate(rows):
-            start = -math.inf if j == 0 else pts[j - 1]
-            out.append(_encode(coeffs, band_scale, frac) if under <= start < upper else (0,))
-        outputs.append(tuple(out))
-        scales.append(band_scale)
-    centers = tuple(int(round(c * 2**frac)) for c, _ in rows)
-    return Piecewise(name, tuple(int(round(p * 2**frac)) for p in pts), centers, tuple(outputs), tuple(scales))
+def _table(name: str, frac: int) -> Piecewise:
+    try:
+        return TABLES[(name, frac)]
+    except KeyError:
+        raise ValueError(f"sigmoid, tanh, exp, log, reciprocal, sqrt, rsqrt and softmax need frac_bits between "
+                         f"{MIN_FRAC} and {MAX_FRAC}; the topology's frac_bits is {frac}") from None
 
 
 @cache
+def public_tables() -> dict[str, str]:
+    """What every party must hold identically, compared at the hello (`secure` declares it): a digest of
+    each function's tables (all frac_bits) and of the comparison cost model `auto` chooses by."""
+    families: dict[str, list[tuple[int, Piecewise]]] = {}
+    for (name, frac), table in sorted(TABLES.items()):
+        families.setdefault(name, []).append((frac, table))
+    out = {f"table {name}": "sha256 " + hashlib.sha256(repr(tables).encode()).hexdigest()[:16]
+           for name, tables in families.items()}
+    costs = repr(sorted((m.value, c) for m, c in comparison.COSTS.items()))
+    out["table comparison costs"] = "sha256 " + hashlib.sha256(costs.encode()).hexdigest()[:16]
+    return out
+
+
 def sigmoid_table(frac: int) -> Piecewise:
     """1 / (1 + e^-x): saturates to 0 / 1 outside [-8, 8]. 6 breakpoints (each one DCF evaluation) keep the
     error at 7.2e-4 (8 would give 3.4e-4: the saturation's)."""
-    breaks = [-8, -4, -1.5, 1.5, 4, 8]
-    return spline("sigmoid", frac, breaks, lambda x: 1 / (1 + np.exp(-x)), -8, 8, low=0.0, high=1.0, scale=60)
+    return _table("sigmoid", frac)
 
 
-@cache
 def tanh_table(frac: int) -> Piecewise:
     """tanh: saturates to -1 / 1 outside [-4.5, 4.5]; 8 breakpoints, error 3.6e-4 (6 would give 1.4e-3)."""
-    breaks = [-4.5, -2.5, -1.5, -0.5, 0.5, 1.5, 2.5, 4.5]
-    return spline("tanh", frac, breaks, np.tanh, -4.5, 4.5, low=-1.0, high=1.0, scale=60)
+    return _table("tanh", frac)
 
 
-EXP_LOW = -11.0
-EXP_HIGH = 8.0
-
-
-@cache
-def exp_table(frac: int, high: float = EXP_HIGH) -> Piecewise:
-    """e^x on [-11, high]: 0 below (e^-11 = 1.7e-5, about one LSB at f = 16), e^high above. Unit-width
-    pieces; one output band per factor 16 of the value (scale 60 for e^x <= 1, then 56, 52, 48)."""
-    steps = int(high - EXP_LOW)
-    breaks = [EXP_LOW + i for i in range(steps + 1)]
-    bands = [(0.0, 60)] + [(math.log(16.0**b), 60 - 4 * b) for b in range(1, 4) if math.log(16.0**(b - 1)) < high]
-    bands[-1] = (math.inf, bands[-1][1])
-    if any(s - 3 * frac < 0 for _, s in bands):
-        raise AssertionError("exp table: a band's cubic coefficient has no bits left")
-    return spline(f"exp{int(high)}", frac, breaks, np.exp, EXP_LOW, high, low=0.0, high=math.exp(high),
-                  scale=60, bands=bands, relative=True)
+def exp_table(frac: int, high: int = 8) -> Piecewise:
+    """e^x on [-11, high] (high 8, or 0 for softmax): 0 below (e^-11 = 1.7e-5, about one LSB at f = 16),
+    e^high above. Unit-width pieces; one output band per factor 16 of the value."""
+    return _table(f"exp{high}", frac)
 
 
 def _octaves(frac: int) -> tuple[int, int]:
@@ -127,44 +86,17 @@ def _octaves(frac: int) -> tuple[int, int]:
     return -(frac // 2), (46 - frac) // 2 - 1
 
 
-NORM_SCALES = {"reciprocal": lambda f: 60 - 2 * f, "rsqrt": lambda f: 60 - f - (f + 1) // 2,
-               "sqrt": lambda f: 60 - f - (48 - f) // 2, "log": lambda f: 56}
-NORM_VALUES: dict[str, Callable[[int], float]] = {
-    "reciprocal": lambda k: 4.0**-k, "rsqrt": lambda k: 2.0**-k, "sqrt": lambda k: 2.0**k,
-    "log": lambda k: k * math.log(4.0)}
-
-
-@cache
 def norm_table(kind: str, frac: int, signed: bool = False) -> Piecewise:
-    """x = 4^k m with m in [1, 4): outputs m at f + Z bits (exactly: x times the integer 2^(Z - 2k)) and
-    NORM_VALUES[kind](k). Inputs below 2^-f (0 and negatives too) take k = -f/2. `signed` (reciprocal
-    and division): negative x as -(4^k m), m = |x| 4^-k and the value negated, with the breakpoints
-    mirrored (twice the key evaluations)."""
-    k_lo, k_hi = _octaves(frac)
-    z = 2 * k_hi
-    ks = range(k_lo, k_hi + 1)
-    value, scale = NORM_VALUES[kind], NORM_SCALES[kind](frac)
-    m_rows = [(0, 2 ** (z - 2 * k)) for k in ks]
-    p_rows = [(int(round(value(k) * 2.0**scale)),) for k in ks]
-    breaks = [4 ** k * 2**frac if k >= 0 else 2**frac // 4 ** -k for k in ks[1:]]
-    if signed:  # intervals [-4^(k+1), -4^k) for k = k_hi .. k_lo, then [0, ...) as above
-        m_rows = [(0, -c) for _, c in reversed(m_rows)] + m_rows
-        p_rows = [(-c,) for (c,) in reversed(p_rows)] + p_rows
-        breaks = [-b for b in reversed(breaks)] + [0] + breaks
-    return Piecewise(f"norm_{kind}{'_signed' if signed else ''}", tuple(breaks), (0,) * len(m_rows),
-                     (tuple(m_rows), tuple(p_rows)), (frac + z, scale))
+    """x = 4^k m with m in [1, 4): outputs m at f + Z bits (exactly: x times the integer 2^(Z - 2k)) and a
+    function of k (4^-k, 2^-k, 2^k or k ln 4, by `kind`). Inputs below 2^-f (0 and negatives too) take
+    k = -f/2. `signed` (reciprocal and division): negative x as -(4^k m), the breakpoints mirrored (twice
+    the key evaluations)."""
+    return _table(f"norm_{kind}{'_signed' if signed else ''}", frac)
 
 
-G_BREAKS = [1, 1.25, 1.6, 2, 2.5, 3.2]  # relative error <= 3.5e-5 for every g (8 give 2e-5)
-G_FUNCS: dict[str, tuple[Fn, float, int]] = {  # g(m) on [1, 4), its value below 1, its scale
-    "reciprocal": (lambda m: 1 / m, 1.0, 60), "rsqrt": (lambda m: 1 / np.sqrt(m), 1.0, 60),
-    "sqrt": (np.sqrt, 0.0, 59), "log": (np.log, 0.0, 56)}
-
-
-@cache
 def mantissa_table(kind: str, frac: int) -> Piecewise:
-    fn, low, scale = G_FUNCS[kind]
-    return spline(f"{kind}_m", frac, G_BREAKS, fn, 1.0, 4.0, low=low, high=None, scale=scale)
+    """g(m) on [1, 4) for kind reciprocal, rsqrt, sqrt or log: relative error <= 3.5e-5 (log: absolute)."""
+    return _table(f"{kind}_m", frac)
 
 
 def plain(table: Piecewise, x: np.ndarray) -> list[np.ndarray]:
@@ -354,5 +286,5 @@ def softmax(ctx: Engine, x: SharedArray, axis: int = -1, method: str | None = No
     x = _prepare(ctx, x)
     top = comparison.max_along(ctx, x, axis, method)
     keep = x.shape[:ax] + (1,) + x.shape[ax + 1:]
-    e = _spline_value(ctx, exp_table(ctx.frac_bits, 0.0), x - top.reshape(keep), method)
+    e = _spline_value(ctx, exp_table(ctx.frac_bits, 0), x - top.reshape(keep), method)
     return div(ctx, e, e.sum(axis=ax, keepdims=True), method, positive=True)  # the sum is >= 1

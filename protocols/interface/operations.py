@@ -12,7 +12,9 @@ from typing import Any
 
 import numpy as np
 
+from mpc import ring
 from protocols.interface import functions, numpy_api, samples
+from protocols.interface.analytics_ops import ANALYTICS
 from protocols.interface.registry import Operation, Registry, Sample
 from protocols.primitives import arithmetic, comparison, truncation
 from protocols.primitives.core import Engine
@@ -219,7 +221,7 @@ _F = samples.unary
 OPERATIONS = Registry([
     Operation("mul", mul, Sample(samples.ints, lambda ctx, x, y, m: x * y, samples.wrap(np.multiply)),
               ufuncs={np.multiply: mul}, rounds={"": 1}),
-    Operation("matmul", matmul, Sample(samples.square, lambda ctx, x, y, m: x @ y, samples.wrap(np.matmul)),
+    Operation("matmul", matmul, Sample(samples.square, lambda ctx, x, y, m: x @ y, samples.wrap(ring.matmul)),
               ufuncs={np.matmul: matmul},
               functions={"dot": lambda ctx, a, kw: matmul(ctx, a[0], a[1]),
                          "matmul": lambda ctx, a, kw: matmul(ctx, a[0], a[1])}, rounds={"": 1}),
@@ -297,6 +299,7 @@ OPERATIONS = Registry([
                                      2**-15, 1.5e-4, methods=True), rounds={"dcf": 6, "compact": 8, "bits": 22}),
     Operation("div", div, Sample(samples.quotients, lambda ctx, x, y, m: div(ctx, x, y, m), lambda a, b: a / b,
                                  2**-14, 1.5e-4, methods=True), rounds={"dcf": 6, "compact": 8, "bits": 22}),
+    *ANALYTICS,  # sort, rank, group and count: protocols/interface/analytics_ops.py
     Operation("softmax", softmax, Sample(samples.rows(10, -5, 5), lambda ctx, x, y, m: softmax(ctx, x, -1, m),
                                          lambda a, b: samples.softmax(a), 2e-4, methods=True),
               rounds={"dcf": 12, "compact": 19, "bits": 68}),

@@ -62,6 +62,9 @@ class Operation:
     functions: Mapping[str, Adapter] = field(default_factory=dict)  # numpy function name -> adapter(ctx, args, kw)
     rounds: Mapping[str, int] = field(default_factory=dict)  # online rounds of the sample by method ("": no method)
     max_parties: int | None = None  # compute parties it supports (None: any number, as the bits method)
+    rounds_vary: bool = False
+    """The rounds depend on the data (a sort's quicksort levels, after a random shuffle): `rounds` then gives
+    the rounds per level, the test matrix checks values only, and emulation predicts the expected rounds."""
 
     @property
     def bench_name(self) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -49,6 +50,18 @@ class Sharing(Protocol):
     def holds_public(self, ctx: Engine) -> bool:
         """Whether this party's share carries public constants."""
         ...
+
+
+def check_input_size(ctx: Engine, owner: str, op: Op, shape: tuple[int, ...]) -> None:
+    """An input over the session's max_input_elements is refused on every party before anything is dealt
+    for it (a comparison costs the helper ~1.5 KB of keys per element): on its owner at its call, on the
+    others when the declared shape or the owner's metadata says so."""
+    limit = ctx.party.topology.max_input_elements
+    elements = math.prod(shape)
+    if elements > limit:
+        raise ValueError(f"{owner}'s input (op {op.id}, shape {tuple(shape)}) has {elements:,} elements, over the "
+                         f"session's limit of {limit:,} (session.max_input_elements in the topology); split it, "
+                         "or raise the limit on every party")
 
 
 def decode(total: np.ndarray, frac: int) -> np.ndarray:
@@ -112,6 +125,7 @@ class SecureSharing:
             if len(got) != ndim or their_frac not in (0, ctx.frac_bits) or named not in (0, 1) or \
                     (named and ndim != 2):
                 raise ValueError(f"{owner} sent malformed input metadata")
+            check_input_size(ctx, owner, op, got)
             names = await _receive_names(party, owner, op, got[1]) if named else None
             # the shape is known now; the share comes when the owner goes online (after a hold/release)
             out = placeholder(ctx, got, their_frac) if ctx.is_dealer else \

@@ -70,16 +70,23 @@ def beaver(ctx: Engine, x: SharedArray, y: SharedArray, kind: str) -> SharedArra
     nx = x.size
 
     async def body(io: Exchange, mat: Material, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
-        d_i = np.subtract(xs, mat.a, dtype=np.uint64)
-        e_i = np.subtract(ys, mat.b, dtype=np.uint64)
-        total = await io.open(np.concatenate([d_i.ravel(), e_i.ravel()]))
+        opened = np.empty(nx + y.size, dtype=np.uint64)  # d_i and e_i, written in place: one buffer to send
+        np.subtract(xs, mat.a, out=opened[:nx].reshape(x.shape))
+        np.subtract(ys, mat.b, out=opened[nx:].reshape(y.shape))
+        total = await io.open(opened)
         d = total[:nx].reshape(x.shape)
         e = total[nx:].reshape(y.shape)
+        # z_i = c_i + d b_i + a_i e (+ d e at the first party) = c_i + d (b_i [+ e]) + a_i e: two products
+        b = np.add(mat.b, e, dtype=np.uint64) if io.first else mat.b
         with np.errstate(over="ignore"):  # 0-d products are numpy scalars, which warn on wrap-around
-            z = np.asarray(mat.c + product(d, mat.b) + product(mat.a, e), dtype=np.uint64)
-            if io.first:
-                z = z + product(d, e)
-        return z
+            if kind == "matmul":
+                return np.add(ring.matmul_sum([(d, b), (mat.a, e)]), mat.c, dtype=np.uint64)
+            z = np.multiply(d, b, dtype=np.uint64)
+            if z.ndim == 0:
+                return np.asarray(z + mat.a * e + mat.c, dtype=np.uint64)
+            z += np.multiply(mat.a, e, dtype=np.uint64)
+            z += mat.c
+            return z
 
     def plain(xv: np.ndarray, yv: np.ndarray) -> np.ndarray:
         check_product(ctx, kind, xv, yv, x.frac_bits + y.frac_bits)

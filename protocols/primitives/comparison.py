@@ -79,10 +79,10 @@ def by_method(ctx: Engine, label: str, n: int, method: str | None, *, keyed: Cal
 def estimate(ctx: Engine, n: int, method: Comparison) -> float:
     """Seconds a batch of n comparisons takes by `method` (cost model): the compute parties' link for the
     online rounds and bytes, the helper's link to the last compute party for the dealer's bytes."""
-    topology = ctx.party.topology
-    link = topology.link(*ctx.compute_parties[:2])
+    links = ctx.party.links  # agreed by every party: measured at the hello or declared (mpc/links.py)
+    link = links.between(*ctx.compute_parties[:2])
     helper = ctx.party.helper
-    dealer_link = topology.link(helper, ctx.compute_parties[-1]) if helper is not None else None
+    dealer_link = links.between(helper, ctx.compute_parties[-1]) if helper is not None else None
     cost = COSTS[method]
     dealer_transfer = cost.dealer_bytes * n / _bytes_per_s(dealer_link.bandwidth_mbps) if dealer_link else 0.0
     return (cost.rounds * link.latency_ms / 1000 + cost.bytes * n / _bytes_per_s(link.bandwidth_mbps)

@@ -20,14 +20,18 @@ body: it returns shape-only placeholders.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 import numpy as np
 
+from mpc import profile
 from mpc.runtime import Op, Party
+from mpc.window import Window
 from protocols.primitives.shared import Ops, SharedArray, Shares, placeholder, split
+
+T = TypeVar("T")
 
 Sharing = Literal["add", "xor"]
 Kind = Literal["random", "shared", "own", "public"]
@@ -97,6 +101,12 @@ class Spec:
     def of_kind(self, *kinds: Kind) -> list[Item]:
         return [i for i in self.items if i.kind in kinds]
 
+    @property
+    def nbytes(self) -> int:
+        """The material one compute party holds for one call: every item, derived or received (8 bytes an
+        element). What the dealer window (mpc/window.py) counts."""
+        return 8 * sum(i.size for i in self.items)
+
 
 class Material:
     """One compute party's material for one call: `mat.name` is its share (random/shared), its own draw
@@ -135,6 +145,7 @@ class Engine(Ops, Protocol):
     backend: Backend  # how operations run: securely (SECURE) or on cleartext (protocols/interface/emulation.py)
     truncation: str  # the default truncation method (dealer | local)
     comparison: str  # the default comparison method (auto | dcf | compact | bits)
+    window: Window  # the dealer window (mpc/window.py)
 
     def deal(self, coro: Any) -> Any: ...
     async def online_gate(self) -> None: ...
@@ -160,19 +171,20 @@ class Exchange:
         for peer in self.parties:
             if peer != self.name:
                 party.send(peer, self.op, share, step=step, depth=self.depth)
-        total = share.copy()
+        total: np.ndarray | None = None  # the share is being sent: never written to; the first sum is a new array
         depth = self.depth
         for peer in self.parties:
             if peer == self.name:
                 continue
             msg = await party.recv(peer, self.op, step=step, dtype=np.uint64, shape=share.shape)
-            if xor:
-                total ^= msg.array
+            combine = np.bitwise_xor if xor else np.add
+            if total is None:
+                total = combine(share, msg.array, out=np.empty_like(share))
             else:
-                total += msg.array
+                combine(total, msg.array, out=total)
             depth = max(depth, msg.depth)
         self.depth = depth
-        return total
+        return share.copy() if total is None else total
 
 
 Body = Callable[..., Awaitable[np.ndarray | tuple[np.ndarray, ...]]]
@@ -221,18 +233,26 @@ class SecureBackend:
     def run(self, ctx: Engine, label: str, spec: Spec | None, body: Body, operands: Sequence[SharedArray],
             outputs: Outputs, plain: Plain | None, cost: Cost | None) -> list[SharedArray]:
         op = ctx.party.new_op(label)
+        window = ctx.window
+        # the op's place in the dealer window (mpc/window.py), taken now, in program order, on every party
+        ticket = window.ticket(spec.nbytes) if spec is not None and spec.items else -1
         if ctx.is_dealer:
             if spec is not None and spec.items:
-                ctx.deal(ctx.provider.deal(op, spec))
+                ctx.deal(_windowed(window, ticket, ctx.provider.deal(op, spec)))
             return [placeholder(ctx, shape, frac) for shape, frac in outputs]
-        material = ctx.deal(ctx.provider.fetch(op, spec)) if spec is not None and spec.items else None
+        material = ctx.deal(_windowed(window, ticket, ctx.provider.fetch(op, spec))) \
+            if spec is not None and spec.items else None
 
         async def run() -> tuple[Shares, ...]:
             shares = [await x.resolve() for x in operands]
             mat = await material if material is not None else Material({})
             await ctx.online_gate()
             io = Exchange(ctx, op, max((s.depth for s in shares), default=0))
-            result = await body(io, mat, *(s.share for s in shares))
+            work = body(io, mat, *(s.share for s in shares))
+            result = await (profile.timed(work) if profile.PROFILE.enabled else work)
+            del mat, work
+            if material is not None:
+                window.consumed(ticket)  # its material is no longer needed: the window moves on
             arrays = result if isinstance(result, tuple) else (result,)
             if len(arrays) != len(outputs):
                 raise AssertionError(f"{label}: the body gave {len(arrays)} results, expected {len(outputs)}")
@@ -252,6 +272,17 @@ class SecureBackend:
 
 
 SECURE = SecureBackend()
+
+
+async def _windowed(window: Window, ticket: int, work: Coroutine[Any, Any, T]) -> T:
+    """Deal or fetch an op's material once the dealer window lets its ticket through."""
+    try:
+        await window.acquire(ticket)
+        result = await work
+    finally:
+        work.close()  # never started if the wait failed: no "never awaited" warning
+    window.done_dealing(ticket)
+    return result
 
 
 def run_protocol(ctx: Engine, label: str, spec: Spec | None, body: Body, operands: Sequence[SharedArray],

@@ -24,6 +24,7 @@ import numpy as np
 
 from mpc.prg import PRG, new_seed
 from mpc.runtime import Op, Party
+from mpc.window import Unbounded, Window
 from mpc.workers import WorkerPool
 from protocols.primitives import dcf
 from protocols.primitives.core import STOP, WORKERS, Env, Item, Material, Spec
@@ -57,6 +58,7 @@ class SeededProvider:
         self.last = self.compute[-1]
         self._prg = {name: PRG(seed) for name, seed in seeds.items()}
         self.workers: WorkerPool | None = None  # worker processes heavy specs may split across (env[WORKERS])
+        self.window: Window = Unbounded()  # counts the material this party holds (set by the Context)
         self._said_heavy = False  # said once in the log: a long phase starts
         # Heavy specs (DCF chunks) are evaluated one at a time, in the order dealt: the first is sent (and
         # encrypted by the transport's thread, on another core) while the next is generated. All at once,
@@ -220,6 +222,7 @@ class HelperProvider(SeededProvider):
         n_corr = sum(i.size for i in spec.of_kind("shared")) if self.party.name == self.last else 0
         n_pub = sum(i.size for i in spec.of_kind("public"))
         derived = self._derived(op, spec)  # while the dealer computes and sends the rest
+        self.window.hold(sum(a.nbytes for a in derived.values()))
         helper = self.party.helper
         assert helper is not None
         # dealer material is offline: its depth does not count as a round
@@ -231,10 +234,12 @@ class HelperProvider(SeededProvider):
                 msg = await self.party.recv(helper, op, step=CORRECTIONS_STEP | k << 8, dtype=np.uint64,
                                             shape=(n_shared * (hi - lo),))
                 corrections[:, lo:hi] = msg.array.reshape(n_shared, hi - lo)
+                self.window.hold(msg.array.nbytes)
             return self._with_received(spec, derived, corrections.reshape(-1), np.zeros(0, dtype=np.uint64))
         received = [np.zeros(0, dtype=np.uint64) if not size else
                     (await self.party.recv(helper, op, step=step, dtype=np.uint64, shape=(size,))).array
                     for step, size in ((CORRECTIONS_STEP, n_corr), (DEALER_STEP, n_pub))]
+        self.window.hold(sum(a.nbytes for a in received))
         return self._with_received(spec, derived, *received)
 
     @staticmethod
@@ -253,10 +258,24 @@ class HelperProvider(SeededProvider):
         return HelperProvider(party, {party.name: msg.array.tobytes()})
 
 
+_TEST_DEALER_REFUSED: str | None = None
+
+
+def refuse_test_dealer(where: str) -> None:
+    """From now on this process refuses the in-process test dealer (`mpc run` calls it: a deployed party
+    must never run without secrecy, whatever its program asks for)."""
+    global _TEST_DEALER_REFUSED
+    _TEST_DEALER_REFUSED = where
+
+
 class LocalTestProvider(SeededProvider):
-    """TESTS ONLY: every party derives everything from one shared seed. Offers no secrecy at all."""
+    """TESTS ONLY: every party derives everything from one shared seed. Offers no secrecy at all. Reached
+    only through protocols.interface.testing; refused in a process started by `mpc run`."""
 
     def __init__(self, party: Party, test_seed: bytes):
+        if _TEST_DEALER_REFUSED is not None:
+            raise RuntimeError(f"{party.name}: the in-process test dealer offers no secrecy and is for tests only; "
+                               f"{_TEST_DEALER_REFUSED} refuses it (secure programs use the helper party)")
         seeds = {name: hashlib.blake2b(test_seed + name.encode(), digest_size=16).digest()
                  for name in party.compute_parties}
         super().__init__(party, seeds)
@@ -270,6 +289,7 @@ class LocalTestProvider(SeededProvider):
             _, corrections, public = await self._evaluate_heavy(op, spec)
         else:
             _, corrections, public = self.evaluate(op, spec)
+        self.window.hold(spec.nbytes)
         return self.own_material(op, spec, corrections, public)
 
 

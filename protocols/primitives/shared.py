@@ -107,6 +107,11 @@ class SharedArray:
         kind = f"fixed<{self.frac_bits}>" if self.frac_bits else "int64"
         return f"SharedArray(shape={self.shape}, {kind}, party={self.ctx.name})"
 
+    def astype(self, dtype: Any, *args: Any, **kwargs: Any) -> SharedArray:
+        """Refused like numpy functions that cannot run on shares: the encoding is the shared value's own."""
+        raise TypeError(f"x.astype({dtype!r}) is not supported on shared values; integers become fixed point by "
+                        "x * 1.0, fixed point has no exact integer conversion (x // d works on integers)")
+
     def __bool__(self) -> bool:
         raise TypeError("a shared value has no truth value; reveal it or use ctx.where()")
 
@@ -324,10 +329,20 @@ def derive(ctx: Ops, sources: Sequence[SharedArray], fn: Callable[[list[np.ndarr
         fut.set_result(compute([f.result() for f in futs]))
     else:
         async def later() -> Shares:
-            return compute(list(await asyncio.gather(*futs)))
+            # Shielded: cancelling this task must not cancel its sources. Unshielded, cancelling the end of
+            # a chain of local operations (a training loop issued ahead) cancelled the whole chain
+            # recursively, one stack frame per link: past about a thousand, a RecursionError.
+            sources = asyncio.gather(*futs)
+            sources.add_done_callback(_retrieved)  # a failure is reported once, by the task awaiting it
+            return compute(list(await asyncio.shield(sources)))
 
         fut = ctx.spawn(later())
     return SharedArray(ctx, shape, frac, fut)
+
+
+def _retrieved(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled():
+        fut.exception()
 
 
 def split(ctx: Ops, task: asyncio.Future[tuple[Shares, ...]],
@@ -338,11 +353,13 @@ def split(ctx: Ops, task: asyncio.Future[tuple[Shares, ...]],
 
     def done(t: asyncio.Future[tuple[Shares, ...]]) -> None:
         for i, fut in enumerate(futs):
+            if fut.done():  # cancelled meanwhile by whoever awaited it (a run that is stopping)
+                continue
             if t.cancelled():
                 fut.cancel()
             elif t.exception() is not None:
                 fut.set_exception(t.exception())  # type: ignore[arg-type]
-                fut.add_done_callback(lambda f: f.exception())
+                fut.add_done_callback(_retrieved)
             else:
                 fut.set_result(t.result()[i])
 

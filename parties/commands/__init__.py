@@ -1,0 +1,1 @@
+"""The `mpc` subcommands, one module each; parties/cli.py lists them and common.py holds what they share."""
