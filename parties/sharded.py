@@ -60,7 +60,7 @@ def with_workers(topo: Topology, workers: int | None) -> Topology:
     from mpc.config import parse_topology
 
     data = topo.model_dump(mode="json", exclude_none=True)
-    data["workers"] = workers
+    data["deployment"]["workers"] = workers
     return parse_topology(data, "--workers")
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import yaml
 
-from mpc.config import ConfigError, localhost_topology, parse_topology
+from mpc.config import FLAT_FIELDS, ConfigError, localhost_topology, parse_topology
 from mpc.localhost import free_port_run
 from mpc.shards import Rendezvous, ShardMismatch, combine, row_range, shard_topology
 from protocols.applications import training as tr
@@ -53,11 +53,11 @@ def test_shard_sessions_listen_on_their_own_ports() -> None:
     assert all(shard_topology(topo, i).workers == 1 for i in range(3))
     spread = localhost_topology(2, True, [5601, 5701, 5801], workers=2, shard_port_step=50)
     assert [p.port for p in shard_topology(spread, 1).parties] == [5651, 5751, 5851]
-    nodes = parse_topology({"workers": 3, "insecure": True, "parties": [
+    nodes = parse_topology({"deployment": {"workers": 3, "insecure": True, "parties": [
         {"name": "bank_a", "role": "compute", "host": "10.0.0.1", "port": 5601,
          "ray": {"address": "10.0.0.1:6379", "hosts": ["10.0.0.1", "10.0.0.2"]}},
         {"name": "bank_b", "role": "compute", "host": "10.1.0.1", "port": 5602},
-        {"name": "helper", "role": "helper", "host": "10.2.0.1", "port": 5603}]})
+        {"name": "helper", "role": "helper", "host": "10.2.0.1", "port": 5603}]}})
     assert [shard_topology(nodes, i).party("bank_a").host for i in range(3)] == ["10.0.0.1", "10.0.0.2", "10.0.0.1"]
     assert [shard_topology(nodes, i).party("bank_b").host for i in range(3)] == ["10.1.0.1"] * 3
 
@@ -67,19 +67,21 @@ def test_topology_workers_and_ray_fields_are_checked() -> None:
                                         {"name": "bank_b", "role": "compute", "port": 6001, "ray": "auto"},
                                         {"name": "helper", "role": "helper", "port": 6002,
                                          "ray": {"address": "10.0.0.5:6379"}}]}
-    topo = parse_topology({**base, "workers": 2})
+    def parse(deployment: dict[str, Any]) -> Any:
+        return parse_topology({"deployment": deployment})
+
+    topo = parse({**base, "workers": 2})
     assert topo.party("bank_a").ray is None
     assert topo.party("bank_b").ray is not None and topo.party("bank_b").ray.address == "auto"
     assert topo.party("helper").ray is not None and topo.party("helper").ray.address == "10.0.0.5:6379"
     with pytest.raises(ConfigError, match=r"shard 1 of bank_a would listen on 127.0.0.1:6001"):
-        parse_topology({**base, "workers": 2, "shard_port_step": 1})
+        parse({**base, "workers": 2, "shard_port_step": 1})
     with pytest.raises(ConfigError, match=r"shard 2 of 3 would listen on port 65536"):
-        parse_topology({"parties": [{**p, "port": 65530 + i} for i, p in enumerate(base["parties"])], "workers": 3})
+        parse({"parties": [{**p, "port": 65530 + i} for i, p in enumerate(base["parties"])], "workers": 3})
     with pytest.raises(ConfigError, match=r"workers: Input should be greater than or equal to 1"):
-        parse_topology({**base, "workers": 0})
+        parse({**base, "workers": 0})
     with pytest.raises(ConfigError, match=r"parties\[1\] \(bank_b\)\.ray\.port: unknown field"):
-        parse_topology({**base, "parties": [base["parties"][0], {**base["parties"][1], "ray": {"port": 1}},
-                                            base["parties"][2]]})
+        parse({**base, "parties": [base["parties"][0], {**base["parties"][1], "ray": {"port": 1}}, base["parties"][2]]})
 
 
 def test_combine_sums_in_the_ring_joins_and_copies() -> None:
@@ -230,9 +232,11 @@ def _config(tmp_path: Path, **fields: Any) -> Path:
     """The shipped local topology on a run of free ports for 2 shards (shard 1: every port + 3)."""
     data = yaml.safe_load((ROOT / "configs" / "local-2banks-helper.yaml").read_text())
     base = free_port_run(6)
-    for i, party in enumerate(data["parties"]):
+    for i, party in enumerate(data["deployment"]["parties"]):
         party["port"] = base + i
-    data.update({"timeout_s": 20, **fields})
+    data["session"]["timeout_s"] = 20
+    for key, value in fields.items():  # flat keys into their sections
+        data[FLAT_FIELDS[key]][key] = value
     path = tmp_path / "topology.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
@@ -345,7 +349,7 @@ def test_shard_workers_as_ray_actors_on_a_local_cluster(tmp_path: Path) -> None:
         address = ray.get_runtime_context().gcs_address
         config = _config(tmp_path, timeout_s=120)  # Ray's start-up takes tens of seconds on a busy machine
         data = yaml.safe_load(config.read_text())
-        data["parties"][0]["ray"] = {"address": address}
+        data["deployment"]["parties"][0]["ray"] = {"address": address}
         config.write_text(yaml.safe_dump(data))
         res = mpc("launch", str(config), "--program", PROGRAM, "-p", "n=9", "--workers", "2", "--json", timeout=400)
         assert res.returncode == 0, res.stderr
@@ -362,7 +366,9 @@ def test_shard_workers_as_ray_actors_on_a_local_cluster(tmp_path: Path) -> None:
 
         # an actor runs its shard once: a retried or repeated call is refused, never played again
         actor = ray.remote(num_cpus=0, max_restarts=0, max_task_retries=0)(_ShardActor).remote()
-        topo = parse_topology(yaml.safe_load(config.read_text()) | {"workers": 2})
+        data = yaml.safe_load(config.read_text())
+        data["deployment"]["workers"] = 2
+        topo = parse_topology(data)
         first = json.loads(ray.get(actor.run.remote(topo, "bank_a", 0, ShardJob("no-such-program"), None, None)))
         assert first["ok"] is False and "unknown program" in first["error"]
         with pytest.raises(Exception, match="already ran its shard once"):
@@ -403,7 +409,9 @@ def demo_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_the_demo_trained_over_two_workers_scores_as_the_unsharded_run(demo_data: Path) -> None:
     """Training and scoring on 2 shards per party: the ROC AUC of the unsharded run within 0.002, the flags
     those of the secure weights, every party's shards in their own sessions."""
-    args = ["demo", "fraud", "--data", str(demo_data), "--epochs", "3", "--batch-size", "32", "--json"]
+    # one comparison method: `auto` chooses by batch size and measured links, and a shard's batches are smaller
+    args = ["demo", "fraud", "--data", str(demo_data), "--epochs", "3", "--batch-size", "32", "--method", "dcf",
+            "--json"]
     runs = {}
     for workers in ("1", "2"):
         res = mpc(*args, "--workers", workers, timeout=600)

@@ -9,10 +9,9 @@ from typing import Any
 
 import click
 
-from parties.commands.run import workers_option
-
 from mpc.settings import Comparison
 from parties.commands.common import CliError, console, debug, group, load, topology_argument
+from parties.commands.run import workers_option
 
 
 @group()
