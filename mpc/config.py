@@ -54,6 +54,26 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class RaySpec(_Strict):
+    """Where a sharded party runs its shard workers as Ray actors (mpc/shards.py, parties/ray_shards.py):
+    `address` of the party's own Ray cluster (`auto`: the cluster this host belongs to; `local`: a private
+    single-host instance started and stopped with the party; else HOST:PORT or ray://HOST:PORT)."""
+
+    address: str = Field(default="auto", min_length=1, max_length=300)
+    # The party's Ray nodes its shards run on, by the address the other parties dial: shard i on
+    # hosts[i % len(hosts)] (its actor pinned to that node). Empty: every shard on the party's `host`.
+    hosts: tuple[str, ...] = ()
+
+    @field_validator("hosts")
+    @classmethod
+    def _hosts_dialable(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for host in v:
+            problem = _host_problem(host, listen=False)
+            if problem:
+                raise ValueError(problem)
+        return v
+
+
 class PartySpec(_Strict):
     """One party: a compute party holds shares; the helper holds no input and deals randomness."""
 
@@ -64,6 +84,13 @@ class PartySpec(_Strict):
     public_key: str | None = None
     secret_key: str | None = None
     bind: str | None = None  # HOST:PORT to listen on, when it differs from host:port (NAT, a proxy in front)
+    # Shard workers on this party's own Ray cluster (`ray: auto` or `ray: {address: ...}`); none: local processes
+    ray: RaySpec | None = None
+
+    @field_validator("ray", mode="before")
+    @classmethod
+    def _ray_address(cls, v: object) -> object:
+        return {"address": v} if isinstance(v, str) else v
 
     @field_validator("bind")
     @classmethod
@@ -140,6 +167,10 @@ class DeploymentSpec(_Strict):
     # Worker processes the helper generates DCF keys in (mpc/workers.py); 1: in the party's own process.
     # Unset: the CPUs the helper's process may use. A host-local choice, not agreed between the parties.
     dealer_workers: StrictInt | None = Field(default=None, ge=1, le=1024)
+    # Shard workers per party (the same N for every party, agreed at session start): shard i of every party
+    # forms its own session, listening on port + i * shard_port_step (default: the number of parties).
+    workers: StrictInt = Field(default=1, ge=1, le=256)
+    shard_port_step: StrictInt | None = Field(default=None, ge=1, le=10_000)
 
 
 class SessionSpec(_Strict):
@@ -259,6 +290,14 @@ class Topology(_Strict):
         s = self.session
         return s.dealer_window_mb if s.dealer_window_mb is not None else min(DEFAULT_WINDOW_MB, s.max_buffered_mb / 2)
 
+    @property
+    def workers(self) -> int:
+        return self.deployment.workers
+
+    @property
+    def shard_port_step(self) -> int | None:
+        return self.deployment.shard_port_step
+
     # -- lookups -------------------------------------------------------------------------------
     @property
     def names(self) -> list[str]:
@@ -280,6 +319,10 @@ class Topology(_Strict):
 
     def index(self, name: str) -> int:
         return self.names.index(self.party(name).name)
+
+    def shard_port(self, name: str, shard: int) -> int:
+        """The port party `name`'s shard `shard` listens on (shard 0: the party's own)."""
+        return self.party(name).listen_address[1] + shard * (self.shard_port_step or len(self.parties))
 
     def dealer_worker_count(self) -> int:
         """`dealer_workers`, or if unset the CPUs this process may use (its affinity, not the machine's), at
@@ -437,6 +480,7 @@ def _cross_checks(topo: Topology) -> list[str]:
         if (p.public_key is None) != (p.secret_key is None) and p.public_key is None:
             problems.append(f"{P}[{i}] ({p.name}).public_key: a secret_key is given without its public_key")
     problems += _listen_clashes(topo)
+    problems += _shard_port_problems(topo)
     problems += latency_problems(topo)
     n_compute = len(topo.compute_parties)
     if n_compute == 0:
@@ -530,6 +574,27 @@ def _listen_clashes(topo: Topology) -> list[str]:
                 field = "bind" if b.bind is not None else "port"
                 problems.append(f"{P}[{j}] ({b.name}).{field}: listens on {host_b}:{port_b}, where {a.name} "
                                 f"listens too ({host_a}:{port_a}); two parties on one machine need different ports")
+    return problems
+
+
+def _shard_port_problems(topo: Topology) -> list[str]:
+    """With several workers, every shard's port must exist and differ from every other shard's on its host."""
+    if topo.workers == 1:
+        return []
+    problems, used = [], {}
+    for i, p in enumerate(topo.parties):
+        for shard in range(1, topo.workers):
+            port = topo.shard_port(p.name, shard)
+            key = (_canonical_host(p.host), port)
+            if port > 65535:
+                problems.append(f"parties[{i}] ({p.name}).port: shard {shard} of {topo.workers} would listen on port "
+                                f"{port}, beyond 65535; lower the port, workers or shard_port_step")
+                break
+            if key in used or any(key == (_canonical_host(q.host), q.listen_address[1]) for q in topo.parties):
+                problems.append(f"workers: shard {shard} of {p.name} would listen on {p.host}:{port}, which another "
+                                "party or shard uses; set shard_port_step (ports of shard i: port + i * step)")
+                break
+            used[key] = p.name
     return problems
 
 

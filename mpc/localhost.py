@@ -3,6 +3,7 @@ files for the processes the CLI, the bench and the demo start here."""
 
 from __future__ import annotations
 
+import secrets
 import socket
 from pathlib import Path
 
@@ -22,6 +23,27 @@ def free_ports(n: int) -> list[int]:
     finally:
         for s in socks:
             s.close()
+
+
+def free_port_run(n: int, tries: int = 200) -> int:
+    """The first of n consecutive TCP ports on 127.0.0.1 that were all free a moment ago: a sharded party's
+    shard i listens on port + i * (number of parties), so a local topology of several workers takes a run."""
+    rng = secrets.SystemRandom()
+    for _ in range(tries):
+        base = rng.randrange(20_000, 60_000 - n)
+        socks = []
+        try:
+            for port in range(base, base + n):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError(f"found no {n} consecutive free ports on 127.0.0.1")
 
 
 def default_topology() -> Topology:

@@ -28,6 +28,7 @@ from mpc.keys import load as load_keys
 from mpc.library import library_agreement
 from mpc.links import AgreedLinks, agree_links
 from mpc.memory import RssMonitor
+from mpc.shards import ShardInfo
 from mpc.stats import Stats
 from mpc.transport import (
     MemoryNetwork,
@@ -93,7 +94,7 @@ class Party:
 
     def __init__(self, topology: Topology, name: str, transport: Transport, stats: Stats,
                  stop: StopSignal | None = None, workers: WorkerPool | None = None,
-                 links: AgreedLinks | None = None):
+                 links: AgreedLinks | None = None, shard: ShardInfo | None = None):
         spec = topology.party(name)
         self.topology = topology
         self.name = name
@@ -117,6 +118,8 @@ class Party:
         self.links = links if links is not None else AgreedLinks.assumed(topology)
         # this party's peak memory with its workers (mpc/memory.py); record() puts it in the stats
         self.memory = RssMonitor(stats, lambda: workers.alive if workers is not None else [])
+        # Which shard of its party this process is (mpc/shards.py); one unsharded: shard 0 of 1.
+        self.shard = shard or ShardInfo()
 
     @property
     def is_helper(self) -> bool:
@@ -238,6 +241,7 @@ async def run_party(
     topology: Topology, name: str, program: Program[T], *, timeout_s: float | None = None,
     keys: CurveKeys | None = None, secret_key: str | None = None, setup: Mapping[str, str] | None = None,
     start_timeout_s: float | None = None,
+    shard: ShardInfo | None = None,
 ) -> PartyOutcome:
     """Run `program` as party `name` over ZeroMQ: connect, agree a session, run, say goodbye, close.
 
@@ -258,7 +262,8 @@ async def run_party(
     stats = Stats()
     transport = ZmqTransport(topology, name, stats, timeout_s=timeout_s, keys=keys,
                              agreement=_agreement(topology, program, setup), start_timeout_s=start_timeout_s)
-    return await run_on(transport, topology, name, program, stats, dealer_workers=topology.dealer_worker_count())
+    return await run_on(transport, topology, name, program, stats, dealer_workers=topology.dealer_worker_count(),
+                        shard=shard)
 
 
 def _agreement(topology: Topology, program: Program[Any], setup: Mapping[str, str] | None) -> dict[str, str]:
@@ -270,7 +275,8 @@ def _agreement(topology: Topology, program: Program[Any], setup: Mapping[str, st
 
 
 async def run_on(transport: Transport, topology: Topology, name: str, program: Program[T],
-                 stats: Stats, *, dealer_workers: int = 1, measure_links: bool = True) -> PartyOutcome:
+                 stats: Stats, *, dealer_workers: int = 1, measure_links: bool = True,
+                 shard: ShardInfo | None = None) -> PartyOutcome:
     """Run `program` as party `name` on a transport not yet started; abort on any error, else goodbye.
 
     Once the session is agreed, the links `auto`'s cost model reads are measured and their figures agreed
@@ -290,7 +296,7 @@ async def run_on(transport: Transport, topology: Topology, name: str, program: P
         links = await agree_links(transport, topology, name, stats) if measure_links else None
         if pool is not None:
             await pool.ready(topology.timeout_s)  # booted meanwhile: the program never waits for them
-        party = Party(topology, name, transport, stats, stop, pool, links)
+        party = Party(topology, name, transport, stats, stop, pool, links, shard)
         log.info("%s: session %s started with %s", name, party.session_id[:12], ", ".join(party.peers) or "-")
         t0 = time.perf_counter()
         party.memory.start()

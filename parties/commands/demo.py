@@ -11,6 +11,7 @@ import click
 
 from mpc.settings import Comparison
 from parties.commands.common import CliError, console, debug, group, load, topology_argument
+from parties.commands.run import workers_option
 
 
 @group()
@@ -37,6 +38,7 @@ def demo() -> None:
 @click.option("--write-data", type=click.Path(file_okay=False), default=None,
               help="Only write the synthetic data set to this directory (to inspect or replace) and exit.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@workers_option
 # -- training on shares (parties/fraud/train.py): the default unless --plaintext-model or --query
 @click.option("--plaintext-model", is_flag=True, help="Score with the shipped model trained in plaintext instead.")
 @click.option("--model", "train_model", type=click.Choice(["mlp", "logistic"]), default="mlp", show_default=True,
@@ -56,7 +58,7 @@ def demo() -> None:
 @click.pass_context
 def fraud(ctx: click.Context, config: str | None, data_dir: str | None, accounts: int, seed: int,
           latency_ms: float | None, method: str | None, reveal_scores: bool, flags_to: str, query: str | None,
-          write_data: str | None, as_json: bool, **training: Any) -> None:
+          write_data: str | None, as_json: bool, workers: int | None, **training: Any) -> None:
     """Two banks find money-mule accounts that neither can see alone, without sharing their data.
 
     CONFIG: the topology, two banks and a helper (default: all on localhost, free ports)."""
@@ -84,7 +86,7 @@ def fraud(ctx: click.Context, config: str | None, data_dir: str | None, accounts
     opts = DemoOptions(config=load(config) if config else None, data_dir=data_dir, accounts=accounts, seed=seed,
                        latency_ms=latency_ms, reveal_scores=reveal_scores, flags_to=flags_to, query=query,
                        method=method, debug=debug(ctx), progress=progress,
-                       model=training.pop("train_model"), **training)
+                       model=training.pop("train_model"), workers=workers, **training)
     try:
         with status:
             report = run(opts)

@@ -22,7 +22,7 @@ from parties.commands.common import (
     program_options,
     topology_argument,
 )
-from parties.commands.run import parse_start_timeout, start_timeout_option
+from parties.commands.run import parse_start_timeout, start_timeout_option, with_workers, workers_option
 
 
 @command()
@@ -32,14 +32,16 @@ from parties.commands.run import parse_start_timeout, start_timeout_option
 @start_timeout_option
 @output_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with every party's counters.")
+@workers_option
 @click.pass_context
 def launch(ctx: click.Context, config: str, program: str | None, params: tuple[str, ...], timeout_s: float | None,
            latency_ms: float | None, bandwidth_mbps: float | None, start_timeout: str | None,
-           output_dir: str | None, as_json: bool) -> None:
+           output_dir: str | None, as_json: bool, workers: int | None) -> None:
     """Run every party of CONFIG as its own process on this host; fail if any party fails."""
     load(config, latency_ms, bandwidth_mbps, timeout_s)  # checked with the overrides the children will get
     topo = load(config)
     program = default_program(program, quiet=as_json)
+    topo = with_workers(config, topo, workers, program)
     parse_start_timeout(start_timeout)
     from mpc.localhost import secured, write_topology
     from parties.launcher import failure_summary
@@ -55,6 +57,7 @@ def launch(ctx: click.Context, config: str, program: str | None, params: tuple[s
         args += ["--param", p]
     for flag, value in (("--timeout-s", timeout_s), ("--latency-ms", latency_ms),
                         ("--bandwidth-mbps", bandwidth_mbps), ("--start-timeout", start_timeout),
+                        ("--workers", workers),
                         ("--output", str(Path(output_dir).resolve()) if output_dir else None)):
         if value is not None:
             args += [flag, str(value)]

@@ -53,6 +53,37 @@ def parse_start_timeout(value: str | None) -> float | None:
     return seconds
 
 
+def workers_option(f: Any) -> Any:
+    return click.option("--workers", type=click.IntRange(min=1, max=256), default=None,
+                        help="Shard workers per party (every party the same; default: the topology's `workers`, "
+                             "1). For programs that run sharded; see docs/sharding.md.")(f)
+
+
+def with_workers(config: str, topo: Any, workers: int | None, program: str | None) -> Any:
+    """The topology with --workers, checked (exit 2 if the ports of its shards clash), and the program
+    checked to run sharded."""
+    import sys
+
+    from mpc.config import ConfigError
+    from parties.commands.common import EXIT_CONFIG
+    from parties.sharded import check_shardable
+    from parties.sharded import with_workers as sharded_topology
+
+    try:
+        topo = sharded_topology(topo, workers)
+    except ConfigError as exc:
+        click.echo(f"error: invalid topology {config} with --workers {workers}", err=True)
+        for problem in exc.problems:
+            click.echo(f"  {config}: {problem}", err=True)
+        sys.exit(EXIT_CONFIG)
+    if program is not None:
+        try:
+            check_shardable(program, topo.workers)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--workers") from None
+    return topo
+
+
 @command()
 @topology_argument()
 @click.option("--party", "party_name", required=True, help="Which party of the topology this process is.")
@@ -63,16 +94,21 @@ def parse_start_timeout(value: str | None) -> float | None:
 @click.option("--secret-key", type=click.Path(dir_okay=False), default=None,
               help="This party's secret key file (default: its secret_key in the topology).")
 @click.option("--json", "as_json", is_flag=True, help="Print this party's result and counters as JSON.")
+@workers_option
+@click.option("--shard", type=click.IntRange(min=0), default=None, hidden=True)  # set by a sharded party's coordinator
+@click.option("--hub", default=None, hidden=True)
 @click.pass_context
 def run(ctx: click.Context, config: str, party_name: str, program: str | None, params: tuple[str, ...],
         timeout_s: float | None, latency_ms: float | None, bandwidth_mbps: float | None, start_timeout: str | None,
-        output_dir: str | None, secret_key: str | None, as_json: bool) -> None:
+        output_dir: str | None, secret_key: str | None, as_json: bool, workers: int | None, shard: int | None,
+        hub: str | None) -> None:
     """Run one party (one per host in a deployment over several machines)."""
     topo = load(config, latency_ms, bandwidth_mbps, timeout_s)
     if party_name not in topo.names:
         raise CliError(f"{config}: no party named {party_name}{suggest(party_name, topo.names)} "
                        f"(parties: {', '.join(topo.names)})")
     program = default_program(program, quiet=as_json)
+    topo = with_workers(config, topo, workers, program)
     wait_s = parse_start_timeout(start_timeout)
     from threadpoolctl import threadpool_limits
 
@@ -86,24 +122,38 @@ def run(ctx: click.Context, config: str, party_name: str, program: str | None, p
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--program") from None
     setup_logging(ctx, prefix="" if as_json else f"{party_name}: ")
-
-    def main() -> Any:
-        return run_party(topo, party_name, prog, timeout_s=timeout_s, secret_key=secret_key, setup=setup,
-                         start_timeout_s=wait_s)
+    from parties import sharded
 
     role = topo.party(party_name).role
+    shard_info = None
+    if topo.workers > 1 and shard is None:  # this process coordinates the party's shard workers
+        job = sharded.ShardJob(program, params, timeout_s, latency_ms, bandwidth_mbps, secret_key)
+        global_args = ["--debug"] if debug(ctx) else []
+        coordinated = _checked(lambda: sharded.coordinate(config, topo, party_name, job, global_args), debug(ctx),
+                               as_json, party_name, role)
+        if as_json:
+            click.echo(coordinated.to_json(default=jsonable))
+        else:
+            from parties.commands.results import print_party_table
+
+            print_party_table({"program": program, "config": config, "parties": [coordinated.to_dict()]})
+        return
+    if shard is not None:
+        if hub is None or shard >= topo.workers:
+            raise click.BadParameter("--shard I needs --hub and I below --workers", param_hint="--shard")
+        topo, extra, shard_info = sharded.worker_setup(topo, shard, hub)
+        setup = {**setup, **extra}
+
+    def main() -> Any:
+        work = run_party(topo, party_name, prog, timeout_s=timeout_s, secret_key=secret_key, setup=setup,
+                         start_timeout_s=wait_s, shard=shard_info)
+        return work if shard_info is None else sharded.as_worker(work)
+
     from protocols.primitives.material import refuse_test_dealer
 
     refuse_test_dealer("mpc run")  # so launch, demo and bench too: they start `mpc run` processes
     with threadpool_limits(blas_threads()):
-        try:
-            outcome = run_party_process(main, debug(ctx))
-        except BaseException as exc:
-            if as_json:  # the launcher reads who failed, and because of whom, from here
-                click.echo(failure_record(party_name, role, exc).to_json())
-            if isinstance(exc, asyncio.CancelledError):
-                raise CliError(f"{party_name}: interrupted") from None
-            raise
+        outcome = _checked(main, debug(ctx), as_json, party_name, role)
     record = PartyRecord(party_name, role, result=outcome.value, counters=outcome.summary())
     if output_dir is not None:
         from parties.commands.results import write_results
@@ -116,6 +166,19 @@ def run(ctx: click.Context, config: str, party_name: str, program: str | None, p
         from parties.commands.results import print_party_table
 
         print_party_table({"program": program, "config": config, "parties": [record.to_dict()]})
+
+
+def _checked(main: Callable[[], Awaitable[T]], debug: bool, as_json: bool, name: str, role: str) -> T:
+    """`run_party_process`, and on failure the party's JSON failure record (with --json: the launcher reads
+    who failed, and because of whom, from it)."""
+    try:
+        return run_party_process(main, debug)
+    except BaseException as exc:
+        if as_json:
+            click.echo(failure_record(name, role, exc).to_json())
+        if isinstance(exc, asyncio.CancelledError):
+            raise CliError(f"{name}: interrupted") from None
+        raise
 
 
 def failure_record(name: str, role: str, exc: BaseException) -> PartyRecord:

@@ -20,13 +20,14 @@ from typing import TYPE_CHECKING, Any, TextIO, cast
 
 import numpy as np
 
-from mpc.config import Topology, localhost_topology
-from mpc.localhost import free_ports, secured, write_topology
+from mpc.config import ConfigError, Topology, localhost_topology
+from mpc.localhost import free_port_run, free_ports, secured, write_topology
 from mpc.ring import decode_fixed
 from parties.fraud import data, train_demo
 from parties.fraud import train as secure_train
 from parties.fraud.model import MODEL_FILE, load
 from parties.launcher import failure_summary, launch
+from parties.sharded import with_workers
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -61,6 +62,7 @@ class DemoOptions:
     model_out: str | None = None  # a directory for the banks' share files (default: a temporary one)
     checkpoint_dir: str | None = None  # each bank writes its share of the weights there at every epoch's end
     resume: str | None = None  # a checkpoint directory of a stopped training to continue (and keep writing)
+    workers: int | None = None  # shard workers per party (docs/sharding.md); None: the topology's
 
     @property
     def trains(self) -> bool:
@@ -194,14 +196,21 @@ def _param(value: object) -> str:
 def _topology(opts: DemoOptions) -> Topology:
     latency, bandwidth = opts.latency_ms, None
     if opts.config is None:
-        topo = localhost_topology(2, helper=True, ports=free_ports(3), timeout_s=300)
+        workers = opts.workers or 1  # every shard's ports free: a run of consecutive ones
+        ports = free_ports(3) if workers == 1 else range(base := free_port_run(3 * workers), base + 3)
+        topo = localhost_topology(2, helper=True, ports=ports, timeout_s=300)
         if opts.query and latency is None:  # a serving request: the WAN topology by default
             latency, bandwidth = WAN_LATENCY_MS, WAN_BANDWIDTH_MBPS
     else:
         topo = opts.config
         if len(topo.compute_parties) != 2 or topo.helper is None:
             raise DemoError("the fraud demo needs a topology of exactly two compute parties and a helper")
-    topo = topo.with_network(latency, bandwidth)
+    try:
+        topo = with_workers(topo.with_network(latency, bandwidth), opts.workers)
+    except ConfigError as exc:
+        raise DemoError(str(exc)) from None
+    if opts.query and topo.workers > 1:
+        raise DemoError("--query scores one account: run it with one worker per party")
     if opts.method:
         topo = topo.model_copy(update={"comparison": opts.method})
     return topo

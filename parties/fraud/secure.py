@@ -23,6 +23,7 @@ from parties.fraud import data, features
 from parties.fraud.model import MLP, MODEL_FILE, load
 from protocols import Context, SharedArray
 from protocols.applications import training
+from protocols.interface.collectives import shards
 
 N_FEATURES = len(features.FEATURES)
 log = logging.getLogger(__name__)  # `progress: STAGE` lines: the demo's harness shows them
@@ -71,6 +72,8 @@ async def fraud(ctx: Context, data_dir: str, reveal_scores: bool = False, flags_
             raise ValueError(f"--query: account {query!r} is not in {directory / 'accounts.csv'}")
         accounts = np.array([query])
     n = len(accounts)
+    group = shards(ctx)  # a sharded party (docs/sharding.md): this shard scores accounts lo..hi
+    lo, hi = group.rows(n)
     me = ctx.name
     own = None
     present = None
@@ -82,7 +85,7 @@ async def fraud(ctx: Context, data_dir: str, reveal_scores: bool = False, flags_
     if me in bank_names:
         log.info("progress: features (%d accounts)", n)
         part = bank_names.index(me)
-        blocks = features.compute_file(directory / f"{('bank_a', 'bank_b')[part]}.csv", accounts)  # streamed
+        blocks = features.compute_file(directory / f"{('bank_a', 'bank_b')[part]}.csv", accounts[lo:hi])  # streamed
         raw = np.vstack([block for _, _, block in blocks])
         own = standardised_part(model, raw, part) if shares is None else \
             np.clip((raw - shares.extra["mean"]) / shares.extra["std"], -8.0, 8.0)
@@ -94,8 +97,9 @@ async def fraud(ctx: Context, data_dir: str, reveal_scores: bool = False, flags_
         log.info("progress: dealing")
     t_deal = time.time()
     ctx.hold()  # deal everything first, then run the online phase alone (and measure it)
-    x_a = ctx.input(bank_names[0], own if me == bank_names[0] else None, shape=(n, N_FEATURES), fixed=True)
-    x_b = ctx.input(bank_names[1], own if me == bank_names[1] else None, shape=(n, N_FEATURES), fixed=True)
+    rows = hi - lo
+    x_a = ctx.input(bank_names[0], own if me == bank_names[0] else None, shape=(rows, N_FEATURES), fixed=True)
+    x_b = ctx.input(bank_names[1], own if me == bank_names[1] else None, shape=(rows, N_FEATURES), fixed=True)
     if layers is None:
         scores, flags = score(ctx, x_a, x_b, model)
     else:  # shared weights times shared features; p > 1/2 exactly when the logit is > 0 (either sigmoid)
@@ -105,7 +109,7 @@ async def fraud(ctx: Context, data_dir: str, reveal_scores: bool = False, flags_
     if flags_to == "both":
         opened = [ctx.reveal(flags)]
     else:  # each bank learns flags of its own customers only: flag * present, opened to that bank
-        mine = [ctx.input(b, present if me == b else None, shape=(n,), fixed=False) for b in bank_names]
+        mine = [ctx.input(b, present if me == b else None, shape=(rows,), fixed=False) for b in bank_names]
         opened = [ctx.reveal(ctx.mul(flags, mine[i]), to=[b]) for i, b in enumerate(bank_names)]
     opened_scores = ctx.reveal(scores) if reveal_scores else None
     await ctx.release()
@@ -115,13 +119,19 @@ async def fraud(ctx: Context, data_dir: str, reveal_scores: bool = False, flags_
     flag_values = [await o for o in opened]
     score_values = await opened_scores if opened_scores is not None else None
     t_end = time.time()
+    # a sharded party: its shards' flags (and scores) in shard order, i.e. in account order
+    flag_values = [await group.concat_own(f) for f in flag_values]
+    score_values = await group.concat_own(score_values) if reveal_scores else None
     stats = ctx.party.stats
+    traffic = await group.sum_own(np.array([stats.total(phase="online").bytes_sent,
+                                            stats.total(phase="offline").bytes_sent]))
+    assert traffic is not None
     out: dict[str, Any] = {
         "accounts": n, "online_started": _iso(t_start), "online_ended": _iso(t_end), "online_s": t_end - t_start,
         "deal_s": deal_s, "rounds": stats.rounds,
-        "bytes_online": stats.total(phase="online").bytes_sent,
-        "bytes_offline": stats.total(phase="offline").bytes_sent,
-        "comparison_method": ",".join(stats.methods_used()) or None, **party_memory(ctx.party),
+        "bytes_online": int(traffic[0]), "bytes_offline": int(traffic[1]),
+        "comparison_method": ",".join(stats.methods_used()) or None, "workers": group.count,
+        **party_memory(ctx.party),
     }
     if ctx.is_dealer:
         out["learned"] = (f"the number of accounts ({n}) and the model's shape; no transactions, features, "
@@ -133,7 +143,7 @@ async def fraud(ctx: Context, data_dir: str, reveal_scores: bool = False, flags_
     if score_values is not None:
         out["scores"] = score_values.tolist()
     if audit:
-        share = await ctx.own_share(scores)
+        share = await group.concat_own(await ctx.own_share(scores))
         assert share is not None
         out["score_share"] = {"frac_bits": scores.frac_bits, "share": share.tolist()}
     other = bank_names[1 - bank_names.index(me)]
@@ -146,6 +156,9 @@ async def fraud(ctx: Context, data_dir: str, reveal_scores: bool = False, flags_
                       "architecture; its own share of the model (random by itself)")
     out["learned"] = "; ".join(learned) + f"; nothing of {other}'s data"
     return out
+
+
+fraud.shardable = True  # type: ignore[attr-defined]
 
 
 def _iso(epoch: float) -> str:

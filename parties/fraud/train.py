@@ -30,6 +30,7 @@ from mpc.memory import party_memory
 from parties.fraud import data, features
 from protocols import Context, SharedArray
 from protocols.applications import training
+from protocols.interface.collectives import Shards, shards
 
 N_FEATURES = len(features.FEATURES)
 MODELS = {"mlp": (16, 8), "logistic": ()}
@@ -121,44 +122,68 @@ async def fraud_train(ctx: Context, data_dir: str, labels_file: str = "", model:
     n = len(accounts)
     train_rows, score_rows = split(n, seed, train_fraction)
     cfg.validate(len(train_rows))
+    # A sharded party (docs/sharding.md): this shard holds accounts lo..hi and trains data-parallel on the
+    # training rows among them; with one worker it holds them all.
+    group = shards(ctx)
+    lo, hi = group.rows(n)
+    my_train, my_score = (rows[(rows >= lo) & (rows < hi)] for rows in (train_rows, score_rows))
     me = ctx.name
     labels = mean = std = None
-    with tempfile.TemporaryDirectory(prefix="mpc-fraud-features-") as tmp:
-        own: np.ndarray | None = None
+    if group.count == 1:
+        # Unsharded: each bank's features standardised on disk and shared a block of accounts at a time (the
+        # block bounds are public, as the number of accounts is): never whole in its memory in plaintext.
+        with tempfile.TemporaryDirectory(prefix="mpc-fraud-features-") as tmp:
+            own: np.ndarray | None = None
+            if me in banks:
+                log.info("progress: features (%d accounts)", n)
+                own, mean, std = _standardised_features(
+                    Path(data_dir) / f"{('bank_a', 'bank_b')[banks.index(me)]}.csv", accounts, train_rows, Path(tmp))
+                path = Path(labels_file or Path(data_dir) / f"labels_{me}.csv")
+                labels = read_bank_labels(path, accounts)[train_rows]
+            parts: list[list[SharedArray]] = [[], []]
+            for b_lo in range(0, n, INPUT_ROWS):
+                b_hi = min(n, b_lo + INPUT_ROWS)
+                for i, b in enumerate(banks):
+                    value = np.array(own[b_lo:b_hi]) if me == b and own is not None else None
+                    parts[i].append(_declared(ctx.input(b, value, shape=(b_hi - b_lo, N_FEATURES), fixed=True)))
+                for part in parts:
+                    await part[-1]  # shared before the next block is read
+            del own
+        xs = [ctx.concatenate(part, axis=0) if len(part) > 1 else part[0] for part in parts]
         if me in banks:
-            log.info("progress: features (%d accounts)", n)
-            own, mean, std = _standardised_features(Path(data_dir) / f"{('bank_a', 'bank_b')[banks.index(me)]}.csv",
-                                                    accounts, train_rows, Path(tmp))
+            log.info("progress: dealing")
+    else:
+        # A shard: its own accounts' features (a fraction of the bank's), the scaler from the shards' sums.
+        shard_own: np.ndarray | None = None
+        if me in banks:
+            log.info("progress: features (%d accounts)", hi - lo)
+            blocks = features.compute_file(Path(data_dir) / f"{('bank_a', 'bank_b')[banks.index(me)]}.csv",
+                                           accounts[lo:hi])
+            raw = np.vstack([block for _, _, block in blocks])
+            mean, std = await _scaler(group, raw[my_train - lo], len(train_rows))
+            shard_own = apply_scaler(raw, mean, std)
             path = Path(labels_file or Path(data_dir) / f"labels_{me}.csv")
-            labels = read_bank_labels(path, accounts)[train_rows]
-        # Each bank's features shared a block of accounts at a time, read from its file on disk (the block
-        # bounds are public, as the number of accounts is): never whole in this bank's memory in plaintext.
-        parts: list[list[SharedArray]] = [[], []]
-        for lo in range(0, n, INPUT_ROWS):
-            hi = min(n, lo + INPUT_ROWS)
-            for i, b in enumerate(banks):
-                value = np.array(own[lo:hi]) if me == b and own is not None else None
-                parts[i].append(_declared(ctx.input(b, value, shape=(hi - lo, N_FEATURES), fixed=True)))
-            for p in parts:
-                await p[-1]  # shared before the next block is read
-        del own
-    if me in banks:
-        log.info("progress: dealing")
+            labels = read_bank_labels(path, accounts)[my_train]
+            log.info("progress: dealing")
+        else:
+            await _scaler(group, None, len(train_rows))  # the helper's shards take part in the collectives
+        xs = [_declared(ctx.input(b, shard_own if me == b else None, shape=(hi - lo, N_FEATURES), fixed=True))
+              for b in banks]
 
     ctx.hold()  # phase 1, training: deal what the window holds, then run it online (and measure it)
     t_deal = time.time()
-    xs = [ctx.concatenate(p, axis=0) if len(p) > 1 else p[0] for p in parts]
-    ls = [_declared(ctx.input(b, labels if me == b else None, shape=(len(train_rows),), fixed=False)) for b in banks]
+    ls = [_declared(ctx.input(b, labels if me == b else None, shape=(len(my_train),), fixed=False)) for b in banks]
     x = ctx.concatenate(xs, axis=1)  # the joint rows: both banks' columns side by side (local)
     y = ls[0] | ls[1]  # the OR of both banks' labels, a + b - ab: 1 round
-    any_positive = ctx.reveal(ctx.less(0, y.sum()))
+    any_positive = ctx.reveal(ctx.less(0, group.sum(y.sum())))
     checkpoints = training.Checkpoints(Path(checkpoint_dir.replace("{party}", me))) if checkpoint_dir else None
     if resume and checkpoints is None:
         raise ValueError("resume needs checkpoint_dir, where the stopped training wrote its checkpoints")
     start = await training.resume_point(ctx, checkpoints, cfg, 2 * N_FEATURES) if resume and checkpoints else None
     if start is not None and start.epochs_done:
         log.info("progress: resuming after epoch %d/%d", start.epochs_done, cfg.epochs)
-    result = training.train(ctx, x[train_rows], y, cfg, checkpoints=checkpoints, resume=start)
+    result = training.train(ctx, x[my_train - lo], y, cfg, total_rows=len(train_rows),
+                            first_row=int(np.searchsorted(train_rows, lo)), checkpoints=checkpoints, resume=start)
     await ctx.release()
     deal_train_s = time.time() - t_deal
     log.info("progress: training")
@@ -178,28 +203,34 @@ async def fraud_train(ctx: Context, data_dir: str, labels_file: str = "", model:
     ctx.hold()  # phase 2, scoring with the shared weights
     t_deal = time.time()
     kind = training.sigmoid_kind(ctx)
-    scores = training.logits(ctx, result.layers, x[score_rows])
-    flags = ctx.reveal(ctx.less(training.probability_threshold_logit(threshold, kind), scores))
+    scores = training.logits(ctx, result.layers, x[my_score - lo]) if len(my_score) else None
+    flags = ctx.reveal(ctx.less(training.probability_threshold_logit(threshold, kind), scores)) \
+        if scores is not None else None
     await ctx.release()
     deal_score_s = time.time() - t_deal
     log.info("progress: scoring")
     t_score = time.time()
-    flag_values = await flags
+    flag_values = await flags if flags is not None else (None if ctx.is_dealer else np.zeros(0, np.int64))
     score_online_s = time.time() - t_score
+    flag_values = await group.concat_own(flag_values)  # the party's flags, its shards' in order
     weights = await training.open_weights(ctx, result) if reveal_model else None
     target = model_out.replace("{party}", me) if model_out else ""
     scaler = {"mean": mean, "std": std} if mean is not None and std is not None else None
-    digest = await training.save_shares(ctx, result, target, scaler) if target else None
+    # every shard holds the same shares of the weights: shard 0 writes them
+    digest = await training.save_shares(ctx, result, target, scaler) if target and group.root else None
     stats = ctx.party.stats
+    traffic = await group.sum_own(np.array([train_stats["bytes"], stats.total(phase="online").bytes_sent,
+                                            stats.total(phase="offline").bytes_sent]))  # over the party's shards
+    assert traffic is not None
     out: dict[str, Any] = {
         "accounts": n, "train_accounts": len(train_rows), "scored_accounts": len(score_rows),
         "steps": result.steps, "rounds_per_step": rounds_per_step, "train_online_s": train_online_s,
-        "train_rounds": train_stats["rounds"], "train_bytes_online": train_stats["bytes"],
+        "train_rounds": train_stats["rounds"], "train_bytes_online": int(traffic[0]),
         "train_dealer_s": deal_train_s, "score_dealer_s": deal_score_s, "score_online_s": score_online_s,
-        "rounds": stats.rounds, "bytes_online": stats.total(phase="online").bytes_sent,
-        "bytes_offline": stats.total(phase="offline").bytes_sent,
-        "comparison_method": ",".join(stats.methods_used()) or None,
+        "rounds": stats.rounds, "bytes_online": int(traffic[1]),
+        "bytes_offline": int(traffic[2]), "comparison_method": ",".join(stats.methods_used()) or None,
         "sigmoid": kind, "architecture": cfg.architecture(2 * N_FEATURES), "model_digest": digest,
+        "workers": group.count,
         "resumed_after_epoch": start.epochs_done if start is not None else 0, **party_memory(ctx.party),
     }
     if ctx.is_dealer:
@@ -212,7 +243,7 @@ async def fraud_train(ctx: Context, data_dir: str, labels_file: str = "", model:
     if weights is not None:
         out["weights"] = [[w.tolist(), b.tolist()] for w, b in weights]
     if audit:
-        out["audit"] = await _audit(ctx, result, scores)
+        out["audit"] = await _audit(ctx, group, result, scores)
     other = banks[1 - banks.index(me)]
     learned = [f"its own transactions, features and labels; the public account list and split ({n} accounts)",
                "whether any training label is positive", f"one bit per epoch ({cfg.epochs}): whether any weight "
@@ -266,14 +297,27 @@ async def _any_positive(task: Any, n_train: int) -> bool:
     return value is None or int(value) == 1
 
 
-async def _audit(ctx: Context, result: training.SharedWeights, scores: Any) -> dict[str, Any]:
+async def _scaler(group: Shards, raw: np.ndarray | None, total: int) -> tuple[np.ndarray, np.ndarray]:
+    """The mean and standard deviation of a bank's own features over ALL its training rows, from its shards'
+    parts (this shard's training rows `raw`): a sum, then a sum of squared deviations, over the party's own
+    shards (its own cleartext; `standardise` on all rows, unsharded). The helper passes None."""
+    width = N_FEATURES
+    sums = await group.sum_own(None if raw is None else raw.sum(axis=0))
+    mean = sums / total if sums is not None and total else np.zeros(width)
+    squares = await group.sum_own(None if raw is None else ((raw - mean) ** 2).sum(axis=0))
+    std = np.sqrt(squares / total) if squares is not None and total else np.ones(width)
+    return mean, np.where(std > 0, std, 1.0)
+
+
+async def _audit(ctx: Context, group: Shards, result: training.SharedWeights, scores: Any) -> dict[str, Any]:
     """This bank's own shares of the scores and weights, for the demo's auditor who holds everything
     anyway (synthetic data): random by themselves; never sent to the other bank."""
-    share = await ctx.own_share(scores)
+    share = await group.concat_own(await ctx.own_share(scores) if scores is not None else np.zeros(0, np.uint64))
     weights = [[(await ctx.own_share(w)), (await ctx.own_share(b))] for w, b in result.layers]
     return {"frac_bits": scores.frac_bits, "weight_frac_bits": ctx.frac_bits, "scores": np.asarray(share).tolist(),
             "weights": [[np.asarray(w).tolist(), np.asarray(b).tolist()] for w, b in weights]}
 
 
 fraud_train.own_params = ("data_dir", "labels_file", "model_out", "checkpoint_dir")  # type: ignore[attr-defined]
+fraud_train.shardable = True  # type: ignore[attr-defined]
 __all__ = ["fraud_train", "read_bank_labels", "split", "standardise"]

@@ -46,6 +46,7 @@ import numpy as np
 from mpc.prg import random_ring
 from mpc.settings import Comparison
 from protocols.applications.models import Model, SharedModel, hard_sigmoid_shared, parse_architecture
+from protocols.interface import collectives
 from protocols.interface.context import Context
 from protocols.primitives import comparison, gates, truncation
 from protocols.primitives.core import Cost, Engine, Exchange, Material, Spec, run_protocol
@@ -314,18 +315,34 @@ def agree_model_id(ctx: Context) -> Any:
 
 
 def train(ctx: Context, x: SharedArray, y: SharedArray, cfg: TrainConfig,
-          init: Weights | None = None, checkpoints: Checkpoints | None = None,
-          resume: ResumePoint | None = None) -> SharedWeights:
+          init: Weights | None = None, total_rows: int | None = None, first_row: int | None = None,
+          checkpoints: Checkpoints | None = None, resume: ResumePoint | None = None) -> SharedWeights:
     """Train on shared rows x (n, d) at f fractional bits and shared 0/1 labels y (n,). Collective.
 
     Returns at once (every step is issued, none awaited): the helper deals as the dealer window lets it
     (mpc/window.py), so memory stays flat however many epochs and rows. The result's weights are shared.
     `checkpoints`: each bank writes its share of the weights at every epoch's end (atomically);
-    `resume` (from `resume_point`): continue after the epochs it says are complete, from their weights."""
-    n, d = x.shape
+    `resume` (from `resume_point`): continue after the epochs it says are complete, from their weights.
+
+    Data-parallel over a sharded party's shards (docs/sharding.md): with `total_rows`, x and y are this
+    shard's rows `shards(ctx).rows(total_rows)` of the training set (or, with `first_row`, rows first_row ..
+    first_row + len(x); the shards' rows must tile the training set in shard order). The batches are the unsharded run's
+    (same seeded order over all rows); each shard computes the gradient of the batch rows it holds, the
+    shards' gradient shares are summed within each party (no secure traffic), shard 0 applies the update
+    once and broadcasts the new weights' shares to its party's other shards."""
+    n_local, d = x.shape
+    group = collectives.shards(ctx)
+    if group.count > 1 and total_rows is None:
+        raise TrainingError(f"training: a party of {group.count} shards trains data-parallel: pass total_rows, the "
+                            "number of training rows over all shards")
+    n = n_local if group.count == 1 else int(total_rows or 0)
+    lo, hi = group.rows(n) if first_row is None else (first_row, first_row + n_local)
     cfg.validate(n)
-    if y.shape != (n,):
-        raise TrainingError(f"training: {n} rows of features but labels of shape {y.shape}")
+    if hi - lo != n_local:
+        raise TrainingError(f"training: shard {group.index} of {group.count} holds {n_local} rows, but its share of "
+                            f"{n} rows is {hi - lo}")
+    if y.shape != (n_local,):
+        raise TrainingError(f"training: {n_local} rows of features but labels of shape {y.shape}")
     f = ctx.frac_bits
     layers = [(constant(ctx, w), constant(ctx, b)) for w, b in (init or initial_weights(cfg, d))]
     if resume is not None and resume.layers is not None:
@@ -341,7 +358,8 @@ def train(ctx: Context, x: SharedArray, y: SharedArray, cfg: TrainConfig,
     result = SharedWeights(layers, cfg, model_id, rows=n, start=x.sum() + y.sum())
     first = resume.epochs_done if resume is not None else 0
     if cfg.check_divergence:  # and the labels: how many are not 0/1 (y(y - 1) != 0), beside training
-        result.not_bits = ctx.reveal(ctx.less(0, n - ctx.equal(y * (y - 1), 0).sum()))  # one bit: any?
+        not_bits = n_local - ctx.equal(y * (y - 1), 0).sum()
+        result.not_bits = ctx.reveal(ctx.less(0, group.sum(not_bits)))  # one bit: any, on any shard?
     last_epoch = -1
     for epoch, idx in batch_order(cfg, n):
         if epoch < first:  # done before the resumed session: its batch order is drawn and skipped
@@ -349,10 +367,13 @@ def train(ctx: Context, x: SharedArray, y: SharedArray, cfg: TrainConfig,
         if epoch != last_epoch and last_epoch >= 0:
             _end_epoch(ctx, result, f, checkpoints, last_epoch)
         last_epoch = epoch
-        c_b = None if c is None else c[idx]
-        xb = x[idx]
-        aug_b = x_aug[idx] if x_aug is not None else None
-        result.layers = _step(ctx, result.layers, xb, y[idx], c_b, aug_b, cfg, f)
+        if group.count > 1:
+            mine = idx[(idx >= lo) & (idx < hi)] - lo
+            result.layers = _sharded_step(ctx, group, result.layers, x, y, c, x_aug, mine, len(idx), cfg, f)
+        else:
+            c_b = None if c is None else c[idx]
+            aug_b = x_aug[idx] if x_aug is not None else None
+            result.layers = _step(ctx, result.layers, x[idx], y[idx], c_b, aug_b, cfg, f)
         result.steps += 1
     if last_epoch >= 0:
         _end_epoch(ctx, result, f, checkpoints, last_epoch)
@@ -363,7 +384,7 @@ def _end_epoch(ctx: Context, result: SharedWeights, f: int, checkpoints: Checkpo
     result.epoch_ends.append(result.layers[0][0])
     if result.config.check_divergence:
         result.out_of_range.append(ctx.reveal(ctx.less(0, _count_out_of_range(ctx, result, f))))  # one bit
-    if checkpoints is not None and not ctx.is_dealer:
+    if checkpoints is not None and not ctx.is_dealer and collectives.shards(ctx).index == 0:  # shard 0 holds them
         ctx.spawn(checkpoints.write(ctx, result, list(result.layers), epoch + 1))
 
 
@@ -471,6 +492,38 @@ def _step(ctx: Context, layers: list[tuple[SharedArray, SharedArray]], xb: Share
           cb: SharedArray | None, aug_b: SharedArray | None, cfg: TrainConfig,
           f: int) -> list[tuple[SharedArray, SharedArray]]:
     """One SGD step on a batch; returns the new weights."""
+    return _update(ctx, layers, _gradients(ctx, layers, xb, yb, cb, aug_b, f), len(yb), cfg, f)
+
+
+def _sharded_step(ctx: Context, group: collectives.Shards, layers: list[tuple[SharedArray, SharedArray]],
+                  x: SharedArray, y: SharedArray, c: SharedArray | None, x_aug: SharedArray | None,
+                  mine: np.ndarray, batch: int, cfg: TrainConfig, f: int) -> list[tuple[SharedArray, SharedArray]]:
+    """One data-parallel SGD step: this shard's batch rows `mine` (maybe none), the gradients summed over
+    the party's shards, the update on shard 0 only (a truncation is randomised: applied on every shard,
+    the shards' weights would drift apart by a unit each step), its result broadcast to the others."""
+    shapes = [(w.shape[0] + 1, w.shape[1]) for w, _ in layers]
+    if len(mine):
+        grads = _gradients(ctx, layers, x[mine], y[mine], None if c is None else c[mine],
+                           x_aug[mine] if x_aug is not None else None, f)
+    else:  # none of this batch's rows here: this shard adds zero (at the scale of the others' gradients)
+        grads = [resolved(ctx, shape, 2 * f, np.zeros(shape, dtype=np.uint64)) for shape in shapes]
+    total = group.sum(concatenate([g.reshape(-1) for g in grads]))
+    summed, at = [], 0
+    for rows, cols in shapes:
+        summed.append(total[at:at + rows * cols].reshape(rows, cols))
+        at += rows * cols
+    new = _update(ctx, layers, summed, batch, cfg, f) if group.root else layers
+    flat = group.broadcast(concatenate([p.reshape(-1) for layer in new for p in layer]), root=0)
+    out, at = [], 0
+    for w, b in layers:
+        out.append((flat[at:at + w.size].reshape(w.shape), flat[at + w.size:at + w.size + b.size]))
+        at += w.size + b.size
+    return out
+
+
+def _gradients(ctx: Context, layers: list[tuple[SharedArray, SharedArray]], xb: SharedArray, yb: SharedArray,
+               cb: SharedArray | None, aug_b: SharedArray | None, f: int) -> list[SharedArray]:
+    """The batch's gradients [gW; gb] per layer, at 2f bits, summed over its rows (not yet averaged)."""
     hs, signs = [xb], []
     for w, b in layers[:-1]:
         z = ctx.matmul(hs[-1], w, truncate=False) + b  # at 2f bits
@@ -493,7 +546,7 @@ def _step(ctx: Context, layers: list[tuple[SharedArray, SharedArray]], xb: Share
         delta = bit_trunc(ctx, signs[k], delta_back, delta_back.frac_bits - f)  # relu'(z) * (delta W^T), at f
         grads.append(ctx.matmul(_with_ones(ctx, hs[k]).T, delta, truncate=False))
         delta_back = ctx.matmul(delta, layers[k][0].T, truncate=False) if k else None
-    return _update(ctx, layers, list(reversed(grads)), len(yb), cfg, f)
+    return list(reversed(grads))
 
 
 def _update(ctx: Context, layers: list[tuple[SharedArray, SharedArray]], grads: list[SharedArray], batch: int,
